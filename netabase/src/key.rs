@@ -1,0 +1,262 @@
+//! Order-preserving key encoding.
+//!
+//! Keys are stored as bytes compared lexicographically, so the encoding keeps
+//! the values' order: unsigned integers big-endian, signed integers big-endian
+//! with the sign bit flipped (so `-1 < 0 < 1`), strings and byte strings with
+//! `0x00` escaped as `0x00 0xFF` and terminated by `0x00 0x00`. The result is
+//! prefix-free: no encoded value is a prefix of another, so an index entry can
+//! be `value ++ primary key` and still sort by value first.
+
+use core::fmt::Debug;
+use core::hash::Hash;
+
+use smallvec::SmallVec;
+
+/// A reusable buffer that keys are encoded into; keys up to 64 bytes stay on
+/// the stack.
+#[derive(Clone, Default, Debug)]
+pub struct KeyBuf(SmallVec<[u8; 64]>);
+
+impl KeyBuf {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        KeyBuf(SmallVec::new())
+    }
+
+    /// Appends one byte.
+    #[inline]
+    pub fn push(&mut self, byte: u8) {
+        self.0.push(byte);
+    }
+
+    /// Appends bytes verbatim.
+    #[inline]
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// Empties the buffer, keeping its capacity.
+    #[inline]
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The encoded bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Number of encoded bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if nothing was encoded.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A value that encodes to bytes whose lexicographic order is the value's order.
+///
+/// Implementations must be prefix-free (no encoding is a prefix of another) and
+/// order-preserving; the provided impls are.
+pub trait KeyEncode {
+    /// Appends this value's encoding to `out`.
+    fn encode_key(&self, out: &mut KeyBuf);
+
+    /// This value's encoding in a fresh buffer.
+    fn to_key_bytes(&self) -> KeyBuf {
+        let mut buf = KeyBuf::new();
+        self.encode_key(&mut buf);
+        buf
+    }
+}
+
+/// A field type that can be a primary or secondary key.
+///
+/// `Ref` is the form lookups take: `u32` for `u32`, `&str` for `String`,
+/// `&[u8]` for `Vec<u8>`, so `by_email("a@b.c")` needs no allocation.
+pub trait KeyType: KeyEncode + Clone + Ord + Hash + Debug + Send + Sync + 'static {
+    /// The borrowed form used in lookups.
+    type Ref<'a>: KeyEncode + Copy;
+}
+
+impl<T: KeyEncode + ?Sized> KeyEncode for &T {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        (**self).encode_key(out)
+    }
+}
+
+macro_rules! unsigned {
+    ($($t:ty),*) => {$(
+        impl KeyEncode for $t {
+            #[inline]
+            fn encode_key(&self, out: &mut KeyBuf) {
+                out.extend_from_slice(&self.to_be_bytes());
+            }
+        }
+        impl KeyType for $t {
+            type Ref<'a> = $t;
+        }
+    )*};
+}
+
+macro_rules! signed {
+    ($($t:ty => $u:ty),*) => {$(
+        impl KeyEncode for $t {
+            #[inline]
+            fn encode_key(&self, out: &mut KeyBuf) {
+                // Flipping the sign bit maps MIN..=MAX onto 0..=uMAX in order.
+                let flipped = (*self as $u) ^ (1 << (<$u>::BITS - 1));
+                out.extend_from_slice(&flipped.to_be_bytes());
+            }
+        }
+        impl KeyType for $t {
+            type Ref<'a> = $t;
+        }
+    )*};
+}
+
+unsigned!(u8, u16, u32, u64, u128);
+signed!(i8 => u8, i16 => u16, i32 => u32, i64 => u64, i128 => u128);
+
+impl KeyEncode for bool {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push(u8::from(*self));
+    }
+}
+impl KeyType for bool {
+    type Ref<'a> = bool;
+}
+
+impl KeyEncode for char {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.extend_from_slice(&u32::from(*self).to_be_bytes());
+    }
+}
+impl KeyType for char {
+    type Ref<'a> = char;
+}
+
+/// Escapes `0x00` as `0x00 0xFF` and terminates with `0x00 0x00`: prefix-free,
+/// and the terminator sorts below every escaped byte, so `"a" < "a\0" < "ab"`.
+#[inline]
+fn encode_bytes(bytes: &[u8], out: &mut KeyBuf) {
+    let mut rest = bytes;
+    while let Some(zero) = rest.iter().position(|&b| b == 0) {
+        out.extend_from_slice(&rest[..zero]);
+        out.extend_from_slice(&[0x00, 0xFF]);
+        rest = &rest[zero + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.extend_from_slice(&[0x00, 0x00]);
+}
+
+impl KeyEncode for str {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        encode_bytes(self.as_bytes(), out);
+    }
+}
+impl KeyEncode for String {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        encode_bytes(self.as_bytes(), out);
+    }
+}
+impl KeyType for String {
+    type Ref<'a> = &'a str;
+}
+
+impl KeyEncode for [u8] {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        encode_bytes(self, out);
+    }
+}
+impl KeyEncode for Vec<u8> {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        encode_bytes(self, out);
+    }
+}
+impl KeyType for Vec<u8> {
+    type Ref<'a> = &'a [u8];
+}
+
+/// Fixed-size byte arrays are stored verbatim: equal lengths need no terminator.
+impl<const N: usize> KeyEncode for [u8; N] {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.extend_from_slice(self);
+    }
+}
+impl<const N: usize> KeyType for [u8; N] {
+    type Ref<'a> = &'a [u8; N];
+}
+
+/// The smallest byte string greater than every string that starts with
+/// `prefix`, or `None` if there is none (all bytes `0xFF`).
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<KeyBuf> {
+    let last = prefix.iter().rposition(|&b| b != 0xFF)?;
+    let mut out = KeyBuf::new();
+    out.extend_from_slice(&prefix[..last]);
+    out.push(prefix[last] + 1);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc<T: KeyEncode + ?Sized>(v: &T) -> Vec<u8> {
+        v.to_key_bytes().as_slice().to_vec()
+    }
+
+    #[test]
+    fn signed_order_includes_negatives() {
+        let values = [i64::MIN, -1000, -1, 0, 1, 1000, i64::MAX];
+        for pair in values.windows(2) {
+            assert!(enc(&pair[0]) < enc(&pair[1]), "{pair:?}");
+        }
+        let small = [i8::MIN, -1, 0, 1, i8::MAX];
+        for pair in small.windows(2) {
+            assert!(enc(&pair[0]) < enc(&pair[1]), "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn unsigned_big_endian() {
+        assert_eq!(enc(&0x0102u16), vec![1, 2]);
+        assert!(enc(&255u32) < enc(&256u32));
+    }
+
+    #[test]
+    fn strings_are_prefix_free_and_ordered() {
+        let values = ["", "\0", "\0\0", "a", "a\0", "a\0b", "a\u{1}", "ab", "b"];
+        for pair in values.windows(2) {
+            assert!(enc(pair[0]) < enc(pair[1]), "{pair:?}");
+        }
+        for a in values {
+            for b in values {
+                if a != b {
+                    assert!(!enc(b).starts_with(&enc(a)), "{a:?} prefix of {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_successor_bounds_the_prefix() {
+        assert_eq!(prefix_successor(&[1, 2]).unwrap().as_slice(), &[1, 3]);
+        assert_eq!(prefix_successor(&[1, 0xFF]).unwrap().as_slice(), &[2]);
+        assert!(prefix_successor(&[0xFF, 0xFF]).is_none());
+    }
+}

@@ -1,0 +1,167 @@
+//! The traits `#[derive(NetabaseModel)]` implements.
+
+use core::fmt::Debug;
+use core::hash::Hash;
+
+use crate::key::{KeyBuf, KeyEncode};
+
+/// A type stored in a netabase tree. Implement it with
+/// `#[derive(NetabaseModel)]`; hand-written impls must keep `index_entries`
+/// consistent with `INDEXES`.
+pub trait NetabaseModel:
+    bincode::Encode + bincode::Decode<()> + Sized + Send + Sync + 'static
+{
+    /// The model's name: the struct's ident. Part of the on-disk and wire format.
+    const NAME: &'static str;
+    /// Name of the redb table holding the records.
+    const TABLE: &'static str;
+    /// Short stable id derived from [`NAME`](Self::NAME).
+    const ID: ModelId = ModelId::from_name(Self::NAME);
+    /// The secondary indexes, in field order; entry `i` is index number `i`.
+    const INDEXES: &'static [IndexSpec];
+
+    /// The primary-key newtype (`UserKey`).
+    type Key: KeyEncode + Clone + Debug + Eq + Ord + Hash + Send + Sync + 'static;
+    /// The enum over this model's secondary keys (`UserSecondaryKey`).
+    type SecondaryKey: SecondaryKey<Model = Self>;
+
+    /// This record's primary key.
+    fn key(&self) -> Self::Key;
+    /// Encodes this record's primary key without building the newtype.
+    fn encode_key(&self, out: &mut KeyBuf);
+    /// Appends one entry per secondary-index value of this record.
+    fn index_entries(&self, out: &mut IndexEntries);
+    /// This record's secondary keys, typed.
+    fn secondary_keys(&self) -> Vec<Self::SecondaryKey>;
+}
+
+/// One secondary index of a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// The indexed field's name.
+    pub name: &'static str,
+    /// Name of the redb table holding the index.
+    pub table: &'static str,
+    /// Whether a value may belong to at most one record.
+    pub unique: bool,
+}
+
+/// A value of one of a model's secondary indexes (the generated
+/// `UserSecondaryKey` enum).
+pub trait SecondaryKey: Clone + Debug + Eq + Hash + Send + Sync + 'static {
+    /// The model this key belongs to.
+    type Model: NetabaseModel;
+    /// The index this value belongs to (a position in `Model::INDEXES`).
+    fn index(&self) -> usize;
+    /// Appends the order-preserving encoding of the value.
+    fn encode_key(&self, out: &mut KeyBuf);
+}
+
+/// A per-field key type (`UserEmailKey`), tied to its model and index.
+pub trait IndexKey: KeyEncode {
+    /// The model this key belongs to.
+    type Model: NetabaseModel;
+    /// The index this key type belongs to (a position in `Model::INDEXES`).
+    const INDEX: usize;
+}
+
+/// A model's short id: FNV-1a of its name. Two registered models with the same
+/// id are refused (see the node), so ids are unambiguous where they are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModelId(pub u32);
+
+impl ModelId {
+    /// The id of a model with this name.
+    pub const fn from_name(name: &str) -> Self {
+        let bytes = name.as_bytes();
+        let mut hash: u32 = 0x811c_9dc5;
+        let mut i = 0;
+        while i < bytes.len() {
+            hash ^= bytes[i] as u32;
+            hash = hash.wrapping_mul(0x0100_0193);
+            i += 1;
+        }
+        ModelId(hash)
+    }
+}
+
+/// The encoded secondary-index values of one record, in one reusable buffer.
+#[derive(Default, Debug, Clone)]
+pub struct IndexEntries {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl IndexEntries {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the value `key` of index `index`.
+    #[inline]
+    pub fn push<K: KeyEncode + ?Sized>(&mut self, index: usize, key: &K) {
+        let mut buf = KeyBuf::new();
+        key.encode_key(&mut buf);
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(buf.as_slice());
+        self.spans.push((index, start, self.bytes.len()));
+    }
+
+    /// Removes every entry, keeping capacity.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+
+    /// `(index, encoded value)` pairs in the order pushed.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        self.spans
+            .iter()
+            .map(|&(index, start, end)| (index, &self.bytes[start..end]))
+    }
+
+    /// Whether `(index, value)` is among the entries.
+    pub fn contains(&self, index: usize, value: &[u8]) -> bool {
+        self.iter().any(|(i, v)| i == index && v == value)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_id_is_stable() {
+        // FNV-1a reference values: changing them would change on-disk keys.
+        assert_eq!(ModelId::from_name("").0, 0x811c_9dc5);
+        assert_eq!(ModelId::from_name("a").0, 0xe40c_292c);
+        assert_ne!(ModelId::from_name("User"), ModelId::from_name("Post"));
+    }
+
+    #[test]
+    fn index_entries_round_trip() {
+        let mut entries = IndexEntries::new();
+        entries.push(0, "a");
+        entries.push(1, &7u32);
+        let collected: Vec<_> = entries.iter().map(|(i, v)| (i, v.to_vec())).collect();
+        assert_eq!(
+            collected,
+            vec![(0, vec![b'a', 0, 0]), (1, vec![0, 0, 0, 7])]
+        );
+        assert!(entries.contains(1, &[0, 0, 0, 7]));
+        assert!(!entries.contains(0, &[0, 0, 0, 7]));
+        entries.clear();
+        assert!(entries.is_empty());
+    }
+}

@@ -1,0 +1,125 @@
+//! Errors of the store layer.
+
+use std::fmt;
+#[cfg(feature = "native")]
+use std::path::PathBuf;
+
+use crate::codec::CodecError;
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[cfg(feature = "native")]
+    #[error("could not open the database at {}", path.display())]
+    Open {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the storage engine reported.
+        #[source]
+        source: EngineError,
+    },
+    /// The database is already open, in this process or another.
+    #[error("the database is already open elsewhere (another Store or process holds it)")]
+    AlreadyOpen,
+    /// The storage engine failed: I/O (a full disk, a lost device), corruption,
+    /// or a closed database. The transaction in progress is not committed.
+    #[error("storage failed while trying to {op}")]
+    Storage {
+        /// What netabase was doing.
+        op: &'static str,
+        /// What the storage engine reported.
+        #[source]
+        source: EngineError,
+    },
+    /// A record could not be encoded or a stored record could not be decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A unique index already maps this value to another record. Nothing was
+    /// written by the failed call.
+    #[error("unique index `{model}.{index}` already holds this value for another record")]
+    UniqueViolation {
+        /// The model's name.
+        model: &'static str,
+        /// The indexed field.
+        index: &'static str,
+    },
+    /// The same model's tree was opened twice in one write transaction, or two
+    /// models share a table name.
+    #[error("the tree of `{model}` is already open in this transaction")]
+    TreeAlreadyOpen {
+        /// The model's name.
+        model: &'static str,
+    },
+    /// A secondary key named an index the model does not have (only possible
+    /// with a hand-written `SecondaryKey`).
+    #[error("model `{model}` has no index number {index}")]
+    NoSuchIndex {
+        /// The model's name.
+        model: &'static str,
+        /// The index number asked for.
+        index: usize,
+    },
+    /// An index entry points at a record that does not exist: the database was
+    /// changed by something other than netabase.
+    #[error("index `{model}.{index}` points at a missing record")]
+    DanglingIndex {
+        /// The model's name.
+        model: &'static str,
+        /// The indexed field.
+        index: &'static str,
+    },
+}
+
+/// An error reported by the storage engine (redb), kept as the source of a
+/// [`StoreError`]. Its `Display` says what failed.
+pub struct EngineError(redb::Error);
+
+impl EngineError {
+    pub(crate) fn new(error: impl Into<redb::Error>) -> Self {
+        EngineError(error.into())
+    }
+
+    /// Whether the engine failed on I/O (for example a full disk).
+    pub fn is_io(&self) -> bool {
+        matches!(self.0, redb::Error::Io(_))
+    }
+}
+
+impl fmt::Debug for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Maps a redb error to [`StoreError::Storage`] for the operation `op`.
+pub(crate) fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |error| StoreError::Storage {
+        op,
+        source: EngineError::new(error),
+    }
+}
+
+/// Maps errors from opening a table; a table already open means the tree is.
+pub(crate) fn open_table_error(model: &'static str) -> impl FnOnce(redb::TableError) -> StoreError {
+    move |error| match error {
+        redb::TableError::TableAlreadyOpen(..) => StoreError::TreeAlreadyOpen { model },
+        other => StoreError::Storage {
+            op: "open a table",
+            source: EngineError::new(other),
+        },
+    }
+}

@@ -1,0 +1,121 @@
+//! Read transactions: a consistent snapshot of every tree.
+
+use std::cell::OnceCell;
+use std::marker::PhantomData;
+use std::ops::RangeBounds;
+
+use redb::ReadOnlyTable;
+
+use super::error::{open_table_error, storage, StoreError};
+use super::lookup::{self, impl_lookup, TableAccess};
+use super::records::Records;
+use super::tables::{self, ByteBounds, Bytes};
+use crate::key::KeyEncode;
+use crate::model::NetabaseModel;
+
+/// A read-only snapshot of the store. Trees opened from it see the data as of
+/// [`Store::begin_read`](super::Store::begin_read), whatever is committed later.
+pub struct ReadTransaction {
+    inner: redb::ReadTransaction,
+}
+
+impl ReadTransaction {
+    pub(crate) fn new(inner: redb::ReadTransaction) -> Self {
+        ReadTransaction { inner }
+    }
+
+    /// Opens the tree of model `M`. Cheap: index tables are opened on their
+    /// first lookup, and each table at most once per tree.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the database cannot be read.
+    pub fn open_tree<M: NetabaseModel>(&self) -> Result<ReadTree<'_, M>, StoreError> {
+        Ok(ReadTree {
+            txn: &self.inner,
+            records: open_optional(&self.inner, tables::records_table::<M>(), M::NAME)?,
+            indexes: OnceCell::new(),
+            _model: PhantomData,
+        })
+    }
+}
+
+/// Opens a table in a read transaction; a table that was never created is an
+/// empty tree, not an error.
+fn open_optional(
+    txn: &redb::ReadTransaction,
+    definition: redb::TableDefinition<'static, Bytes, Bytes>,
+    model: &'static str,
+) -> Result<Option<ReadOnlyTable<Bytes, Bytes>>, StoreError> {
+    match txn.open_table(definition) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(error) => Err(open_table_error(model)(error)),
+    }
+}
+
+/// The tree of model `M` within a [`ReadTransaction`]. Reads through
+/// [`Lookup`](super::Lookup) and the generated `<Model>Queries` trait.
+pub struct ReadTree<'txn, M> {
+    txn: &'txn redb::ReadTransaction,
+    records: Option<ReadOnlyTable<Bytes, Bytes>>,
+    indexes: OnceCell<Box<[OnceCell<Option<ReadOnlyTable<Bytes, Bytes>>>]>>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: NetabaseModel> ReadTree<'_, M> {
+    /// Every record in primary-key order; the iterator keeps the snapshot
+    /// alive on its own, so it may outlive the tree.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the database cannot be read.
+    pub fn into_iter_owned(self) -> Result<Records<'static, M>, StoreError> {
+        self.into_range_owned(..)
+    }
+
+    /// The records whose primary key lies in `range`, as an iterator that
+    /// keeps the snapshot alive on its own.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the database cannot be read.
+    pub fn into_range_owned<R: RangeBounds<M::Key>>(
+        self,
+        range: R,
+    ) -> Result<Records<'static, M>, StoreError> {
+        let bounds = ByteBounds::new(range.start_bound(), range.end_bound());
+        match (&self.records, bounds.as_range()) {
+            (Some(records), Some(range)) => {
+                // The inherent `range` of a read-only table owns its snapshot.
+                let range = records
+                    .range::<&[u8]>(range)
+                    .map_err(storage("read records"))?;
+                Ok(Records::new(Some(range)))
+            }
+            _ => Ok(Records::new(None)),
+        }
+    }
+}
+
+impl<M: NetabaseModel> TableAccess<M> for ReadTree<'_, M> {
+    type Table = ReadOnlyTable<Bytes, Bytes>;
+
+    fn records(&self) -> Option<&Self::Table> {
+        self.records.as_ref()
+    }
+
+    fn index(&self, index: usize) -> Result<Option<&Self::Table>, StoreError> {
+        let spec = lookup::spec::<M>(index)?;
+        let cells = self
+            .indexes
+            .get_or_init(|| M::INDEXES.iter().map(|_| OnceCell::new()).collect());
+        if let Some(table) = cells[index].get() {
+            return Ok(table.as_ref());
+        }
+        let table = open_optional(self.txn, tables::index_table(spec), M::NAME)?;
+        Ok(cells[index].get_or_init(|| table).as_ref())
+    }
+}
+
+impl_lookup!(ReadTree<'_, M>);

@@ -1,0 +1,251 @@
+//! Write transactions: every write to every tree in one atomic commit, with
+//! secondary indexes updated alongside their records.
+
+use std::borrow::Borrow;
+use std::marker::PhantomData;
+
+use redb::{ReadableTable, Table};
+
+use super::error::{open_table_error, storage, StoreError};
+use super::lookup::{self, impl_lookup, TableAccess};
+use super::records::Records;
+use super::tables::{self, ByteBounds, Bytes};
+use super::Durability;
+use crate::codec;
+use crate::key::{KeyBuf, KeyEncode};
+use crate::model::{IndexEntries, NetabaseModel};
+
+/// A write transaction over any number of trees. Nothing is visible to
+/// readers, or durable, until [`commit`](Self::commit); dropping it (or
+/// [`abort`](Self::abort)) discards every write.
+pub struct WriteTransaction {
+    inner: redb::WriteTransaction,
+}
+
+impl WriteTransaction {
+    pub(crate) fn new(
+        mut inner: redb::WriteTransaction,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
+        inner
+            .set_durability(durability.to_redb())
+            .map_err(storage("set durability"))?;
+        Ok(WriteTransaction { inner })
+    }
+
+    /// Opens the tree of model `M` for writing, creating its tables if needed.
+    /// Trees of different models can be open at once; the same model's tree
+    /// can be open only once at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TreeAlreadyOpen`] if this model's tree is already open in
+    /// this transaction; [`StoreError::Storage`] if the database fails.
+    pub fn open_tree<M: NetabaseModel>(&self) -> Result<WriteTree<'_, M>, StoreError> {
+        let records = self
+            .inner
+            .open_table(tables::records_table::<M>())
+            .map_err(open_table_error(M::NAME))?;
+        let indexes = M::INDEXES
+            .iter()
+            .map(|spec| self.inner.open_table(tables::index_table(spec)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(open_table_error(M::NAME))?;
+        Ok(WriteTree {
+            records,
+            indexes,
+            payload: Vec::new(),
+            old_entries: IndexEntries::new(),
+            new_entries: IndexEntries::new(),
+            _model: PhantomData,
+        })
+    }
+
+    /// Makes every write of this transaction visible and, with
+    /// [`Durability::Immediate`], durable before returning.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the commit fails (for example on a full
+    /// disk); nothing of the transaction is then committed.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().map_err(storage("commit"))
+    }
+
+    /// Discards every write of this transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails while rolling back.
+    pub fn abort(self) -> Result<(), StoreError> {
+        self.inner.abort().map_err(storage("abort"))
+    }
+}
+
+/// The tree of model `M` within a [`WriteTransaction`]: writes plus every read
+/// of [`Lookup`](super::Lookup), which sees this transaction's own writes.
+pub struct WriteTree<'txn, M> {
+    records: Table<'txn, Bytes, Bytes>,
+    indexes: Vec<Table<'txn, Bytes, Bytes>>,
+    // Reused across puts so a batch allocates only while buffers grow.
+    payload: Vec<u8>,
+    old_entries: IndexEntries,
+    new_entries: IndexEntries,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: NetabaseModel> WriteTree<'_, M> {
+    /// Inserts `record`, or replaces the record with the same primary key and
+    /// moves its index entries to the new values. Returns whether a record was
+    /// replaced.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UniqueViolation`] if a unique index already maps one of
+    /// the new values to another record; [`StoreError::Codec`] if the record
+    /// does not encode or is over the size limit, or the record it replaces
+    /// does not decode. In these cases the tree is left exactly as it was.
+    /// [`StoreError::Storage`] if the database fails: abort the transaction.
+    pub fn put(&mut self, record: &M) -> Result<bool, StoreError> {
+        let mut key = KeyBuf::new();
+        record.encode_key(&mut key);
+        self.payload.clear();
+        codec::encode_into(record, &mut self.payload)?;
+
+        if M::INDEXES.is_empty() {
+            let old = self
+                .records
+                .insert(key.as_slice(), self.payload.as_slice())
+                .map_err(storage("write a record"))?;
+            return Ok(old.is_some());
+        }
+
+        // Everything that can refuse the put happens before the first write,
+        // so a refused put leaves the transaction as it was.
+        self.new_entries.clear();
+        record.index_entries(&mut self.new_entries);
+        self.old_entries.clear();
+        let replaced = match self
+            .records
+            .get(key.as_slice())
+            .map_err(storage("read a record"))?
+        {
+            Some(old) if old.value() == self.payload.as_slice() => return Ok(true),
+            Some(old) => {
+                codec::decode::<M>(old.value())?.index_entries(&mut self.old_entries);
+                true
+            }
+            None => false,
+        };
+        self.check_unique(key.as_slice())?;
+
+        self.records
+            .insert(key.as_slice(), self.payload.as_slice())
+            .map_err(storage("write a record"))?;
+        for (index, value) in self.old_entries.iter() {
+            if !self.new_entries.contains(index, value) {
+                let entry = tables::index_entry_key(&M::INDEXES[index], value, key.as_slice());
+                self.indexes[index]
+                    .remove(entry.as_slice())
+                    .map_err(storage("update an index"))?;
+            }
+        }
+        for (index, value) in self.new_entries.iter() {
+            if !self.old_entries.contains(index, value) {
+                let entry = tables::index_entry_key(&M::INDEXES[index], value, key.as_slice());
+                self.indexes[index]
+                    .insert(entry.as_slice(), key.as_slice())
+                    .map_err(storage("update an index"))?;
+            }
+        }
+        Ok(replaced)
+    }
+
+    /// Fails if a unique value in `new_entries` belongs to a record other than `key`.
+    fn check_unique(&self, key: &[u8]) -> Result<(), StoreError> {
+        for (index, value) in self.new_entries.iter() {
+            let spec = &M::INDEXES[index];
+            if !spec.unique || self.old_entries.contains(index, value) {
+                continue;
+            }
+            if let Some(owner) = self.indexes[index]
+                .get(value)
+                .map_err(storage("read an index"))?
+            {
+                if owner.value() != key {
+                    return Err(StoreError::UniqueViolation {
+                        model: M::NAME,
+                        index: spec.name,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts every record in turn; returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put), at the first record that fails; earlier records
+    /// of the batch stay written in this transaction (abort it to drop them).
+    pub fn put_many<I>(&mut self, records: I) -> Result<usize, StoreError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<M>,
+    {
+        let mut count = 0;
+        for record in records {
+            self.put(record.borrow())?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Removes the record with this primary key and its index entries;
+    /// returns it, or `None` if there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Codec`] if the stored record does not decode (nothing is
+    /// removed then); [`StoreError::Storage`] if the database fails.
+    pub fn remove(&mut self, key: &M::Key) -> Result<Option<M>, StoreError> {
+        let mut buf = KeyBuf::new();
+        key.encode_key(&mut buf);
+        let old: M = match self
+            .records
+            .get(buf.as_slice())
+            .map_err(storage("read a record"))?
+        {
+            Some(value) => codec::decode(value.value())?,
+            None => return Ok(None),
+        };
+        self.records
+            .remove(buf.as_slice())
+            .map_err(storage("remove a record"))?;
+        self.old_entries.clear();
+        old.index_entries(&mut self.old_entries);
+        for (index, value) in self.old_entries.iter() {
+            let entry = tables::index_entry_key(&M::INDEXES[index], value, buf.as_slice());
+            self.indexes[index]
+                .remove(entry.as_slice())
+                .map_err(storage("update an index"))?;
+        }
+        Ok(Some(old))
+    }
+}
+
+impl<'txn, M: NetabaseModel> TableAccess<M> for WriteTree<'txn, M> {
+    type Table = Table<'txn, Bytes, Bytes>;
+
+    fn records(&self) -> Option<&Self::Table> {
+        Some(&self.records)
+    }
+
+    fn index(&self, index: usize) -> Result<Option<&Self::Table>, StoreError> {
+        lookup::spec::<M>(index)?;
+        Ok(self.indexes.get(index))
+    }
+}
+
+impl_lookup!(WriteTree<'_, M>);

@@ -1,0 +1,126 @@
+//! Field attributes: `#[primary_key]`, `#[secondary_key]`,
+//! `#[secondary_key(unique)]`. Also spots near-misses of those names, which the
+//! compiler would otherwise report only as an unknown attribute.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+
+use crate::ctxt::Ctxt;
+
+pub const PRIMARY_KEY: &str = "primary_key";
+pub const SECONDARY_KEY: &str = "secondary_key";
+
+/// What the attributes on one field ask for.
+#[derive(Default)]
+pub struct FieldAttrs {
+    /// Span of the first `#[primary_key]`.
+    pub primary: Option<Span>,
+    /// Span of the first `#[secondary_key]` and whether it is unique.
+    pub secondary: Option<(Span, bool)>,
+}
+
+pub fn parse_field(cx: &Ctxt, field: &syn::Field) -> FieldAttrs {
+    let mut attrs = FieldAttrs::default();
+    for attr in &field.attrs {
+        let path = attr.path();
+        if path.is_ident(PRIMARY_KEY) {
+            if let Err(err) = attr.meta.require_path_only() {
+                cx.push(syn::Error::new(
+                    err.span(),
+                    "#[primary_key] takes no options; write it as `#[primary_key]`",
+                ));
+            }
+            match attrs.primary {
+                Some(_) => cx.error_spanned_by(attr, "duplicate #[primary_key] on this field"),
+                None => attrs.primary = Some(attr.span()),
+            }
+        } else if path.is_ident(SECONDARY_KEY) {
+            let unique = parse_secondary_options(cx, attr);
+            match attrs.secondary {
+                Some(_) => cx.error_spanned_by(attr, "duplicate #[secondary_key] on this field"),
+                None => attrs.secondary = Some((attr.span(), unique)),
+            }
+        } else if let Some(ident) = path.get_ident() {
+            let name = ident.to_string();
+            for known in [PRIMARY_KEY, SECONDARY_KEY] {
+                if is_near_miss(&name, known) {
+                    cx.error_spanned_by(
+                        ident,
+                        format!("unknown attribute `{name}`; did you mean `{known}`?"),
+                    );
+                }
+            }
+        }
+    }
+    attrs
+}
+
+fn parse_secondary_options(cx: &Ctxt, attr: &syn::Attribute) -> bool {
+    let mut unique = false;
+    if matches!(attr.meta, syn::Meta::Path(_)) {
+        return unique;
+    }
+    let result = attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("unique") {
+            if unique {
+                cx.error_spanned_by(&meta.path, "duplicate `unique` option");
+            }
+            unique = true;
+            Ok(())
+        } else {
+            let name = quote::ToTokens::to_token_stream(&meta.path).to_string();
+            cx.error_spanned_by(
+                &meta.path,
+                format!("unknown #[secondary_key] option `{name}`; the only option is `unique`"),
+            );
+            // Skip the option's value, if any, so parsing can go on.
+            if meta.input.peek(syn::Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                let _: proc_macro2::Group = meta.input.parse()?;
+            }
+            Ok(())
+        }
+    });
+    if let Err(err) = result {
+        cx.push(err);
+    }
+    unique
+}
+
+/// An attribute name within two edits of one of ours, e.g. `secondry_key`,
+/// `primarykey` or `primary_keys`.
+fn is_near_miss(name: &str, known: &str) -> bool {
+    name != known && edit_distance(name, known) <= 2
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_misses() {
+        assert!(is_near_miss("secondry_key", SECONDARY_KEY));
+        assert!(is_near_miss("primarykey", PRIMARY_KEY));
+        assert!(is_near_miss("primary_keys", PRIMARY_KEY));
+        assert!(!is_near_miss("primary_key", PRIMARY_KEY));
+        assert!(!is_near_miss("serde", PRIMARY_KEY));
+        assert!(!is_near_miss("doc", SECONDARY_KEY));
+    }
+}

@@ -1,0 +1,86 @@
+//! Rules across fields: exactly one primary key, key types that can be keys,
+//! generated names that do not collide.
+
+use std::collections::HashMap;
+
+use crate::ast::{Model, Role};
+use crate::ctxt::Ctxt;
+use crate::expand::names;
+use crate::keyty;
+
+pub fn check(cx: &Ctxt, model: &Model) {
+    check_primary_key(cx, model);
+    check_key_types(cx, model);
+    check_generated_names(cx, model);
+}
+
+fn check_primary_key(cx: &Ctxt, model: &Model) {
+    let primaries: Vec<_> = model
+        .fields
+        .iter()
+        .filter_map(|f| match f.role {
+            Role::Primary { attr_span } => Some(attr_span),
+            _ => None,
+        })
+        .collect();
+    match primaries.as_slice() {
+        [] => cx.error_spanned_by(
+            model.ident,
+            format!(
+                "model `{}` has no #[primary_key] field; mark exactly one field with #[primary_key]",
+                model.ident
+            ),
+        ),
+        [_] => {}
+        [first, rest @ ..] => {
+            for span in rest {
+                cx.push(syn::Error::new(
+                    *span,
+                    "duplicate #[primary_key]: a model has exactly one primary key",
+                ));
+            }
+            cx.push(syn::Error::new(*first, "first #[primary_key] here"));
+        }
+    }
+}
+
+fn check_key_types(cx: &Ctxt, model: &Model) {
+    for field in &model.fields {
+        let key_ty = match &field.role {
+            Role::Plain => continue,
+            Role::Primary { .. } => field.ty,
+            Role::Secondary { key_ty, .. } => key_ty,
+        };
+        if let Some(reason) = keyty::unkeyable_reason(key_ty) {
+            cx.error_spanned_by(key_ty, format!("field `{}`: {reason}", field.name()));
+        }
+    }
+}
+
+fn check_generated_names(cx: &Ctxt, model: &Model) {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    seen.insert(
+        names::primary_key(model).to_string(),
+        "the primary-key type",
+    );
+    seen.insert(
+        names::secondary_enum(model).to_string(),
+        "the secondary-key enum",
+    );
+    seen.insert(names::queries_trait(model).to_string(), "the lookup trait");
+    for field in model.secondaries() {
+        let name = names::field_key(model, field).to_string();
+        if let Some(other) = seen.get(&name) {
+            cx.error_spanned_by(
+                field.ident,
+                format!(
+                    "the key type generated for field `{}` would be named `{name}`, \
+                     which is also {other}; rename the field",
+                    field.name()
+                ),
+            );
+        } else {
+            seen.insert(name, "another generated type");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `FooQueries`: lookups named after the indexed fields, as an extension trait
+//! implemented for every tree that can read `Foo`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::{names, private};
+use crate::ast::{Model, Role};
+
+pub fn expand(model: &Model) -> TokenStream {
+    if model.primary().is_none() {
+        return TokenStream::new();
+    }
+    let p = private();
+    let ident = model.ident;
+    let vis = model.vis;
+    let trait_ident = names::queries_trait(model);
+    let trait_doc = format!(
+        "Lookups on the secondary indexes of [`{ident}`], available on every tree of \
+         `{ident}` (`Tree`, `ReadTree`, `WriteTree`). Bring it into scope with `use`."
+    );
+    let methods = model.secondaries().enumerate().map(|(index, field)| {
+        let Role::Secondary { key_ty, unique, .. } = &field.role else {
+            return TokenStream::new();
+        };
+        let name = field.name();
+        let by = format_ident!("by_{}", name, span = field.ident.span());
+        let by_range = format_ident!("by_{}_range", name, span = field.ident.span());
+        let key_ref = quote!(<#key_ty as #p::KeyType>::Ref<'__k>);
+        let range_doc = format!(
+            "All [`{ident}`] records whose `{name}` lies in `range`, in `{name}` order \
+             (then primary-key order).\n\n# Errors\n\nFails if the database cannot be read \
+             or a stored record does not decode."
+        );
+        let exact = if *unique {
+            let doc = format!(
+                "The [`{ident}`] whose `{name}` equals `value`, if any (the index is unique).\
+                 \n\n# Errors\n\nFails if the database cannot be read or the record does not decode."
+            );
+            quote! {
+                #[doc = #doc]
+                fn #by<'__k>(
+                    &self,
+                    value: #key_ref,
+                ) -> ::core::result::Result<::core::option::Option<#ident>, #p::StoreError> {
+                    #p::Lookup::<#ident>::index_get_unique(self, #index, &value)
+                }
+            }
+        } else {
+            let doc = format!(
+                "Every [`{ident}`] whose `{name}` equals `value`, in primary-key order.\
+                 \n\n# Errors\n\nFails if the database cannot be read or a record does not decode."
+            );
+            quote! {
+                #[doc = #doc]
+                fn #by<'__k>(
+                    &self,
+                    value: #key_ref,
+                ) -> ::core::result::Result<#p::Vec<#ident>, #p::StoreError> {
+                    #p::Lookup::<#ident>::index_get(self, #index, &value)
+                }
+            }
+        };
+        quote! {
+            #exact
+
+            #[doc = #range_doc]
+            fn #by_range<'__k, __R: ::core::ops::RangeBounds<#key_ref>>(
+                &self,
+                range: __R,
+            ) -> ::core::result::Result<#p::Vec<#ident>, #p::StoreError> {
+                #p::Lookup::<#ident>::index_range(self, #index, range)
+            }
+        }
+    });
+    quote! {
+        #[doc = #trait_doc]
+        #vis trait #trait_ident: #p::Lookup<#ident> {
+            #(#methods)*
+        }
+
+        #[automatically_derived]
+        impl<__T: #p::Lookup<#ident> + ?::core::marker::Sized> #trait_ident for __T {}
+    }
+}

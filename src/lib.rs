@@ -1,0 +1,1 @@
+//! Non-published root package: benches, tests and examples live here.
