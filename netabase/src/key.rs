@@ -64,6 +64,11 @@ impl KeyBuf {
 ///
 /// Implementations must be prefix-free (no encoding is a prefix of another) and
 /// order-preserving; the provided impls are.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a netabase key",
+    label = "not a key type",
+    note = "keys are integers, bool, char, String, Vec<u8>, [u8; N], or types implementing `netabase::KeyType`"
+)]
 pub trait KeyEncode {
     /// Appends this value's encoding to `out`.
     fn encode_key(&self, out: &mut KeyBuf);
@@ -80,6 +85,11 @@ pub trait KeyEncode {
 ///
 /// `Ref` is the form lookups take: `u32` for `u32`, `&str` for `String`,
 /// `&[u8]` for `Vec<u8>`, so `by_email("a@b.c")` needs no allocation.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a netabase key",
+    label = "not a key type",
+    note = "keys are integers, bool, char, String, Vec<u8>, [u8; N], or types implementing `netabase::KeyType`"
+)]
 pub trait KeyType: KeyEncode + Clone + Ord + Hash + Debug + Send + Sync + 'static {
     /// The borrowed form used in lookups.
     type Ref<'a>: KeyEncode + Copy;

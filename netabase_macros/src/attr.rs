@@ -31,14 +31,14 @@ pub fn parse_field(cx: &Ctxt, field: &syn::Field) -> FieldAttrs {
                 ));
             }
             match attrs.primary {
-                Some(_) => cx.error_spanned_by(attr, "duplicate #[primary_key] on this field"),
-                None => attrs.primary = Some(attr.span()),
+                Some(_) => cx.error_spanned_by(path, "duplicate #[primary_key] on this field"),
+                None => attrs.primary = Some(path.span()),
             }
         } else if path.is_ident(SECONDARY_KEY) {
             let unique = parse_secondary_options(cx, attr);
             match attrs.secondary {
-                Some(_) => cx.error_spanned_by(attr, "duplicate #[secondary_key] on this field"),
-                None => attrs.secondary = Some((attr.span(), unique)),
+                Some(_) => cx.error_spanned_by(path, "duplicate #[secondary_key] on this field"),
+                None => attrs.secondary = Some((path.span(), unique)),
             }
         } else if let Some(ident) = path.get_ident() {
             let name = ident.to_string();

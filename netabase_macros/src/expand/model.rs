@@ -1,7 +1,8 @@
 //! `impl NetabaseModel`: name, index list, key and index extraction.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use super::{names, private};
 use crate::ast::{Model, Role};
@@ -33,6 +34,8 @@ pub fn expand(model: &Model) -> TokenStream {
             #p::IndexSpec { name: #field_name, table: #table, unique: #unique }
         });
         let f = field.ident;
+        // Spanned on the field's type so a non-key type is reported there.
+        let ty_span = field.ty.span();
         let field_key = names::field_key(model, field);
         let variant = names::variant(field);
         let make_key = quote! {
@@ -40,7 +43,9 @@ pub fn expand(model: &Model) -> TokenStream {
         };
         match shape {
             Shape::Single => {
-                entries.push(quote! { out.push(#index, &self.#f); });
+                entries.push(
+                    quote_spanned! {ty_span=> #p::IndexEntries::push(out, #index, &self.#f); },
+                );
                 secondary_keys.push(quote! {
                     { let value = &self.#f; keys.push(#make_key); }
                 });
@@ -48,7 +53,7 @@ pub fn expand(model: &Model) -> TokenStream {
             Shape::Optional => {
                 entries.push(quote! {
                     if let ::core::option::Option::Some(value) = &self.#f {
-                        out.push(#index, value);
+                        #p::IndexEntries::push(out, #index, value);
                     }
                 });
                 secondary_keys.push(quote! {
@@ -60,7 +65,7 @@ pub fn expand(model: &Model) -> TokenStream {
             Shape::Many => {
                 entries.push(quote! {
                     for value in &self.#f {
-                        out.push(#index, value);
+                        #p::IndexEntries::push(out, #index, value);
                     }
                 });
                 secondary_keys.push(quote! {

@@ -2,7 +2,8 @@
 //! implemented for every tree that can read `Foo`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use super::{names, private};
 use crate::ast::{Model, Role};
@@ -26,7 +27,8 @@ pub fn expand(model: &Model) -> TokenStream {
         let name = field.name();
         let by = format_ident!("by_{}", name, span = field.ident.span());
         let by_range = format_ident!("by_{}_range", name, span = field.ident.span());
-        let key_ref = quote!(<#key_ty as #p::KeyType>::Ref<'__k>);
+        // Spanned on the field's type so a non-key type is reported there.
+        let key_ref = quote_spanned!(key_ty.span()=> <#key_ty as #p::KeyType>::Ref<'__k>);
         let range_doc = format!(
             "All [`{ident}`] records whose `{name}` lies in `range`, in `{name}` order \
              (then primary-key order).\n\n# Errors\n\nFails if the database cannot be read \

@@ -1,0 +1,10 @@
+use netabase::NetabaseModel;
+
+#[derive(NetabaseModel)]
+pub struct User {
+    pub id: u64,
+    #[secondary_key]
+    pub email: String,
+}
+
+fn main() {}
