@@ -18,7 +18,7 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion,
     SamplingMode, Throughput,
 };
-use netabase::{Lookup, NetabaseModel, Store};
+use netabase::{Lookup, Store};
 use pprof::criterion::{Output, PProfProfiler};
 use redb::{ReadableDatabase, ReadableTable};
 

@@ -36,7 +36,11 @@ fn crash_child() {
                 let mut users = txn.open_tree::<User>()?;
                 users.put(&user(i, &format!("{i}@x"), (i % 7) as u32))?;
                 if i > 0 {
-                    users.put(&user(i - 1, &moved_email(i - 1), 100 + ((i - 1) % 7) as u32))?;
+                    users.put(&user(
+                        i - 1,
+                        &moved_email(i - 1),
+                        100 + ((i - 1) % 7) as u32,
+                    ))?;
                 }
                 Ok::<_, netabase::StoreError>(())
             })
@@ -103,7 +107,10 @@ fn killed_writer_loses_nothing_committed() {
     let mut acknowledged = None;
     for round in 0..3 {
         let last = run_and_kill(&path, 40).unwrap_or_else(|| panic!("round {round}: no commit"));
-        assert!(acknowledged.is_none_or(|prev| last > prev), "round {round} made progress");
+        assert!(
+            acknowledged.is_none_or(|prev| last > prev),
+            "round {round} made progress"
+        );
         acknowledged = Some(last);
 
         let store = Store::open(&path).expect("reopen after SIGKILL");
@@ -112,7 +119,11 @@ fn killed_writer_loses_nothing_committed() {
             let record = users.get(&UserKey(id)).unwrap();
             let record = record.unwrap_or_else(|| panic!("acknowledged user {id} lost"));
             if id < last {
-                assert_eq!(record.email, moved_email(id), "acknowledged update of {id} lost");
+                assert_eq!(
+                    record.email,
+                    moved_email(id),
+                    "acknowledged update of {id} lost"
+                );
             }
         }
         // At most the one commit in flight at the kill can be there unacknowledged.

@@ -40,7 +40,12 @@ fn arb_post() -> impl Strategy<Value = Post> {
     )
         .prop_map(|(slug, tags, editor, score, checksum)| {
             let tags: Vec<&str> = tags.into_iter().map(|t| TAGS[t]).collect();
-            let mut p = post(&format!("p{slug}"), &tags, editor.map(|e| EDITORS[e]), score * 1_000_000_007);
+            let mut p = post(
+                &format!("p{slug}"),
+                &tags,
+                editor.map(|e| EDITORS[e]),
+                score * 1_000_000_007,
+            );
             p.checksum = [checksum, 0, 0, 0];
             p
         })
@@ -68,7 +73,11 @@ impl Reference {
     /// Applies a put the way the store must: refused if a unique value
     /// belongs to another record.
     fn put_user(&mut self, u: &User) -> bool {
-        if self.users.values().any(|o| o.email == u.email && o.id != u.id) {
+        if self
+            .users
+            .values()
+            .any(|o| o.email == u.email && o.id != u.id)
+        {
             return false;
         }
         self.users.insert(u.id, u.clone());
@@ -76,7 +85,11 @@ impl Reference {
     }
 
     fn put_post(&mut self, p: &Post) -> bool {
-        if self.posts.values().any(|o| o.checksum == p.checksum && o.slug != p.slug) {
+        if self
+            .posts
+            .values()
+            .any(|o| o.checksum == p.checksum && o.slug != p.slug)
+        {
             return false;
         }
         self.posts.insert(p.slug.clone(), p.clone());
@@ -115,7 +128,10 @@ fn apply(store: &Store, op: &Op) -> Result<(), StoreError> {
         Op::RemoveUser(id) => store.tree::<User>().remove(&UserKey(*id)).map(drop),
         Op::PutPost(p) => store.tree::<Post>().put(p).map(drop),
         Op::PutPosts(ps) => store.tree::<Post>().put_many(ps).map(drop),
-        Op::RemovePost(slug) => store.tree::<Post>().remove(&PostKey(slug.clone())).map(drop),
+        Op::RemovePost(slug) => store
+            .tree::<Post>()
+            .remove(&PostKey(slug.clone()))
+            .map(drop),
         Op::Both(u, p) => store.write(|txn| {
             txn.open_tree::<User>()?.put(u)?;
             txn.open_tree::<Post>()?.put(p)?;
@@ -141,10 +157,19 @@ fn check(store: &Store, reference: &Reference) -> Result<(), TestCaseError> {
         prop_assert_eq!(users.by_email(email).unwrap(), expected);
     }
     for age in 0..4 {
-        let expected: Vec<User> = reference.users.values().filter(|u| u.age == age).cloned().collect();
+        let expected: Vec<User> = reference
+            .users
+            .values()
+            .filter(|u| u.age == age)
+            .cloned()
+            .collect();
         prop_assert_eq!(users.by_age(age).unwrap(), expected);
     }
-    let mut by_age: Vec<&User> = reference.users.values().filter(|u| (1..3).contains(&u.age)).collect();
+    let mut by_age: Vec<&User> = reference
+        .users
+        .values()
+        .filter(|u| (1..3).contains(&u.age))
+        .collect();
     by_age.sort_by_key(|u| (u.age, u.id));
     let by_age: Vec<User> = by_age.into_iter().cloned().collect();
     prop_assert_eq!(users.by_age_range(1..3).unwrap(), by_age);
