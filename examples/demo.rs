@@ -47,7 +47,7 @@ fn make_user(id: u64) -> User {
             TAGS[id as usize % 4].into(),
             TAGS[(id as usize / 4) % 4].into(),
         ],
-        team: (id % 3 != 0).then(|| format!("team-{}", id % 5)),
+        team: (!id.is_multiple_of(3)).then(|| format!("team-{}", id % 5)),
     }
 }
 
@@ -166,7 +166,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     println!(
         "done in {:.2?}; the database stays at {}",
-        started.elapsed(),
+        demo_started.elapsed(),
         path.display()
     );
     Ok(())

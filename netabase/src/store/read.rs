@@ -9,7 +9,7 @@ use redb::ReadOnlyTable;
 use super::error::{open_table_error, storage, StoreError};
 use super::lookup::{self, impl_lookup, TableAccess};
 use super::records::Records;
-use super::tables::{self, ByteBounds, Bytes};
+use super::tables::{self, ByteBounds, Bytes, ReadTable};
 use crate::key::KeyEncode;
 use crate::model::NetabaseModel;
 
@@ -59,7 +59,7 @@ fn open_optional(
 pub struct ReadTree<'txn, M> {
     txn: &'txn redb::ReadTransaction,
     records: Option<ReadOnlyTable<Bytes, Bytes>>,
-    indexes: OnceCell<Box<[OnceCell<Option<ReadOnlyTable<Bytes, Bytes>>>]>>,
+    indexes: OnceCell<Box<[OnceCell<Option<ReadTable>>]>>,
     _model: PhantomData<fn() -> M>,
 }
 

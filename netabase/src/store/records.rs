@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use redb::ReadableTable;
 
 use super::error::{storage, StoreError};
-use super::tables::{Bytes, RawRange};
+use super::tables::{Bytes, RawEntry, RawRange};
 use crate::codec;
 use crate::model::NetabaseModel;
 
@@ -24,14 +24,7 @@ impl<'a, M: NetabaseModel> Records<'a, M> {
         }
     }
 
-    fn decode(
-        item: Option<
-            Result<
-                (redb::AccessGuard<'a, Bytes>, redb::AccessGuard<'a, Bytes>),
-                redb::StorageError,
-            >,
-        >,
-    ) -> Option<Result<M, StoreError>> {
+    fn decode(item: Option<RawEntry<'a>>) -> Option<Result<M, StoreError>> {
         Some(match item? {
             Ok((_, value)) => codec::decode(value.value()).map_err(StoreError::from),
             Err(error) => Err(storage("read a record")(error)),

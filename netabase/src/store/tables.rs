@@ -16,6 +16,13 @@ use crate::model::{IndexSpec, NetabaseModel};
 pub(crate) type Bytes = &'static [u8];
 /// A redb range over a netabase table.
 pub(crate) type RawRange<'a> = redb::Range<'a, Bytes, Bytes>;
+/// A read-only netabase table.
+pub(crate) type ReadTable = redb::ReadOnlyTable<Bytes, Bytes>;
+/// One entry yielded by a [`RawRange`].
+pub(crate) type RawEntry<'a> =
+    Result<(redb::AccessGuard<'a, Bytes>, redb::AccessGuard<'a, Bytes>), redb::StorageError>;
+/// Byte bounds in the form redb's `range` takes.
+pub(crate) type RawBounds<'b> = (Bound<&'b [u8]>, Bound<&'b [u8]>);
 
 pub(crate) fn records_table<M: NetabaseModel>() -> TableDefinition<'static, Bytes, Bytes> {
     TableDefinition::new(M::TABLE)
@@ -82,7 +89,7 @@ impl ByteBounds {
 
     /// The bounds as redb takes them; `None` if the range is empty (redb
     /// panics on a start above the end).
-    pub(crate) fn as_range(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+    pub(crate) fn as_range(&self) -> Option<RawBounds<'_>> {
         let start = as_ref(&self.start);
         let end = as_ref(&self.end);
         let empty = match (start, end) {
