@@ -576,3 +576,22 @@ fn full_disk_is_a_clear_error_and_loses_nothing_committed() {
     users.put(&user(50, "50@x", 3)).unwrap();
     assert_eq!(users.len().unwrap(), 51);
 }
+
+#[test]
+fn samples_are_deterministic_and_sized() {
+    use netabase::Sample;
+    for size in [100usize, 1000, 10_000] {
+        let a = Post::sample(7, size);
+        assert_eq!(a, Post::sample(7, size));
+        assert_ne!(
+            a.slug,
+            Post::sample(8, size).slug,
+            "distinct seeds, distinct keys"
+        );
+        let encoded = codec::encode(&a).unwrap().len();
+        assert!(
+            encoded >= size / 2 && encoded <= size * 3 / 2,
+            "target {size}, got {encoded}"
+        );
+    }
+}
