@@ -595,3 +595,30 @@ fn samples_are_deterministic_and_sized() {
         );
     }
 }
+
+#[test]
+fn ranges_at_the_edges_of_the_key_space() {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let store = memory();
+    let users = store.tree::<User>();
+    users.put(&user(1, "a@x", u32::MAX)).unwrap();
+    users.put(&user(2, "b@x", 0)).unwrap();
+    assert!(users
+        .by_age_range((Excluded(u32::MAX), Unbounded))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        users
+            .by_age_range((Included(u32::MAX), Unbounded))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(users.by_age_range(..=u32::MAX).unwrap().len(), 2);
+    assert_eq!(users.by_age_range(..0).unwrap().len(), 0);
+    assert!(users
+        .range((Excluded(UserKey(u64::MAX)), Unbounded))
+        .unwrap()
+        .next()
+        .is_none());
+}

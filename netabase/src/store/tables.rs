@@ -50,15 +50,22 @@ pub(crate) fn index_entry_key(spec: &IndexSpec, value: &[u8], primary: &[u8]) ->
 pub(crate) struct ByteBounds {
     start: Bound<KeyBuf>,
     end: Bound<KeyBuf>,
+    /// Set when the bounds admit nothing, e.g. "above the largest value".
+    empty: bool,
 }
 
 impl ByteBounds {
     pub(crate) fn new<K: KeyEncode + ?Sized>(start: Bound<&K>, end: Bound<&K>) -> Self {
+        let mut empty = false;
         let start = match start {
             Bound::Included(v) => Bound::Included(v.to_key_bytes()),
             Bound::Excluded(v) => match prefix_successor(v.to_key_bytes().as_slice()) {
                 Some(succ) => Bound::Included(succ),
-                None => Bound::Excluded(v.to_key_bytes()),
+                // Nothing sorts above an all-0xFF encoding's entries.
+                None => {
+                    empty = true;
+                    Bound::Unbounded
+                }
             },
             Bound::Unbounded => Bound::Unbounded,
         };
@@ -70,7 +77,7 @@ impl ByteBounds {
             Bound::Excluded(v) => Bound::Excluded(v.to_key_bytes()),
             Bound::Unbounded => Bound::Unbounded,
         };
-        ByteBounds { start, end }
+        ByteBounds { start, end, empty }
     }
 
     /// Every key that starts with `prefix`.
@@ -84,6 +91,7 @@ impl ByteBounds {
         ByteBounds {
             start: Bound::Included(start),
             end,
+            empty: false,
         }
     }
 
@@ -92,12 +100,13 @@ impl ByteBounds {
     pub(crate) fn as_range(&self) -> Option<RawBounds<'_>> {
         let start = as_ref(&self.start);
         let end = as_ref(&self.end);
-        let empty = match (start, end) {
-            (Bound::Included(s), Bound::Included(e)) => s > e,
-            (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
-            | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
-            _ => false,
-        };
+        let empty = self.empty
+            || match (start, end) {
+                (Bound::Included(s), Bound::Included(e)) => s > e,
+                (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+                | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+                _ => false,
+            };
         (!empty).then_some((start, end))
     }
 }

@@ -124,6 +124,7 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
         // so a refused put leaves the transaction as it was.
         self.new_entries.clear();
         record.index_entries(&mut self.new_entries);
+        check_indexes::<M>(&self.new_entries)?;
         self.old_entries.clear();
         let replaced = match self
             .records
@@ -133,6 +134,7 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
             Some(old) if old.value() == self.payload.as_slice() => return Ok(true),
             Some(old) => {
                 codec::decode::<M>(old.value())?.index_entries(&mut self.old_entries);
+                check_indexes::<M>(&self.old_entries)?;
                 true
             }
             None => false,
@@ -220,11 +222,12 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
             Some(value) => codec::decode(value.value())?,
             None => return Ok(None),
         };
+        self.old_entries.clear();
+        old.index_entries(&mut self.old_entries);
+        check_indexes::<M>(&self.old_entries)?;
         self.records
             .remove(buf.as_slice())
             .map_err(storage("remove a record"))?;
-        self.old_entries.clear();
-        old.index_entries(&mut self.old_entries);
         for (index, value) in self.old_entries.iter() {
             let entry = tables::index_entry_key(&M::INDEXES[index], value, buf.as_slice());
             self.indexes[index]
@@ -233,6 +236,15 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
         }
         Ok(Some(old))
     }
+}
+
+/// Generated models only emit valid index numbers; a hand-written
+/// `index_entries` might not, and that must be an error rather than a panic.
+fn check_indexes<M: NetabaseModel>(entries: &IndexEntries) -> Result<(), StoreError> {
+    for (index, _) in entries.iter() {
+        lookup::spec::<M>(index)?;
+    }
+    Ok(())
 }
 
 impl<'txn, M: NetabaseModel> TableAccess<M> for WriteTree<'txn, M> {
