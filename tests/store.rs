@@ -622,3 +622,19 @@ fn ranges_at_the_edges_of_the_key_space() {
         .next()
         .is_none());
 }
+
+#[test]
+fn oversized_keys_are_refused_before_writing() {
+    let store = memory();
+    let posts = store.tree::<Post>();
+    let long = "k".repeat(netabase::store::MAX_KEY_BYTES);
+    let err = posts.put(&post(&long, &[], None, 0)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::KeyTooLarge { model: "Post", .. }),
+        "{err:?}"
+    );
+    let err = posts.put(&post("short", &[&long], None, 0)).unwrap_err();
+    assert!(matches!(err, StoreError::KeyTooLarge { .. }), "{err:?}");
+    assert!(posts.is_empty().unwrap());
+    assert!(posts.by_tags(&long).unwrap().is_empty());
+}

@@ -88,7 +88,8 @@ impl ModelId {
 /// The encoded secondary-index values of one record, in one reusable buffer.
 #[derive(Default, Debug, Clone)]
 pub struct IndexEntries {
-    bytes: Vec<u8>,
+    // Values are encoded straight into this buffer, no copy.
+    bytes: KeyBuf,
     spans: Vec<(usize, usize, usize)>,
 }
 
@@ -101,10 +102,8 @@ impl IndexEntries {
     /// Adds the value `key` of index `index`.
     #[inline]
     pub fn push<K: KeyEncode + ?Sized>(&mut self, index: usize, key: &K) {
-        let mut buf = KeyBuf::new();
-        key.encode_key(&mut buf);
         let start = self.bytes.len();
-        self.bytes.extend_from_slice(buf.as_slice());
+        key.encode_key(&mut self.bytes);
         self.spans.push((index, start, self.bytes.len()));
     }
 
@@ -118,7 +117,7 @@ impl IndexEntries {
     pub fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
         self.spans
             .iter()
-            .map(|&(index, start, end)| (index, &self.bytes[start..end]))
+            .map(|&(index, start, end)| (index, &self.bytes.as_slice()[start..end]))
     }
 
     /// Whether `(index, value)` is among the entries.

@@ -36,6 +36,16 @@ pub enum StoreError {
     /// A record could not be encoded or a stored record could not be decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// An encoded primary key or index value is over the key size limit.
+    #[error("a `{model}` key is {size} bytes encoded, over the {limit}-byte limit")]
+    KeyTooLarge {
+        /// The model's name.
+        model: &'static str,
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A unique index already maps this value to another record. Nothing was
     /// written by the failed call.
     #[error("unique index `{model}.{index}` already holds this value for another record")]

@@ -6,7 +6,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::error::{storage, StoreError};
 use super::records::{get_record, Records};
-use super::tables::{ByteBounds, Bytes};
+use super::tables::{self, ByteBounds, Bytes, KeyBytes};
 use crate::key::{KeyBuf, KeyEncode};
 use crate::model::{NetabaseModel, SecondaryKey};
 
@@ -126,7 +126,7 @@ impl KeyEncode for RawKey<'_> {
 /// The tables a tree reads from; lets one implementation serve read and write
 /// trees.
 pub(crate) trait TableAccess<M: NetabaseModel> {
-    type Table: ReadableTable<Bytes, Bytes>;
+    type Table: ReadableTable<KeyBytes, Bytes>;
 
     /// The records table; `None` if it was never created (an empty tree).
     fn records(&self) -> Option<&Self::Table>;
@@ -250,16 +250,14 @@ fn index_scan<M: NetabaseModel, A: TableAccess<M>>(
         .range::<&[u8]>(range)
         .map_err(storage("read an index"))?
     {
-        let (_, primary) = entry.map_err(storage("read an index"))?;
-        match get_record(tree.records(), primary.value())? {
-            Some(record) => out.push(record),
-            None => {
-                return Err(StoreError::DanglingIndex {
-                    model: M::NAME,
-                    index: spec.name,
-                })
-            }
-        }
+        let (key, value) = entry.map_err(storage("read an index"))?;
+        let dangling = || StoreError::DanglingIndex {
+            model: M::NAME,
+            index: spec.name,
+        };
+        let primary =
+            tables::index_entry_primary(spec, key.value(), value.value()).ok_or_else(dangling)?;
+        out.push(get_record(tree.records(), primary)?.ok_or_else(dangling)?);
     }
     Ok(out)
 }

@@ -44,6 +44,7 @@ pub use error::{EngineError, StoreError};
 pub use lookup::Lookup;
 pub use read::{ReadTransaction, ReadTree};
 pub use records::Records;
+pub use tables::MAX_KEY_BYTES;
 pub use tree::Tree;
 pub use write::{WriteTransaction, WriteTree};
 

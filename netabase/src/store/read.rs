@@ -9,7 +9,7 @@ use redb::ReadOnlyTable;
 use super::error::{open_table_error, storage, StoreError};
 use super::lookup::{self, impl_lookup, TableAccess};
 use super::records::Records;
-use super::tables::{self, ByteBounds, Bytes, ReadTable};
+use super::tables::{self, ByteBounds, Bytes, KeyBytes, ReadTable};
 use crate::key::KeyEncode;
 use crate::model::NetabaseModel;
 
@@ -44,9 +44,9 @@ impl ReadTransaction {
 /// empty tree, not an error.
 fn open_optional(
     txn: &redb::ReadTransaction,
-    definition: redb::TableDefinition<'static, Bytes, Bytes>,
+    definition: redb::TableDefinition<'static, KeyBytes, Bytes>,
     model: &'static str,
-) -> Result<Option<ReadOnlyTable<Bytes, Bytes>>, StoreError> {
+) -> Result<Option<ReadOnlyTable<KeyBytes, Bytes>>, StoreError> {
     match txn.open_table(definition) {
         Ok(table) => Ok(Some(table)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -58,7 +58,7 @@ fn open_optional(
 /// [`Lookup`](super::Lookup) and the generated `<Model>Queries` trait.
 pub struct ReadTree<'txn, M> {
     txn: &'txn redb::ReadTransaction,
-    records: Option<ReadOnlyTable<Bytes, Bytes>>,
+    records: Option<ReadOnlyTable<KeyBytes, Bytes>>,
     indexes: OnceCell<Box<[OnceCell<Option<ReadTable>>]>>,
     _model: PhantomData<fn() -> M>,
 }
@@ -99,7 +99,7 @@ impl<M: NetabaseModel> ReadTree<'_, M> {
 }
 
 impl<M: NetabaseModel> TableAccess<M> for ReadTree<'_, M> {
-    type Table = ReadOnlyTable<Bytes, Bytes>;
+    type Table = ReadOnlyTable<KeyBytes, Bytes>;
 
     fn records(&self) -> Option<&Self::Table> {
         self.records.as_ref()

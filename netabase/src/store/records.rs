@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use redb::ReadableTable;
 
 use super::error::{storage, StoreError};
-use super::tables::{Bytes, RawEntry, RawRange};
+use super::tables::{Bytes, KeyBytes, RawEntry, RawRange};
 use crate::codec;
 use crate::model::NetabaseModel;
 
@@ -47,7 +47,7 @@ impl<M: NetabaseModel> DoubleEndedIterator for Records<'_, M> {
 }
 
 /// Decodes the record stored under `key`, if any.
-pub(crate) fn get_record<M: NetabaseModel, T: ReadableTable<Bytes, Bytes>>(
+pub(crate) fn get_record<M: NetabaseModel, T: ReadableTable<KeyBytes, Bytes>>(
     records: Option<&T>,
     key: &[u8],
 ) -> Result<Option<M>, StoreError> {

@@ -9,7 +9,7 @@ use redb::{ReadableTable, Table};
 use super::error::{open_table_error, storage, StoreError};
 use super::lookup::{self, impl_lookup, TableAccess};
 use super::records::Records;
-use super::tables::{self, ByteBounds, Bytes};
+use super::tables::{self, ByteBounds, Bytes, KeyBytes};
 use super::Durability;
 use crate::codec;
 use crate::key::{KeyBuf, KeyEncode};
@@ -85,8 +85,8 @@ impl WriteTransaction {
 /// The tree of model `M` within a [`WriteTransaction`]: writes plus every read
 /// of [`Lookup`](super::Lookup), which sees this transaction's own writes.
 pub struct WriteTree<'txn, M> {
-    records: Table<'txn, Bytes, Bytes>,
-    indexes: Vec<Table<'txn, Bytes, Bytes>>,
+    records: Table<'txn, KeyBytes, Bytes>,
+    indexes: Vec<Table<'txn, KeyBytes, Bytes>>,
     // Reused across puts so a batch allocates only while buffers grow.
     payload: Vec<u8>,
     old_entries: IndexEntries,
@@ -109,6 +109,7 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
     pub fn put(&mut self, record: &M) -> Result<bool, StoreError> {
         let mut key = KeyBuf::new();
         record.encode_key(&mut key);
+        tables::check_key_len(M::NAME, key.as_slice())?;
         self.payload.clear();
         codec::encode_into(record, &mut self.payload)?;
 
@@ -125,6 +126,9 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
         self.new_entries.clear();
         record.index_entries(&mut self.new_entries);
         check_indexes::<M>(&self.new_entries)?;
+        for (_, value) in self.new_entries.iter() {
+            tables::check_key_len(M::NAME, value)?;
+        }
         self.old_entries.clear();
         let replaced = match self
             .records
@@ -155,8 +159,9 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
         for (index, value) in self.new_entries.iter() {
             if !self.old_entries.contains(index, value) {
                 let entry = tables::index_entry_key(&M::INDEXES[index], value, key.as_slice());
+                let value = tables::index_entry_value(&M::INDEXES[index], key.as_slice());
                 self.indexes[index]
-                    .insert(entry.as_slice(), key.as_slice())
+                    .insert(entry.as_slice(), value)
                     .map_err(storage("update an index"))?;
             }
         }
@@ -248,7 +253,7 @@ fn check_indexes<M: NetabaseModel>(entries: &IndexEntries) -> Result<(), StoreEr
 }
 
 impl<'txn, M: NetabaseModel> TableAccess<M> for WriteTree<'txn, M> {
-    type Table = Table<'txn, Bytes, Bytes>;
+    type Table = Table<'txn, KeyBytes, Bytes>;
 
     fn records(&self) -> Option<&Self::Table> {
         Some(&self.records)
