@@ -65,12 +65,16 @@ pub mod key;
 pub mod model;
 pub mod sample;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use key::{KeyEncode, KeyType};
 pub use model::{IndexKey, ModelId, NetabaseModel, SecondaryKey};
 pub use sample::Sample;
 pub use store::{Durability, Lookup, Store, StoreError};
+
+/// libp2p identity types used in netabase's API (peer ids, keypairs).
+pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 
 /// Derives [`NetabaseModel`] and the companion key types; see the crate docs.
 pub use netabase_macros::NetabaseModel;

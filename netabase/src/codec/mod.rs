@@ -1,6 +1,10 @@
-//! The binary encoding of model payloads: bincode 2, standard configuration,
+//! The binary encoding of model payloads (bincode 2, standard configuration,
 //! with a decode limit so hostile or corrupt bytes cannot make us allocate
-//! without bound.
+//! without bound) and the signed [`Envelope`] records travel in.
+
+mod envelope;
+
+pub use envelope::{record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT};
 
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 
@@ -44,6 +48,9 @@ pub enum CodecError {
         /// How many bytes were left over.
         extra: usize,
     },
+    /// The identity key refused to sign.
+    #[error("could not sign a record with the node's identity key")]
+    Signing,
     /// The encoded value is over [`MAX_PAYLOAD_BYTES`].
     #[error("`{model}` record is {size} bytes, over the {limit}-byte limit")]
     TooLarge {

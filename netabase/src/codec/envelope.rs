@@ -1,0 +1,425 @@
+//! The signed envelope a record travels in between peers.
+//!
+//! Wire layout (bincode 2, standard configuration), in this order:
+//! format version (`u8`), model id (`u32`), encoded primary key (bytes),
+//! payload (bytes; empty for a tombstone), timestamp (`u64`), tombstone flag,
+//! the writer's public key (libp2p protobuf encoding), and last the signature.
+//! The signature is the writer's identity key (ed25519) over a context string
+//! followed by every byte before it, exactly as received, so nothing in the
+//! envelope can be changed or re-encoded without breaking it. Kademlia's own
+//! `publisher` field is never trusted: the writer is the signer.
+
+use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
+use bincode::{Decode, Encode};
+use libp2p_identity::{Keypair, PeerId, PublicKey};
+
+use super::CodecError;
+use crate::key::{KeyBuf, KeyEncode};
+use crate::model::{ModelId, NetabaseModel};
+use crate::sync::{Timestamp, Version};
+
+/// The envelope format this version writes and accepts.
+pub const ENVELOPE_FORMAT: u8 = 1;
+
+/// Domain separation: a signature over a netabase envelope is never valid as
+/// a signature over anything else the key signs (e.g. libp2p handshakes).
+const SIGNING_CONTEXT: &[u8] = b"netabase/envelope/v1\0";
+
+/// Largest envelope decoded at all, whatever the configured record limit.
+const HARD_LIMIT: usize = 16 * 1024 * 1024;
+
+type WireConfig = Configuration<LittleEndian, Varint, Limit<HARD_LIMIT>>;
+const CONFIG: WireConfig = config::standard().with_limit::<HARD_LIMIT>();
+
+/// Everything the signature covers.
+#[derive(Encode, Decode)]
+struct Signed {
+    format: u8,
+    model: u32,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    timestamp: u64,
+    tombstone: bool,
+    public_key: Vec<u8>,
+}
+
+/// The same fields, borrowed, for encoding without copies.
+#[derive(Encode)]
+struct SignedRef<'a> {
+    format: u8,
+    model: u32,
+    key: &'a [u8],
+    payload: &'a [u8],
+    timestamp: u64,
+    tombstone: bool,
+    public_key: &'a [u8],
+}
+
+/// Why an envelope was refused. [`kind`](Self::kind) gives the reason as a
+/// plain value, for counting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The envelope is larger than allowed.
+    #[error("record is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not an envelope.
+    #[error("bytes are not a netabase record envelope")]
+    Malformed(#[source] bincode::error::DecodeError),
+    /// The envelope decodes but leaves bytes unread.
+    #[error("record envelope has {0} trailing bytes")]
+    TrailingBytes(usize),
+    /// An envelope format this version does not know.
+    #[error("record envelope format {0} is not supported (this version reads {ENVELOPE_FORMAT})")]
+    UnsupportedFormat(u8),
+    /// The writer's public key does not decode.
+    #[error("record carries an invalid public key")]
+    BadPublicKey,
+    /// The signature does not verify for the stated writer.
+    #[error("record signature does not verify")]
+    BadSignature,
+    /// The envelope is for another model than the one asked for.
+    #[error("record is for model {found:?}, expected {expected:?}")]
+    WrongModel {
+        /// The model asked for.
+        expected: ModelId,
+        /// The model in the envelope.
+        found: ModelId,
+    },
+    /// The payload does not decode as the model.
+    #[error("record payload is not a valid `{model}`")]
+    Payload {
+        /// The model's name.
+        model: &'static str,
+        /// Why.
+        #[source]
+        source: CodecError,
+    },
+    /// The key in the envelope is not the key of the record in it.
+    #[error("record key does not match the key of its value")]
+    KeyMismatch,
+    /// The Kademlia record key is not the one the envelope names.
+    #[error("record is stored under a key other than its own")]
+    RecordKeyMismatch,
+    /// A tombstone that carries a value.
+    #[error("a delete record carries a value")]
+    TombstoneWithPayload,
+}
+
+/// The reason an envelope was refused, as a plain value for counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// [`EnvelopeError::TooLarge`].
+    TooLarge,
+    /// [`EnvelopeError::Malformed`] or [`EnvelopeError::TrailingBytes`].
+    Malformed,
+    /// [`EnvelopeError::UnsupportedFormat`].
+    UnsupportedFormat,
+    /// [`EnvelopeError::BadPublicKey`] or [`EnvelopeError::BadSignature`].
+    BadSignature,
+    /// [`EnvelopeError::WrongModel`]: a model this node does not have.
+    UnknownModel,
+    /// [`EnvelopeError::Payload`] or [`EnvelopeError::TombstoneWithPayload`].
+    BadPayload,
+    /// [`EnvelopeError::KeyMismatch`] or [`EnvelopeError::RecordKeyMismatch`].
+    KeyMismatch,
+}
+
+impl EnvelopeError {
+    /// The reason, for counting.
+    pub fn kind(&self) -> RejectReason {
+        match self {
+            EnvelopeError::TooLarge { .. } => RejectReason::TooLarge,
+            EnvelopeError::Malformed(_) | EnvelopeError::TrailingBytes(_) => {
+                RejectReason::Malformed
+            }
+            EnvelopeError::UnsupportedFormat(_) => RejectReason::UnsupportedFormat,
+            EnvelopeError::BadPublicKey | EnvelopeError::BadSignature => RejectReason::BadSignature,
+            EnvelopeError::WrongModel { .. } => RejectReason::UnknownModel,
+            EnvelopeError::Payload { .. } | EnvelopeError::TombstoneWithPayload => {
+                RejectReason::BadPayload
+            }
+            EnvelopeError::KeyMismatch | EnvelopeError::RecordKeyMismatch => {
+                RejectReason::KeyMismatch
+            }
+        }
+    }
+}
+
+/// A record (or a delete) signed by its writer; what peers exchange.
+///
+/// An `Envelope` only exists with a verified signature: [`seal`](Self::seal)
+/// signs, [`from_bytes`](Self::from_bytes) verifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    model: ModelId,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    timestamp: Timestamp,
+    tombstone: bool,
+    public_key: PublicKey,
+    writer: PeerId,
+    bytes: Vec<u8>,
+}
+
+impl Envelope {
+    /// Signs `record` as written at `timestamp` by `keypair`'s owner.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError`] if the record does not encode or is too large.
+    pub fn seal<M: NetabaseModel>(
+        keypair: &Keypair,
+        record: &M,
+        timestamp: Timestamp,
+    ) -> Result<Self, CodecError> {
+        let mut key = KeyBuf::new();
+        record.encode_key(&mut key);
+        let payload = super::encode(record)?;
+        Self::sign(keypair, M::ID, key.as_slice(), payload, timestamp, false)
+    }
+
+    /// Signs a delete of the record with `key`, made at `timestamp`.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError`] if signing fails.
+    pub fn seal_tombstone<M: NetabaseModel>(
+        keypair: &Keypair,
+        key: &M::Key,
+        timestamp: Timestamp,
+    ) -> Result<Self, CodecError> {
+        let key = key.to_key_bytes();
+        Self::sign(keypair, M::ID, key.as_slice(), Vec::new(), timestamp, true)
+    }
+
+    /// Signs arbitrary parts without checking that they agree (the key need
+    /// not be the payload's key). For tests that play a hostile peer.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError`] if signing fails.
+    #[doc(hidden)]
+    pub fn seal_raw(
+        keypair: &Keypair,
+        model: ModelId,
+        key: &[u8],
+        payload: Vec<u8>,
+        timestamp: Timestamp,
+        tombstone: bool,
+    ) -> Result<Self, CodecError> {
+        Self::sign(keypair, model, key, payload, timestamp, tombstone)
+    }
+
+    fn sign(
+        keypair: &Keypair,
+        model: ModelId,
+        key: &[u8],
+        payload: Vec<u8>,
+        timestamp: Timestamp,
+        tombstone: bool,
+    ) -> Result<Self, CodecError> {
+        let public_key = keypair.public();
+        let encoded_key = public_key.encode_protobuf();
+        let signed = SignedRef {
+            format: ENVELOPE_FORMAT,
+            model: model.0,
+            key,
+            payload: &payload,
+            timestamp: timestamp.0,
+            tombstone,
+            public_key: &encoded_key,
+        };
+        let mut bytes =
+            bincode::encode_to_vec(&signed, CONFIG).map_err(|source| CodecError::Encode {
+                model: "envelope",
+                source,
+            })?;
+        let signature = keypair
+            .sign(&signing_message(&bytes))
+            .map_err(|_| CodecError::Signing)?;
+        bincode::encode_into_std_write(&signature, &mut bytes, CONFIG).map_err(|source| {
+            CodecError::Encode {
+                model: "envelope",
+                source,
+            }
+        })?;
+        Ok(Envelope {
+            model,
+            key: key.to_vec(),
+            payload,
+            timestamp,
+            tombstone,
+            writer: public_key.to_peer_id(),
+            public_key,
+            bytes,
+        })
+    }
+
+    /// Decodes and verifies an envelope of at most `max_size` bytes.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnvelopeError`] naming the first check that failed; never panics,
+    /// whatever the bytes.
+    pub fn from_bytes(bytes: &[u8], max_size: usize) -> Result<Self, EnvelopeError> {
+        let limit = max_size.min(HARD_LIMIT);
+        if bytes.len() > limit {
+            return Err(EnvelopeError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        // Refuse unknown formats before trusting the layout that follows.
+        match bytes.first() {
+            Some(&ENVELOPE_FORMAT) => {}
+            Some(&other) => return Err(EnvelopeError::UnsupportedFormat(other)),
+            None => {
+                return Err(EnvelopeError::Malformed(
+                    bincode::error::DecodeError::UnexpectedEnd { additional: 1 },
+                ))
+            }
+        }
+        let (signed, signed_len): (Signed, usize) =
+            bincode::decode_from_slice(bytes, CONFIG).map_err(EnvelopeError::Malformed)?;
+        let (signature, signature_len): (Vec<u8>, usize) =
+            bincode::decode_from_slice(&bytes[signed_len..], CONFIG)
+                .map_err(EnvelopeError::Malformed)?;
+        let extra = bytes.len() - signed_len - signature_len;
+        if extra != 0 {
+            return Err(EnvelopeError::TrailingBytes(extra));
+        }
+        let public_key = PublicKey::try_decode_protobuf(&signed.public_key)
+            .map_err(|_| EnvelopeError::BadPublicKey)?;
+        if !public_key.verify(&signing_message(&bytes[..signed_len]), &signature) {
+            return Err(EnvelopeError::BadSignature);
+        }
+        if signed.tombstone && !signed.payload.is_empty() {
+            return Err(EnvelopeError::TombstoneWithPayload);
+        }
+        Ok(Envelope {
+            model: ModelId(signed.model),
+            key: signed.key,
+            payload: signed.payload,
+            timestamp: Timestamp(signed.timestamp),
+            tombstone: signed.tombstone,
+            writer: public_key.to_peer_id(),
+            public_key,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The envelope's bytes, as sent and stored.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The model the record belongs to.
+    pub fn model(&self) -> ModelId {
+        self.model
+    }
+
+    /// The record's encoded primary key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The record's payload (empty for a delete).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Whether this is a delete.
+    pub fn is_tombstone(&self) -> bool {
+        self.tombstone
+    }
+
+    /// The writer: the peer whose key signed this envelope.
+    pub fn writer(&self) -> PeerId {
+        self.writer
+    }
+
+    /// The writer's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    /// The version that decides conflicts.
+    pub fn version(&self) -> Version {
+        Version {
+            timestamp: self.timestamp,
+            writer: self.writer,
+        }
+    }
+
+    /// The Kademlia record key: model id (big-endian) then the encoded primary key.
+    pub fn record_key(&self) -> Vec<u8> {
+        record_key(self.model, &self.key)
+    }
+
+    /// Checks that the envelope was stored under its own record key.
+    ///
+    /// # Errors
+    ///
+    /// [`EnvelopeError::RecordKeyMismatch`] otherwise.
+    pub fn check_record_key(&self, record_key: &[u8]) -> Result<(), EnvelopeError> {
+        let (model, key) = record_key
+            .split_first_chunk::<4>()
+            .ok_or(EnvelopeError::RecordKeyMismatch)?;
+        if u32::from_be_bytes(*model) != self.model.0 || key != self.key.as_slice() {
+            return Err(EnvelopeError::RecordKeyMismatch);
+        }
+        Ok(())
+    }
+
+    /// The record inside, typed: `None` for a delete. Checks the model, that
+    /// the payload decodes, and that the key is the record's own key.
+    ///
+    /// # Errors
+    ///
+    /// [`EnvelopeError::WrongModel`], [`EnvelopeError::Payload`] or
+    /// [`EnvelopeError::KeyMismatch`].
+    pub fn open<M: NetabaseModel>(&self) -> Result<Option<M>, EnvelopeError> {
+        if self.model != M::ID {
+            return Err(EnvelopeError::WrongModel {
+                expected: M::ID,
+                found: self.model,
+            });
+        }
+        if self.tombstone {
+            return Ok(None);
+        }
+        let record: M = super::decode(&self.payload).map_err(|source| EnvelopeError::Payload {
+            model: M::NAME,
+            source,
+        })?;
+        let mut key = KeyBuf::new();
+        record.encode_key(&mut key);
+        if key.as_slice() != self.key.as_slice() {
+            return Err(EnvelopeError::KeyMismatch);
+        }
+        Ok(Some(record))
+    }
+}
+
+/// The Kademlia record key of a model's record: model id (big-endian) then
+/// the encoded primary key.
+pub fn record_key(model: ModelId, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + key.len());
+    out.extend_from_slice(&model.0.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+fn signing_message(signed: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + signed.len());
+    message.extend_from_slice(SIGNING_CONTEXT);
+    message.extend_from_slice(signed);
+    message
+}
