@@ -63,6 +63,8 @@ pub mod codec;
 mod error;
 pub mod key;
 pub mod model;
+#[cfg(feature = "native")]
+pub mod node;
 pub mod sample;
 pub mod store;
 pub mod sync;

@@ -30,6 +30,7 @@
 //! Each model has a table of records and one table per secondary index; see
 //! the crate documentation for the layout and its guarantees.
 
+mod envelopes;
 mod error;
 mod lookup;
 mod read;

@@ -24,6 +24,10 @@ impl ReadTransaction {
         ReadTransaction { inner }
     }
 
+    pub(crate) fn raw(&self) -> &redb::ReadTransaction {
+        &self.inner
+    }
+
     /// Opens the tree of model `M`. Cheap: index tables are opened on their
     /// first lookup, and each table at most once per tree.
     ///

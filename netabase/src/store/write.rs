@@ -61,6 +61,10 @@ impl WriteTransaction {
         })
     }
 
+    pub(crate) fn raw(&self) -> &redb::WriteTransaction {
+        &self.inner
+    }
+
     /// Makes every write of this transaction visible and, with
     /// [`Durability::Immediate`], durable before returning.
     ///
@@ -219,11 +223,17 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
     pub fn remove(&mut self, key: &M::Key) -> Result<Option<M>, StoreError> {
         let mut buf = KeyBuf::new();
         key.encode_key(&mut buf);
-        let old: M = match self
-            .records
-            .get(buf.as_slice())
-            .map_err(storage("read a record"))?
-        {
+        self.remove_encoded(buf.as_slice())
+    }
+
+    /// [`remove`](Self::remove) by the encoded primary key.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove).
+    #[doc(hidden)]
+    pub fn remove_encoded(&mut self, key: &[u8]) -> Result<Option<M>, StoreError> {
+        let old: M = match self.records.get(key).map_err(storage("read a record"))? {
             Some(value) => codec::decode(value.value())?,
             None => return Ok(None),
         };
@@ -231,10 +241,10 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
         old.index_entries(&mut self.old_entries);
         check_indexes::<M>(&self.old_entries)?;
         self.records
-            .remove(buf.as_slice())
+            .remove(key)
             .map_err(storage("remove a record"))?;
         for (index, value) in self.old_entries.iter() {
-            let entry = tables::index_entry_key(&M::INDEXES[index], value, buf.as_slice());
+            let entry = tables::index_entry_key(&M::INDEXES[index], value, key);
             self.indexes[index]
                 .remove(entry.as_slice())
                 .map_err(storage("update an index"))?;

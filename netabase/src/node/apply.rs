@@ -1,0 +1,142 @@
+//! Writing a signed record into the local store: one path for local writes,
+//! records pushed by peers and records fetched from them, applying the one
+//! conflict rule (the greater version wins).
+
+use libp2p::PeerId;
+
+use crate::codec::Envelope;
+use crate::store::StoreError;
+
+use super::event::{ChangeKind, Event, Origin};
+use super::registry::ApplyError;
+use super::stats::Rejection;
+use super::{NodeError, Shared};
+
+/// What applying an envelope did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Stored: it was newer than what we held.
+    Applied,
+    /// We already hold exactly this version.
+    Unchanged,
+}
+
+/// Why an envelope was not stored.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) reason: Rejection,
+    pub(crate) error: Option<NodeError>,
+}
+
+impl Refused {
+    fn new(reason: Rejection) -> Self {
+        Refused {
+            reason,
+            error: None,
+        }
+    }
+}
+
+/// Commits `envelope` if it is newer than the version held, updates the
+/// Kademlia view and tells subscribers. Blocking: call from a blocking task.
+pub(crate) fn apply(
+    shared: &Shared,
+    envelope: &Envelope,
+    origin: Origin,
+) -> Result<Outcome, Refused> {
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    let handler = registry
+        .get(envelope.model())
+        .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
+    let record_key = envelope.record_key();
+    let storage = |error: StoreError| Refused {
+        reason: match error {
+            StoreError::UniqueViolation { .. } => Rejection::UniqueConflict,
+            _ => Rejection::StorageFailed,
+        },
+        error: Some(NodeError::Store(error)),
+    };
+
+    let txn = shared.store.begin_write().map_err(storage)?;
+    if let Some(current) = txn.get_envelope(&record_key).map_err(storage)? {
+        if current == envelope.as_bytes() {
+            return Ok(Outcome::Unchanged);
+        }
+        // Stored envelopes were verified on the way in; only the version is needed.
+        if let Ok(current) = Envelope::from_trusted_bytes(&current) {
+            if current.version() >= envelope.version() {
+                return Err(Refused::new(Rejection::Stale));
+            }
+        }
+    }
+    handler.apply(&txn, envelope).map_err(|error| match error {
+        ApplyError::Envelope(error) => Refused::new(error.kind().into()),
+        ApplyError::Store(error) => storage(error),
+    })?;
+    txn.put_envelope(&record_key, envelope.as_bytes())
+        .map_err(storage)?;
+    txn.commit().map_err(storage)?;
+    shared.cache.insert(envelope);
+
+    // Nobody listening is fine: events are best-effort by design.
+    let _ = shared.events.send(Event::Record {
+        model: handler.name(),
+        model_id: envelope.model(),
+        key: envelope.key().to_vec(),
+        kind: if envelope.is_tombstone() {
+            ChangeKind::Delete
+        } else {
+            ChangeKind::Put
+        },
+        origin,
+        writer: envelope.writer(),
+    });
+    Ok(Outcome::Applied)
+}
+
+/// Validates bytes a peer sent as `record_key`, then applies them; counts
+/// and logs the outcome. Blocking: call from a blocking task.
+pub(crate) fn accept_remote(shared: &Shared, record_key: &[u8], bytes: &[u8], from: PeerId) {
+    match validate_remote(shared, record_key, bytes)
+        .and_then(|envelope| apply(shared, &envelope, Origin::Peer(from)))
+    {
+        Ok(Outcome::Applied) => shared.counters.accept(),
+        Ok(Outcome::Unchanged) => {}
+        Err(refused) => {
+            shared.counters.reject(refused.reason);
+            match &refused.error {
+                Some(error) => {
+                    tracing::warn!(peer = %from, reason = ?refused.reason, %error, "dropped a record")
+                }
+                None => tracing::debug!(peer = %from, reason = ?refused.reason, "dropped a record"),
+            }
+        }
+    }
+}
+
+/// Every check an inbound record passes before it may touch the store.
+pub(crate) fn validate_remote(
+    shared: &Shared,
+    record_key: &[u8],
+    bytes: &[u8],
+) -> Result<Envelope, Refused> {
+    let envelope = Envelope::from_bytes(bytes, shared.config.max_record_bytes)
+        .map_err(|e| Refused::new(e.kind().into()))?;
+    envelope
+        .check_record_key(record_key)
+        .map_err(|e| Refused::new(e.kind().into()))?;
+    {
+        let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+        let handler = registry
+            .get(envelope.model())
+            .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
+        handler
+            .check(&envelope)
+            .map_err(|e| Refused::new(e.kind().into()))?;
+    }
+    shared
+        .clock
+        .observe(envelope.version().timestamp)
+        .map_err(|_| Refused::new(Rejection::FromTheFuture))?;
+    Ok(envelope)
+}

@@ -1,0 +1,74 @@
+//! The libp2p behaviour and how the swarm is built.
+
+use std::time::Duration;
+
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, kad, mdns, noise, tcp, yamux, StreamProtocol, Swarm};
+
+use super::record_store::{KadStore, RecordCache};
+use super::{NetabaseConfig, NodeError};
+use crate::Keypair;
+
+/// Our own Kademlia protocol: netabase peers form their own DHT, apart from IPFS's.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/netabase/kad/1.0.0");
+/// The Identify protocol version string.
+const IDENTIFY_PROTOCOL: &str = "/netabase/id/1.0.0";
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) kad: kad::Behaviour<KadStore>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+pub(crate) fn build_swarm(
+    keypair: &Keypair,
+    config: &NetabaseConfig,
+    cache: RecordCache,
+) -> Result<Swarm<Behaviour>, NodeError> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NodeError::Transport(Box::new(e)))?
+        .with_behaviour(|key| {
+            let local = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config
+                .set_max_packet_size(config.max_packet_bytes())
+                // Inbound records are validated and stored by the node, not by Kademlia.
+                .set_record_filtering(kad::StoreInserts::FilterBoth)
+                .set_record_ttl(None)
+                .set_provider_record_ttl(None)
+                .set_replication_interval(config.replication_interval)
+                .set_publication_interval(config.publication_interval)
+                .set_query_timeout(config.query_timeout);
+            let store = KadStore::new(cache, local, config.max_record_bytes);
+            let mut kad = kad::Behaviour::with_config(local, store, kad_config);
+            // Client mode is the default until an external address is confirmed,
+            // and clients are never sent records.
+            kad.set_mode(Some(kad::Mode::Server));
+            let identify = identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.to_string(),
+                key.public(),
+            ));
+            let mdns = if config.mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                kad,
+                identify,
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| NodeError::Transport(Box::new(e)))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,84 @@
+//! Node configuration, with defaults that work on a laptop.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+use crate::store::Durability;
+
+/// How a [`Netabase`](super::Netabase) node listens, finds peers and syncs.
+///
+/// Start from `NetabaseConfig::default()` and change what you need:
+///
+/// ```
+/// # use netabase::node::NetabaseConfig;
+/// let config = NetabaseConfig {
+///     listen_addresses: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+///     ..NetabaseConfig::default()
+/// };
+/// ```
+#[derive(Clone, Debug)]
+pub struct NetabaseConfig {
+    /// Addresses to listen on. Default: every IPv4 interface, a free port.
+    pub listen_addresses: Vec<Multiaddr>,
+    /// Peers dialled at start, as `/ip4/../tcp/../p2p/<peer id>` addresses.
+    pub bootstrap_peers: Vec<Multiaddr>,
+    /// Largest signed record (envelope) accepted or published, in bytes.
+    /// Default 60 KiB; Kademlia's packet limit is raised to fit it.
+    pub max_record_bytes: usize,
+    /// Peers that must store a published record for `put_record` to succeed.
+    /// Default 1; never more than the peers that exist.
+    pub write_quorum: NonZeroUsize,
+    /// How often stored records are re-sent to the closest peers. Default 1 hour.
+    pub replication_interval: Option<Duration>,
+    /// How often this node republishes its own records. Default 12 hours;
+    /// they are also republished whenever the swarm starts.
+    pub publication_interval: Option<Duration>,
+    /// How long a network query may take. Default 30 s.
+    pub query_timeout: Duration,
+    /// How far ahead of this node's clock a record's timestamp may be; later
+    /// records are refused. Default 5 minutes.
+    pub max_clock_drift: Duration,
+    /// Find peers on the local network with mDNS. Default off.
+    pub mdns: bool,
+    /// Durability of local commits. Default [`Durability::Immediate`].
+    pub durability: Durability,
+}
+
+impl Default for NetabaseConfig {
+    fn default() -> Self {
+        NetabaseConfig {
+            listen_addresses: vec!["/ip4/0.0.0.0/tcp/0"
+                .parse()
+                .expect("a valid literal address")],
+            bootstrap_peers: Vec::new(),
+            max_record_bytes: 60 * 1024,
+            write_quorum: NonZeroUsize::MIN,
+            replication_interval: Some(Duration::from_secs(60 * 60)),
+            publication_interval: Some(Duration::from_secs(12 * 60 * 60)),
+            query_timeout: Duration::from_secs(30),
+            max_clock_drift: Duration::from_secs(5 * 60),
+            mdns: false,
+            durability: Durability::Immediate,
+        }
+    }
+}
+
+impl NetabaseConfig {
+    /// A configuration listening on `127.0.0.1` only, on a free port: for
+    /// tests and demos on one machine.
+    pub fn loopback() -> Self {
+        NetabaseConfig {
+            listen_addresses: vec!["/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .expect("a valid literal address")],
+            ..Self::default()
+        }
+    }
+
+    /// Kademlia's packet limit: a record plus room for the message around it.
+    pub(crate) fn max_packet_bytes(&self) -> usize {
+        self.max_record_bytes + 8 * 1024
+    }
+}

@@ -1,0 +1,96 @@
+//! Errors of the node layer.
+
+use std::path::PathBuf;
+
+use libp2p::Multiaddr;
+
+use crate::codec::CodecError;
+use crate::store::StoreError;
+
+/// Errors of the node layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record could not be encoded or signed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The data directory or identity file could not be read or written.
+    #[error("could not use {}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What the OS reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The identity file exists but does not hold a key.
+    #[error("{} does not hold a valid identity key", path.display())]
+    BadIdentity {
+        /// The identity file.
+        path: PathBuf,
+    },
+    /// The swarm could not be built or could not listen.
+    #[error("could not start the network on {address}")]
+    Listen {
+        /// The address that failed.
+        address: Multiaddr,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The swarm could not be built.
+    #[error("could not build the network stack")]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The operation needs a running swarm: call `start_swarm` first.
+    #[error("the swarm is not running; call start_swarm first")]
+    NotRunning,
+    /// `start_swarm` was called while the swarm runs.
+    #[error("the swarm is already running")]
+    AlreadyRunning,
+    /// A record is larger than the configured limit; nothing was written.
+    #[error("record of `{model}` is {size} bytes signed, over the {limit}-byte limit (NetabaseConfig::max_record_bytes)")]
+    RecordTooLarge {
+        /// The model's name.
+        model: &'static str,
+        /// Its signed size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The model was not registered with `register::<M>()`.
+    #[error("model `{model}` is not registered with this node")]
+    NotRegistered {
+        /// The model's name.
+        model: &'static str,
+    },
+    /// Two registered models share a model id.
+    #[error("models `{first}` and `{second}` have the same model id; rename one")]
+    ModelIdClash {
+        /// The model registered first.
+        first: &'static str,
+        /// The model refused.
+        second: &'static str,
+    },
+    /// The record was committed locally, but not stored by enough peers.
+    #[error("record committed locally but stored by {stored} of the {required} peers required{}", if *timed_out { " before the query timed out" } else { "" })]
+    Publish {
+        /// Peers that stored it.
+        stored: usize,
+        /// The write quorum.
+        required: usize,
+        /// Whether the query timed out (rather than running out of peers).
+        timed_out: bool,
+    },
+    /// The record is neither local nor found on the network.
+    #[error("record not found locally or on the network")]
+    NotFound,
+    /// The swarm stopped while the operation was in flight.
+    #[error("the swarm stopped before the operation finished")]
+    Stopped,
+    /// A blocking storage task failed to run.
+    #[error("a storage task failed")]
+    Task(#[source] tokio::task::JoinError),
+}

@@ -1,0 +1,50 @@
+//! What a node tells its subscribers: every change to its records, local or
+//! remote, and peers coming and going.
+
+use libp2p::PeerId;
+
+use crate::model::ModelId;
+
+/// Where a change came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// This node wrote it.
+    Local,
+    /// It arrived from this peer (the peer that sent it, which may differ
+    /// from the writer who signed it).
+    Peer(PeerId),
+}
+
+/// What happened to a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Inserted or replaced.
+    Put,
+    /// Deleted.
+    Delete,
+}
+
+/// One event on [`Netabase::subscribe_to_broadcasts`](super::Netabase::subscribe_to_broadcasts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A record changed in the local store.
+    Record {
+        /// The model's name.
+        model: &'static str,
+        /// The model's id.
+        model_id: ModelId,
+        /// The record's encoded primary key.
+        key: Vec<u8>,
+        /// Put or delete.
+        kind: ChangeKind,
+        /// Local or from a peer.
+        origin: Origin,
+        /// Who signed the change.
+        writer: PeerId,
+    },
+    /// A connection to a peer was opened (its first one).
+    PeerConnected(PeerId),
+    /// The last connection to a peer closed.
+    PeerDisconnected(PeerId),
+}

@@ -1,0 +1,48 @@
+//! The node's identity key, kept in its data directory so its peer id
+//! survives restarts.
+
+use std::io::Write;
+use std::path::Path;
+
+use libp2p::identity::Keypair;
+
+use super::NodeError;
+
+/// Reads the keypair at `path`, or creates one there (readable by the owner
+/// only) if the file does not exist.
+pub(crate) fn load_or_create(path: &Path) -> Result<Keypair, NodeError> {
+    let io = |source| NodeError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|_| NodeError::BadIdentity {
+            path: path.to_owned(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let keypair = Keypair::generate_ed25519();
+            let bytes = keypair
+                .to_protobuf_encoding()
+                .map_err(|_| NodeError::BadIdentity {
+                    path: path.to_owned(),
+                })?;
+            // Write to a temporary file and rename, so a crash never leaves a
+            // half-written key behind.
+            let tmp = path.with_extension("tmp");
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(&tmp).map_err(io)?;
+            file.write_all(&bytes).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            std::fs::rename(&tmp, path).map_err(io)?;
+            tracing::info!(path = %path.display(), peer_id = %keypair.public().to_peer_id(), "created a node identity");
+            Ok(keypair)
+        }
+        Err(error) => Err(io(error)),
+    }
+}

@@ -1,0 +1,504 @@
+//! The Netabase node: typed records in a local store, published to and
+//! fetched from peers over libp2p Kademlia, validated on arrival.
+//!
+//! ```no_run
+//! use netabase::node::{Netabase, NetabaseConfig};
+//! use netabase::NetabaseModel;
+//!
+//! #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+//! pub struct Note {
+//!     #[primary_key]
+//!     pub id: u64,
+//!     #[secondary_key]
+//!     pub topic: String,
+//!     pub text: String,
+//! }
+//!
+//! # async fn run() -> Result<(), netabase::node::NodeError> {
+//! let node = Netabase::new_with_path("./node-a", NetabaseConfig::loopback())?;
+//! node.register::<Note>()?;
+//! node.start_swarm().await?;
+//! let mut events = node.subscribe_to_broadcasts();
+//! node.put_record_locally(Note { id: 1, topic: "hello".into(), text: "first".into() }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! One task owns the swarm; [`Netabase`] is a cheap, cloneable handle to it.
+//! Every redb access and every signature check runs in a blocking task, never
+//! on the swarm's poll or on async worker threads.
+
+mod apply;
+mod behaviour;
+mod config;
+mod error;
+mod event;
+mod event_loop;
+mod identity;
+mod record_store;
+mod registry;
+mod stats;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use libp2p::kad::{Quorum, Record, RecordKey};
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use behaviour::KAD_PROTOCOL;
+pub use config::NetabaseConfig;
+pub use error::NodeError;
+pub use event::{ChangeKind, Event, Origin};
+pub use libp2p::multiaddr::{Multiaddr, Protocol};
+pub use stats::{NodeStats, Rejection};
+
+use crate::codec::{self, Envelope};
+use crate::model::NetabaseModel;
+use crate::store::{Lookup, ReadTree, Store};
+use crate::sync::Clock;
+use crate::{KeyEncode, Keypair};
+use event_loop::{Command, EventLoop};
+use record_store::RecordCache;
+use registry::Registry;
+
+/// File names inside a node's data directory.
+const DATABASE_FILE: &str = "netabase.redb";
+const IDENTITY_FILE: &str = "identity.key";
+/// Events buffered per subscriber before a slow one starts missing them.
+const EVENT_BUFFER: usize = 4096;
+const COMMAND_BUFFER: usize = 1024;
+
+/// State shared by the handle, the event loop and storage tasks.
+pub(crate) struct Shared {
+    store: Store,
+    keypair: Keypair,
+    peer_id: PeerId,
+    config: NetabaseConfig,
+    clock: Clock,
+    registry: RwLock<Registry>,
+    cache: RecordCache,
+    events: broadcast::Sender<Event>,
+    counters: stats::Counters,
+    listen_addrs: Mutex<Vec<Multiaddr>>,
+    listening: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn listening_on(&self, address: Multiaddr) {
+        self.listen_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(address);
+        self.listening.notify_waiters();
+    }
+}
+
+struct Running {
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+/// A Netabase node. Cheap to clone: clones share the node.
+#[derive(Clone)]
+pub struct Netabase {
+    shared: Arc<Shared>,
+    running: Arc<tokio::sync::Mutex<Option<Running>>>,
+}
+
+impl std::fmt::Debug for Netabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netabase")
+            .field("peer_id", &self.shared.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Netabase {
+    /// Opens (or creates) a node's data directory: its redb database and its
+    /// identity key, so the peer id survives restarts. Does not start the
+    /// network: see [`start_swarm`](Self::start_swarm).
+    ///
+    /// Blocks on disk I/O; from async code, it is quick enough to call
+    /// directly at start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Io`] if the directory or key cannot be created or read,
+    /// [`NodeError::BadIdentity`] for a corrupt key file, [`NodeError::Store`]
+    /// if the database cannot be opened (e.g. another process holds it).
+    pub fn new_with_path(
+        path: impl AsRef<Path>,
+        config: NetabaseConfig,
+    ) -> Result<Self, NodeError> {
+        let dir = path.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let keypair = identity::load_or_create(&dir.join(IDENTITY_FILE))?;
+        let store = Store::builder()
+            .durability(config.durability)
+            .open(dir.join(DATABASE_FILE))?;
+        let cache = RecordCache::default();
+        for (_, bytes) in store.begin_read()?.envelopes()? {
+            match Envelope::from_trusted_bytes(&bytes) {
+                Ok(envelope) => cache.insert(&envelope),
+                Err(error) => tracing::warn!(%error, "skipped an unreadable stored envelope"),
+            }
+        }
+        let peer_id = keypair.public().to_peer_id();
+        tracing::info!(%peer_id, path = %dir.display(), records = cache.len(), "opened node");
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let clock = Clock::system(config.max_clock_drift.as_millis() as u64);
+        Ok(Netabase {
+            shared: Arc::new(Shared {
+                store,
+                keypair,
+                peer_id,
+                clock,
+                registry: RwLock::new(Registry::default()),
+                cache,
+                events,
+                counters: stats::Counters::default(),
+                listen_addrs: Mutex::new(Vec::new()),
+                listening: tokio::sync::Notify::new(),
+                config,
+            }),
+            running: Arc::new(tokio::sync::Mutex::new(None)),
+        })
+    }
+
+    /// Registers model `M`, so records of it from peers are accepted and land
+    /// in its typed tree. Register every model before starting the swarm.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::ModelIdClash`] if another registered model has the same id.
+    pub fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
+        self.shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register::<M>()
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// The local store, for typed queries and transactions of your own.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The addresses the swarm listens on (empty until it has started).
+    pub fn listen_addresses(&self) -> Vec<Multiaddr> {
+        self.shared
+            .listen_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Counters of accepted and refused inbound records.
+    pub fn stats(&self) -> NodeStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Starts the swarm in its own task: listens on the configured addresses
+    /// (returning once the first is bound), dials the bootstrap peers and
+    /// republishes this node's own records.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::AlreadyRunning`], or [`NodeError::Listen`] /
+    /// [`NodeError::Transport`] if the network cannot start.
+    pub async fn start_swarm(&self) -> Result<(), NodeError> {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return Err(NodeError::AlreadyRunning);
+        }
+        let shared = &self.shared;
+        let mut swarm =
+            behaviour::build_swarm(&shared.keypair, &shared.config, shared.cache.clone())?;
+        shared
+            .listen_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let listening = shared.listening.notified();
+        tokio::pin!(listening);
+        listening.as_mut().enable();
+        for address in &shared.config.listen_addresses {
+            swarm
+                .listen_on(address.clone())
+                .map_err(|source| NodeError::Listen {
+                    address: address.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+        for address in &shared.config.bootstrap_peers {
+            if let Some(peer) = peer_of(address) {
+                swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, address.clone());
+            }
+            if let Err(error) = swarm.dial(address.clone()) {
+                tracing::warn!(%address, %error, "could not dial a bootstrap peer");
+            }
+        }
+        let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
+        let task = tokio::spawn(EventLoop::new(swarm, shared.clone(), rx).run());
+        if !shared.config.listen_addresses.is_empty() {
+            listening.await;
+        }
+        *running = Some(Running { commands, task });
+        drop(running);
+        self.republish_own_records().await;
+        Ok(())
+    }
+
+    /// Stops the swarm and waits for its task to end. Local data stays; the
+    /// swarm can be started again.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRunning`] if it was not running.
+    pub async fn stop_swarm(&self) -> Result<(), NodeError> {
+        let running = self
+            .running
+            .lock()
+            .await
+            .take()
+            .ok_or(NodeError::NotRunning)?;
+        // If the loop already ended, the send fails and the join returns at once.
+        let _ = running.commands.send(Command::Shutdown).await;
+        if let Err(error) = running.task.await {
+            tracing::warn!(%error, "the swarm task ended abnormally");
+        }
+        Ok(())
+    }
+
+    /// Dials a peer at `address` (`/ip4/../tcp/../p2p/<peer id>`).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRunning`] if the swarm is not running.
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), NodeError> {
+        self.send(Command::Dial { address }).await
+    }
+
+    /// Commits `record` locally, then publishes it to the network with the
+    /// configured write quorum.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::RecordTooLarge`] before anything is written if the signed
+    /// record is over `max_record_bytes`; [`NodeError::NotRunning`] (after the
+    /// local commit) if the swarm is stopped; [`NodeError::Publish`] if too
+    /// few peers stored it (it stays committed locally and is republished
+    /// later).
+    pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<(), NodeError> {
+        let envelope = self.put_record_locally(record).await?;
+        let record = Record {
+            key: RecordKey::new(&envelope.record_key()),
+            value: envelope.as_bytes().to_vec(),
+            publisher: None,
+            expires: None,
+        };
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Publish {
+            record,
+            quorum: Quorum::N(self.shared.config.write_quorum),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Commits `record` locally only; it reaches peers when they fetch it or
+    /// when this node republishes. Returns the signed envelope.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRegistered`], [`NodeError::RecordTooLarge`] (nothing
+    /// written), or a store error (nothing written).
+    pub async fn put_record_locally<M: NetabaseModel>(
+        &self,
+        record: M,
+    ) -> Result<Envelope, NodeError> {
+        self.check_registered::<M>()?;
+        let shared = self.shared.clone();
+        self.blocking(move || {
+            let envelope = Envelope::seal(&shared.keypair, &record, shared.clock.now())?;
+            let size = envelope.as_bytes().len();
+            if size > shared.config.max_record_bytes {
+                return Err(NodeError::RecordTooLarge {
+                    model: M::NAME,
+                    size,
+                    limit: shared.config.max_record_bytes,
+                });
+            }
+            apply::apply(&shared, &envelope, Origin::Local)
+                .map_err(|refused| refused.error.unwrap_or(NodeError::Stopped))?;
+            Ok(envelope)
+        })
+        .await
+    }
+
+    /// The record of model `M` with this primary key: the local copy if there
+    /// is one, else fetched from the network. Every copy peers return is
+    /// validated; the newest version wins and is stored locally.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotFound`] if nobody has it, [`NodeError::NotRunning`] if
+    /// it is not local and the swarm is stopped.
+    pub async fn get_record<M: NetabaseModel>(&self, key: M::Key) -> Result<M, NodeError> {
+        self.check_registered::<M>()?;
+        let store = self.shared.store.clone();
+        let local_key = key.clone();
+        let local = self
+            .blocking(move || Ok(store.tree::<M>().get(&local_key)?))
+            .await?;
+        if let Some(record) = local {
+            return Ok(record);
+        }
+        let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Get {
+            key: RecordKey::new(&record_key),
+            reply,
+        })
+        .await?;
+        let found = rx.await.map_err(|_| NodeError::Stopped)?;
+        let shared = self.shared.clone();
+        self.blocking(move || {
+            let newest = found
+                .iter()
+                .filter_map(|(peer, bytes)| {
+                    match apply::validate_remote(&shared, &record_key, bytes) {
+                        Ok(envelope) => Some((*peer, envelope)),
+                        Err(refused) => {
+                            shared.counters.reject(refused.reason);
+                            None
+                        }
+                    }
+                })
+                .max_by(|a, b| a.1.version().cmp(&b.1.version()));
+            let (peer, envelope) = newest.ok_or(NodeError::NotFound)?;
+            let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
+            match apply::apply(&shared, &envelope, origin) {
+                Ok(_) => shared.counters.accept(),
+                Err(refused) => shared.counters.reject(refused.reason),
+            }
+            envelope
+                .open::<M>()
+                .map_err(|_| NodeError::NotFound)?
+                .ok_or(NodeError::NotFound)
+        })
+        .await
+    }
+
+    /// Runs a typed query on the local tree of `M` in a read snapshot, off
+    /// the async runtime: `|tree| tree.by_email("a@b.c")`, `|tree| tree.iter()?.collect()`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the query returns, or a store error.
+    pub async fn query_local_records<M, T, F>(&self, query: F) -> Result<T, NodeError>
+    where
+        M: NetabaseModel,
+        T: Send + 'static,
+        F: FnOnce(&ReadTree<'_, M>) -> Result<T, crate::StoreError> + Send + 'static,
+    {
+        let store = self.shared.store.clone();
+        self.blocking(move || {
+            let txn = store.begin_read()?;
+            let tree = txn.open_tree::<M>()?;
+            Ok(query(&tree)?)
+        })
+        .await
+    }
+
+    /// A stream of every change to this node's records, local or remote, and
+    /// of peers connecting and disconnecting. A subscriber that falls more
+    /// than 4096 events behind gets `RecvError::Lagged` and skips ahead.
+    pub fn subscribe_to_broadcasts(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    async fn republish_own_records(&self) {
+        let own = self.shared.cache.written_by(self.shared.peer_id);
+        if own.is_empty() {
+            return;
+        }
+        let Some(commands) = self.commands().await else {
+            return;
+        };
+        tracing::debug!(records = own.len(), "republishing own records");
+        for (key, cached) in own {
+            let (reply, _ignored) = oneshot::channel();
+            let record = Record {
+                key: RecordKey::new(&key),
+                value: cached.bytes.to_vec(),
+                publisher: None,
+                expires: None,
+            };
+            let command = Command::Publish {
+                record,
+                quorum: Quorum::One,
+                reply,
+            };
+            if commands.send(command).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn check_registered<M: NetabaseModel>(&self) -> Result<(), NodeError> {
+        let registry = self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if registry.contains(M::ID) {
+            Ok(())
+        } else {
+            Err(NodeError::NotRegistered { model: M::NAME })
+        }
+    }
+
+    async fn commands(&self) -> Option<mpsc::Sender<Command>> {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .map(|r| r.commands.clone())
+    }
+
+    async fn send(&self, command: Command) -> Result<(), NodeError> {
+        let commands = self.commands().await.ok_or(NodeError::NotRunning)?;
+        commands.send(command).await.map_err(|_| NodeError::Stopped)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(NodeError::Task)?
+    }
+}
+
+/// The peer id at the end of a `/p2p/<id>` address.
+fn peer_of(address: &Multiaddr) -> Option<PeerId> {
+    address.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}

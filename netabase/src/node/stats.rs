@@ -1,0 +1,114 @@
+//! Counters of what the node accepted and refused, per reason.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::codec::RejectReason;
+
+/// Why an inbound record was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Bigger than `max_record_bytes`.
+    TooLarge,
+    /// Not an envelope at all.
+    Malformed,
+    /// An envelope format this version does not read.
+    UnsupportedFormat,
+    /// The signature does not verify for the stated writer.
+    BadSignature,
+    /// A model this node has not registered.
+    UnknownModel,
+    /// The payload does not decode as the model.
+    BadPayload,
+    /// The key is not the record's own key.
+    KeyMismatch,
+    /// Not newer than the version already held.
+    Stale,
+    /// Timestamped further in the future than `max_clock_drift`.
+    FromTheFuture,
+    /// It would give a unique index value a second owner here.
+    UniqueConflict,
+    /// The local store failed while applying it.
+    StorageFailed,
+}
+
+impl From<RejectReason> for Rejection {
+    fn from(reason: RejectReason) -> Self {
+        match reason {
+            RejectReason::TooLarge => Rejection::TooLarge,
+            RejectReason::Malformed => Rejection::Malformed,
+            RejectReason::UnsupportedFormat => Rejection::UnsupportedFormat,
+            RejectReason::BadSignature => Rejection::BadSignature,
+            RejectReason::UnknownModel => Rejection::UnknownModel,
+            RejectReason::BadPayload => Rejection::BadPayload,
+            RejectReason::KeyMismatch => Rejection::KeyMismatch,
+        }
+    }
+}
+
+const ALL: [Rejection; 11] = [
+    Rejection::TooLarge,
+    Rejection::Malformed,
+    Rejection::UnsupportedFormat,
+    Rejection::BadSignature,
+    Rejection::UnknownModel,
+    Rejection::BadPayload,
+    Rejection::KeyMismatch,
+    Rejection::Stale,
+    Rejection::FromTheFuture,
+    Rejection::UniqueConflict,
+    Rejection::StorageFailed,
+];
+
+/// A snapshot of a node's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Inbound records validated and stored.
+    pub accepted: u64,
+    /// Inbound records dropped, per reason (reasons never seen are absent).
+    pub rejected: BTreeMap<Rejection, u64>,
+}
+
+impl NodeStats {
+    /// Records dropped for `reason`.
+    pub fn rejected(&self, reason: Rejection) -> u64 {
+        self.rejected.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// Records dropped for any reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    accepted: AtomicU64,
+    rejected: [AtomicU64; ALL.len()],
+}
+
+impl Counters {
+    pub(crate) fn accept(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reject(&self, reason: Rejection) {
+        if let Some(i) = ALL.iter().position(|r| *r == reason) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> NodeStats {
+        let rejected = ALL
+            .iter()
+            .zip(&self.rejected)
+            .map(|(reason, count)| (*reason, count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        NodeStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The envelope table: for every synced record, the signed bytes it travelled
+//! in (`netabase/sync/envelopes`, record key -> envelope). Written in the
+//! same transaction as the typed record, so the signature, version and value
+//! never disagree. Opaque bytes here: the store knows nothing of their format.
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::error::{storage, StoreError};
+use super::read::ReadTransaction;
+use super::tables::{Bytes, KeyBytes};
+use super::write::WriteTransaction;
+
+/// A stored envelope: `(record key, envelope bytes)`.
+pub type StoredEnvelope = (Vec<u8>, Vec<u8>);
+
+const ENVELOPES: TableDefinition<'static, KeyBytes, Bytes> =
+    TableDefinition::new("netabase/sync/envelopes");
+
+impl WriteTransaction {
+    /// Stores `envelope` under `record_key`, replacing any previous one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn put_envelope(&self, record_key: &[u8], envelope: &[u8]) -> Result<(), StoreError> {
+        let mut table = self
+            .raw()
+            .open_table(ENVELOPES)
+            .map_err(storage("open the envelope table"))?;
+        table
+            .insert(record_key, envelope)
+            .map_err(storage("write an envelope"))?;
+        Ok(())
+    }
+
+    /// The envelope stored under `record_key` in this transaction's view.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn get_envelope(&self, record_key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = self
+            .raw()
+            .open_table(ENVELOPES)
+            .map_err(storage("open the envelope table"))?;
+        let value = table.get(record_key).map_err(storage("read an envelope"))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+}
+
+impl ReadTransaction {
+    /// Every stored envelope as `(record key, envelope)`, in key order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn envelopes(&self) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let table = match self.raw().open_table(ENVELOPES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(storage("open the envelope table")(error)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(storage("read envelopes"))? {
+            let (key, value) = entry.map_err(storage("read envelopes"))?;
+            out.push((key.value().to_vec(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,239 @@
+//! Nodes on 127.0.0.1: records published on one arrive, typed and indexed, on
+//! the others; restarts keep data and identity. Every wait is bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, NodeError, Origin};
+use netabase::store::Lookup;
+use netabase::PeerId;
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn node(dir: &std::path::Path, bootstrap: &[&Netabase]) -> Netabase {
+    node_with(dir, bootstrap, NetabaseConfig::loopback()).await
+}
+
+async fn node_with(
+    dir: &std::path::Path,
+    bootstrap: &[&Netabase],
+    config: NetabaseConfig,
+) -> Netabase {
+    let config = NetabaseConfig {
+        bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
+        ..config
+    };
+    let node = Netabase::new_with_path(dir, config).unwrap();
+    node.register::<User>().unwrap();
+    node.register::<Post>().unwrap();
+    node.start_swarm().await.unwrap();
+    node
+}
+
+fn address_of(node: &Netabase) -> netabase::node::Multiaddr {
+    let address = node.listen_addresses()[0].clone();
+    address.with(netabase::node::Protocol::P2p(node.peer_id()))
+}
+
+/// Waits (bounded) for the first event that `pick` accepts.
+async fn wait_for<T>(
+    what: &str,
+    events: &mut broadcast::Receiver<Event>,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+async fn wait_connected(events: &mut broadcast::Receiver<Event>, peers: &[PeerId]) {
+    let mut missing: Vec<PeerId> = peers.to_vec();
+    while !missing.is_empty() {
+        let peer = wait_for("a connection", events, |e| match e {
+            Event::PeerConnected(p) => Some(*p),
+            _ => None,
+        })
+        .await;
+        missing.retain(|p| *p != peer);
+    }
+}
+
+/// Publishes, retrying while the publisher's routing table is still filling
+/// (Identify runs just after a connection opens). Bounded.
+async fn publish(node: &Netabase, record: User) {
+    for _ in 0..100 {
+        match node.put_record(record.clone()).await {
+            Ok(()) => return,
+            Err(NodeError::Publish { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(other) => panic!("put_record failed: {other}"),
+        }
+    }
+    panic!("put_record never reached a peer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_on_one_node_reaches_the_others_typed_and_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A quorum of 2 in a 3-node network: the put succeeds once both others hold it.
+    let quorum_two = NetabaseConfig {
+        write_quorum: std::num::NonZeroUsize::new(2).unwrap(),
+        ..NetabaseConfig::loopback()
+    };
+    let a = node_with(&dir.path().join("a"), &[], quorum_two).await;
+    let mut a_events = a.subscribe_to_broadcasts();
+    let b = node(&dir.path().join("b"), &[&a]).await;
+    let mut b_events = b.subscribe_to_broadcasts();
+    let c = node(&dir.path().join("c"), &[&a]).await;
+    let mut c_events = c.subscribe_to_broadcasts();
+    wait_connected(&mut a_events, &[b.peer_id(), c.peer_id()]).await;
+
+    let ada = user(1, "ada@example.com", 36);
+    publish(&a, ada.clone()).await;
+
+    for events in [&mut b_events, &mut c_events] {
+        let (origin, writer, kind) = wait_for("the record on B and C", events, |e| match e {
+            Event::Record {
+                model: "User",
+                origin,
+                writer,
+                kind,
+                ..
+            } => Some((*origin, *writer, *kind)),
+            _ => None,
+        })
+        .await;
+        assert_eq!(origin, Origin::Peer(a.peer_id()));
+        assert_eq!(writer, a.peer_id());
+        assert_eq!(kind, ChangeKind::Put);
+    }
+    for other in [&b, &c] {
+        let users = other.store().tree::<User>();
+        assert_eq!(users.get(&UserKey(1)).unwrap(), Some(ada.clone()));
+        assert_eq!(
+            users.by_email("ada@example.com").unwrap(),
+            Some(ada.clone())
+        );
+        assert_eq!(users.by_age(36).unwrap(), vec![ada.clone()]);
+        let found = other
+            .query_local_records::<User, _, _>(|tree| tree.by_email("ada@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(ada.clone()));
+    }
+    // The local write was an event on A too.
+    let origin = wait_for("the local event on A", &mut a_events, |e| match e {
+        Event::Record { origin, .. } => Some(*origin),
+        _ => None,
+    })
+    .await;
+    assert_eq!(origin, Origin::Local);
+
+    // A record only A holds is fetched by C over the network, typed.
+    a.put_record_locally(user(2, "alan@example.com", 41))
+        .await
+        .unwrap();
+    assert!(c.store().tree::<User>().get(&UserKey(2)).unwrap().is_none());
+    let fetched = c.get_record::<User>(UserKey(2)).await.unwrap();
+    assert_eq!(fetched, user(2, "alan@example.com", 41));
+    assert_eq!(
+        c.store()
+            .tree::<User>()
+            .by_email("alan@example.com")
+            .unwrap(),
+        Some(fetched)
+    );
+    assert!(matches!(
+        c.get_record::<User>(UserKey(99)).await,
+        Err(NodeError::NotFound)
+    ));
+    assert_eq!(b.stats().rejected_total(), 0);
+
+    for n in [&a, &b, &c] {
+        n.stop_swarm().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_data_and_identity_and_serves_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("a");
+    let (a_id, ada) = {
+        let a = node(&a_dir, &[]).await;
+        let ada = user(7, "ada@example.com", 36);
+        a.put_record_locally(ada.clone()).await.unwrap();
+        a.stop_swarm().await.unwrap();
+        // stop/start works on the same handle.
+        a.start_swarm().await.unwrap();
+        assert!(matches!(
+            a.start_swarm().await,
+            Err(NodeError::AlreadyRunning)
+        ));
+        a.stop_swarm().await.unwrap();
+        assert!(matches!(a.stop_swarm().await, Err(NodeError::NotRunning)));
+        (a.peer_id(), ada)
+    };
+
+    let a = node(&a_dir, &[]).await;
+    assert_eq!(a.peer_id(), a_id, "peer id survives a restart");
+    assert_eq!(
+        a.store().tree::<User>().get(&UserKey(7)).unwrap(),
+        Some(ada.clone())
+    );
+
+    let b = node(&dir.path().join("b"), &[&a]).await;
+    let fetched = b.get_record::<User>(UserKey(7)).await.unwrap();
+    assert_eq!(fetched, ada);
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_unregistered_records_are_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NetabaseConfig {
+        max_record_bytes: 1024,
+        ..NetabaseConfig::loopback()
+    };
+    let a = Netabase::new_with_path(dir.path(), config).unwrap();
+    assert!(matches!(
+        a.put_record_locally(user(1, "a@x", 1)).await,
+        Err(NodeError::NotRegistered { model: "User" })
+    ));
+    a.register::<User>().unwrap();
+    let mut big = user(1, "a@x", 1);
+    big.name = "x".repeat(2000);
+    let err = a.put_record_locally(big).await.unwrap_err();
+    assert!(
+        matches!(err, NodeError::RecordTooLarge { limit: 1024, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("1024-byte limit"), "{err}");
+    assert!(a.store().tree::<User>().is_empty().unwrap());
+    // Without a swarm, local writes work and publishing says why it cannot.
+    a.put_record_locally(user(1, "a@x", 1)).await.unwrap();
+    assert!(matches!(
+        a.put_record(user(2, "b@x", 1)).await,
+        Err(NodeError::NotRunning)
+    ));
+    assert_eq!(
+        a.store().tree::<User>().len().unwrap(),
+        2,
+        "committed before publishing"
+    );
+}
