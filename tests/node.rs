@@ -237,3 +237,52 @@ async fn oversized_and_unregistered_records_are_refused_before_writing() {
         "committed before publishing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_travel_as_signed_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(&dir.path().join("a"), &[]).await;
+    let mut a_events = a.subscribe_to_broadcasts();
+    let b = node(&dir.path().join("b"), &[&a]).await;
+    let mut b_events = b.subscribe_to_broadcasts();
+    wait_connected(&mut a_events, &[b.peer_id()]).await;
+
+    publish(&a, user(5, "gone@example.com", 50)).await;
+    wait_for("the put on B", &mut b_events, |e| match e {
+        Event::Record {
+            kind: ChangeKind::Put,
+            ..
+        } => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(b
+        .store()
+        .tree::<User>()
+        .by_email("gone@example.com")
+        .unwrap()
+        .is_some());
+
+    a.remove_record::<User>(UserKey(5)).await.unwrap();
+    let origin = wait_for("the delete on B", &mut b_events, |e| match e {
+        Event::Record {
+            kind: ChangeKind::Delete,
+            origin,
+            ..
+        } => Some(*origin),
+        _ => None,
+    })
+    .await;
+    assert_eq!(origin, Origin::Peer(a.peer_id()));
+    let users = b.store().tree::<User>();
+    assert_eq!(users.get(&UserKey(5)).unwrap(), None);
+    assert!(users.by_email("gone@example.com").unwrap().is_none());
+    assert!(users.by_age(50).unwrap().is_empty());
+    // The tombstone is newer than any copy of the put: the record stays gone.
+    assert!(matches!(
+        b.get_record::<User>(UserKey(5)).await,
+        Err(NodeError::NotFound)
+    ));
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}

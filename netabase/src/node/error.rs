@@ -84,6 +84,10 @@ pub enum NodeError {
         /// Whether the query timed out (rather than running out of peers).
         timed_out: bool,
     },
+    /// A local write was refused by the rules every write follows (for
+    /// example, a newer version of the record is already stored).
+    #[error("the write was refused: {0:?}")]
+    Refused(super::Rejection),
     /// The record is neither local nor found on the network.
     #[error("record not found locally or on the network")]
     NotFound,

@@ -303,6 +303,32 @@ impl Netabase {
     /// later).
     pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<(), NodeError> {
         let envelope = self.put_record_locally(record).await?;
+        self.publish(&envelope).await
+    }
+
+    /// Deletes the record of `M` with this primary key: commits a signed
+    /// delete (a tombstone) locally, removing the record and its index
+    /// entries, then publishes it so peers delete it too. A tombstone loses to
+    /// a strictly newer put and beats older ones, like any version.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_record`](Self::put_record).
+    pub async fn remove_record<M: NetabaseModel>(&self, key: M::Key) -> Result<(), NodeError> {
+        self.check_registered::<M>()?;
+        let shared = self.shared.clone();
+        let envelope = self
+            .blocking(move || {
+                let envelope =
+                    Envelope::seal_tombstone::<M>(&shared.keypair, &key, shared.clock.now())?;
+                commit_local(&shared, &envelope, M::NAME)?;
+                Ok(envelope)
+            })
+            .await?;
+        self.publish(&envelope).await
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), NodeError> {
         let record = Record {
             key: RecordKey::new(&envelope.record_key()),
             value: envelope.as_bytes().to_vec(),
@@ -334,16 +360,7 @@ impl Netabase {
         let shared = self.shared.clone();
         self.blocking(move || {
             let envelope = Envelope::seal(&shared.keypair, &record, shared.clock.now())?;
-            let size = envelope.as_bytes().len();
-            if size > shared.config.max_record_bytes {
-                return Err(NodeError::RecordTooLarge {
-                    model: M::NAME,
-                    size,
-                    limit: shared.config.max_record_bytes,
-                });
-            }
-            apply::apply(&shared, &envelope, Origin::Local)
-                .map_err(|refused| refused.error.unwrap_or(NodeError::Stopped))?;
+            commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
         .await
@@ -393,8 +410,17 @@ impl Netabase {
             let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
             match apply::apply(&shared, &envelope, origin) {
                 Ok(_) => shared.counters.accept(),
-                Err(refused) => shared.counters.reject(refused.reason),
+                Err(refused) => {
+                    shared.counters.reject(refused.reason);
+                    // What we hold is newer (e.g. a delete): it decides.
+                    return shared
+                        .store
+                        .tree::<M>()
+                        .get(&key)?
+                        .ok_or(NodeError::NotFound);
+                }
             }
+            // A delete as the newest version means the record is gone.
             envelope
                 .open::<M>()
                 .map_err(|_| NodeError::NotFound)?
@@ -493,6 +519,29 @@ impl Netabase {
             .await
             .map_err(NodeError::Task)?
     }
+}
+
+/// Commits a locally signed envelope, refusing it up front if it is over the
+/// record limit. Blocking.
+fn commit_local(
+    shared: &Shared,
+    envelope: &Envelope,
+    model: &'static str,
+) -> Result<(), NodeError> {
+    let size = envelope.as_bytes().len();
+    if size > shared.config.max_record_bytes {
+        return Err(NodeError::RecordTooLarge {
+            model,
+            size,
+            limit: shared.config.max_record_bytes,
+        });
+    }
+    apply::apply(shared, envelope, Origin::Local)
+        .map(drop)
+        .map_err(|refused| match refused.error {
+            Some(error) => error,
+            None => NodeError::Refused(refused.reason),
+        })
 }
 
 /// The peer id at the end of a `/p2p/<id>` address.
