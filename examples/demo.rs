@@ -1,19 +1,22 @@
-//! The main demo: a typed store in a local redb file.
+//! The main demo: three Netabase nodes on 127.0.0.1, each with its own redb
+//! database in `netabase-demo/` (or the directory given as the first
+//! argument). Node A writes typed records; they arrive on B and C, where they
+//! are queried by primary and secondary key; C fetches a record only A holds;
+//! A deletes one and the delete travels. Prints what happened with timings.
 //!
 //! ```text
-//! cargo run --release --example demo
+//! cargo run --example demo
 //! ```
-//!
-//! Creates `netabase-demo/demo.redb` (or the path given as the first
-//! argument), writes typed records, queries them by primary key, unique and
-//! non-unique secondary keys and ranges, and prints what it did with timings.
 
 use std::error::Error;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, Origin, Protocol};
 use netabase::store::Lookup;
-use netabase::{NetabaseModel, Store, StoreError};
+use netabase::NetabaseModel;
+use tokio::sync::broadcast;
 
 /// A user of some application.
 #[derive(NetabaseModel, Clone, Debug, PartialEq)]
@@ -25,149 +28,193 @@ pub struct User {
     pub email: String,
     #[secondary_key]
     pub age: u32,
-    #[secondary_key]
-    pub tags: Vec<String>,
-    #[secondary_key]
-    pub team: Option<String>,
 }
 
-const NAMES: [&str; 8] = [
-    "ada", "alan", "grace", "barbara", "edsger", "donald", "frances", "ken",
-];
-const TAGS: [&str; 4] = ["admin", "rust", "ops", "design"];
+const RECORDS: u64 = 20;
+const WAIT: Duration = Duration::from_secs(30);
 
-fn make_user(id: u64) -> User {
-    let name = NAMES[id as usize % NAMES.len()];
-    User {
-        id,
-        name: format!("{name} #{id}"),
-        email: format!("{name}.{id}@example.com"),
-        age: 20 + (id * 7 % 45) as u32,
-        tags: vec![
-            TAGS[id as usize % 4].into(),
-            TAGS[(id as usize / 4) % 4].into(),
-        ],
-        team: (!id.is_multiple_of(3)).then(|| format!("team-{}", id % 5)),
+async fn start(
+    dir: PathBuf,
+    bootstrap: Option<&Netabase>,
+    quorum: usize,
+) -> Result<Netabase, Box<dyn Error>> {
+    let mut config = NetabaseConfig::loopback();
+    config.write_quorum = NonZeroUsize::new(quorum).ok_or("quorum must be at least 1")?;
+    if let Some(peer) = bootstrap {
+        let address = peer
+            .listen_addresses()
+            .first()
+            .cloned()
+            .ok_or("peer is not listening")?;
+        config.bootstrap_peers = vec![address.with(Protocol::P2p(peer.peer_id()))];
     }
+    let node = Netabase::new_with_path(&dir, config)?;
+    node.register::<User>()?;
+    node.start_swarm().await?;
+    Ok(node)
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let path = std::env::args()
+/// Waits until `count` puts from `from` have arrived on a node.
+async fn arrivals(
+    events: &mut broadcast::Receiver<Event>,
+    from: Origin,
+    count: u64,
+) -> Result<(), Box<dyn Error>> {
+    let mut seen = 0;
+    tokio::time::timeout(WAIT, async {
+        while seen < count {
+            match events.recv().await {
+                Ok(Event::Record {
+                    kind: ChangeKind::Put,
+                    origin,
+                    ..
+                }) if origin == from => seen += 1,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
+    .await?;
+    if seen < count {
+        return Err("event stream closed early".into());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let root = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("netabase-demo/demo.redb"));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        .unwrap_or_else(|| PathBuf::from("netabase-demo"));
+    let started = Instant::now();
+
+    // A publishes with a write quorum of 2: both other nodes must store each record.
+    let a = start(root.join("a"), None, 2).await?;
+    let mut a_events = a.subscribe_to_broadcasts();
+    let b = start(root.join("b"), Some(&a), 1).await?;
+    let c = start(root.join("c"), Some(&a), 1).await?;
+    let (mut b_events, mut c_events) = (b.subscribe_to_broadcasts(), c.subscribe_to_broadcasts());
+    println!("started 3 nodes in {:.1?}:", started.elapsed());
+    for (name, node) in [("A", &a), ("B", &b), ("C", &c)] {
+        println!(
+            "  {name} {} on {:?}",
+            node.peer_id(),
+            node.listen_addresses()
+        );
     }
 
-    let demo_started = Instant::now();
-    let started = Instant::now();
-    let store = Store::open(&path)?;
-    let users = store.tree::<User>();
-    println!(
-        "opened {} in {:.2?} ({} users already there)",
-        path.display(),
-        started.elapsed(),
-        users.len()?
-    );
-
-    let started = Instant::now();
-    let written = users.put_many((0..1_000).map(make_user))?;
-    println!(
-        "put_many: {written} users in one durable transaction in {:.2?}",
-        started.elapsed()
-    );
-
-    let started = Instant::now();
-    users.put(&User {
-        age: 99,
-        ..make_user(42)
-    })?;
-    println!(
-        "put: updated user 42 (age -> 99, index moved) in {:.2?}",
-        started.elapsed()
-    );
-
-    let started = Instant::now();
-    let user = users.get(&UserKey(42))?.ok_or("user 42 is missing")?;
-    println!(
-        "get(UserKey(42)) -> {} <{}>, age {} in {:.2?}",
-        user.name,
-        user.email,
-        user.age,
-        started.elapsed()
-    );
-
-    let started = Instant::now();
-    let by_email = users.by_email("grace.10@example.com")?;
-    println!(
-        "by_email(\"grace.10@example.com\") -> {:?} in {:.2?}",
-        by_email.map(|u| u.id),
-        started.elapsed()
-    );
-
-    let started = Instant::now();
-    let thirty = users.by_age(30)?;
-    println!(
-        "by_age(30) -> {} users in {:.2?}",
-        thirty.len(),
-        started.elapsed()
-    );
-
-    let started = Instant::now();
-    let range = users.by_age_range(60..)?;
-    println!(
-        "by_age_range(60..) -> {} users, ages {:?} in {:.2?}",
-        range.len(),
-        range
-            .iter()
-            .map(|u| u.age)
-            .collect::<std::collections::BTreeSet<_>>(),
-        started.elapsed()
-    );
-
-    println!(
-        "by_tags(\"rust\") -> {} users (each tag of a Vec is indexed)",
-        users.by_tags("rust")?.len()
-    );
-    println!(
-        "by_team(\"team-1\") -> {} users (None is not indexed)",
-        users.by_team("team-1")?.len()
-    );
-
-    let started = Instant::now();
-    let first_ten: Vec<u64> = users
-        .range(UserKey(100)..UserKey(110))?
-        .map(|u| u.map(|u| u.id))
-        .collect::<Result<_, _>>()?;
-    println!(
-        "range(100..110) -> {first_ten:?} in {:.2?}",
-        started.elapsed()
-    );
-
-    match users.put(&User {
-        id: 5_000,
-        ..make_user(7)
-    }) {
-        Err(StoreError::UniqueViolation { model, index }) => {
-            println!(
-                "put of a second user with {}'s email refused: unique index {model}.{index}",
-                make_user(7).email
-            )
+    // Wait until A has met both peers (bounded), so its first put has somewhere to go.
+    let mut met = 0;
+    tokio::time::timeout(WAIT, async {
+        while met < 2 {
+            if let Ok(Event::PeerConnected(_)) = a_events.recv().await {
+                met += 1;
+            }
         }
-        other => return Err(format!("expected a unique violation, got {other:?}").into()),
+    })
+    .await?;
+
+    let users: Vec<User> = (1..=RECORDS)
+        .map(|id| User {
+            id,
+            name: format!("user {id}"),
+            email: format!("user{id}@example.com"),
+            age: 20 + (id % 5) as u32,
+        })
+        .collect();
+    let t = Instant::now();
+    for user in &users {
+        // Identify may still be filling A's routing table for the first put: retry briefly.
+        let mut tries = 0;
+        loop {
+            match a.put_record(user.clone()).await {
+                Ok(()) => break,
+                Err(netabase::node::NodeError::Publish { .. }) if tries < 40 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    println!("A: put_record x{RECORDS} (durable commit + Kademlia put, quorum 2) in {:.1?} ({:.2?} each)", t.elapsed(), t.elapsed() / RECORDS as u32);
+
+    let t = Instant::now();
+    arrivals(&mut b_events, Origin::Peer(a.peer_id()), RECORDS).await?;
+    arrivals(&mut c_events, Origin::Peer(a.peer_id()), RECORDS).await?;
+    println!(
+        "B and C: {RECORDS} put events each, origin A (all in by {:.1?} after the last put)",
+        t.elapsed()
+    );
+
+    for (name, node) in [("B", &b), ("C", &c)] {
+        let users = node.store().tree::<User>();
+        let t = Instant::now();
+        let seven = users.get(&UserKey(7))?.ok_or("user 7 missing")?;
+        let by_email = users
+            .by_email("user12@example.com")?
+            .ok_or("user 12 missing")?;
+        let age_22 = users.by_age(22)?;
+        println!(
+            "{name}: get(UserKey(7)) -> {:?}; by_email(\"user12@example.com\") -> id {}; by_age(22) -> {} users; in {:.1?}",
+            seven.name, by_email.id, age_22.len(), t.elapsed()
+        );
     }
 
-    let removed = users.remove(&UserKey(999))?;
+    // A record only A holds: C fetches it from the network, validates and stores it.
+    let secret = User {
+        id: 1000,
+        name: "local to A".into(),
+        email: "only-a@example.com".into(),
+        age: 99,
+    };
+    a.put_record_locally(secret.clone()).await?;
+    let t = Instant::now();
+    let fetched = c.get_record::<User>(UserKey(1000)).await?;
     println!(
-        "remove(UserKey(999)) -> {:?}; {} users left",
-        removed.map(|u| u.name),
-        users.len()?
+        "C: get_record(UserKey(1000)) fetched {:?} from the network in {:.1?}",
+        fetched.name,
+        t.elapsed()
     );
+    if fetched != secret {
+        return Err("fetched record differs".into());
+    }
+
+    // Deletes travel as signed tombstones.
+    let t = Instant::now();
+    a.remove_record::<User>(UserKey(3)).await?;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::Record {
+                kind: ChangeKind::Delete,
+                ..
+            }) = b_events.recv().await
+            {
+                break;
+            }
+        }
+    })
+    .await?;
     println!(
-        "done in {:.2?}; the database stays at {}",
-        demo_started.elapsed(),
-        path.display()
+        "A: remove_record(UserKey(3)); B saw the delete after {:.1?}; B now has user 3: {}",
+        t.elapsed(),
+        b.store().tree::<User>().get(&UserKey(3))?.is_some()
+    );
+
+    println!(
+        "stats: A {:?}, B {:?}, C {:?}",
+        a.stats(),
+        b.stats(),
+        c.stats()
+    );
+    for node in [&a, &b, &c] {
+        node.stop_swarm().await?;
+    }
+    println!(
+        "done in {:.1?}; data stays in {}",
+        started.elapsed(),
+        root.display()
     );
     Ok(())
 }

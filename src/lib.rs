@@ -71,4 +71,12 @@ pub mod models {
             checksum,
         }
     }
+
+    /// A model with no secondary keys at all.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq, Eq)]
+    pub struct Blob {
+        #[primary_key]
+        pub id: [u8; 16],
+        pub bytes: Vec<u8>,
+    }
 }

@@ -638,3 +638,17 @@ fn oversized_keys_are_refused_before_writing() {
     assert!(posts.is_empty().unwrap());
     assert!(posts.by_tags(&long).unwrap().is_empty());
 }
+
+#[test]
+fn a_model_without_secondary_keys_works() {
+    let store = memory();
+    let blobs = store.tree::<Blob>();
+    let blob = Blob {
+        id: [7; 16],
+        bytes: vec![1, 2, 3],
+    };
+    blobs.put(&blob).unwrap();
+    assert_eq!(blobs.get(&BlobKey([7; 16])).unwrap(), Some(blob.clone()));
+    assert!(netabase::NetabaseModel::secondary_keys(&blob).is_empty());
+    assert_eq!(blobs.remove(&BlobKey([7; 16])).unwrap(), Some(blob));
+}

@@ -84,8 +84,9 @@ pub fn expand(model: &Model) -> TokenStream {
             }
 
             fn encode_key(&self, out: &mut #p::KeyBuf) {
-                match self {
-                    #( #enum_ident::#variants(key) => #p::KeyEncode::encode_key(key, out), )*
+                // `*self` so a model without secondary keys (an empty enum) matches nothing.
+                match *self {
+                    #( #enum_ident::#variants(ref key) => #p::KeyEncode::encode_key(key, out), )*
                 }
             }
         }
