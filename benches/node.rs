@@ -1,0 +1,867 @@
+//! The node against its floor: every group measures a netabase node and the
+//! same work on raw rust-libp2p / redb / tokio, in the same run, on
+//! 127.0.0.1. Read the ratio `<group>/netabase/..` : `<group>/raw_*/..`, not
+//! absolute times (see `/work/shared/PERF.md`).
+//!
+//! ```text
+//! cargo bench --bench node                                   # the suite
+//! cargo bench --bench node -- --profile-time=5 dht_put       # flamegraphs under target/criterion
+//! ```
+//!
+//! | group | netabase | floor |
+//! |---|---|---|
+//! | `netabase_creation` | `Netabase::new_with_path` on a fresh directory | `redb::Database::create` + an ed25519 keypair |
+//! | `swarm_lifecycle` | `start_swarm` + first connection to a running node + `stop_swarm` | swarm build + listen + dial + `ConnectionEstablished` + drop |
+//! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
+//! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
+//! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event | tokio broadcast send until 1 / 8 receivers got it |
+//!
+//! Every wait is bounded ([`WAIT`]) and panics with what it waited for.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use futures::StreamExt;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
+use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use netabase::codec::Envelope;
+use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Protocol, KAD_PROTOCOL};
+use netabase::sync::Timestamp;
+use netabase::{Durability, Keypair};
+use pprof::criterion::{Output, PProfProfiler};
+use redb::TableDefinition;
+use tokio::runtime::Runtime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// The bench model: a small record with one secondary index.
+#[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+pub struct Note {
+    #[primary_key]
+    pub id: u64,
+    #[secondary_key]
+    pub topic: String,
+    pub body: String,
+}
+
+/// Bytes of `Note::body`: makes the signed envelope (what goes on the wire
+/// and into redb) about 1 KiB. The floors use values of the envelope's exact
+/// size (see [`envelope_bytes`]).
+const BODY_BYTES: usize = 880;
+/// Bound on every wait.
+const WAIT: Duration = Duration::from_secs(20);
+/// The floors' Kademlia packet limit: netabase's (60 KiB records + 8 KiB).
+const MAX_PACKET: usize = 68 * 1024;
+/// The floor's redb table for the single-record commit.
+const RAW_NOTES: TableDefinition<u64, &[u8]> = TableDefinition::new("raw/notes");
+
+fn note(id: u64) -> Note {
+    Note {
+        id,
+        topic: format!("topic-{}", id % 16),
+        body: "n".repeat(BODY_BYTES),
+    }
+}
+
+/// Size of a `Note`'s signed envelope: the size of the floors' values.
+fn envelope_bytes() -> usize {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64;
+    Envelope::seal(
+        &Keypair::generate_ed25519(),
+        &note(1),
+        Timestamp::new(millis, 0),
+    )
+    .expect("seal a note")
+    .as_bytes()
+    .len()
+}
+
+// ---------------------------------------------------------------------------
+// Shared plumbing.
+
+/// One multi-thread runtime per group, as small as the machine.
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+}
+
+/// A scratch directory (under `$TMPDIR`, which must be disk-backed for the
+/// durable-commit numbers to mean anything).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("netabase-bench-node-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// `fut`, or a panic naming `what` after [`WAIT`].
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+fn loopback() -> Multiaddr {
+    "/ip4/127.0.0.1/tcp/0".parse().expect("a valid literal address")
+}
+
+// ---------------------------------------------------------------------------
+// Netabase nodes.
+
+fn address_of(node: &Netabase) -> Multiaddr {
+    let address = node
+        .listen_addresses()
+        .first()
+        .cloned()
+        .expect("a started node listens");
+    address.with(Protocol::P2p(node.peer_id()))
+}
+
+/// A node at `dir` with `Note` registered, bootstrapped to `bootstrap`, started.
+async fn start_node(dir: &Path, bootstrap: &[&Netabase], config: NetabaseConfig) -> Netabase {
+    let config = NetabaseConfig {
+        bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
+        ..config
+    };
+    let node = Netabase::new_with_path(dir, config).expect("open a node");
+    node.register::<Note>().expect("register Note");
+    bounded("start_swarm", node.start_swarm())
+        .await
+        .expect("start the swarm");
+    node
+}
+
+/// Waits (bounded) until `events` has reported a connection to each of `peers`.
+async fn wait_connected(events: &mut broadcast::Receiver<Event>, peers: &[PeerId]) {
+    let mut missing = peers.to_vec();
+    bounded("the peers to connect", async {
+        while !missing.is_empty() {
+            match events.recv().await {
+                Ok(Event::PeerConnected(peer)) => missing.retain(|p| *p != peer),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Three netabase nodes on 127.0.0.1: B and C bootstrapped to A.
+struct NetabaseNet {
+    a: Netabase,
+    b: Netabase,
+    c: Netabase,
+    _dir: tempfile::TempDir,
+}
+
+impl NetabaseNet {
+    async fn start(config: NetabaseConfig) -> Self {
+        let dir = tempdir();
+        let a = start_node(&dir.path().join("a"), &[], config.clone()).await;
+        let mut a_events = a.subscribe_to_broadcasts();
+        let b = start_node(&dir.path().join("b"), &[&a], config.clone()).await;
+        let c = start_node(&dir.path().join("c"), &[&a], config).await;
+        wait_connected(&mut a_events, &[b.peer_id(), c.peer_id()]).await;
+        NetabaseNet {
+            a,
+            b,
+            c,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        for node in [&self.a, &self.b, &self.c] {
+            bounded("stop_swarm", node.stop_swarm())
+                .await
+                .expect("stop the swarm");
+        }
+    }
+}
+
+/// Publishes from `node` until one put lands: A's routing table fills once
+/// Identify has run on the fresh connections. Bounded.
+async fn publish_once(node: &Netabase, record: Note) {
+    for _ in 0..200 {
+        match bounded("put_record", node.put_record(record.clone())).await {
+            Ok(()) => return,
+            Err(NodeError::Publish { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(other) => panic!("put_record failed: {other}"),
+        }
+    }
+    panic!("put_record never reached a peer");
+}
+
+// ---------------------------------------------------------------------------
+// Raw rust-libp2p peers: the floor. Same transport (tcp with nodelay + noise +
+// yamux), same Kademlia protocol and packet limit, server mode, in-memory
+// records (room for every record the benches write).
+
+type RawSwarm = Swarm<kad::Behaviour<MemoryStore>>;
+
+fn raw_swarm(keypair: &Keypair) -> RawSwarm {
+    libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("a tcp transport")
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mut config = kad::Config::new(KAD_PROTOCOL);
+            config.set_max_packet_size(MAX_PACKET);
+            let store = MemoryStore::with_config(
+                peer,
+                MemoryStoreConfig {
+                    max_records: 1 << 20,
+                    max_value_bytes: MAX_PACKET,
+                    ..MemoryStoreConfig::default()
+                },
+            );
+            let mut kad = kad::Behaviour::with_config(peer, store, config);
+            kad.set_mode(Some(kad::Mode::Server));
+            kad
+        })
+        .expect("a kademlia behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Starts `swarm` listening on 127.0.0.1 and returns its `/p2p` address.
+async fn raw_listen(swarm: &mut RawSwarm) -> Multiaddr {
+    swarm.listen_on(loopback()).expect("listen on 127.0.0.1");
+    let peer = *swarm.local_peer_id();
+    bounded("a raw listen address", async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address.with(Protocol::P2p(peer));
+            }
+        }
+    })
+    .await
+}
+
+enum RawCommand {
+    /// Put a record into this peer's own store only.
+    StoreLocally(Record, oneshot::Sender<()>),
+}
+
+/// Drives `swarm` in its own task until the command sender is dropped.
+fn spawn_raw(rt: &Runtime, mut swarm: RawSwarm) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = rt.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = swarm.select_next_some() => {}
+                command = rx.recv() => match command {
+                    Some(RawCommand::StoreLocally(record, ack)) => {
+                        swarm.behaviour_mut().store_mut().put(record).expect("store locally");
+                        let _ = ack.send(());
+                    }
+                    None => break,
+                },
+            }
+        }
+    });
+    (tx, task)
+}
+
+/// Three raw peers, listening, wired as netabase wires its nodes: B and C
+/// know A (their bootstrap peer) and dial it; A knows B and C (what
+/// netabase's Identify handler adds). Nobody is driven yet.
+async fn raw_network() -> [(RawSwarm, Multiaddr); 3] {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let mut swarm = raw_swarm(&Keypair::generate_ed25519());
+        let address = raw_listen(&mut swarm).await;
+        nodes.push((swarm, address));
+    }
+    let addresses: Vec<(PeerId, Multiaddr)> = nodes
+        .iter()
+        .map(|(s, a)| (*s.local_peer_id(), a.clone()))
+        .collect();
+    let (a_peer, a_addr) = addresses[0].clone();
+    for (i, (swarm, _)) in nodes.iter_mut().enumerate() {
+        if i == 0 {
+            for (peer, address) in &addresses[1..] {
+                swarm.behaviour_mut().add_address(peer, address.clone());
+            }
+        } else {
+            swarm.behaviour_mut().add_address(&a_peer, a_addr.clone());
+            swarm.dial(a_addr.clone()).expect("dial A");
+        }
+    }
+    nodes.try_into().ok().expect("three peers")
+}
+
+fn raw_record(id: u64, value_bytes: usize) -> Record {
+    Record {
+        key: RecordKey::new(&id.to_be_bytes()),
+        value: vec![0x5a; value_bytes],
+        publisher: None,
+        expires: None,
+    }
+}
+
+/// Kademlia put with `Quorum::One`, driving `swarm` until the query reports.
+async fn raw_put(swarm: &mut RawSwarm, record: Record) -> Result<(), kad::PutRecordError> {
+    let id = swarm
+        .behaviour_mut()
+        .put_record(record, Quorum::One)
+        .expect("store the record locally");
+    bounded("a raw put", async {
+        loop {
+            if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                id: done,
+                result: QueryResult::PutRecord(result),
+                ..
+            }) = swarm.select_next_some().await
+            {
+                if done == id {
+                    return result.map(drop);
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Kademlia get, driving `swarm` until the query's last step (as netabase's
+/// `get_record` does); returns the copies found at other peers.
+async fn raw_get(swarm: &mut RawSwarm, key: RecordKey) -> usize {
+    let id = swarm.behaviour_mut().get_record(key);
+    let mut remote = 0;
+    bounded("a raw get", async {
+        loop {
+            if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                id: done,
+                result: QueryResult::GetRecord(result),
+                step,
+                ..
+            }) = swarm.select_next_some().await
+            {
+                if done != id {
+                    continue;
+                }
+                if let Ok(GetRecordOk::FoundRecord(found)) = result {
+                    if found.peer.is_some() {
+                        black_box(&found.record.value);
+                        remote += 1;
+                    }
+                }
+                if step.last {
+                    return remote;
+                }
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// netabase_creation: a node's data directory from nothing.
+
+fn netabase_creation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("netabase_creation");
+    // No runtime: `new_with_path` is synchronous and starts no task.
+    // Each iteration gets an empty directory made before the clock starts;
+    // handles are dropped after it stops.
+    let dir = tempdir();
+    let mut n = 0u64;
+    let mut fresh_dir = || {
+        n += 1;
+        let path = dir.path().join(format!("d{n}"));
+        std::fs::create_dir(&path).expect("create a directory");
+        path
+    };
+
+    group.bench_function("netabase/new_with_path", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let path = fresh_dir();
+                let start = Instant::now();
+                let node = Netabase::new_with_path(&path, NetabaseConfig::loopback())
+                    .expect("open a node");
+                total += start.elapsed();
+                drop(node);
+                std::fs::remove_dir_all(&path).expect("remove the directory");
+            }
+            total
+        })
+    });
+
+    group.bench_function("raw_redb/create_db_and_keypair", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let path = fresh_dir();
+                let start = Instant::now();
+                let db = redb::Database::create(path.join("raw.redb")).expect("create a db");
+                let keypair = Keypair::generate_ed25519();
+                total += start.elapsed();
+                drop((db, keypair));
+                std::fs::remove_dir_all(&path).expect("remove the directory");
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// swarm_lifecycle: start, first connection to a running peer, stop.
+
+fn swarm_lifecycle(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("swarm_lifecycle");
+    group.sampling_mode(SamplingMode::Flat);
+
+    {
+        let dir = tempdir();
+        let peer = rt.block_on(start_node(
+            &dir.path().join("peer"),
+            &[],
+            NetabaseConfig::loopback(),
+        ));
+        let config = NetabaseConfig {
+            bootstrap_peers: vec![address_of(&peer)],
+            ..NetabaseConfig::loopback()
+        };
+        let node = Netabase::new_with_path(dir.path().join("node"), config).expect("open a node");
+        node.register::<Note>().expect("register Note");
+        let target = peer.peer_id();
+
+        group.bench_function("netabase/start_connect_stop", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let mut events = node.subscribe_to_broadcasts();
+                        let start = Instant::now();
+                        bounded("start_swarm", node.start_swarm())
+                            .await
+                            .expect("start the swarm");
+                        wait_connected(&mut events, &[target]).await;
+                        bounded("stop_swarm", node.stop_swarm())
+                            .await
+                            .expect("stop the swarm");
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+        rt.block_on(bounded("stop_swarm", peer.stop_swarm()))
+            .expect("stop the peer");
+    }
+
+    {
+        let (peer_id, peer_addr, peer_task) = rt.block_on(async {
+            let mut swarm = raw_swarm(&Keypair::generate_ed25519());
+            let address = raw_listen(&mut swarm).await;
+            let peer_id = *swarm.local_peer_id();
+            (peer_id, address, spawn_raw(&rt, swarm))
+        });
+        // Like the netabase node, one identity for every start.
+        let keypair = Keypair::generate_ed25519();
+
+        group.bench_function("raw_libp2p/build_listen_connect_drop", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        let mut swarm = raw_swarm(&keypair);
+                        swarm.listen_on(loopback()).expect("listen on 127.0.0.1");
+                        swarm
+                            .behaviour_mut()
+                            .add_address(&peer_id, peer_addr.clone());
+                        swarm.dial(peer_addr.clone()).expect("dial the peer");
+                        // Netabase's start_swarm returns once listening; wait for both.
+                        let (mut listening, mut connected) = (false, false);
+                        bounded("a raw listen and connection", async {
+                            while !(listening && connected) {
+                                match swarm.select_next_some().await {
+                                    SwarmEvent::NewListenAddr { .. } => listening = true,
+                                    SwarmEvent::ConnectionEstablished { peer_id: p, .. }
+                                        if p == peer_id =>
+                                    {
+                                        connected = true
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        })
+                        .await;
+                        drop(swarm);
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+        drop(peer_task);
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// dht_put_record: publish ~1 KiB from A in a 3-node network.
+
+fn dht_put_record(c: &mut Criterion) {
+    let rt = runtime();
+    let value_bytes = envelope_bytes();
+    let mut group = c.benchmark_group("dht_put_record");
+    group.sampling_mode(SamplingMode::Flat);
+
+    {
+        // Default durability: a durable local commit, then a Kademlia put with
+        // write quorum 1. B and C validate and durably store what they receive.
+        let net = rt.block_on(NetabaseNet::start(NetabaseConfig::loopback()));
+        rt.block_on(publish_once(&net.a, note(0)));
+        let mut id = 0;
+        group.bench_function("netabase/put_record_1KiB", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        id += 1;
+                        let record = note(id);
+                        let start = Instant::now();
+                        bounded("put_record", net.a.put_record(record))
+                            .await
+                            .expect("put_record");
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+        rt.block_on(net.stop());
+    }
+
+    {
+        // A is driven inline by the timed code; B and C in their own tasks.
+        let (mut a, others) = rt.block_on(async {
+            let [(a, _), (b, _), (c, _)] = raw_network().await;
+            (a, [spawn_raw(&rt, b), spawn_raw(&rt, c)])
+        });
+        rt.block_on(async {
+            for attempt in 0.. {
+                match raw_put(&mut a, raw_record(u64::MAX, value_bytes)).await {
+                    Ok(()) => break,
+                    Err(error) if attempt < 200 => {
+                        let _ = error;
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Err(error) => panic!("a raw put never reached a peer: {error:?}"),
+                }
+            }
+        });
+        let mut id = 0;
+        group.bench_function("raw_libp2p/kad_put_quorum_one_1KiB", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        id += 1;
+                        let record = raw_record(id, value_bytes);
+                        let start = Instant::now();
+                        raw_put(&mut a, record).await.expect("a raw put");
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+        drop((a, others));
+    }
+
+    {
+        // The second floor: the local half of put_record, one durable commit.
+        let dir = tempdir();
+        let db = redb::Database::create(dir.path().join("raw.redb")).expect("create a db");
+        let value = vec![0x5a; value_bytes];
+        let mut id = 0u64;
+        group.bench_function("raw_redb/durable_commit_1KiB", |b| {
+            b.iter(|| {
+                id += 1;
+                let txn = db.begin_write().expect("begin write");
+                txn.open_table(RAW_NOTES)
+                    .expect("open the table")
+                    .insert(id, value.as_slice())
+                    .expect("insert");
+                txn.commit().expect("commit");
+            })
+        });
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// dht_get_record: C fetches a record only A holds.
+//
+// Both sides are timed to the Kademlia query's *last* step (the query has
+// asked every peer it found), because that is when netabase's get_record
+// answers: it collects every copy, keeps the newest, then commits it on C.
+
+fn dht_get_record(c: &mut Criterion) {
+    let rt = runtime();
+    let value_bytes = envelope_bytes();
+    let mut group = c.benchmark_group("dht_get_record");
+    group.sampling_mode(SamplingMode::Flat);
+
+    {
+        let net = rt.block_on(NetabaseNet::start(NetabaseConfig::loopback()));
+        let mut id = 0;
+        let mut fetch = |net: &NetabaseNet| {
+            id += 1;
+            let record = note(id);
+            let (a, c) = (net.a.clone(), net.c.clone());
+            async move {
+                // Untimed: the record goes into A's store only.
+                bounded("put_record_locally", a.put_record_locally(record.clone()))
+                    .await
+                    .expect("put_record_locally");
+                let start = Instant::now();
+                let fetched = bounded("get_record", c.get_record::<Note>(NoteKey(record.id)))
+                    .await
+                    .expect("get_record of a remote record");
+                let elapsed = start.elapsed();
+                assert_eq!(fetched, record);
+                elapsed
+            }
+        };
+        // The first fetch also opens C's connection to B.
+        rt.block_on(fetch(&net));
+        group.bench_function("netabase/remote_get_1KiB", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += fetch(&net).await;
+                    }
+                    total
+                })
+            })
+        });
+        rt.block_on(net.stop());
+    }
+
+    {
+        // C is driven inline by the timed code; A and B in their own tasks.
+        let (mut c_swarm, a_commands, b_peer) = rt.block_on(async {
+            let [(a, _), (b, _), (c, _)] = raw_network().await;
+            (c, spawn_raw(&rt, a), spawn_raw(&rt, b))
+        });
+        let mut id = 0;
+        let mut fetch = |c_swarm: &mut RawSwarm| {
+            id += 1;
+            let record = raw_record(id, value_bytes);
+            let commands = a_commands.0.clone();
+            async move {
+                let key = record.key.clone();
+                let (ack, acked) = oneshot::channel();
+                commands
+                    .send(RawCommand::StoreLocally(record, ack))
+                    .expect("A is running");
+                bounded("A to store a record", acked)
+                    .await
+                    .expect("A acknowledges");
+                let start = Instant::now();
+                let remote = raw_get(c_swarm, key).await;
+                let elapsed = start.elapsed();
+                assert!(remote >= 1, "the raw get found no remote copy");
+                elapsed
+            }
+        };
+        rt.block_on(fetch(&mut c_swarm));
+        group.bench_function("raw_libp2p/kad_get_1KiB", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += fetch(&mut c_swarm).await;
+                    }
+                    total
+                })
+            })
+        });
+        drop((c_swarm, a_commands, b_peer));
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// event_subscription: a local write until every subscriber has its event.
+//
+// Each subscriber runs in its own task and reports the instant it received
+// the event; an iteration lasts from the write's start to the last report.
+// `netabase/0` is `put_record_locally` alone: subtract it from `netabase/N`
+// for the fan-out's own cost.
+
+/// What the floor broadcasts: the fields of netabase's `Event::Record`.
+#[derive(Clone, Debug)]
+struct RawEvent {
+    model: &'static str,
+    key: Vec<u8>,
+    writer: PeerId,
+}
+
+/// `subscribers` tasks, each reporting on `reports` when `receive` yields.
+fn spawn_subscribers<T: Clone + Send + 'static>(
+    rt: &Runtime,
+    subscribe: impl Fn() -> broadcast::Receiver<T>,
+    subscribers: usize,
+    keep: fn(&T) -> bool,
+) -> (mpsc::UnboundedReceiver<Instant>, Vec<JoinHandle<()>>) {
+    let (tx, reports) = mpsc::unbounded_channel();
+    let tasks = (0..subscribers)
+        .map(|_| {
+            let mut events = subscribe();
+            let tx = tx.clone();
+            rt.spawn(async move {
+                loop {
+                    match events.recv().await {
+                        Ok(event) => {
+                            if keep(&event) && tx.send(Instant::now()).is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    (reports, tasks)
+}
+
+/// Waits (bounded) for `n` reports; returns the latest.
+async fn last_report(reports: &mut mpsc::UnboundedReceiver<Instant>, n: usize) -> Option<Instant> {
+    let mut last = None;
+    for _ in 0..n {
+        let at = bounded("a subscriber to receive the event", reports.recv())
+            .await
+            .expect("subscribers are running");
+        last = last.max(Some(at));
+    }
+    last
+}
+
+fn event_subscription(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("event_subscription");
+
+    {
+        // Eventual durability takes the fsync out; no swarm is needed for a
+        // local write or its event.
+        let dir = tempdir();
+        let config = NetabaseConfig {
+            durability: Durability::Eventual,
+            ..NetabaseConfig::loopback()
+        };
+        let node = Netabase::new_with_path(dir.path(), config).expect("open a node");
+        node.register::<Note>().expect("register Note");
+        let mut id = 0;
+        for subscribers in [0, 1, 8] {
+            let (mut reports, tasks) = spawn_subscribers(
+                &rt,
+                || node.subscribe_to_broadcasts(),
+                subscribers,
+                |event| matches!(event, Event::Record { .. }),
+            );
+            group.bench_function(BenchmarkId::new("netabase", subscribers), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            id += 1;
+                            let record = note(id);
+                            let start = Instant::now();
+                            bounded("put_record_locally", node.put_record_locally(record))
+                                .await
+                                .expect("put_record_locally");
+                            let end = last_report(&mut reports, subscribers)
+                                .await
+                                .unwrap_or_else(Instant::now);
+                            total += end.saturating_duration_since(start);
+                        }
+                        total
+                    })
+                })
+            });
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+
+    {
+        let (sender, _) = broadcast::channel::<RawEvent>(4096);
+        let writer = PeerId::random();
+        let mut id = 0u64;
+        for subscribers in [1, 8] {
+            let (mut reports, tasks) =
+                spawn_subscribers(&rt, || sender.subscribe(), subscribers, |_| true);
+            group.bench_function(BenchmarkId::new("raw_tokio", subscribers), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            id += 1;
+                            let start = Instant::now();
+                            let _ = sender.send(RawEvent {
+                                model: "Note",
+                                key: id.to_be_bytes().to_vec(),
+                                writer,
+                            });
+                            let end = last_report(&mut reports, subscribers)
+                                .await
+                                .expect("at least one subscriber");
+                            total += end.saturating_duration_since(start);
+                        }
+                        total
+                    })
+                })
+            });
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .with_profiler(PProfProfiler::new(100, Output::Flamegraph(None)))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets =
+        netabase_creation,
+        swarm_lifecycle,
+        dht_put_record,
+        dht_get_record,
+        event_subscription,
+}
+criterion_main!(benches);
