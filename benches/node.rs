@@ -113,7 +113,9 @@ async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 fn loopback() -> Multiaddr {
-    "/ip4/127.0.0.1/tcp/0".parse().expect("a valid literal address")
+    "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .expect("a valid literal address")
 }
 
 // ---------------------------------------------------------------------------
@@ -173,12 +175,7 @@ impl NetabaseNet {
         let b = start_node(&dir.path().join("b"), &[&a], config.clone()).await;
         let c = start_node(&dir.path().join("c"), &[&a], config).await;
         wait_connected(&mut a_events, &[b.peer_id(), c.peer_id()]).await;
-        NetabaseNet {
-            a,
-            b,
-            c,
-            _dir: dir,
-        }
+        NetabaseNet { a, b, c, _dir: dir }
     }
 
     async fn stop(self) {
@@ -260,7 +257,10 @@ enum RawCommand {
 }
 
 /// Drives `swarm` in its own task until the command sender is dropped.
-fn spawn_raw(rt: &Runtime, mut swarm: RawSwarm) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
+fn spawn_raw(
+    rt: &Runtime,
+    mut swarm: RawSwarm,
+) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = rt.spawn(async move {
         loop {
@@ -304,7 +304,10 @@ async fn raw_network() -> [(RawSwarm, Multiaddr); 3] {
             swarm.dial(a_addr.clone()).expect("dial A");
         }
     }
-    nodes.try_into().ok().expect("three peers")
+    match <[_; 3]>::try_from(nodes) {
+        Ok(nodes) => nodes,
+        Err(_) => unreachable!("three peers were built"),
+    }
 }
 
 fn raw_record(id: u64, value_bytes: usize) -> Record {
@@ -560,17 +563,17 @@ fn dht_put_record(c: &mut Criterion) {
             let [(a, _), (b, _), (c, _)] = raw_network().await;
             (a, [spawn_raw(&rt, b), spawn_raw(&rt, c)])
         });
+        // As on the netabase side: one put must land before measuring.
         rt.block_on(async {
-            for attempt in 0.. {
+            let mut last = None;
+            for _ in 0..200 {
                 match raw_put(&mut a, raw_record(u64::MAX, value_bytes)).await {
-                    Ok(()) => break,
-                    Err(error) if attempt < 200 => {
-                        let _ = error;
-                        tokio::time::sleep(Duration::from_millis(50)).await
-                    }
-                    Err(error) => panic!("a raw put never reached a peer: {error:?}"),
+                    Ok(()) => return,
+                    Err(error) => last = Some(error),
                 }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            panic!("a raw put never reached a peer: {last:?}");
         });
         let mut id = 0;
         group.bench_function("raw_libp2p/kad_put_quorum_one_1KiB", |b| {
@@ -619,6 +622,41 @@ fn dht_put_record(c: &mut Criterion) {
 // asked every peer it found), because that is when netabase's get_record
 // answers: it collects every copy, keeps the newest, then commits it on C.
 
+/// Writes `record` on A only (untimed), then times C's `get_record` of it.
+async fn netabase_fetch(net: &NetabaseNet, record: Note) -> Duration {
+    bounded("put_record_locally", net.a.put_record_locally(record.clone()))
+        .await
+        .expect("put_record_locally");
+    let start = Instant::now();
+    let fetched = bounded("get_record", net.c.get_record::<Note>(NoteKey(record.id)))
+        .await
+        .expect("get_record of a remote record");
+    let elapsed = start.elapsed();
+    assert_eq!(fetched, record);
+    elapsed
+}
+
+/// Has A store `record` in its own store only (untimed), then times a
+/// Kademlia get of it driven on `c`.
+async fn raw_fetch(
+    c: &mut RawSwarm,
+    a: &mpsc::UnboundedSender<RawCommand>,
+    record: Record,
+) -> Duration {
+    let key = record.key.clone();
+    let (ack, acked) = oneshot::channel();
+    a.send(RawCommand::StoreLocally(record, ack))
+        .expect("A is running");
+    bounded("A to store a record", acked)
+        .await
+        .expect("A acknowledges");
+    let start = Instant::now();
+    let remote = raw_get(c, key).await;
+    let elapsed = start.elapsed();
+    assert!(remote >= 1, "the raw get found no remote copy");
+    elapsed
+}
+
 fn dht_get_record(c: &mut Criterion) {
     let rt = runtime();
     let value_bytes = envelope_bytes();
@@ -628,32 +666,16 @@ fn dht_get_record(c: &mut Criterion) {
     {
         let net = rt.block_on(NetabaseNet::start(NetabaseConfig::loopback()));
         let mut id = 0;
-        let mut fetch = |net: &NetabaseNet| {
-            id += 1;
-            let record = note(id);
-            let (a, c) = (net.a.clone(), net.c.clone());
-            async move {
-                // Untimed: the record goes into A's store only.
-                bounded("put_record_locally", a.put_record_locally(record.clone()))
-                    .await
-                    .expect("put_record_locally");
-                let start = Instant::now();
-                let fetched = bounded("get_record", c.get_record::<Note>(NoteKey(record.id)))
-                    .await
-                    .expect("get_record of a remote record");
-                let elapsed = start.elapsed();
-                assert_eq!(fetched, record);
-                elapsed
-            }
-        };
         // The first fetch also opens C's connection to B.
-        rt.block_on(fetch(&net));
+        id += 1;
+        rt.block_on(netabase_fetch(&net, note(id)));
         group.bench_function("netabase/remote_get_1KiB", |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += fetch(&net).await;
+                        id += 1;
+                        total += netabase_fetch(&net, note(id)).await;
                     }
                     total
                 })
@@ -669,33 +691,16 @@ fn dht_get_record(c: &mut Criterion) {
             (c, spawn_raw(&rt, a), spawn_raw(&rt, b))
         });
         let mut id = 0;
-        let mut fetch = |c_swarm: &mut RawSwarm| {
-            id += 1;
-            let record = raw_record(id, value_bytes);
-            let commands = a_commands.0.clone();
-            async move {
-                let key = record.key.clone();
-                let (ack, acked) = oneshot::channel();
-                commands
-                    .send(RawCommand::StoreLocally(record, ack))
-                    .expect("A is running");
-                bounded("A to store a record", acked)
-                    .await
-                    .expect("A acknowledges");
-                let start = Instant::now();
-                let remote = raw_get(c_swarm, key).await;
-                let elapsed = start.elapsed();
-                assert!(remote >= 1, "the raw get found no remote copy");
-                elapsed
-            }
-        };
-        rt.block_on(fetch(&mut c_swarm));
+        let a = &a_commands.0;
+        id += 1;
+        rt.block_on(raw_fetch(&mut c_swarm, a, raw_record(id, value_bytes)));
         group.bench_function("raw_libp2p/kad_get_1KiB", |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += fetch(&mut c_swarm).await;
+                        id += 1;
+                        total += raw_fetch(&mut c_swarm, a, raw_record(id, value_bytes)).await;
                     }
                     total
                 })
@@ -720,6 +725,14 @@ struct RawEvent {
     model: &'static str,
     key: Vec<u8>,
     writer: PeerId,
+}
+
+impl RawEvent {
+    /// What a subscriber checks before reporting (netabase's match on `Event::Record`).
+    fn is_note(&self) -> bool {
+        black_box(&self.writer);
+        self.model == "Note" && !self.key.is_empty()
+    }
 }
 
 /// `subscribers` tasks, each reporting on `reports` when `receive` yields.
@@ -816,7 +829,7 @@ fn event_subscription(c: &mut Criterion) {
         let mut id = 0u64;
         for subscribers in [1, 8] {
             let (mut reports, tasks) =
-                spawn_subscribers(&rt, || sender.subscribe(), subscribers, |_| true);
+                spawn_subscribers(&rt, || sender.subscribe(), subscribers, RawEvent::is_note);
             group.bench_function(BenchmarkId::new("raw_tokio", subscribers), |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {

@@ -286,3 +286,36 @@ async fn deletes_travel_as_signed_tombstones() {
     a.stop_swarm().await.unwrap();
     b.stop_swarm().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_republishes_its_own_records_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("a");
+    {
+        let a = node(&a_dir, &[]).await;
+        a.put_record_locally(user(11, "kept@example.com", 11))
+            .await
+            .unwrap();
+        a.stop_swarm().await.unwrap();
+    }
+    let b = node(&dir.path().join("b"), &[]).await;
+    let mut b_events = b.subscribe_to_broadcasts();
+    // A comes back knowing B: its records go out as it starts.
+    let a = node(&a_dir, &[&b]).await;
+    let (origin, writer) = wait_for("the republished record on B", &mut b_events, |e| match e {
+        Event::Record { origin, writer, .. } => Some((*origin, *writer)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((origin, writer), (Origin::Peer(a.peer_id()), a.peer_id()));
+    assert_eq!(
+        b.store()
+            .tree::<User>()
+            .by_email("kept@example.com")
+            .unwrap()
+            .map(|u| u.id),
+        Some(11)
+    );
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}
