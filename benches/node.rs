@@ -624,9 +624,12 @@ fn dht_put_record(c: &mut Criterion) {
 
 /// Writes `record` on A only (untimed), then times C's `get_record` of it.
 async fn netabase_fetch(net: &NetabaseNet, record: Note) -> Duration {
-    bounded("put_record_locally", net.a.put_record_locally(record.clone()))
-        .await
-        .expect("put_record_locally");
+    bounded(
+        "put_record_locally",
+        net.a.put_record_locally(record.clone()),
+    )
+    .await
+    .expect("put_record_locally");
     let start = Instant::now();
     let fetched = bounded("get_record", net.c.get_record::<Note>(NoteKey(record.id)))
         .await

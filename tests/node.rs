@@ -319,3 +319,44 @@ async fn a_node_republishes_its_own_records_when_it_starts() {
     a.stop_swarm().await.unwrap();
     b.stop_swarm().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_record_takes_the_newest_copy_and_repairs_stale_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(&dir.path().join("a"), &[]).await;
+    let mut a_events = a.subscribe_to_broadcasts();
+    let b = node(&dir.path().join("b"), &[&a]).await;
+    let mut b_events = b.subscribe_to_broadcasts();
+    wait_connected(&mut a_events, &[b.peer_id()]).await;
+    publish(&a, user(1, "old@example.com", 1)).await;
+    wait_for("v1 on B", &mut b_events, |e| {
+        matches!(e, Event::Record { .. }).then_some(())
+    })
+    .await;
+    // A moves on; B still holds the old version.
+    a.put_record_locally(user(1, "new@example.com", 2))
+        .await
+        .unwrap();
+
+    let c = node(&dir.path().join("c"), &[&a, &b]).await;
+    let fetched = c.get_record::<User>(UserKey(1)).await.unwrap();
+    assert_eq!(fetched.email, "new@example.com", "the newest version wins");
+    // B was sent the newest version back.
+    let (origin, writer) = wait_for("the repair on B", &mut b_events, |e| match e {
+        Event::Record { origin, writer, .. } => Some((*origin, *writer)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((origin, writer), (Origin::Peer(c.peer_id()), a.peer_id()));
+    assert_eq!(
+        b.store()
+            .tree::<User>()
+            .get(&UserKey(1))
+            .unwrap()
+            .map(|u| u.email),
+        Some("new@example.com".to_string())
+    );
+    for n in [&a, &b, &c] {
+        n.stop_swarm().await.unwrap();
+    }
+}

@@ -27,6 +27,8 @@ pub(crate) enum Command {
         key: kad::RecordKey,
         reply: oneshot::Sender<Vec<(Option<PeerId>, Vec<u8>)>>,
     },
+    /// Store a record at these peers only (a newer version for stale peers).
+    PutTo { record: Record, peers: Vec<PeerId> },
     /// Dial an address (e.g. a bootstrap peer).
     Dial { address: Multiaddr },
     /// Stop the loop.
@@ -108,6 +110,13 @@ impl EventLoop {
                         reply,
                     },
                 );
+            }
+            Command::PutTo { record, peers } => {
+                let quorum = Quorum::One;
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record_to(record, peers.into_iter(), quorum);
             }
             Command::Dial { address } => {
                 if let Err(error) = self.swarm.dial(address.clone()) {

@@ -329,12 +329,7 @@ impl Netabase {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), NodeError> {
-        let record = Record {
-            key: RecordKey::new(&envelope.record_key()),
-            value: envelope.as_bytes().to_vec(),
-            publisher: None,
-            expires: None,
-        };
+        let record = kad_record(&envelope.record_key(), envelope.as_bytes());
         let (reply, rx) = oneshot::channel();
         self.send(Command::Publish {
             record,
@@ -393,40 +388,61 @@ impl Netabase {
         .await?;
         let found = rx.await.map_err(|_| NodeError::Stopped)?;
         let shared = self.shared.clone();
-        self.blocking(move || {
-            let newest = found
-                .iter()
-                .filter_map(|(peer, bytes)| {
-                    match apply::validate_remote(&shared, &record_key, bytes) {
-                        Ok(envelope) => Some((*peer, envelope)),
-                        Err(refused) => {
-                            shared.counters.reject(refused.reason);
-                            None
+        let (record, stale) = self
+            .blocking(move || {
+                let valid: Vec<(Option<PeerId>, Envelope)> = found
+                    .iter()
+                    .filter_map(|(peer, bytes)| {
+                        match apply::validate_remote(&shared, &record_key, bytes) {
+                            Ok(envelope) => Some((*peer, envelope)),
+                            Err(refused) => {
+                                shared.counters.reject(refused.reason);
+                                None
+                            }
                         }
+                    })
+                    .collect();
+                let (peer, envelope) = valid
+                    .iter()
+                    .max_by(|a, b| a.1.version().cmp(&b.1.version()))
+                    .cloned()
+                    .ok_or(NodeError::NotFound)?;
+                // Peers that answered with an older version get the newest back.
+                let stale: Vec<PeerId> = valid
+                    .iter()
+                    .filter(|(_, e)| e.version() < envelope.version())
+                    .filter_map(|(p, _)| *p)
+                    .collect();
+                let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
+                match apply::apply(&shared, &envelope, origin) {
+                    Ok(_) => shared.counters.accept(),
+                    Err(refused) => {
+                        shared.counters.reject(refused.reason);
+                        // What we hold is newer (e.g. a delete): it decides.
+                        let local = shared.store.tree::<M>().get(&key)?;
+                        return Ok((local.ok_or(NodeError::NotFound), (envelope, stale)));
                     }
-                })
-                .max_by(|a, b| a.1.version().cmp(&b.1.version()));
-            let (peer, envelope) = newest.ok_or(NodeError::NotFound)?;
-            let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
-            match apply::apply(&shared, &envelope, origin) {
-                Ok(_) => shared.counters.accept(),
-                Err(refused) => {
-                    shared.counters.reject(refused.reason);
-                    // What we hold is newer (e.g. a delete): it decides.
-                    return shared
-                        .store
-                        .tree::<M>()
-                        .get(&key)?
-                        .ok_or(NodeError::NotFound);
                 }
-            }
-            // A delete as the newest version means the record is gone.
-            envelope
-                .open::<M>()
-                .map_err(|_| NodeError::NotFound)?
-                .ok_or(NodeError::NotFound)
-        })
-        .await
+                // A delete as the newest version means the record is gone.
+                let record = envelope
+                    .open::<M>()
+                    .map_err(|_| NodeError::NotFound)
+                    .and_then(|r| r.ok_or(NodeError::NotFound));
+                Ok((record, (envelope, stale)))
+            })
+            .await?;
+        let (envelope, stale) = stale;
+        if !stale.is_empty() {
+            let write_back = kad_record(&envelope.record_key(), envelope.as_bytes());
+            // Best effort: the swarm may have stopped meanwhile.
+            let _ = self
+                .send(Command::PutTo {
+                    record: write_back,
+                    peers: stale,
+                })
+                .await;
+        }
+        record
     }
 
     /// Runs a typed query on the local tree of `M` in a read snapshot, off
@@ -468,12 +484,7 @@ impl Netabase {
         tracing::debug!(records = own.len(), "republishing own records");
         for (key, cached) in own {
             let (reply, _ignored) = oneshot::channel();
-            let record = Record {
-                key: RecordKey::new(&key),
-                value: cached.bytes.to_vec(),
-                publisher: None,
-                expires: None,
-            };
+            let record = kad_record(&key, &cached.bytes);
             let command = Command::Publish {
                 record,
                 quorum: Quorum::One,
@@ -542,6 +553,17 @@ fn commit_local(
             Some(error) => error,
             None => NodeError::Refused(refused.reason),
         })
+}
+
+/// A Kademlia record carrying an envelope. The publisher field is left empty:
+/// it is unsigned, and receivers go by the signature instead.
+fn kad_record(record_key: &[u8], envelope: &[u8]) -> Record {
+    Record {
+        key: RecordKey::new(&record_key),
+        value: envelope.to_vec(),
+        publisher: None,
+        expires: None,
+    }
 }
 
 /// The peer id at the end of a `/p2p/<id>` address.
