@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::event::Event;
+use super::stats::Rejection;
 use super::{apply, NodeError, Shared};
 
 pub(crate) enum Command {
@@ -198,9 +199,15 @@ impl EventLoop {
                     },
             } => {
                 // Validation (a signature check) and the redb write run off the poll.
+                let Ok(permit) = self.shared.inbound.clone().try_acquire_owned() else {
+                    self.shared.counters.reject(Rejection::Overloaded);
+                    tracing::warn!(peer = %source, "dropped a record: too many in flight");
+                    return;
+                };
                 let shared = self.shared.clone();
                 tokio::task::spawn_blocking(move || {
-                    apply::accept_remote(&shared, record.key.as_ref(), &record.value, source)
+                    apply::accept_remote(&shared, record.key.as_ref(), &record.value, source);
+                    drop(permit);
                 });
             }
             kad::Event::OutboundQueryProgressed {

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use libp2p::kad::{Quorum, Record, RecordKey};
 use libp2p::PeerId;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use behaviour::KAD_PROTOCOL;
@@ -68,6 +68,11 @@ const IDENTITY_FILE: &str = "identity.key";
 /// Events buffered per subscriber before a slow one starts missing them.
 const EVENT_BUFFER: usize = 4096;
 const COMMAND_BUFFER: usize = 1024;
+/// Own records republished at once when the swarm starts.
+const REPUBLISH_IN_FLIGHT: usize = 32;
+/// Inbound records validated at once; more are dropped (and counted) until
+/// some finish, so a flood cannot pile up threads or memory.
+const INBOUND_IN_FLIGHT: usize = 256;
 
 /// State shared by the handle, the event loop and storage tasks.
 pub(crate) struct Shared {
@@ -82,6 +87,7 @@ pub(crate) struct Shared {
     counters: stats::Counters,
     listen_addrs: Mutex<Vec<Multiaddr>>,
     listening: tokio::sync::Notify,
+    inbound: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -163,6 +169,7 @@ impl Netabase {
                 counters: stats::Counters::default(),
                 listen_addrs: Mutex::new(Vec::new()),
                 listening: tokio::sync::Notify::new(),
+                inbound: Arc::new(Semaphore::new(INBOUND_IN_FLIGHT)),
                 config,
             }),
             running: Arc::new(tokio::sync::Mutex::new(None)),
@@ -255,9 +262,8 @@ impl Netabase {
         if !shared.config.listen_addresses.is_empty() {
             listening.await;
         }
+        self.republish_own_records(commands.clone());
         *running = Some(Running { commands, task });
-        drop(running);
-        self.republish_own_records().await;
         Ok(())
     }
 
@@ -473,27 +479,36 @@ impl Netabase {
         self.shared.events.subscribe()
     }
 
-    async fn republish_own_records(&self) {
+    /// Republishes this node's own records in the background, a bounded
+    /// number at a time, so a large store does not flood the swarm.
+    fn republish_own_records(&self, commands: mpsc::Sender<Command>) {
         let own = self.shared.cache.written_by(self.shared.peer_id);
         if own.is_empty() {
             return;
         }
-        let Some(commands) = self.commands().await else {
-            return;
-        };
         tracing::debug!(records = own.len(), "republishing own records");
-        for (key, cached) in own {
-            let (reply, _ignored) = oneshot::channel();
-            let record = kad_record(&key, &cached.bytes);
-            let command = Command::Publish {
-                record,
-                quorum: Quorum::One,
-                reply,
-            };
-            if commands.send(command).await.is_err() {
-                return;
+        tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(REPUBLISH_IN_FLIGHT));
+            for (key, cached) in own {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (reply, done) = oneshot::channel();
+                let command = Command::Publish {
+                    record: kad_record(&key, &cached.bytes),
+                    quorum: Quorum::One,
+                    reply,
+                };
+                if commands.send(command).await.is_err() {
+                    return;
+                }
+                tokio::spawn(async move {
+                    // A failed republish is retried at the next interval or start.
+                    let _ = done.await;
+                    drop(permit);
+                });
             }
-        }
+        });
     }
 
     fn check_registered<M: NetabaseModel>(&self) -> Result<(), NodeError> {

@@ -31,6 +31,8 @@ pub enum Rejection {
     UniqueConflict,
     /// The local store failed while applying it.
     StorageFailed,
+    /// Too many records were being validated at once; this one was dropped.
+    Overloaded,
 }
 
 impl From<RejectReason> for Rejection {
@@ -47,7 +49,7 @@ impl From<RejectReason> for Rejection {
     }
 }
 
-const ALL: [Rejection; 11] = [
+const ALL: [Rejection; 12] = [
     Rejection::TooLarge,
     Rejection::Malformed,
     Rejection::UnsupportedFormat,
@@ -59,6 +61,7 @@ const ALL: [Rejection; 11] = [
     Rejection::FromTheFuture,
     Rejection::UniqueConflict,
     Rejection::StorageFailed,
+    Rejection::Overloaded,
 ];
 
 /// A snapshot of a node's counters.
