@@ -360,3 +360,34 @@ async fn get_record_takes_the_newest_copy_and_repairs_stale_peers() {
         n.stop_swarm().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_over_kademlias_default_packet_size_travel() {
+    // Kademlia's default packet limit is 16 KiB; the node raises it to fit
+    // `max_record_bytes` (60 KiB by default).
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(&dir.path().join("a"), &[]).await;
+    let mut a_events = a.subscribe_to_broadcasts();
+    let b = node(&dir.path().join("b"), &[&a]).await;
+    let mut b_events = b.subscribe_to_broadcasts();
+    wait_connected(&mut a_events, &[b.peer_id()]).await;
+
+    let mut big = user(9, "big@example.com", 9);
+    big.name = "n".repeat(40 * 1024);
+    publish(&a, big.clone()).await;
+    wait_for("the 40 KiB record on B", &mut b_events, |e| {
+        matches!(e, Event::Record { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(
+        b.store().tree::<User>().get(&UserKey(9)).unwrap(),
+        Some(big.clone())
+    );
+    // And fetched, not only pushed.
+    let mut bigger = user(10, "bigger@example.com", 10);
+    bigger.name = "m".repeat(50 * 1024);
+    a.put_record_locally(bigger.clone()).await.unwrap();
+    assert_eq!(b.get_record::<User>(UserKey(10)).await.unwrap(), bigger);
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}
