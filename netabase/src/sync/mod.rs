@@ -2,6 +2,7 @@
 //! version wins, by (hybrid logical clock timestamp, writer peer id).
 
 mod clock;
+pub mod reconcile;
 mod version;
 
 pub use clock::{Clock, ClockError, Timestamp};

@@ -1,0 +1,393 @@
+//! Range-based set reconciliation: how two peers find which records differ
+//! without sending each other their whole key sets.
+//!
+//! Each peer holds a set of items, one per record: the record key, a digest of
+//! the exact signed envelope it holds (equal digests mean equal versions) and
+//! the version's timestamp. A range of keys has a fingerprint: the XOR of its
+//! items' digests and their count. Peers exchange fingerprints of ranges;
+//! equal ranges are done, differing ones are split into smaller ranges, and
+//! ranges with few items are settled by sending the items themselves. Two
+//! peers that agree exchange one fingerprint each way.
+//!
+//! The protocol is symmetric and stateless: [`initiate`] makes the first
+//! message, [`respond`] answers any message, and the exchange ends when a
+//! message is empty. What each side learns is the list of keys it should
+//! fetch from the other (`Outcome::want`).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bincode::{Decode, Encode};
+
+/// Ranges with at most this many items are settled by listing them.
+pub const ITEM_THRESHOLD: u64 = 32;
+/// How many sub-ranges a differing range is split into.
+pub const BRANCHING: usize = 16;
+
+/// A digest of one signed envelope.
+pub fn digest(envelope: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(envelope)
+}
+
+/// One record as reconciliation sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ItemState {
+    /// Digest of the envelope held.
+    pub digest: u128,
+    /// The version's timestamp, to tell which side is newer.
+    pub timestamp: u64,
+}
+
+/// A record key with its state, as listed in a message.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Item {
+    /// The record key.
+    pub key: Vec<u8>,
+    /// Its state.
+    pub state: ItemState,
+}
+
+/// The keys `[lower, upper)`; `upper: None` is the end of the key space.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct KeyRange {
+    /// Inclusive lower bound.
+    pub lower: Vec<u8>,
+    /// Exclusive upper bound, or none.
+    pub upper: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        KeyRange {
+            lower: Vec::new(),
+            upper: None,
+        }
+    }
+
+    fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            Bound::Included(self.lower.as_slice()),
+            match &self.upper {
+                Some(upper) => Bound::Excluded(upper.as_slice()),
+                None => Bound::Unbounded,
+            },
+        )
+    }
+}
+
+/// XOR of digests and count of the items of a range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Fingerprint {
+    /// XOR of the digests.
+    pub xor: u128,
+    /// Number of items.
+    pub count: u64,
+}
+
+/// One part of a message, about one range.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Part {
+    /// "My items in this range have this fingerprint."
+    Fingerprint {
+        /// The range.
+        range: KeyRange,
+        /// Its fingerprint on the sender's side.
+        fingerprint: Fingerprint,
+    },
+    /// "These are all my items in this range."
+    Items {
+        /// The range.
+        range: KeyRange,
+        /// Every item of the sender in it.
+        items: Vec<Item>,
+        /// Whether the receiver should answer with its own items.
+        reply: bool,
+    },
+}
+
+/// A peer's items, ordered by key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemSet {
+    items: BTreeMap<Vec<u8>, ItemState>,
+}
+
+impl ItemSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the state of `key`.
+    pub fn insert(&mut self, key: Vec<u8>, state: ItemState) {
+        self.items.insert(key, state);
+    }
+
+    /// The state of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&ItemState> {
+        self.items.get(key)
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True if there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn range(&self, range: &KeyRange) -> impl Iterator<Item = (&Vec<u8>, &ItemState)> + '_ {
+        let (lower, upper) = range.bounds();
+        let empty = match (&range.upper, lower) {
+            (Some(upper), Bound::Included(lower)) => lower >= upper.as_slice(),
+            _ => false,
+        };
+        // BTreeMap panics on an inverted range; a hostile message may send one.
+        let bounds = if empty {
+            (Bound::Excluded(&[][..]), Bound::Excluded(&[][..]))
+        } else {
+            (lower, upper)
+        };
+        let iter = if empty {
+            None
+        } else {
+            Some(self.items.range::<[u8], _>(bounds))
+        };
+        iter.into_iter().flatten()
+    }
+
+    /// The fingerprint of a range.
+    pub fn fingerprint(&self, range: &KeyRange) -> Fingerprint {
+        self.range(range)
+            .fold(Fingerprint::default(), |fp, (_, s)| Fingerprint {
+                xor: fp.xor ^ s.digest,
+                count: fp.count + 1,
+            })
+    }
+
+    fn items(&self, range: &KeyRange) -> Vec<Item> {
+        self.range(range)
+            .map(|(key, state)| Item {
+                key: key.clone(),
+                state: *state,
+            })
+            .collect()
+    }
+
+    /// Splits a range into up to [`BRANCHING`] ranges of about equal item counts.
+    fn split(&self, range: &KeyRange, count: u64) -> Vec<KeyRange> {
+        let step = (count as usize).div_ceil(BRANCHING).max(1);
+        let mut bounds: Vec<Vec<u8>> = self
+            .range(range)
+            .enumerate()
+            .filter(|(i, _)| *i > 0 && i % step == 0)
+            .map(|(_, (key, _))| key.clone())
+            .collect();
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut lower = range.lower.clone();
+        for bound in bounds.drain(..) {
+            ranges.push(KeyRange {
+                lower: std::mem::replace(&mut lower, bound.clone()),
+                upper: Some(bound),
+            });
+        }
+        ranges.push(KeyRange {
+            lower,
+            upper: range.upper.clone(),
+        });
+        ranges
+    }
+
+    /// The part describing `range` from this side: its items if few, else
+    /// its fingerprint.
+    fn describe(&self, range: KeyRange, reply: bool) -> Part {
+        let fingerprint = self.fingerprint(&range);
+        if fingerprint.count <= ITEM_THRESHOLD {
+            Part::Items {
+                items: self.items(&range),
+                range,
+                reply,
+            }
+        } else {
+            Part::Fingerprint { range, fingerprint }
+        }
+    }
+}
+
+/// What answering a message produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The answer; empty when this side has nothing more to say.
+    pub reply: Vec<Part>,
+    /// Keys the other side holds newer (or only there): fetch them.
+    pub want: Vec<Vec<u8>>,
+}
+
+/// The first message of an exchange.
+pub fn initiate(set: &ItemSet) -> Vec<Part> {
+    vec![set.describe(KeyRange::all(), true)]
+}
+
+/// Answers one message.
+pub fn respond(set: &ItemSet, message: &[Part]) -> Outcome {
+    let mut outcome = Outcome::default();
+    for part in message {
+        match part {
+            Part::Fingerprint { range, fingerprint } => {
+                let ours = set.fingerprint(range);
+                if ours == *fingerprint {
+                    continue;
+                }
+                if ours.count <= ITEM_THRESHOLD {
+                    outcome.reply.push(Part::Items {
+                        range: range.clone(),
+                        items: set.items(range),
+                        reply: true,
+                    });
+                } else {
+                    for sub in set.split(range, ours.count) {
+                        outcome.reply.push(set.describe(sub, true));
+                    }
+                }
+            }
+            Part::Items {
+                range,
+                items,
+                reply,
+            } => {
+                for item in items {
+                    let newer = match set.get(&item.key) {
+                        None => true,
+                        Some(ours) => {
+                            ours.digest != item.state.digest
+                                && item.state.timestamp >= ours.timestamp
+                        }
+                    };
+                    if newer {
+                        outcome.want.push(item.key.clone());
+                    }
+                }
+                let theirs = items
+                    .iter()
+                    .fold(Fingerprint::default(), |fp, item| Fingerprint {
+                        xor: fp.xor ^ item.state.digest,
+                        count: fp.count + 1,
+                    });
+                // Equal sets: the other side would want nothing, so say nothing.
+                if *reply && set.fingerprint(range) != theirs {
+                    outcome.reply.push(Part::Items {
+                        range: range.clone(),
+                        items: set.items(range),
+                        reply: false,
+                    });
+                }
+            }
+        }
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[(u32, u64)]) -> ItemSet {
+        let mut set = ItemSet::new();
+        for &(key, timestamp) in items {
+            let key = key.to_be_bytes().to_vec();
+            let digest = digest(&[&key[..], &timestamp.to_le_bytes()].concat());
+            set.insert(key, ItemState { digest, timestamp });
+        }
+        set
+    }
+
+    /// Runs the exchange to the end; returns what each side wants and the
+    /// number of messages and encoded bytes sent.
+    fn run(a: &ItemSet, b: &ItemSet) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize, usize) {
+        let config = bincode::config::standard();
+        let (mut a_wants, mut b_wants) = (Vec::new(), Vec::new());
+        let mut message = initiate(a);
+        let mut bytes = bincode::encode_to_vec(&message, config).unwrap().len();
+        let mut messages = 1;
+        let mut b_turn = true;
+        while !message.is_empty() {
+            assert!(messages < 100, "exchange does not end");
+            let (side, wants) = if b_turn {
+                (b, &mut b_wants)
+            } else {
+                (a, &mut a_wants)
+            };
+            let outcome = respond(side, &message);
+            wants.extend(outcome.want);
+            message = outcome.reply;
+            bytes += bincode::encode_to_vec(&message, config).unwrap().len();
+            messages += 1;
+            b_turn = !b_turn;
+        }
+        a_wants.sort();
+        b_wants.sort();
+        (a_wants, b_wants, messages, bytes)
+    }
+
+    fn keys(ks: &[u32]) -> Vec<Vec<u8>> {
+        ks.iter().map(|k| k.to_be_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn equal_sets_exchange_one_fingerprint_each_way() {
+        let items: Vec<(u32, u64)> = (0..100_000).map(|i| (i, 1)).collect();
+        let (a, b) = (set(&items), set(&items));
+        let (a_wants, b_wants, messages, bytes) = run(&a, &b);
+        assert!(a_wants.is_empty() && b_wants.is_empty());
+        assert_eq!(messages, 2);
+        assert!(bytes < 64, "{bytes} bytes");
+    }
+
+    #[test]
+    fn each_side_learns_what_it_lacks_or_holds_older() {
+        let mut a_items: Vec<(u32, u64)> = (0..5000).map(|i| (i, 1)).collect();
+        let mut b_items = a_items.clone();
+        a_items.push((7000, 1)); // only on a
+        b_items.push((8000, 1)); // only on b
+        b_items.retain(|(k, _)| *k != 1234); // b lacks one
+        a_items[10].1 = 5; // a newer for key 10
+        b_items[20].1 = 5; // b newer for key 20
+        let (a_wants, b_wants, _, _) = run(&set(&a_items), &set(&b_items));
+        assert_eq!(a_wants, keys(&[20, 8000]));
+        assert_eq!(b_wants, keys(&[10, 1234, 7000]));
+    }
+
+    #[test]
+    fn empty_sides() {
+        let full = set(&(0..100).map(|i| (i, 1)).collect::<Vec<_>>());
+        let (a_wants, b_wants, _, _) = run(&ItemSet::new(), &full);
+        assert_eq!(a_wants.len(), 100);
+        assert!(b_wants.is_empty());
+        let (a_wants, b_wants, _, _) = run(&full, &ItemSet::new());
+        assert!(a_wants.is_empty());
+        assert_eq!(b_wants.len(), 100);
+        let (a_wants, b_wants, messages, _) = run(&ItemSet::new(), &ItemSet::new());
+        assert!(a_wants.is_empty() && b_wants.is_empty());
+        assert_eq!(messages, 1 + 1);
+    }
+
+    #[test]
+    fn inverted_ranges_from_a_hostile_peer_are_empty() {
+        let full = set(&[(1, 1), (2, 1)]);
+        let range = KeyRange {
+            lower: vec![9],
+            upper: Some(vec![1]),
+        };
+        assert_eq!(full.fingerprint(&range), Fingerprint::default());
+        let outcome = respond(
+            &full,
+            &[Part::Fingerprint {
+                range,
+                fingerprint: Fingerprint { xor: 1, count: 1 },
+            }],
+        );
+        assert_eq!(outcome.reply.len(), 1);
+    }
+}
