@@ -5,7 +5,7 @@
 use libp2p::PeerId;
 
 use crate::codec::Envelope;
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteTransaction};
 
 use super::event::{ChangeKind, Event, Origin};
 use super::registry::ApplyError;
@@ -44,20 +44,67 @@ pub(crate) fn apply(
     envelope: &Envelope,
     origin: Origin,
 ) -> Result<Outcome, Refused> {
-    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-    let handler = registry
-        .get(envelope.model())
-        .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
-    let record_key = envelope.record_key();
-    let storage = |error: StoreError| Refused {
+    let txn = shared.store.begin_write().map_err(storage)?;
+    let outcome = apply_in(shared, &txn, envelope)?;
+    if outcome == Outcome::Applied {
+        txn.commit().map_err(storage)?;
+        announce(shared, envelope, origin);
+    }
+    Ok(outcome)
+}
+
+/// Commits many validated envelopes in one transaction (one fsync), each
+/// under the same rules as [`apply`]; counts what was accepted or refused.
+/// Blocking. Returns how many were stored.
+pub(crate) fn apply_batch(
+    shared: &Shared,
+    envelopes: &[Envelope],
+    origin: Origin,
+) -> Result<usize, NodeError> {
+    let txn = shared.store.begin_write()?;
+    let mut applied = Vec::new();
+    for envelope in envelopes {
+        match apply_in(shared, &txn, envelope) {
+            Ok(Outcome::Applied) => applied.push(envelope),
+            Ok(Outcome::Unchanged) => {}
+            // The transaction may be half-written: give up on the batch.
+            Err(Refused {
+                reason: Rejection::StorageFailed,
+                error,
+            }) => return Err(error.unwrap_or(NodeError::Stopped)),
+            // A refused record leaves the transaction as it was.
+            Err(refused) => shared.counters.reject(refused.reason),
+        }
+    }
+    txn.commit()?;
+    for envelope in &applied {
+        shared.counters.accept();
+        announce(shared, envelope, origin);
+    }
+    Ok(applied.len())
+}
+
+fn storage(error: StoreError) -> Refused {
+    Refused {
         reason: match error {
             StoreError::UniqueViolation { .. } => Rejection::UniqueConflict,
             _ => Rejection::StorageFailed,
         },
         error: Some(NodeError::Store(error)),
-    };
+    }
+}
 
-    let txn = shared.store.begin_write().map_err(storage)?;
+/// Writes `envelope` into `txn` if it is newer than what `txn` holds.
+fn apply_in(
+    shared: &Shared,
+    txn: &WriteTransaction,
+    envelope: &Envelope,
+) -> Result<Outcome, Refused> {
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    let handler = registry
+        .get(envelope.model())
+        .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
+    let record_key = envelope.record_key();
     if let Some(current) = txn.get_envelope(&record_key).map_err(storage)? {
         if current == envelope.as_bytes() {
             return Ok(Outcome::Unchanged);
@@ -69,18 +116,26 @@ pub(crate) fn apply(
             }
         }
     }
-    handler.apply(&txn, envelope).map_err(|error| match error {
+    handler.apply(txn, envelope).map_err(|error| match error {
         ApplyError::Envelope(error) => Refused::new(error.kind().into()),
         ApplyError::Store(error) => storage(error),
     })?;
     txn.put_envelope(&record_key, envelope.as_bytes())
         .map_err(storage)?;
-    txn.commit().map_err(storage)?;
-    shared.cache.insert(envelope);
+    Ok(Outcome::Applied)
+}
 
+/// After a commit: updates the Kademlia view and tells subscribers.
+fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
+    shared.cache.insert(envelope);
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    let model = registry
+        .get(envelope.model())
+        .map(|h| h.name())
+        .unwrap_or("?");
     // Nobody listening is fine: events are best-effort by design.
     let _ = shared.events.send(Event::Record {
-        model: handler.name(),
+        model,
         model_id: envelope.model(),
         key: envelope.key().to_vec(),
         kind: if envelope.is_tombstone() {
@@ -91,7 +146,6 @@ pub(crate) fn apply(
         origin,
         writer: envelope.writer(),
     });
-    Ok(Outcome::Applied)
 }
 
 /// Validates bytes a peer sent as `record_key`, then applies them; counts

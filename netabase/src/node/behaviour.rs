@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, kad, mdns, noise, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{identify, kad, mdns, noise, request_response, tcp, yamux, StreamProtocol, Swarm};
 
+use super::catchup::{SyncCodec, SYNC_PROTOCOL};
 use super::record_store::{KadStore, RecordCache};
 use super::{NetabaseConfig, NodeError};
 use crate::Keypair;
@@ -20,6 +21,7 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<KadStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) sync: request_response::Behaviour<SyncCodec>,
 }
 
 pub(crate) fn build_swarm(
@@ -61,10 +63,16 @@ pub(crate) fn build_swarm(
             } else {
                 None
             };
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec,
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(config.query_timeout),
+            );
             Ok(Behaviour {
                 kad,
                 identify,
                 mdns: Toggle::from(mdns),
+                sync,
             })
         })
         .map_err(|e| NodeError::Transport(Box::new(e)))?

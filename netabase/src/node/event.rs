@@ -43,6 +43,16 @@ pub enum Event {
         /// Who signed the change.
         writer: PeerId,
     },
+    /// Progress of catching up with a peer: records received from it so far
+    /// on this connection, and keys still to fetch (`0`: caught up).
+    CatchUp {
+        /// The peer records come from.
+        peer: PeerId,
+        /// Records received and stored so far.
+        received: u64,
+        /// Keys still to fetch from it.
+        outstanding: usize,
+    },
     /// A connection to a peer was opened (its first one).
     PeerConnected(PeerId),
     /// The last connection to a peer closed.

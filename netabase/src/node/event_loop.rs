@@ -8,11 +8,15 @@ use std::sync::Arc;
 use futures::StreamExt;
 use libp2p::kad::{self, GetRecordOk, PutRecordError, QueryId, QueryResult, Quorum, Record};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, mdns, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, mdns, request_response, Multiaddr, PeerId, Swarm};
+use std::time::Duration;
+
+use crate::sync::reconcile;
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::event::Event;
+use super::catchup::{Fetches, SyncRequest, SyncResponse, FETCH_BATCH, MAX_RESPONSE_BYTES};
+use super::event::{Event, Origin};
 use super::stats::Rejection;
 use super::{apply, NodeError, Shared};
 
@@ -47,6 +51,7 @@ pub(crate) struct EventLoop {
     commands: mpsc::Receiver<Command>,
     puts: HashMap<QueryId, (usize, oneshot::Sender<Result<(), NodeError>>)>,
     gets: HashMap<QueryId, PendingGet>,
+    fetches: Fetches,
 }
 
 impl EventLoop {
@@ -61,10 +66,18 @@ impl EventLoop {
             commands,
             puts: HashMap::new(),
             gets: HashMap::new(),
+            fetches: Fetches::default(),
         }
     }
 
     pub(crate) async fn run(mut self) {
+        // A period of "never" when periodic catch-up is off.
+        let period = self
+            .shared
+            .config
+            .catch_up_interval
+            .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+        let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -72,6 +85,12 @@ impl EventLoop {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
+                _ = catch_up.tick() => {
+                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for peer in peers {
+                        self.start_reconcile(peer);
+                    }
+                }
             }
         }
         // Pending callers learn that the swarm stopped (their senders drop).
@@ -171,6 +190,10 @@ impl EventLoop {
                 }
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(Event::PeerConnected(peer_id));
+                    // One side starts catch-up, so a pair reconciles once.
+                    if endpoint.is_dialer() {
+                        self.start_reconcile(peer_id);
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -178,14 +201,197 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                self.fetches.drop_peer(peer_id);
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(peer_id = %self.shared.peer_id, %address, "listening");
                 self.shared.listening_on(address);
             }
             _ => {}
         }
+    }
+
+    fn start_reconcile(&mut self, peer: PeerId) {
+        let message = self.shared.cache.with_items(reconcile::initiate);
+        self.swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, SyncRequest::Reconcile(message));
+    }
+
+    /// Asks `peer` for queued keys, as many batches as may be in flight.
+    fn pump_fetches(&mut self, peer: PeerId) {
+        while let Some(keys) = self.fetches.next_batch(peer) {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, SyncRequest::Fetch(keys.clone()));
+            self.fetches.sent(id, peer, keys);
+        }
+    }
+
+    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        use request_response::{Event as Rr, Message};
+        match event {
+            Rr::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = match request {
+                    SyncRequest::Reconcile(parts) => {
+                        let outcome = self
+                            .shared
+                            .cache
+                            .with_items(|items| reconcile::respond(items, &parts));
+                        self.want(peer, outcome.want);
+                        SyncResponse::Reconcile(outcome.reply)
+                    }
+                    SyncRequest::Fetch(keys) => SyncResponse::Records(self.records_for(&keys)),
+                };
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    tracing::debug!(%peer, "a sync response could not be sent");
+                }
+            }
+            Rr::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => match response {
+                SyncResponse::Reconcile(parts) => {
+                    if parts.is_empty() {
+                        return;
+                    }
+                    let outcome = self
+                        .shared
+                        .cache
+                        .with_items(|items| reconcile::respond(items, &parts));
+                    if !outcome.reply.is_empty() {
+                        self.swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&peer, SyncRequest::Reconcile(outcome.reply));
+                    }
+                    self.want(peer, outcome.want);
+                }
+                SyncResponse::Records(records) => self.on_records(peer, request_id, records),
+            },
+            Rr::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                // Keys of a failed fetch are found again by the next reconciliation.
+                self.fetches.finished(request_id);
+                tracing::debug!(%peer, %error, "a sync request failed");
+            }
+            Rr::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "a sync request from a peer failed");
+            }
+            Rr::ResponseSent { .. } => {}
+        }
+    }
+
+    fn want(&mut self, peer: PeerId, keys: Vec<Vec<u8>>) {
+        if keys.is_empty() {
+            return;
+        }
+        self.fetches.queue(peer, keys);
+        let outstanding = self.fetches.outstanding(peer);
+        let received = self.fetches.count_received(peer, 0);
+        let _ = self.shared.events.send(Event::CatchUp {
+            peer,
+            received,
+            outstanding,
+        });
+        self.pump_fetches(peer);
+    }
+
+    /// Envelopes for a prefix of `keys` that fits one response.
+    fn records_for(&self, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut size = 0;
+        for key in keys.iter().take(FETCH_BATCH) {
+            let bytes = self
+                .shared
+                .cache
+                .get(key)
+                .map(|c| c.bytes.to_vec())
+                .unwrap_or_default();
+            size += bytes.len() + 8;
+            if size > MAX_RESPONSE_BYTES && !out.is_empty() {
+                break;
+            }
+            out.push(bytes);
+        }
+        out
+    }
+
+    fn on_records(
+        &mut self,
+        peer: PeerId,
+        id: request_response::OutboundRequestId,
+        records: Vec<Vec<u8>>,
+    ) {
+        let Some((_, keys)) = self.fetches.finished(id) else {
+            return;
+        };
+        if records.len() > keys.len() {
+            // More than asked for: a broken or hostile peer. Drop it all.
+            self.shared.counters.reject(Rejection::Malformed);
+            tracing::warn!(%peer, "a fetch response had more records than asked for");
+            return;
+        }
+        if !records.is_empty() && records.len() < keys.len() {
+            self.fetches.queue(peer, keys[records.len()..].to_vec());
+        }
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .into_iter()
+            .zip(records)
+            .filter(|(_, bytes)| !bytes.is_empty())
+            .collect();
+        let received = self.fetches.count_received(peer, pairs.len() as u64);
+        let outstanding = self.fetches.outstanding(peer);
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let valid: Vec<_> = pairs
+                .iter()
+                .filter_map(|(key, bytes)| match apply::validate_remote(&shared, key, bytes) {
+                    Ok(envelope) => Some(envelope),
+                    Err(refused) => {
+                        shared.counters.reject(refused.reason);
+                        tracing::debug!(%peer, reason = ?refused.reason, "dropped a fetched record");
+                        None
+                    }
+                })
+                .collect();
+            if let Err(error) = apply::apply_batch(&shared, &valid, Origin::Peer(peer)) {
+                tracing::warn!(%peer, %error, "could not store fetched records");
+            }
+            let _ = shared.events.send(Event::CatchUp {
+                peer,
+                received,
+                outstanding,
+            });
+        });
+        self.pump_fetches(peer);
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {

@@ -29,6 +29,7 @@
 
 mod apply;
 mod behaviour;
+mod catchup;
 mod config;
 mod error;
 mod event;
@@ -47,6 +48,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use behaviour::KAD_PROTOCOL;
+pub use catchup::SYNC_PROTOCOL;
 pub use config::NetabaseConfig;
 pub use error::NodeError;
 pub use event::{ChangeKind, Event, Origin};
@@ -367,6 +369,35 @@ impl Netabase {
         .await
     }
 
+    /// Commits many records locally in one transaction (one fsync); peers get
+    /// them through catch-up, fetches and republication. Returns how many
+    /// were stored (records not newer than what is held are skipped).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRegistered`], [`NodeError::RecordTooLarge`] for the
+    /// first record over the limit (nothing written), or a store error
+    /// (nothing written).
+    pub async fn put_records_locally<M: NetabaseModel>(
+        &self,
+        records: Vec<M>,
+    ) -> Result<usize, NodeError> {
+        self.check_registered::<M>()?;
+        let shared = self.shared.clone();
+        self.blocking(move || {
+            let envelopes = records
+                .iter()
+                .map(|record| {
+                    let envelope = Envelope::seal(&shared.keypair, record, shared.clock.now())?;
+                    check_size(&shared, &envelope, M::NAME)?;
+                    Ok(envelope)
+                })
+                .collect::<Result<Vec<_>, NodeError>>()?;
+            apply::apply_batch(&shared, &envelopes, Origin::Local)
+        })
+        .await
+    }
+
     /// The record of model `M` with this primary key: the local copy if there
     /// is one, else fetched from the network. Every copy peers return is
     /// validated; the newest version wins and is stored locally.
@@ -554,6 +585,16 @@ fn commit_local(
     envelope: &Envelope,
     model: &'static str,
 ) -> Result<(), NodeError> {
+    check_size(shared, envelope, model)?;
+    apply::apply(shared, envelope, Origin::Local)
+        .map(drop)
+        .map_err(|refused| match refused.error {
+            Some(error) => error,
+            None => NodeError::Refused(refused.reason),
+        })
+}
+
+fn check_size(shared: &Shared, envelope: &Envelope, model: &'static str) -> Result<(), NodeError> {
     let size = envelope.as_bytes().len();
     if size > shared.config.max_record_bytes {
         return Err(NodeError::RecordTooLarge {
@@ -562,12 +603,7 @@ fn commit_local(
             limit: shared.config.max_record_bytes,
         });
     }
-    apply::apply(shared, envelope, Origin::Local)
-        .map(drop)
-        .map_err(|refused| match refused.error {
-            Some(error) => error,
-            None => NodeError::Refused(refused.reason),
-        })
+    Ok(())
 }
 
 /// A Kademlia record carrying an envelope. The publisher field is left empty:

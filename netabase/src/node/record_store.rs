@@ -14,6 +14,7 @@ use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::PeerId;
 
 use crate::codec::Envelope;
+use crate::sync::reconcile::{self, ItemSet, ItemState};
 use crate::sync::Version;
 
 /// One synced record as the swarm serves it.
@@ -23,10 +24,17 @@ pub(crate) struct Cached {
     pub(crate) version: Version,
 }
 
-/// The shared view: storage tasks write it, the swarm reads it.
+/// The shared view: storage tasks write it, the swarm reads it. It also keeps
+/// the item set that catch-up reconciles.
 #[derive(Clone, Default, Debug)]
 pub(crate) struct RecordCache {
-    inner: Arc<RwLock<HashMap<Vec<u8>, Cached>>>,
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Default, Debug)]
+struct Inner {
+    records: HashMap<Vec<u8>, Cached>,
+    items: ItemSet,
 }
 
 impl RecordCache {
@@ -35,33 +43,55 @@ impl RecordCache {
             bytes: envelope.as_bytes().into(),
             version: envelope.version(),
         };
-        self.write().insert(envelope.record_key(), cached);
+        let key = envelope.record_key();
+        let state = ItemState {
+            digest: reconcile::digest(envelope.as_bytes()),
+            timestamp: envelope.version().timestamp.0,
+        };
+        let mut inner = self.write();
+        inner.items.insert(key.clone(), state);
+        inner.records.insert(key, cached);
     }
 
     pub(crate) fn get(&self, record_key: &[u8]) -> Option<Cached> {
-        self.read().get(record_key).cloned()
+        self.read().records.get(record_key).cloned()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.read().len()
+        self.read().records.len()
+    }
+
+    /// Runs `f` on the reconciliation item set.
+    pub(crate) fn with_items<T>(&self, f: impl FnOnce(&ItemSet) -> T) -> T {
+        f(&self.read().items)
     }
 
     /// Every record whose writer is `writer`.
     pub(crate) fn written_by(&self, writer: PeerId) -> Vec<(Vec<u8>, Cached)> {
         self.read()
+            .records
             .iter()
             .filter(|(_, c)| c.version.writer == writer)
             .map(|(k, c)| (k.clone(), c.clone()))
             .collect()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Cached>> {
-        // A panic while holding the lock cannot leave the map half-updated
-        // (each update is one insert), so a poisoned lock is still sound.
+    fn all(&self) -> Vec<(Vec<u8>, Cached)> {
+        self.read()
+            .records
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the view half-updated
+        // in a way that matters (each update is two inserts of the same key),
+        // so a poisoned lock is still sound.
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Cached>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -121,13 +151,9 @@ impl RecordStore for KadStore {
     }
 
     fn records(&self) -> Self::RecordsIter<'_> {
-        let all: Vec<(Vec<u8>, Cached)> = self
-            .cache
-            .read()
+        self.cache
+            .all()
             .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect();
-        all.iter()
             .map(|(k, c)| Cow::Owned(self.to_record(k, c)))
             .collect::<Vec<_>>()
             .into_iter()

@@ -1,0 +1,108 @@
+//! Catch-up: a peer that was not there when records were written gets all
+//! of them on connecting, validated, typed and indexed. Bounded waits only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
+use netabase::store::Lookup;
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+async fn start(dir: &std::path::Path, bootstrap: Option<&Netabase>) -> Netabase {
+    let mut config = NetabaseConfig::loopback();
+    if let Some(peer) = bootstrap {
+        let address = peer.listen_addresses()[0]
+            .clone()
+            .with(Protocol::P2p(peer.peer_id()));
+        config.bootstrap_peers = vec![address];
+    }
+    let node = Netabase::new_with_path(dir, config).unwrap();
+    node.register::<User>().unwrap();
+    node.register::<Post>().unwrap();
+    node.start_swarm().await.unwrap();
+    node
+}
+
+/// Waits on catch-up progress until `done` holds (checked after each event).
+async fn until(
+    events: &mut broadcast::Receiver<Event>,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    timeout(Duration::from_secs(120), async {
+        while !done() {
+            match events.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_receives_every_record_written_before_it_existed() {
+    const N: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&dir.path().join("a"), None).await;
+    let users: Vec<User> = (0..N)
+        .map(|i| user(i, &format!("{i}@example.com"), (i % 90) as u32))
+        .collect();
+    assert_eq!(a.put_records_locally(users).await.unwrap(), N as usize);
+    a.put_records_locally(vec![post("hello", &["intro"], Some("ada"), -1)])
+        .await
+        .unwrap();
+
+    let b = start(&dir.path().join("b"), Some(&a)).await;
+    let mut b_events = b.subscribe_to_broadcasts();
+    let b_users = b.store().tree::<User>();
+    let mut progress_seen = false;
+    // Each batch is counted after its commit, then announced.
+    until(&mut b_events, "10,001 records accepted on B", || {
+        progress_seen = true;
+        b.stats().accepted == N + 1
+    })
+    .await;
+    assert!(progress_seen);
+    assert_eq!(b_users.len().unwrap(), N);
+    assert_eq!(b.store().tree::<Post>().len().unwrap(), 1);
+
+    // Typed, indexed, and every one validated.
+    assert_eq!(
+        b_users.by_email("4242@example.com").unwrap().map(|u| u.id),
+        Some(4242)
+    );
+    assert_eq!(b_users.by_age(7).unwrap().len(), (N / 90 + 1) as usize);
+    assert_eq!(b.store().tree::<Post>().by_tags("intro").unwrap().len(), 1);
+    assert_eq!(b.stats().rejected_total(), 0);
+    assert_indexes_consistent(&b_users);
+
+    // B goes away, A writes one more record, B comes back: the reconnection
+    // brings exactly that record.
+    b.stop_swarm().await.unwrap();
+    let accepted = b.stats().accepted;
+    a.put_record_locally(user(N, "late@example.com", 1))
+        .await
+        .unwrap();
+    b.start_swarm().await.unwrap();
+    b.dial(
+        a.listen_addresses()[0]
+            .clone()
+            .with(Protocol::P2p(a.peer_id())),
+    )
+    .await
+    .unwrap();
+    until(&mut b_events, "the one new record", || {
+        b.stats().accepted == accepted + 1
+    })
+    .await;
+    assert_eq!(b_users.len().unwrap(), N + 1);
+    assert_eq!(b.stats().rejected_total(), 0);
+
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}
