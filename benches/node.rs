@@ -16,6 +16,12 @@
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
 //! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event | tokio broadcast send until 1 / 8 receivers got it |
 //!
+//! `dht_put_record/netabase/.._eventual` and `dht_get_record/netabase/.._eventual`
+//! run the same with `Durability::Eventual` on every node: no fsync, so the
+//! difference to the default is the disk's share (floor: `raw_redb/commit_1KiB_no_fsync`).
+//! `dht_put_record/netabase/.._peers_on_tmpfs` keeps every commit durable but
+//! puts B's and C's data on tmpfs, as if they ran on other machines.
+//!
 //! Every wait is bounded ([`WAIT`]) and panics with what it waited for.
 
 use std::future::Future;
@@ -159,23 +165,52 @@ async fn wait_connected(events: &mut broadcast::Receiver<Event>, peers: &[PeerId
     .await;
 }
 
+/// Where B's and C's data directories live.
+#[derive(Clone, Copy)]
+enum Peers {
+    /// Next to A's, on the same disk.
+    SameDisk,
+    /// On tmpfs (`/dev/shm`), as if on other machines: their fsyncs cost
+    /// nothing and, above all, do not join A's. (On ext4 with
+    /// `data=ordered` an fsync commits the whole journal, so on one disk A's
+    /// commit also flushes what B and C just wrote, even without their fsync.)
+    Tmpfs,
+}
+
 /// Three netabase nodes on 127.0.0.1: B and C bootstrapped to A.
 struct NetabaseNet {
     a: Netabase,
     b: Netabase,
     c: Netabase,
-    _dir: tempfile::TempDir,
+    _dirs: [tempfile::TempDir; 2],
 }
 
 impl NetabaseNet {
-    async fn start(config: NetabaseConfig) -> Self {
+    /// Loopback nodes, all with `durability`; B's and C's data as `peers` says.
+    async fn start(durability: Durability, peers: Peers) -> Self {
+        let config = NetabaseConfig {
+            durability,
+            ..NetabaseConfig::loopback()
+        };
         let dir = tempdir();
+        let peer_dir = match peers {
+            Peers::SameDisk => tempdir(),
+            Peers::Tmpfs => tempfile::Builder::new()
+                .prefix("netabase-bench-node-")
+                .tempdir_in("/dev/shm")
+                .expect("a directory on /dev/shm (tmpfs)"),
+        };
         let a = start_node(&dir.path().join("a"), &[], config.clone()).await;
         let mut a_events = a.subscribe_to_broadcasts();
-        let b = start_node(&dir.path().join("b"), &[&a], config.clone()).await;
-        let c = start_node(&dir.path().join("c"), &[&a], config).await;
+        let b = start_node(&peer_dir.path().join("b"), &[&a], config.clone()).await;
+        let c = start_node(&peer_dir.path().join("c"), &[&a], config).await;
         wait_connected(&mut a_events, &[b.peer_id(), c.peer_id()]).await;
-        NetabaseNet { a, b, c, _dir: dir }
+        NetabaseNet {
+            a,
+            b,
+            c,
+            _dirs: [dir, peer_dir],
+        }
     }
 
     async fn stop(self) {
@@ -531,13 +566,34 @@ fn dht_put_record(c: &mut Criterion) {
     let mut group = c.benchmark_group("dht_put_record");
     group.sampling_mode(SamplingMode::Flat);
 
-    {
-        // Default durability: a durable local commit, then a Kademlia put with
-        // write quorum 1. B and C validate and durably store what they receive.
-        let net = rt.block_on(NetabaseNet::start(NetabaseConfig::loopback()));
+    // Default durability: a durable local commit, then a Kademlia put with
+    // write quorum 1; B and C validate and durably store what they receive.
+    // On one machine all three share a disk, and B's and C's writes join A's
+    // next fsync: `.._peers_on_tmpfs` moves B's and C's data to tmpfs (as if
+    // they were other machines: what the floor `raw_redb + raw_libp2p`
+    // compares with), and `.._eventual` takes every fsync out (floor:
+    // `raw_redb/commit_1KiB_no_fsync + raw_libp2p`).
+    for (name, durability, peers) in [
+        (
+            "netabase/put_record_1KiB",
+            Durability::Immediate,
+            Peers::SameDisk,
+        ),
+        (
+            "netabase/put_record_1KiB_peers_on_tmpfs",
+            Durability::Immediate,
+            Peers::Tmpfs,
+        ),
+        (
+            "netabase/put_record_1KiB_eventual",
+            Durability::Eventual,
+            Peers::SameDisk,
+        ),
+    ] {
+        let net = rt.block_on(NetabaseNet::start(durability, peers));
         rt.block_on(publish_once(&net.a, note(0)));
         let mut id = 0;
-        group.bench_function("netabase/put_record_1KiB", |b| {
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
@@ -611,6 +667,21 @@ fn dht_put_record(c: &mut Criterion) {
                 txn.commit().expect("commit");
             })
         });
+        // The floor of `.._eventual`: the same commit without fsync (over
+        // a fixed set of keys, so the file stays small at ~10 us an op).
+        group.bench_function("raw_redb/commit_1KiB_no_fsync", |b| {
+            b.iter(|| {
+                id += 1;
+                let mut txn = db.begin_write().expect("begin write");
+                txn.set_durability(redb::Durability::None)
+                    .expect("set durability");
+                txn.open_table(RAW_NOTES)
+                    .expect("open the table")
+                    .insert(id % 4096, value.as_slice())
+                    .expect("insert");
+                txn.commit().expect("commit");
+            })
+        });
     }
     group.finish();
 }
@@ -666,13 +737,18 @@ fn dht_get_record(c: &mut Criterion) {
     let mut group = c.benchmark_group("dht_get_record");
     group.sampling_mode(SamplingMode::Flat);
 
-    {
-        let net = rt.block_on(NetabaseNet::start(NetabaseConfig::loopback()));
+    // Default durability: C commits what it fetched durably before
+    // answering. `.._eventual`: no fsync anywhere.
+    for (name, durability) in [
+        ("netabase/remote_get_1KiB", Durability::Immediate),
+        ("netabase/remote_get_1KiB_eventual", Durability::Eventual),
+    ] {
+        let net = rt.block_on(NetabaseNet::start(durability, Peers::SameDisk));
         let mut id = 0;
         // The first fetch also opens C's connection to B.
         id += 1;
         rt.block_on(netabase_fetch(&net, note(id)));
-        group.bench_function("netabase/remote_get_1KiB", |b| {
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;

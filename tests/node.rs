@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, NodeError, Origin};
 use netabase::store::Lookup;
-use netabase::PeerId;
+use netabase::{KeyEncode, PeerId};
 use tokio::sync::broadcast;
 use tokio::time::timeout;
 
@@ -151,6 +151,12 @@ async fn a_put_on_one_node_reaches_the_others_typed_and_indexed() {
     assert!(c.store().tree::<User>().get(&UserKey(2)).unwrap().is_none());
     let fetched = c.get_record::<User>(UserKey(2)).await.unwrap();
     assert_eq!(fetched, user(2, "alan@example.com", 41));
+    // The fetched copy is stored (after the answer) and announced.
+    wait_for("the fetched copy stored on C", &mut c_events, |e| match e {
+        Event::Record { key, .. } if *key == UserKey(2).to_key_bytes().as_slice() => Some(()),
+        _ => None,
+    })
+    .await;
     assert_eq!(
         c.store()
             .tree::<User>()

@@ -40,6 +40,13 @@ pub(crate) fn load_or_create(path: &Path) -> Result<Keypair, NodeError> {
             file.write_all(&bytes).map_err(io)?;
             file.sync_all().map_err(io)?;
             std::fs::rename(&tmp, path).map_err(io)?;
+            // The rename itself is durable only once the directory is synced.
+            #[cfg(unix)]
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+            }
             tracing::info!(path = %path.display(), peer_id = %keypair.public().to_peer_id(), "created a node identity");
             Ok(keypair)
         }

@@ -408,15 +408,14 @@ impl Netabase {
     /// it is not local and the swarm is stopped.
     pub async fn get_record<M: NetabaseModel>(&self, key: M::Key) -> Result<M, NodeError> {
         self.check_registered::<M>()?;
-        let store = self.shared.store.clone();
-        let local_key = key.clone();
-        let local = self
-            .blocking(move || Ok(store.tree::<M>().get(&local_key)?))
-            .await?;
-        if let Some(record) = local {
-            return Ok(record);
-        }
         let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
+        // Every synced record (and delete) is in the in-memory view: a local
+        // answer needs no trip to redb.
+        if let Some(cached) = self.shared.cache.get(&record_key) {
+            return open_record::<M>(
+                &Envelope::from_trusted_bytes(&cached.bytes).map_err(|_| NodeError::NotFound)?,
+            );
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Get {
             key: RecordKey::new(&record_key),
@@ -424,51 +423,36 @@ impl Netabase {
         })
         .await?;
         let found = rx.await.map_err(|_| NodeError::Stopped)?;
-        let shared = self.shared.clone();
-        let (record, stale) = self
-            .blocking(move || {
-                let valid: Vec<(Option<PeerId>, Envelope)> = found
-                    .iter()
-                    .filter_map(|(peer, bytes)| {
-                        match apply::validate_remote(&shared, &record_key, bytes) {
-                            Ok(envelope) => Some((*peer, envelope)),
-                            Err(refused) => {
-                                shared.counters.reject(refused.reason);
-                                None
-                            }
-                        }
-                    })
-                    .collect();
-                let (peer, envelope) = valid
-                    .iter()
-                    .max_by(|a, b| a.1.version().cmp(&b.1.version()))
-                    .cloned()
-                    .ok_or(NodeError::NotFound)?;
-                // Peers that answered with an older version get the newest back.
-                let stale: Vec<PeerId> = valid
-                    .iter()
-                    .filter(|(_, e)| e.version() < envelope.version())
-                    .filter_map(|(p, _)| *p)
-                    .collect();
-                let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
-                match apply::apply(&shared, &envelope, origin) {
-                    Ok(_) => shared.counters.accept(),
+        // Signature checks are CPU only (tens of microseconds a copy).
+        let valid: Vec<(Option<PeerId>, Envelope)> = found
+            .iter()
+            .filter_map(|(peer, bytes)| {
+                match apply::validate_remote(&self.shared, &record_key, bytes) {
+                    Ok(envelope) => Some((*peer, envelope)),
                     Err(refused) => {
-                        shared.counters.reject(refused.reason);
-                        // What we hold is newer (e.g. a delete): it decides.
-                        let local = shared.store.tree::<M>().get(&key)?;
-                        return Ok((local.ok_or(NodeError::NotFound), (envelope, stale)));
+                        self.shared.counters.reject(refused.reason);
+                        None
                     }
                 }
-                // A delete as the newest version means the record is gone.
-                let record = envelope
-                    .open::<M>()
-                    .map_err(|_| NodeError::NotFound)
-                    .and_then(|r| r.ok_or(NodeError::NotFound));
-                Ok((record, (envelope, stale)))
             })
-            .await?;
-        let (envelope, stale) = stale;
+            .collect();
+        let Some((peer, envelope)) = valid
+            .iter()
+            .max_by(|a, b| a.1.version().cmp(&b.1.version()))
+            .cloned()
+        else {
+            // Records written straight into `store()` are local but unsigned.
+            let store = self.shared.store.clone();
+            return self
+                .blocking(move || store.tree::<M>().get(&key)?.ok_or(NodeError::NotFound))
+                .await;
+        };
+        // Peers that answered with an older version get the newest back.
+        let stale: Vec<PeerId> = valid
+            .iter()
+            .filter(|(_, e)| e.version() < envelope.version())
+            .filter_map(|(p, _)| *p)
+            .collect();
         if !stale.is_empty() {
             let write_back = kad_record(&envelope.record_key(), envelope.as_bytes());
             // Best effort: the swarm may have stopped meanwhile.
@@ -479,6 +463,15 @@ impl Netabase {
                 })
                 .await;
         }
+        let record = open_record::<M>(&envelope);
+        // Keep the copy, off the caller's path: the answer does not wait for a commit.
+        let shared = self.shared.clone();
+        let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
+        tokio::task::spawn_blocking(move || match apply::apply(&shared, &envelope, origin) {
+            Ok(apply::Outcome::Applied) => shared.counters.accept(),
+            Ok(apply::Outcome::Unchanged) => {}
+            Err(refused) => shared.counters.reject(refused.reason),
+        });
         record
     }
 
@@ -604,6 +597,14 @@ fn check_size(shared: &Shared, envelope: &Envelope, model: &'static str) -> Resu
         });
     }
     Ok(())
+}
+
+/// The typed record in an envelope; a delete reads as not found.
+fn open_record<M: NetabaseModel>(envelope: &Envelope) -> Result<M, NodeError> {
+    envelope
+        .open::<M>()
+        .map_err(|_| NodeError::NotFound)?
+        .ok_or(NodeError::NotFound)
 }
 
 /// A Kademlia record carrying an envelope. The publisher field is left empty:
