@@ -14,6 +14,8 @@ use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// These tests exercise Kademlia's push and fetch, so catch-up (tested in
+/// `catch_up.rs`) is off: it would deliver records by another path.
 async fn node(dir: &std::path::Path, bootstrap: &[&Netabase]) -> Netabase {
     node_with(dir, bootstrap, NetabaseConfig::loopback()).await
 }
@@ -25,6 +27,7 @@ async fn node_with(
 ) -> Netabase {
     let config = NetabaseConfig {
         bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
+        catch_up: false,
         ..config
     };
     let node = Netabase::new_with_path(dir, config).unwrap();
@@ -72,6 +75,23 @@ async fn wait_connected(events: &mut broadcast::Receiver<Event>, peers: &[PeerId
         .await;
         missing.retain(|p| *p != peer);
     }
+}
+
+/// Two nodes, B bootstrapped to A, once A has seen B connect.
+async fn connected_pair(
+    dir: &std::path::Path,
+) -> (
+    Netabase,
+    broadcast::Receiver<Event>,
+    Netabase,
+    broadcast::Receiver<Event>,
+) {
+    let a = node(&dir.join("a"), &[]).await;
+    let mut a_events = a.subscribe_to_broadcasts();
+    let b = node(&dir.join("b"), &[&a]).await;
+    let b_events = b.subscribe_to_broadcasts();
+    wait_connected(&mut a_events, &[b.peer_id()]).await;
+    (a, a_events, b, b_events)
 }
 
 /// Publishes, retrying while the publisher's routing table is still filling
@@ -247,11 +267,7 @@ async fn oversized_and_unregistered_records_are_refused_before_writing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_travel_as_signed_tombstones() {
     let dir = tempfile::tempdir().unwrap();
-    let a = node(&dir.path().join("a"), &[]).await;
-    let mut a_events = a.subscribe_to_broadcasts();
-    let b = node(&dir.path().join("b"), &[&a]).await;
-    let mut b_events = b.subscribe_to_broadcasts();
-    wait_connected(&mut a_events, &[b.peer_id()]).await;
+    let (a, _a_events, b, mut b_events) = connected_pair(dir.path()).await;
 
     publish(&a, user(5, "gone@example.com", 50)).await;
     wait_for("the put on B", &mut b_events, |e| match e {
@@ -329,11 +345,7 @@ async fn a_node_republishes_its_own_records_when_it_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_record_takes_the_newest_copy_and_repairs_stale_peers() {
     let dir = tempfile::tempdir().unwrap();
-    let a = node(&dir.path().join("a"), &[]).await;
-    let mut a_events = a.subscribe_to_broadcasts();
-    let b = node(&dir.path().join("b"), &[&a]).await;
-    let mut b_events = b.subscribe_to_broadcasts();
-    wait_connected(&mut a_events, &[b.peer_id()]).await;
+    let (a, _a_events, b, mut b_events) = connected_pair(dir.path()).await;
     publish(&a, user(1, "old@example.com", 1)).await;
     wait_for("v1 on B", &mut b_events, |e| {
         matches!(e, Event::Record { .. }).then_some(())
@@ -372,11 +384,7 @@ async fn records_over_kademlias_default_packet_size_travel() {
     // Kademlia's default packet limit is 16 KiB; the node raises it to fit
     // `max_record_bytes` (60 KiB by default).
     let dir = tempfile::tempdir().unwrap();
-    let a = node(&dir.path().join("a"), &[]).await;
-    let mut a_events = a.subscribe_to_broadcasts();
-    let b = node(&dir.path().join("b"), &[&a]).await;
-    let mut b_events = b.subscribe_to_broadcasts();
-    wait_connected(&mut a_events, &[b.peer_id()]).await;
+    let (a, _a_events, b, mut b_events) = connected_pair(dir.path()).await;
 
     let mut big = user(9, "big@example.com", 9);
     big.name = "n".repeat(40 * 1024);

@@ -35,6 +35,10 @@ pub struct NetabaseConfig {
     /// How often this node republishes its own records. Default 12 hours;
     /// they are also republished whenever the swarm starts.
     pub publication_interval: Option<Duration>,
+    /// Reconcile record sets with peers (on connect and every
+    /// `catch_up_interval`). Default on; off leaves only Kademlia's push and
+    /// fetch.
+    pub catch_up: bool,
     /// How often to reconcile with every connected peer (as well as on each
     /// new connection). Default 5 minutes; `None`: only on connect.
     pub catch_up_interval: Option<Duration>,
@@ -60,6 +64,7 @@ impl Default for NetabaseConfig {
             write_quorum: NonZeroUsize::MIN,
             replication_interval: Some(Duration::from_secs(60 * 60)),
             publication_interval: Some(Duration::from_secs(12 * 60 * 60)),
+            catch_up: true,
             catch_up_interval: Some(Duration::from_secs(5 * 60)),
             query_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(5 * 60),

@@ -214,6 +214,9 @@ impl EventLoop {
     }
 
     fn start_reconcile(&mut self, peer: PeerId) {
+        if !self.shared.config.catch_up {
+            return;
+        }
         let message = self.shared.cache.with_items(reconcile::initiate);
         self.swarm
             .behaviour_mut()
