@@ -70,6 +70,8 @@ const IDENTITY_FILE: &str = "identity.key";
 /// Events buffered per subscriber before a slow one starts missing them.
 const EVENT_BUFFER: usize = 4096;
 const COMMAND_BUFFER: usize = 1024;
+/// How long `start_swarm` waits for its first listen address.
+const LISTEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Own records republished at once when the swarm starts.
 const REPUBLISH_IN_FLIGHT: usize = 32;
 /// Inbound records validated at once; more are dropped (and counted) until
@@ -261,8 +263,20 @@ impl Netabase {
         }
         let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
         let task = tokio::spawn(EventLoop::new(swarm, shared.clone(), rx).run());
-        if !shared.config.listen_addresses.is_empty() {
-            listening.await;
+        if let Some(address) = shared.config.listen_addresses.first() {
+            // Binding is normally immediate; a listener that never comes up
+            // must not hang the caller.
+            if tokio::time::timeout(LISTEN_TIMEOUT, listening)
+                .await
+                .is_err()
+            {
+                let _ = commands.send(Command::Shutdown).await;
+                let _ = task.await;
+                return Err(NodeError::Listen {
+                    address: address.clone(),
+                    source: "no listen address came up in time".into(),
+                });
+            }
         }
         self.republish_own_records(commands.clone());
         *running = Some(Running { commands, task });
