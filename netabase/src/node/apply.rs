@@ -71,7 +71,7 @@ pub(crate) fn apply_batch(
             Err(Refused {
                 reason: Rejection::StorageFailed,
                 error,
-            }) => return Err(error.unwrap_or(NodeError::Stopped)),
+            }) => return Err(error.unwrap_or(NodeError::Refused(Rejection::StorageFailed))),
             // A refused record leaves the transaction as it was.
             Err(refused) => shared.counters.reject(refused.reason),
         }
