@@ -5,6 +5,7 @@
 use libp2p::PeerId;
 
 use crate::codec::Envelope;
+use crate::model::ModelId;
 use crate::store::{StoreError, WriteTransaction};
 
 use super::event::{ChangeKind, Event, Origin};
@@ -55,12 +56,12 @@ pub(crate) fn apply(
 
 /// Commits many validated envelopes in one transaction (one fsync), each
 /// under the same rules as [`apply`]; counts what was accepted or refused.
-/// Blocking. Returns how many were stored.
+/// Blocking. Returns the model of each record stored.
 pub(crate) fn apply_batch(
     shared: &Shared,
     envelopes: &[Envelope],
     origin: Origin,
-) -> Result<usize, NodeError> {
+) -> Result<Vec<ModelId>, NodeError> {
     let txn = shared.store.begin_write()?;
     let mut applied = Vec::new();
     for envelope in envelopes {
@@ -81,7 +82,7 @@ pub(crate) fn apply_batch(
         shared.counters.accept();
         announce(shared, envelope, origin);
     }
-    Ok(applied.len())
+    Ok(applied.iter().map(|e| e.model()).collect())
 }
 
 fn storage(error: StoreError) -> Refused {
@@ -151,7 +152,7 @@ fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
 /// Validates bytes a peer sent as `record_key`, then applies them; counts
 /// and logs the outcome. Blocking: call from a blocking task.
 pub(crate) fn accept_remote(shared: &Shared, record_key: &[u8], bytes: &[u8], from: PeerId) {
-    match validate_remote(shared, record_key, bytes)
+    match validate_remote(shared, record_key, bytes, Horizon::Enforce)
         .and_then(|envelope| apply(shared, &envelope, Origin::Peer(from)))
     {
         Ok(Outcome::Applied) => shared.counters.accept(),
@@ -168,11 +169,22 @@ pub(crate) fn accept_remote(shared: &Shared, record_key: &[u8], bytes: &[u8], fr
     }
 }
 
+/// Whether [`validate_remote`] refuses records past the delete horizon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Horizon {
+    /// Kademlia pushes and fetches: a record older than our floor, for a key
+    /// we do not hold, was deleted here and its delete collected.
+    Enforce,
+    /// Catch-up, where reconciliation already applied the finer ghost rule.
+    Reconciled,
+}
+
 /// Every check an inbound record passes before it may touch the store.
 pub(crate) fn validate_remote(
     shared: &Shared,
     record_key: &[u8],
     bytes: &[u8],
+    horizon: Horizon,
 ) -> Result<Envelope, Refused> {
     let envelope = Envelope::from_bytes(bytes, shared.config.max_record_bytes)
         .map_err(|e| Refused::new(e.kind().into()))?;
@@ -192,5 +204,11 @@ pub(crate) fn validate_remote(
         .clock
         .observe(envelope.version().timestamp)
         .map_err(|_| Refused::new(Rejection::FromTheFuture))?;
+    if horizon == Horizon::Enforce
+        && envelope.version().timestamp.0 < super::horizon::watermarks(shared).floor
+        && shared.cache.get(record_key).is_none()
+    {
+        return Err(Refused::new(Rejection::Expired));
+    }
     Ok(envelope)
 }

@@ -12,7 +12,8 @@ use bincode::{Decode, Encode};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{request_response, PeerId, StreamProtocol};
 
-use crate::sync::reconcile::Part;
+use crate::model::ModelId;
+use crate::sync::reconcile::{Part, Watermarks};
 
 /// The catch-up protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/netabase/sync/1.0.0");
@@ -28,8 +29,8 @@ pub(crate) const FETCHES_IN_FLIGHT: usize = 4;
 /// A catch-up request.
 #[derive(Debug, Encode, Decode)]
 pub(crate) enum SyncRequest {
-    /// A reconciliation message.
-    Reconcile(Vec<Part>),
+    /// A reconciliation message, with the sender's watermarks.
+    Reconcile(Watermarks, Vec<Part>),
     /// Send me the envelopes of these record keys.
     Fetch(Vec<Vec<u8>>),
 }
@@ -37,8 +38,9 @@ pub(crate) enum SyncRequest {
 /// A catch-up response.
 #[derive(Debug, Encode, Decode)]
 pub(crate) enum SyncResponse {
-    /// The answer to a reconciliation message (empty: nothing more to say).
-    Reconcile(Vec<Part>),
+    /// The answer to a reconciliation message (empty: nothing more to say),
+    /// with the sender's watermarks.
+    Reconcile(Watermarks, Vec<Part>),
     /// Envelopes for a prefix of the keys asked for, in order; an empty entry
     /// for a key no longer held. Keys past the prefix did not fit: ask again.
     Records(Vec<Vec<u8>>),
@@ -128,17 +130,44 @@ impl request_response::Codec for SyncCodec {
     }
 }
 
-/// Keys to fetch from each peer, and fetches in flight.
+/// The model a record key belongs to (its first four bytes).
+pub(crate) fn model_of(record_key: &[u8]) -> Option<ModelId> {
+    record_key
+        .first_chunk::<4>()
+        .map(|id| ModelId(u32::from_be_bytes(*id)))
+}
+
+/// Keys to fetch from each peer, fetches in flight, and per-model progress.
 #[derive(Default)]
 pub(crate) struct Fetches {
     queued: HashMap<PeerId, VecDeque<Vec<u8>>>,
     in_flight: HashMap<request_response::OutboundRequestId, (PeerId, Vec<Vec<u8>>)>,
-    received: HashMap<PeerId, u64>,
+    /// Batches received and being validated and stored.
+    storing: HashMap<PeerId, usize>,
+    progress: HashMap<(PeerId, ModelId), Progress>,
+}
+
+/// Catch-up progress with one peer for one model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub(crate) received: u64,
+    pub(crate) outstanding: usize,
 }
 
 impl Fetches {
-    pub(crate) fn queue(&mut self, peer: PeerId, keys: Vec<Vec<u8>>) {
+    /// Queues keys to fetch from `peer`; returns the models they touch.
+    pub(crate) fn queue(&mut self, peer: PeerId, keys: Vec<Vec<u8>>) -> Vec<ModelId> {
+        let mut models = Vec::new();
+        for key in &keys {
+            if let Some(model) = model_of(key) {
+                self.progress.entry((peer, model)).or_default().outstanding += 1;
+                if !models.contains(&model) {
+                    models.push(model);
+                }
+            }
+        }
         self.queued.entry(peer).or_default().extend(keys);
+        models
     }
 
     /// The next batch to ask `peer` for, if any and if there is room in flight.
@@ -165,35 +194,76 @@ impl Fetches {
         self.in_flight.insert(id, (peer, keys));
     }
 
-    /// The keys a finished fetch asked for.
+    /// The keys a finished fetch asked for; they no longer count as
+    /// outstanding (the caller queues again those it must ask again).
     pub(crate) fn finished(
         &mut self,
         id: request_response::OutboundRequestId,
     ) -> Option<(PeerId, Vec<Vec<u8>>)> {
-        self.in_flight.remove(&id)
+        let (peer, keys) = self.in_flight.remove(&id)?;
+        for key in &keys {
+            if let Some(progress) = model_of(key).and_then(|m| self.progress.get_mut(&(peer, m))) {
+                progress.outstanding = progress.outstanding.saturating_sub(1);
+            }
+        }
+        Some((peer, keys))
     }
 
-    pub(crate) fn count_received(&mut self, peer: PeerId, n: u64) -> u64 {
-        let total = self.received.entry(peer).or_default();
-        *total += n;
-        *total
+    /// A batch from `peer` went to be stored.
+    pub(crate) fn storing(&mut self, peer: PeerId) {
+        *self.storing.entry(peer).or_default() += 1;
     }
 
-    /// Keys still to fetch from `peer`, queued or in flight.
-    pub(crate) fn outstanding(&self, peer: PeerId) -> usize {
-        self.queued.get(&peer).map_or(0, VecDeque::len)
-            + self
-                .in_flight
-                .values()
-                .filter(|(p, _)| *p == peer)
-                .map(|(_, keys)| keys.len())
-                .sum::<usize>()
+    /// A batch from `peer` was stored: `received` records of each model.
+    /// Returns the progress of every model touched.
+    pub(crate) fn stored(
+        &mut self,
+        peer: PeerId,
+        received: &[(ModelId, u64)],
+    ) -> Vec<(ModelId, Progress)> {
+        if let Some(n) = self.storing.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+        }
+        received
+            .iter()
+            .map(|(model, n)| {
+                let progress = self.progress.entry((peer, *model)).or_default();
+                progress.received += n;
+                (*model, *progress)
+            })
+            .collect()
+    }
+
+    pub(crate) fn progress(&self, peer: PeerId, model: ModelId) -> Progress {
+        self.progress
+            .get(&(peer, model))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Nothing queued, in flight or being stored for `peer`.
+    pub(crate) fn idle(&self, peer: PeerId) -> bool {
+        self.queued.get(&peer).is_none_or(VecDeque::is_empty)
+            && !self.in_flight.values().any(|(p, _)| *p == peer)
+            && self.storing.get(&peer).is_none_or(|n| *n == 0)
+    }
+
+    /// Starts counting received records for `peer` from zero.
+    pub(crate) fn reset_progress(&mut self, peer: PeerId) {
+        self.progress
+            .retain(|(p, _), progress| *p != peer || progress.outstanding > 0);
+        for ((p, _), progress) in self.progress.iter_mut() {
+            if *p == peer {
+                progress.received = 0;
+            }
+        }
     }
 
     /// Forgets a peer that disconnected.
     pub(crate) fn drop_peer(&mut self, peer: PeerId) {
         self.queued.remove(&peer);
         self.in_flight.retain(|_, (p, _)| *p != peer);
-        self.received.remove(&peer);
+        self.storing.remove(&peer);
+        self.progress.retain(|(p, _), _| *p != peer);
     }
 }

@@ -47,10 +47,19 @@ pub struct NetabaseConfig {
     /// How far ahead of this node's clock a record's timestamp may be; later
     /// records are refused. Default 5 minutes.
     pub max_clock_drift: Duration,
+    /// How long a delete (tombstone) is kept before it is collected, counted
+    /// back from this node's last completed catch-up. Default 30 days;
+    /// `None` keeps deletes forever. Use the same value on every peer, longer
+    /// than any peer stays away (see the README's "How sync works").
+    pub tombstone_horizon: Option<Duration>,
     /// Find peers on the local network with mDNS. Default off.
     pub mdns: bool,
     /// Durability of local commits. Default [`Durability::Immediate`].
     pub durability: Durability,
+    /// Milliseconds this node's clock reads ahead of the system clock
+    /// (negative: behind). Simulates a machine with a wrong clock, in tests.
+    #[doc(hidden)]
+    pub clock_skew_ms: i64,
 }
 
 impl Default for NetabaseConfig {
@@ -68,8 +77,10 @@ impl Default for NetabaseConfig {
             catch_up_interval: Some(Duration::from_secs(5 * 60)),
             query_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(5 * 60),
+            tombstone_horizon: Some(Duration::from_secs(30 * 24 * 60 * 60)),
             mdns: false,
             durability: Durability::Immediate,
+            clock_skew_ms: 0,
         }
     }
 }

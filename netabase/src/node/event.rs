@@ -43,15 +43,26 @@ pub enum Event {
         /// Who signed the change.
         writer: PeerId,
     },
-    /// Progress of catching up with a peer: records received from it so far
-    /// on this connection, and keys still to fetch (`0`: caught up).
+    /// Progress of catching up with a peer, for one model: records of it
+    /// received and stored so far in this exchange, and keys still to fetch.
     CatchUp {
         /// The peer records come from.
         peer: PeerId,
-        /// Records received and stored so far.
+        /// The model's name.
+        model: &'static str,
+        /// Records of this model received and stored so far.
         received: u64,
-        /// Keys still to fetch from it.
+        /// Keys of this model still to fetch from it.
         outstanding: usize,
+    },
+    /// A catch-up this node started with a peer is complete: the two record
+    /// sets were compared to the end and everything missing here was fetched
+    /// (or refused). Sent after every exchange, even one that found nothing.
+    CaughtUp {
+        /// The peer.
+        peer: PeerId,
+        /// Records received and stored during the exchange.
+        received: u64,
     },
     /// A connection to a peer was opened (its first one).
     PeerConnected(PeerId),

@@ -11,14 +11,21 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, mdns, request_response, Multiaddr, PeerId, Swarm};
 use std::time::Duration;
 
-use crate::sync::reconcile;
+use crate::model::ModelId;
+use crate::sync::reconcile::{self, Watermarks};
+use crate::sync::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::catchup::{Fetches, SyncRequest, SyncResponse, FETCH_BATCH, MAX_RESPONSE_BYTES};
+use super::catchup::{
+    model_of, Fetches, SyncRequest, SyncResponse, FETCH_BATCH, MAX_RESPONSE_BYTES,
+};
 use super::event::{Event, Origin};
 use super::stats::Rejection;
-use super::{apply, NodeError, Shared};
+use super::{apply, horizon, NodeError, Shared};
+
+/// How often deletes past the horizon are collected (also at start).
+const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 pub(crate) enum Command {
     /// Publish a committed record to the DHT.
@@ -36,8 +43,47 @@ pub(crate) enum Command {
     PutTo { record: Record, peers: Vec<PeerId> },
     /// Dial an address (e.g. a bootstrap peer).
     Dial { address: Multiaddr },
+    /// Reconcile with every connected peer now.
+    CatchUp,
     /// Stop the loop.
     Shutdown,
+}
+
+/// Work finished off the loop, coming back to it.
+enum Internal {
+    /// Send a reconciliation message to `peer`.
+    Reconcile { peer: PeerId, request: SyncRequest },
+    /// Answer a peer's request.
+    Respond {
+        peer: PeerId,
+        channel: request_response::ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
+    /// What answering a reconciliation message taught us. `next` is set
+    /// when the message answered one of ours: our next message (empty: done).
+    Learned {
+        peer: PeerId,
+        want: Vec<Vec<u8>>,
+        ghosts: Vec<Vec<u8>>,
+        marks: (Watermarks, Watermarks),
+        next: Option<SyncRequest>,
+    },
+    /// A batch from `peer` was stored: records received per model.
+    Stored {
+        peer: PeerId,
+        received: Vec<(ModelId, u64)>,
+        failed: bool,
+    },
+}
+
+/// A catch-up this node started with a peer.
+struct Exchange {
+    started: Timestamp,
+    /// Reconciliation messages are still going back and forth.
+    talking: bool,
+    /// Nothing failed: a finished exchange means we hold all the peer held.
+    complete: bool,
+    received: u64,
 }
 
 struct PendingGet {
@@ -52,6 +98,10 @@ pub(crate) struct EventLoop {
     puts: HashMap<QueryId, (usize, oneshot::Sender<Result<(), NodeError>>)>,
     gets: HashMap<QueryId, PendingGet>,
     fetches: Fetches,
+    exchanges: HashMap<PeerId, Exchange>,
+    reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
+    internal: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
 }
 
 impl EventLoop {
@@ -60,6 +110,7 @@ impl EventLoop {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
+        let (internal, internal_rx) = mpsc::unbounded_channel();
         EventLoop {
             swarm,
             shared,
@@ -67,6 +118,10 @@ impl EventLoop {
             puts: HashMap::new(),
             gets: HashMap::new(),
             fetches: Fetches::default(),
+            exchanges: HashMap::new(),
+            reconciles: HashMap::new(),
+            internal,
+            internal_rx,
         }
     }
 
@@ -78,6 +133,7 @@ impl EventLoop {
             .catch_up_interval
             .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
         let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut gc = tokio::time::interval(GC_INTERVAL);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -85,11 +141,15 @@ impl EventLoop {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
-                _ = catch_up.tick() => {
-                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-                    for peer in peers {
-                        self.start_reconcile(peer);
-                    }
+                Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
+                _ = catch_up.tick() => self.reconcile_with_all(),
+                _ = gc.tick() => {
+                    let shared = self.shared.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(error) = horizon::collect_tombstones(&shared) {
+                            tracing::warn!(%error, "could not collect deletes");
+                        }
+                    });
                 }
             }
         }
@@ -143,7 +203,15 @@ impl EventLoop {
                     tracing::warn!(%address, %error, "could not dial");
                 }
             }
+            Command::CatchUp => self.reconcile_with_all(),
             Command::Shutdown => {}
+        }
+    }
+
+    fn reconcile_with_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.start_reconcile(peer);
         }
     }
 
@@ -202,6 +270,7 @@ impl EventLoop {
                 ..
             } => {
                 self.fetches.drop_peer(peer_id);
+                self.exchanges.remove(&peer_id);
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
@@ -213,15 +282,193 @@ impl EventLoop {
         }
     }
 
+    /// Starts a catch-up with `peer`, unless one is already running.
     fn start_reconcile(&mut self, peer: PeerId) {
-        if !self.shared.config.catch_up {
+        if !self.shared.config.catch_up || self.exchanges.contains_key(&peer) {
             return;
         }
-        let message = self.shared.cache.with_items(reconcile::initiate);
-        self.swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&peer, SyncRequest::Reconcile(message));
+        self.exchanges.insert(
+            peer,
+            Exchange {
+                started: self.shared.clock.now(),
+                talking: true,
+                complete: true,
+                received: 0,
+            },
+        );
+        self.fetches.reset_progress(peer);
+        // Fingerprinting the whole set is O(records): off the loop.
+        let shared = self.shared.clone();
+        let internal = self.internal.clone();
+        tokio::task::spawn_blocking(move || {
+            let parts = shared.cache.with_items(reconcile::initiate);
+            let request = SyncRequest::Reconcile(horizon::watermarks(&shared), parts);
+            let _ = internal.send(Internal::Reconcile { peer, request });
+        });
+    }
+
+    /// Answers a reconciliation message off the loop; `answering_ours` when
+    /// it is a response to one of our messages.
+    fn reconcile_off_loop(
+        &self,
+        peer: PeerId,
+        theirs: Watermarks,
+        parts: Vec<reconcile::Part>,
+        channel: Option<request_response::ResponseChannel<SyncResponse>>,
+    ) {
+        let shared = self.shared.clone();
+        let internal = self.internal.clone();
+        tokio::task::spawn_blocking(move || {
+            let ours = horizon::watermarks(&shared);
+            let theirs = horizon::bound_theirs(&shared, theirs);
+            let outcome = shared
+                .cache
+                .with_items(|items| reconcile::respond_with(items, &parts, ours, theirs));
+            let next = match channel {
+                Some(channel) => {
+                    let response = SyncResponse::Reconcile(ours, outcome.reply);
+                    let _ = internal.send(Internal::Respond {
+                        peer,
+                        channel,
+                        response,
+                    });
+                    None
+                }
+                None => Some(SyncRequest::Reconcile(ours, outcome.reply)),
+            };
+            let _ = internal.send(Internal::Learned {
+                peer,
+                want: outcome.want,
+                ghosts: outcome.ghosts,
+                marks: (ours, theirs),
+                next,
+            });
+        });
+    }
+
+    fn on_internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Reconcile { peer, request } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.reconciles.insert(id, peer);
+            }
+            Internal::Respond {
+                peer,
+                channel,
+                response,
+            } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    tracing::debug!(%peer, "a sync response could not be sent");
+                }
+            }
+            Internal::Learned {
+                peer,
+                want,
+                ghosts,
+                marks: (ours, theirs),
+                next,
+            } => {
+                self.want(peer, want);
+                if !ghosts.is_empty() {
+                    self.fetches.storing(peer);
+                    let shared = self.shared.clone();
+                    let internal = self.internal.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let failed = horizon::drop_ghosts(&shared, peer, &ghosts, ours, theirs)
+                            .inspect_err(|error| tracing::warn!(%peer, %error, "could not drop records deleted elsewhere"))
+                            .is_err();
+                        let _ = internal.send(Internal::Stored {
+                            peer,
+                            received: Vec::new(),
+                            failed,
+                        });
+                    });
+                }
+                match next {
+                    Some(SyncRequest::Reconcile(_, parts)) if parts.is_empty() => {
+                        self.stop_talking(peer)
+                    }
+                    Some(request) => self.on_internal(Internal::Reconcile { peer, request }),
+                    None => {}
+                }
+            }
+            Internal::Stored {
+                peer,
+                received,
+                failed,
+            } => {
+                let total: u64 = received.iter().map(|(_, n)| n).sum();
+                for (model, progress) in self.fetches.stored(peer, &received) {
+                    self.progress_event(peer, model, progress);
+                }
+                if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                    exchange.received += total;
+                    exchange.complete &= !failed;
+                }
+                self.check_done(peer);
+            }
+        }
+    }
+
+    fn progress_event(&self, peer: PeerId, model: ModelId, progress: super::catchup::Progress) {
+        let name = {
+            let registry = self
+                .shared
+                .registry
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            match registry.get(model) {
+                Some(handler) => handler.name(),
+                None => return,
+            }
+        };
+        let _ = self.shared.events.send(Event::CatchUp {
+            peer,
+            model: name,
+            received: progress.received,
+            outstanding: progress.outstanding,
+        });
+    }
+
+    fn stop_talking(&mut self, peer: PeerId) {
+        if let Some(exchange) = self.exchanges.get_mut(&peer) {
+            exchange.talking = false;
+        }
+        self.check_done(peer);
+    }
+
+    /// Ends our exchange with `peer` once nothing is left to say, fetch or store.
+    fn check_done(&mut self, peer: PeerId) {
+        let done = self
+            .exchanges
+            .get(&peer)
+            .is_some_and(|e| !e.talking && self.fetches.idle(peer));
+        if !done {
+            return;
+        }
+        let Some(exchange) = self.exchanges.remove(&peer) else {
+            return;
+        };
+        if !exchange.complete {
+            tracing::debug!(%peer, "catch-up ended incomplete; the next one resumes it");
+            return;
+        }
+        let _ = self.shared.events.send(Event::CaughtUp {
+            peer,
+            received: exchange.received,
+        });
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = horizon::caught_up(&shared, exchange.started) {
+                tracing::warn!(%error, "could not record a finished catch-up");
+            }
+        });
     }
 
     /// Asks `peer` for queued keys, as many batches as may be in flight.
@@ -246,28 +493,24 @@ impl EventLoop {
                         request, channel, ..
                     },
                 ..
-            } => {
-                let response = match request {
-                    SyncRequest::Reconcile(parts) => {
-                        let outcome = self
-                            .shared
-                            .cache
-                            .with_items(|items| reconcile::respond(items, &parts));
-                        self.want(peer, outcome.want);
-                        SyncResponse::Reconcile(outcome.reply)
-                    }
-                    SyncRequest::Fetch(keys) => SyncResponse::Records(self.records_for(&keys)),
-                };
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    tracing::debug!(%peer, "a sync response could not be sent");
+            } => match request {
+                SyncRequest::Reconcile(theirs, parts) => {
+                    self.reconcile_off_loop(peer, theirs, parts, Some(channel))
                 }
-            }
+                SyncRequest::Fetch(keys) => {
+                    // Copying up to a few MiB of envelopes: off the loop.
+                    let shared = self.shared.clone();
+                    let internal = self.internal.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let response = SyncResponse::Records(records_for(&shared, &keys));
+                        let _ = internal.send(Internal::Respond {
+                            peer,
+                            channel,
+                            response,
+                        });
+                    });
+                }
+            },
             Rr::Message {
                 peer,
                 message:
@@ -277,21 +520,15 @@ impl EventLoop {
                     },
                 ..
             } => match response {
-                SyncResponse::Reconcile(parts) => {
-                    if parts.is_empty() {
+                SyncResponse::Reconcile(theirs, parts) => {
+                    if self.reconciles.remove(&request_id).is_none() {
                         return;
                     }
-                    let outcome = self
-                        .shared
-                        .cache
-                        .with_items(|items| reconcile::respond(items, &parts));
-                    if !outcome.reply.is_empty() {
-                        self.swarm
-                            .behaviour_mut()
-                            .sync
-                            .send_request(&peer, SyncRequest::Reconcile(outcome.reply));
+                    if parts.is_empty() {
+                        self.stop_talking(peer);
+                    } else {
+                        self.reconcile_off_loop(peer, theirs, parts, None);
                     }
-                    self.want(peer, outcome.want);
                 }
                 SyncResponse::Records(records) => self.on_records(peer, request_id, records),
             },
@@ -301,9 +538,17 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                // Keys of a failed fetch are found again by the next reconciliation.
-                self.fetches.finished(request_id);
                 tracing::debug!(%peer, %error, "a sync request failed");
+                // Keys of a failed fetch are found again by the next reconciliation.
+                if self.fetches.finished(request_id).is_some() {
+                    if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                        exchange.complete = false;
+                    }
+                    self.check_done(peer);
+                }
+                if self.reconciles.remove(&request_id).is_some() {
+                    self.exchanges.remove(&peer);
+                }
             }
             Rr::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "a sync request from a peer failed");
@@ -312,39 +557,23 @@ impl EventLoop {
         }
     }
 
-    fn want(&mut self, peer: PeerId, keys: Vec<Vec<u8>>) {
+    /// Queues keys `peer` holds newer, for models this node syncs.
+    fn want(&mut self, peer: PeerId, mut keys: Vec<Vec<u8>>) {
+        {
+            let registry = self
+                .shared
+                .registry
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            keys.retain(|key| model_of(key).is_some_and(|model| registry.contains(model)));
+        }
         if keys.is_empty() {
             return;
         }
-        self.fetches.queue(peer, keys);
-        let outstanding = self.fetches.outstanding(peer);
-        let received = self.fetches.count_received(peer, 0);
-        let _ = self.shared.events.send(Event::CatchUp {
-            peer,
-            received,
-            outstanding,
-        });
-        self.pump_fetches(peer);
-    }
-
-    /// Envelopes for a prefix of `keys` that fits one response.
-    fn records_for(&self, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
-        let mut out = Vec::with_capacity(keys.len());
-        let mut size = 0;
-        for key in keys.iter().take(FETCH_BATCH) {
-            let bytes = self
-                .shared
-                .cache
-                .get(key)
-                .map(|c| c.bytes.to_vec())
-                .unwrap_or_default();
-            size += bytes.len() + 8;
-            if size > MAX_RESPONSE_BYTES && !out.is_empty() {
-                break;
-            }
-            out.push(bytes);
+        for model in self.fetches.queue(peer, keys) {
+            self.progress_event(peer, model, self.fetches.progress(peer, model));
         }
-        out
+        self.pump_fetches(peer);
     }
 
     fn on_records(
@@ -360,6 +589,10 @@ impl EventLoop {
             // More than asked for: a broken or hostile peer. Drop it all.
             self.shared.counters.reject(Rejection::Malformed);
             tracing::warn!(%peer, "a fetch response had more records than asked for");
+            if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                exchange.complete = false;
+            }
+            self.check_done(peer);
             return;
         }
         if !records.is_empty() && records.len() < keys.len() {
@@ -370,28 +603,34 @@ impl EventLoop {
             .zip(records)
             .filter(|(_, bytes)| !bytes.is_empty())
             .collect();
-        let received = self.fetches.count_received(peer, pairs.len() as u64);
-        let outstanding = self.fetches.outstanding(peer);
+        self.fetches.storing(peer);
         let shared = self.shared.clone();
+        let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
             let valid: Vec<_> = pairs
                 .iter()
-                .filter_map(|(key, bytes)| match apply::validate_remote(&shared, key, bytes) {
-                    Ok(envelope) => Some(envelope),
-                    Err(refused) => {
-                        shared.counters.reject(refused.reason);
-                        tracing::debug!(%peer, reason = ?refused.reason, "dropped a fetched record");
-                        None
+                .filter_map(|(key, bytes)| {
+                    match apply::validate_remote(&shared, key, bytes, apply::Horizon::Reconciled) {
+                        Ok(envelope) => Some(envelope),
+                        Err(refused) => {
+                            shared.counters.reject(refused.reason);
+                            tracing::debug!(%peer, reason = ?refused.reason, "dropped a fetched record");
+                            None
+                        }
                     }
                 })
                 .collect();
-            if let Err(error) = apply::apply_batch(&shared, &valid, Origin::Peer(peer)) {
-                tracing::warn!(%peer, %error, "could not store fetched records");
-            }
-            let _ = shared.events.send(Event::CatchUp {
+            let (received, failed) = match apply::apply_batch(&shared, &valid, Origin::Peer(peer)) {
+                Ok(models) => (count_by_model(&models), false),
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "could not store fetched records");
+                    (Vec::new(), true)
+                }
+            };
+            let _ = internal.send(Internal::Stored {
                 peer,
                 received,
-                outstanding,
+                failed,
             });
         });
         self.pump_fetches(peer);
@@ -455,4 +694,34 @@ impl EventLoop {
             _ => {}
         }
     }
+}
+
+/// Envelopes for a prefix of `keys` that fits one response. Blocking-safe.
+fn records_for(shared: &Shared, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(keys.len().min(FETCH_BATCH));
+    let mut size = 0;
+    for key in keys.iter().take(FETCH_BATCH) {
+        let bytes = shared
+            .cache
+            .get(key)
+            .map(|c| c.bytes.to_vec())
+            .unwrap_or_default();
+        size += bytes.len() + 8;
+        if size > MAX_RESPONSE_BYTES && !out.is_empty() {
+            break;
+        }
+        out.push(bytes);
+    }
+    out
+}
+
+fn count_by_model(models: &[ModelId]) -> Vec<(ModelId, u64)> {
+    let mut counts: Vec<(ModelId, u64)> = Vec::new();
+    for model in models {
+        match counts.iter_mut().find(|(m, _)| m == model) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((*model, 1)),
+        }
+    }
+    counts
 }

@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod event;
 mod event_loop;
+mod horizon;
 mod identity;
 mod record_store;
 mod registry;
@@ -58,7 +59,8 @@ pub use stats::{NodeStats, Rejection};
 use crate::codec::{self, Envelope};
 use crate::model::NetabaseModel;
 use crate::store::{Lookup, ReadTree, Store};
-use crate::sync::Clock;
+use crate::sync::reconcile::{Fingerprint, KeyRange};
+use crate::sync::{Clock, Version};
 use crate::{KeyEncode, Keypair};
 use event_loop::{Command, EventLoop};
 use record_store::RecordCache;
@@ -92,6 +94,8 @@ pub(crate) struct Shared {
     listen_addrs: Mutex<Vec<Multiaddr>>,
     listening: tokio::sync::Notify,
     inbound: Arc<Semaphore>,
+    /// When this node last completed a catch-up (a timestamp; 0: never).
+    synced_at: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -151,7 +155,9 @@ impl Netabase {
             .durability(config.durability)
             .open(dir.join(DATABASE_FILE))?;
         let cache = RecordCache::default();
-        for (_, bytes) in store.begin_read()?.envelopes()? {
+        let read = store.begin_read()?;
+        let synced_at = read.sync_meta(horizon::SYNCED_AT)?.unwrap_or(0);
+        for (_, bytes) in read.envelopes()? {
             match Envelope::from_trusted_bytes(&bytes) {
                 Ok(envelope) => cache.insert(&envelope),
                 Err(error) => tracing::warn!(%error, "skipped an unreadable stored envelope"),
@@ -160,7 +166,9 @@ impl Netabase {
         let peer_id = keypair.public().to_peer_id();
         tracing::info!(%peer_id, path = %dir.display(), records = cache.len(), "opened node");
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let clock = Clock::system(config.max_clock_drift.as_millis() as u64);
+        drop(read);
+        let clock =
+            Clock::system(config.max_clock_drift.as_millis() as u64).skewed(config.clock_skew_ms);
         Ok(Netabase {
             shared: Arc::new(Shared {
                 store,
@@ -174,6 +182,7 @@ impl Netabase {
                 listen_addrs: Mutex::new(Vec::new()),
                 listening: tokio::sync::Notify::new(),
                 inbound: Arc::new(Semaphore::new(INBOUND_IN_FLIGHT)),
+                synced_at: std::sync::atomic::AtomicU64::new(synced_at),
                 config,
             }),
             running: Arc::new(tokio::sync::Mutex::new(None)),
@@ -407,7 +416,7 @@ impl Netabase {
                     Ok(envelope)
                 })
                 .collect::<Result<Vec<_>, NodeError>>()?;
-            apply::apply_batch(&shared, &envelopes, Origin::Local)
+            apply::apply_batch(&shared, &envelopes, Origin::Local).map(|stored| stored.len())
         })
         .await
     }
@@ -441,7 +450,12 @@ impl Netabase {
         let valid: Vec<(Option<PeerId>, Envelope)> = found
             .iter()
             .filter_map(|(peer, bytes)| {
-                match apply::validate_remote(&self.shared, &record_key, bytes) {
+                match apply::validate_remote(
+                    &self.shared,
+                    &record_key,
+                    bytes,
+                    apply::Horizon::Enforce,
+                ) {
                     Ok(envelope) => Some((*peer, envelope)),
                     Err(refused) => {
                         self.shared.counters.reject(refused.reason);
@@ -508,6 +522,46 @@ impl Netabase {
             Ok(query(&tree)?)
         })
         .await
+    }
+
+    /// The version of the record (or delete) this node holds for `key`, if
+    /// any: the pair the conflict rule compares. From memory; no I/O.
+    pub fn record_version<M: NetabaseModel>(&self, key: &M::Key) -> Option<Version> {
+        let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
+        self.shared.cache.get(&record_key).map(|c| c.version)
+    }
+
+    /// A fingerprint of every signed record and delete this node holds (what
+    /// catch-up compares): two nodes with equal fingerprints hold the same
+    /// versions of the same records. From memory; no I/O.
+    pub fn sync_fingerprint(&self) -> Fingerprint {
+        self.shared
+            .cache
+            .with_items(|items| items.fingerprint(&KeyRange::all()))
+    }
+
+    /// Reconciles with every connected peer now, as happens on connect and
+    /// every `catch_up_interval`. Returns at once; progress arrives as
+    /// [`Event::CatchUp`] and each finished exchange as [`Event::CaughtUp`].
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRunning`] if the swarm is not running.
+    pub async fn catch_up(&self) -> Result<(), NodeError> {
+        self.send(Command::CatchUp).await
+    }
+
+    /// Collects deletes older than the tombstone horizon now (the node also
+    /// does this every hour and when the swarm starts). Returns how many
+    /// were collected.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the database fails (nothing is collected then).
+    pub async fn collect_tombstones(&self) -> Result<usize, NodeError> {
+        let shared = self.shared.clone();
+        self.blocking(move || horizon::collect_tombstones(&shared))
+            .await
     }
 
     /// A stream of every change to this node's records, local or remote, and

@@ -22,6 +22,7 @@ use crate::sync::Version;
 pub(crate) struct Cached {
     pub(crate) bytes: Arc<[u8]>,
     pub(crate) version: Version,
+    pub(crate) tombstone: bool,
 }
 
 /// The shared view: storage tasks write it, the swarm reads it. It also keeps
@@ -42,6 +43,7 @@ impl RecordCache {
         let cached = Cached {
             bytes: envelope.as_bytes().into(),
             version: envelope.version(),
+            tombstone: envelope.is_tombstone(),
         };
         let key = envelope.record_key();
         let state = ItemState {
@@ -55,6 +57,22 @@ impl RecordCache {
 
     pub(crate) fn get(&self, record_key: &[u8]) -> Option<Cached> {
         self.read().records.get(record_key).cloned()
+    }
+
+    pub(crate) fn remove(&self, record_key: &[u8]) {
+        let mut inner = self.write();
+        inner.items.remove(record_key);
+        inner.records.remove(record_key);
+    }
+
+    /// Keys of deletes stamped before `cutoff`.
+    pub(crate) fn tombstones_before(&self, cutoff: u64) -> Vec<Vec<u8>> {
+        self.read()
+            .records
+            .iter()
+            .filter(|(_, c)| c.tombstone && c.version.timestamp.0 < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -17,6 +17,8 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
     /// Writes the envelope's record (or delete) into the typed tree.
     fn apply(&self, txn: &WriteTransaction, envelope: &Envelope) -> Result<(), ApplyError>;
+    /// Removes the record with this encoded primary key from the typed tree.
+    fn remove(&self, txn: &WriteTransaction, key: &[u8]) -> Result<(), StoreError>;
 }
 
 pub(crate) enum ApplyError {
@@ -43,6 +45,10 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             None => tree.remove_encoded(envelope.key()).map(drop),
         }
         .map_err(ApplyError::Store)
+    }
+
+    fn remove(&self, txn: &WriteTransaction, key: &[u8]) -> Result<(), StoreError> {
+        txn.open_tree::<M>()?.remove_encoded(key).map(drop)
     }
 }
 

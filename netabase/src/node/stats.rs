@@ -33,6 +33,10 @@ pub enum Rejection {
     StorageFailed,
     /// Too many records were being validated at once; this one was dropped.
     Overloaded,
+    /// Older than this node's delete horizon, for a key it does not hold: it
+    /// was deleted here and the delete since collected (see the README's
+    /// "How sync works").
+    Expired,
 }
 
 impl From<RejectReason> for Rejection {
@@ -49,7 +53,7 @@ impl From<RejectReason> for Rejection {
     }
 }
 
-const ALL: [Rejection; 12] = [
+const ALL: [Rejection; 13] = [
     Rejection::TooLarge,
     Rejection::Malformed,
     Rejection::UnsupportedFormat,
@@ -62,6 +66,7 @@ const ALL: [Rejection; 12] = [
     Rejection::UniqueConflict,
     Rejection::StorageFailed,
     Rejection::Overloaded,
+    Rejection::Expired,
 ];
 
 /// A snapshot of a node's counters.
@@ -71,6 +76,11 @@ pub struct NodeStats {
     pub accepted: u64,
     /// Inbound records dropped, per reason (reasons never seen are absent).
     pub rejected: BTreeMap<Rejection, u64>,
+    /// Deletes collected after the tombstone horizon.
+    pub tombstones_collected: u64,
+    /// Records dropped because a peer showed they were deleted while this
+    /// node was away longer than the horizon.
+    pub ghosts_dropped: u64,
 }
 
 impl NodeStats {
@@ -89,6 +99,8 @@ impl NodeStats {
 pub(crate) struct Counters {
     accepted: AtomicU64,
     rejected: [AtomicU64; ALL.len()],
+    tombstones_collected: AtomicU64,
+    ghosts_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -102,6 +114,14 @@ impl Counters {
         }
     }
 
+    pub(crate) fn collected(&self, n: u64) {
+        self.tombstones_collected.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ghosts(&self, n: u64) {
+        self.ghosts_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> NodeStats {
         let rejected = ALL
             .iter()
@@ -112,6 +132,8 @@ impl Counters {
         NodeStats {
             accepted: self.accepted.load(Ordering::Relaxed),
             rejected,
+            tombstones_collected: self.tombstones_collected.load(Ordering::Relaxed),
+            ghosts_dropped: self.ghosts_dropped.load(Ordering::Relaxed),
         }
     }
 }

@@ -15,6 +15,9 @@ pub type StoredEnvelope = (Vec<u8>, Vec<u8>);
 
 const ENVELOPES: TableDefinition<'static, KeyBytes, Bytes> =
     TableDefinition::new("netabase/sync/envelopes");
+/// Small values the sync layer keeps about itself (e.g. when it last caught up).
+const SYNC_META: TableDefinition<'static, &'static str, u64> =
+    TableDefinition::new("netabase/sync/meta");
 
 impl WriteTransaction {
     /// Stores `envelope` under `record_key`, replacing any previous one.
@@ -31,6 +34,40 @@ impl WriteTransaction {
         table
             .insert(record_key, envelope)
             .map_err(storage("write an envelope"))?;
+        Ok(())
+    }
+
+    /// Removes the envelope stored under `record_key`; true if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn remove_envelope(&self, record_key: &[u8]) -> Result<bool, StoreError> {
+        let mut table = self
+            .raw()
+            .open_table(ENVELOPES)
+            .map_err(storage("open the envelope table"))?;
+        let removed = table
+            .remove(record_key)
+            .map_err(storage("remove an envelope"))?;
+        Ok(removed.is_some())
+    }
+
+    /// Sets a sync bookkeeping value.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn set_sync_meta(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        let mut table = self
+            .raw()
+            .open_table(SYNC_META)
+            .map_err(storage("open the sync table"))?;
+        table
+            .insert(name, value)
+            .map_err(storage("write sync state"))?;
         Ok(())
     }
 
@@ -51,6 +88,22 @@ impl WriteTransaction {
 }
 
 impl ReadTransaction {
+    /// A sync bookkeeping value, if set.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn sync_meta(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let table = match self.raw().open_table(SYNC_META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(storage("open the sync table")(error)),
+        };
+        let value = table.get(name).map_err(storage("read sync state"))?;
+        Ok(value.map(|v| v.value()))
+    }
+
     /// Every stored envelope as `(record key, envelope)`, in key order.
     ///
     /// # Errors

@@ -51,6 +51,7 @@ pub struct Clock {
     last: AtomicU64,
     max_drift_ms: u64,
     wall_ms: fn() -> u64,
+    offset_ms: i64,
 }
 
 impl Clock {
@@ -70,12 +71,24 @@ impl Clock {
             last: AtomicU64::new(0),
             max_drift_ms,
             wall_ms,
+            offset_ms: 0,
         }
+    }
+
+    /// The same clock, reading `offset_ms` ahead of (or, negative, behind)
+    /// its wall clock: simulates a machine whose clock is off.
+    pub fn skewed(self, offset_ms: i64) -> Self {
+        Clock { offset_ms, ..self }
+    }
+
+    /// Wall-clock milliseconds as this clock reads them.
+    pub fn wall_millis(&self) -> u64 {
+        (self.wall_ms)().saturating_add_signed(self.offset_ms)
     }
 
     /// A new timestamp, greater than every one this clock has issued or observed.
     pub fn now(&self) -> Timestamp {
-        let wall = Timestamp::new((self.wall_ms)(), 0).0;
+        let wall = Timestamp::new(self.wall_millis(), 0).0;
         let previous = self
             .last
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
@@ -95,7 +108,7 @@ impl Clock {
     /// of our wall clock; the clock is then left as it was, so one peer with a
     /// broken clock cannot drag ours into the future.
     pub fn observe(&self, seen: Timestamp) -> Result<(), ClockError> {
-        let wall = (self.wall_ms)();
+        let wall = self.wall_millis();
         let ahead_ms = seen.millis().saturating_sub(wall);
         if ahead_ms > self.max_drift_ms {
             return Err(ClockError::TooFarAhead {
@@ -163,6 +176,13 @@ mod tests {
             }
         );
         assert_eq!(clock.now().millis(), before.millis());
+    }
+
+    #[test]
+    fn a_skewed_clock_reads_ahead() {
+        let clock = Clock::with_wall_clock(1000, frozen).skewed(600_000);
+        assert_eq!(clock.now().millis(), 1_600_000);
+        assert_eq!(clock.wall_millis(), 1_600_000);
     }
 
     #[test]

@@ -13,6 +13,17 @@
 //! message, [`respond`] answers any message, and the exchange ends when a
 //! message is empty. What each side learns is the list of keys it should
 //! fetch from the other (`Outcome::want`).
+//!
+//! Deletes are collected after a horizon, so "the other side lacks this key"
+//! can mean "it was deleted there and the delete was since collected". Each
+//! side states its [`Watermarks`]: when it last completed a catch-up
+//! (`synced`) and the floor below which it has collected deletes (`floor`).
+//! A key only one side holds is a *ghost* when the holder already held it at
+//! its last catch-up and that catch-up is older than the other side's floor:
+//! the holder was away longer than the horizon, and the record was deleted
+//! meanwhile. [`respond_with`] applies that one predicate on both sides: the
+//! side lacking a ghost does not fetch it, the side holding it learns it
+//! (`Outcome::ghosts`) and drops it, so the two still converge.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -123,6 +134,11 @@ impl ItemSet {
         self.items.insert(key, state);
     }
 
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &[u8]) -> Option<ItemState> {
+        self.items.remove(key)
+    }
+
     /// The state of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&ItemState> {
         self.items.get(key)
@@ -223,6 +239,24 @@ pub struct Outcome {
     pub reply: Vec<Part>,
     /// Keys the other side holds newer (or only there): fetch them.
     pub want: Vec<Vec<u8>>,
+    /// Keys this side holds that the other side lacks and considers gone
+    /// (older than its floor): drop them.
+    pub ghosts: Vec<Vec<u8>>,
+}
+
+/// What one side states about its sync history, as timestamps (`0`: never).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Watermarks {
+    /// When it last completed a catch-up with a peer.
+    pub synced: u64,
+    /// Deletes older than this may have been collected on it.
+    pub floor: u64,
+}
+
+/// Whether a key held by `holder` at `timestamp` and lacked by `lacker` is a
+/// ghost: deleted while the holder was away, its delete since collected.
+pub fn is_ghost(timestamp: u64, holder: Watermarks, lacker: Watermarks) -> bool {
+    timestamp <= holder.synced && holder.synced < lacker.floor
 }
 
 /// The first message of an exchange.
@@ -230,8 +264,19 @@ pub fn initiate(set: &ItemSet) -> Vec<Part> {
     vec![set.describe(KeyRange::all(), true)]
 }
 
-/// Answers one message.
+/// Answers one message, with no deletes collected on either side.
 pub fn respond(set: &ItemSet, message: &[Part]) -> Outcome {
+    respond_with(set, message, Watermarks::default(), Watermarks::default())
+}
+
+/// Answers one message; keys only one side holds are checked with
+/// [`is_ghost`] against both sides' watermarks.
+pub fn respond_with(
+    set: &ItemSet,
+    message: &[Part],
+    ours: Watermarks,
+    theirs: Watermarks,
+) -> Outcome {
     let mut outcome = Outcome::default();
     for part in message {
         match part {
@@ -259,7 +304,7 @@ pub fn respond(set: &ItemSet, message: &[Part]) -> Outcome {
             } => {
                 for item in items {
                     let newer = match set.get(&item.key) {
-                        None => true,
+                        None => !is_ghost(item.state.timestamp, theirs, ours),
                         Some(ours) => {
                             ours.digest != item.state.digest
                                 && item.state.timestamp >= ours.timestamp
@@ -268,6 +313,18 @@ pub fn respond(set: &ItemSet, message: &[Part]) -> Outcome {
                     if newer {
                         outcome.want.push(item.key.clone());
                     }
+                }
+                if ours.synced < theirs.floor {
+                    let listed: std::collections::HashSet<&[u8]> =
+                        items.iter().map(|item| item.key.as_slice()).collect();
+                    outcome.ghosts.extend(
+                        set.range(range)
+                            .filter(|(key, state)| {
+                                is_ghost(state.timestamp, ours, theirs)
+                                    && !listed.contains(key.as_slice())
+                            })
+                            .map(|(key, _)| key.clone()),
+                    );
                 }
                 let theirs = items
                     .iter()
@@ -371,6 +428,50 @@ mod tests {
         let (a_wants, b_wants, messages, _) = run(&ItemSet::new(), &ItemSet::new());
         assert!(a_wants.is_empty() && b_wants.is_empty());
         assert_eq!(messages, 1 + 1);
+    }
+
+    #[test]
+    fn a_peer_away_past_the_horizon_drops_its_ghosts_and_the_other_does_not_fetch_them() {
+        // b was last in sync at 100; a synced at 1000 and collected deletes
+        // older than 500. Key 1 (written at 50) was deleted meanwhile; key 2
+        // was written by b after its last catch-up (at 200): not a ghost.
+        let a = set(&[(3, 900)]);
+        let b = set(&[(1, 50), (2, 200), (3, 900)]);
+        let a_marks = Watermarks {
+            synced: 1000,
+            floor: 500,
+        };
+        let b_marks = Watermarks {
+            synced: 100,
+            floor: 0,
+        };
+        let mut message = initiate(&a);
+        let (mut a_wants, mut b_ghosts, mut a_ghosts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut b_turn = true;
+        let mut rounds = 0;
+        while !message.is_empty() {
+            rounds += 1;
+            assert!(rounds < 10);
+            let outcome = if b_turn {
+                respond_with(&b, &message, b_marks, a_marks)
+            } else {
+                respond_with(&a, &message, a_marks, b_marks)
+            };
+            if b_turn {
+                b_ghosts.extend(outcome.ghosts);
+            } else {
+                a_wants.extend(outcome.want);
+                a_ghosts.extend(outcome.ghosts);
+            }
+            message = outcome.reply;
+            b_turn = !b_turn;
+        }
+        assert_eq!(a_wants, keys(&[2]));
+        assert_eq!(b_ghosts, keys(&[1]));
+        assert!(a_ghosts.is_empty());
+        assert!(is_ghost(50, b_marks, a_marks));
+        assert!(!is_ghost(200, b_marks, a_marks));
+        assert!(!is_ghost(50, a_marks, b_marks));
     }
 
     #[test]

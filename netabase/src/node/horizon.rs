@@ -1,0 +1,179 @@
+//! The delete horizon: tombstones are collected once they are older than
+//! `tombstone_horizon`, counted back from the node's last completed
+//! catch-up. Because a collected delete leaves no trace, a peer that was away
+//! longer than the horizon may still hold records deleted meanwhile
+//! ("ghosts"); reconciliation spots them with [`reconcile::is_ghost`] and
+//! they are dropped instead of spreading again.
+
+use std::sync::atomic::Ordering;
+
+use libp2p::PeerId;
+
+use crate::codec::Envelope;
+use crate::sync::reconcile::{self, Watermarks};
+use crate::sync::Timestamp;
+
+use super::event::{ChangeKind, Event, Origin};
+use super::{NodeError, Shared};
+
+/// The key in the sync meta table holding when this node last caught up.
+pub(crate) const SYNCED_AT: &str = "synced_at";
+
+fn horizon_ms(shared: &Shared) -> Option<u64> {
+    shared
+        .config
+        .tombstone_horizon
+        .map(|h| u64::try_from(h.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `at` minus the horizon, as a timestamp; 0 when there is no horizon or
+/// nothing to count back from.
+fn minus_horizon(shared: &Shared, at_millis: u64) -> u64 {
+    match horizon_ms(shared) {
+        Some(h) if at_millis > 0 => Timestamp::new(at_millis.saturating_sub(h), 0).0,
+        _ => 0,
+    }
+}
+
+/// What this node states about itself when reconciling.
+pub(crate) fn watermarks(shared: &Shared) -> Watermarks {
+    let synced = shared.synced_at.load(Ordering::Acquire);
+    Watermarks {
+        synced,
+        floor: if shared.config.catch_up {
+            minus_horizon(shared, Timestamp(synced).millis())
+        } else {
+            0
+        },
+    }
+}
+
+/// Deletes stamped before this are collected.
+pub(crate) fn gc_cutoff(shared: &Shared) -> u64 {
+    if shared.config.catch_up {
+        watermarks(shared).floor
+    } else {
+        // Without catch-up nothing reconciles ghosts anyway: count from now.
+        minus_horizon(shared, shared.clock.wall_millis())
+    }
+}
+
+/// A peer's watermarks, bounded by what this node's own horizon allows: a
+/// peer claiming a floor later than "now minus our horizon" could otherwise
+/// make us drop recent records.
+pub(crate) fn bound_theirs(shared: &Shared, theirs: Watermarks) -> Watermarks {
+    let cap = minus_horizon(shared, shared.clock.wall_millis());
+    Watermarks {
+        synced: theirs.synced,
+        floor: theirs.floor.min(cap),
+    }
+}
+
+/// Records that this node completed a catch-up that started at `started`.
+/// Blocking.
+pub(crate) fn caught_up(shared: &Shared, started: Timestamp) -> Result<(), NodeError> {
+    let previous = shared.synced_at.fetch_max(started.0, Ordering::AcqRel);
+    if previous >= started.0 {
+        return Ok(());
+    }
+    let txn = shared.store.begin_write()?;
+    txn.set_sync_meta(SYNCED_AT, started.0)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Collects deletes older than the cutoff from the store and the Kademlia
+/// view. Blocking. Returns how many were collected.
+pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
+    let cutoff = gc_cutoff(shared);
+    if cutoff == 0 {
+        return Ok(0);
+    }
+    let keys = shared.cache.tombstones_before(cutoff);
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let txn = shared.store.begin_write()?;
+    let mut collected = Vec::with_capacity(keys.len());
+    for key in keys {
+        // A newer put may have replaced the delete since the view was read.
+        let still = txn
+            .get_envelope(&key)?
+            .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
+            .is_some_and(|e| e.is_tombstone() && e.version().timestamp.0 < cutoff);
+        if still {
+            txn.remove_envelope(&key)?;
+            collected.push(key);
+        }
+    }
+    txn.commit()?;
+    for key in &collected {
+        shared.cache.remove(key);
+    }
+    shared.counters.collected(collected.len() as u64);
+    if !collected.is_empty() {
+        tracing::debug!(
+            collected = collected.len(),
+            "collected deletes past the horizon"
+        );
+    }
+    Ok(collected.len())
+}
+
+/// Drops records `peer` showed to be ghosts (see the module docs), after
+/// checking each again against the store. Blocking.
+pub(crate) fn drop_ghosts(
+    shared: &Shared,
+    peer: PeerId,
+    keys: &[Vec<u8>],
+    ours: Watermarks,
+    theirs: Watermarks,
+) -> Result<usize, NodeError> {
+    let txn = shared.store.begin_write()?;
+    let mut dropped = Vec::new();
+    {
+        let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            let Some(envelope) = txn
+                .get_envelope(key)?
+                .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
+            else {
+                continue;
+            };
+            if !reconcile::is_ghost(envelope.version().timestamp.0, ours, theirs) {
+                continue;
+            }
+            if !envelope.is_tombstone() {
+                if let Some(handler) = registry.get(envelope.model()) {
+                    handler.remove(&txn, envelope.key())?;
+                }
+            }
+            txn.remove_envelope(key)?;
+            dropped.push(envelope);
+        }
+    }
+    txn.commit()?;
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    for envelope in &dropped {
+        shared.cache.remove(&envelope.record_key());
+        if envelope.is_tombstone() {
+            continue;
+        }
+        let _ = shared.events.send(Event::Record {
+            model: registry
+                .get(envelope.model())
+                .map(|h| h.name())
+                .unwrap_or("?"),
+            model_id: envelope.model(),
+            key: envelope.key().to_vec(),
+            kind: ChangeKind::Delete,
+            origin: Origin::Peer(peer),
+            writer: envelope.writer(),
+        });
+    }
+    shared.counters.ghosts(dropped.len() as u64);
+    if !dropped.is_empty() {
+        tracing::info!(%peer, dropped = dropped.len(), "dropped records deleted while this node was away");
+    }
+    Ok(dropped.len())
+}
