@@ -459,15 +459,17 @@ impl EventLoop {
             tracing::debug!(%peer, "catch-up ended incomplete; the next one resumes it");
             return;
         }
+        if horizon::caught_up(&self.shared, exchange.started) {
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = horizon::persist_synced(&shared) {
+                    tracing::warn!(%error, "could not record a finished catch-up");
+                }
+            });
+        }
         let _ = self.shared.events.send(Event::CaughtUp {
             peer,
             received: exchange.received,
-        });
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = horizon::caught_up(&shared, exchange.started) {
-                tracing::warn!(%error, "could not record a finished catch-up");
-            }
         });
     }
 

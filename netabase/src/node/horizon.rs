@@ -69,15 +69,17 @@ pub(crate) fn bound_theirs(shared: &Shared, theirs: Watermarks) -> Watermarks {
     }
 }
 
-/// Records that this node completed a catch-up that started at `started`.
-/// Blocking.
-pub(crate) fn caught_up(shared: &Shared, started: Timestamp) -> Result<(), NodeError> {
-    let previous = shared.synced_at.fetch_max(started.0, Ordering::AcqRel);
-    if previous >= started.0 {
-        return Ok(());
-    }
+/// Records in memory that this node completed a catch-up that started at
+/// `started`; true if that moved its watermark (then [`persist_synced`]).
+pub(crate) fn caught_up(shared: &Shared, started: Timestamp) -> bool {
+    shared.synced_at.fetch_max(started.0, Ordering::AcqRel) < started.0
+}
+
+/// Writes the in-memory catch-up watermark to the store. Blocking.
+pub(crate) fn persist_synced(shared: &Shared) -> Result<(), NodeError> {
     let txn = shared.store.begin_write()?;
-    txn.set_sync_meta(SYNCED_AT, started.0)?;
+    // Read inside the transaction, so concurrent writers store the latest.
+    txn.set_sync_meta(SYNCED_AT, shared.synced_at.load(Ordering::Acquire))?;
     txn.commit()?;
     Ok(())
 }

@@ -346,17 +346,31 @@ impl Netabase {
     ///
     /// As [`put_record`](Self::put_record).
     pub async fn remove_record<M: NetabaseModel>(&self, key: M::Key) -> Result<(), NodeError> {
+        let envelope = self.remove_record_locally::<M>(key).await?;
+        self.publish(&envelope).await
+    }
+
+    /// Deletes the record of `M` with this primary key locally only (a
+    /// signed tombstone, as [`remove_record`](Self::remove_record) commits);
+    /// peers learn of it through catch-up and republication. Works with the
+    /// swarm stopped. Returns the signed tombstone.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRegistered`], or a store error (nothing written).
+    pub async fn remove_record_locally<M: NetabaseModel>(
+        &self,
+        key: M::Key,
+    ) -> Result<Envelope, NodeError> {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
-        let envelope = self
-            .blocking(move || {
-                let envelope =
-                    Envelope::seal_tombstone::<M>(&shared.keypair, &key, shared.clock.now())?;
-                commit_local(&shared, &envelope, M::NAME)?;
-                Ok(envelope)
-            })
-            .await?;
-        self.publish(&envelope).await
+        self.blocking(move || {
+            let envelope =
+                Envelope::seal_tombstone::<M>(&shared.keypair, &key, shared.clock.now())?;
+            commit_local(&shared, &envelope, M::NAME)?;
+            Ok(envelope)
+        })
+        .await
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), NodeError> {

@@ -1,0 +1,429 @@
+//! Sync converges: partitions heal to identical stores with the winners the
+//! conflict rule names, concurrent writes agree, a restarted catch-up
+//! finishes, a fast clock cannot overwrite good data, and deletes collected
+//! after the horizon do not come back from a peer that was away.
+//!
+//! Nodes run on 127.0.0.1 with catch-up on; rounds are started explicitly
+//! with `catch_up()` and awaited on `Event::CaughtUp`. Every wait is bounded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use netabase::codec::Envelope;
+use netabase::node::{Event, Netabase, NetabaseConfig, Protocol, Rejection};
+use netabase::store::Lookup;
+use netabase::sync::Version;
+use netabase::PeerId;
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn address_of(node: &Netabase) -> netabase::node::Multiaddr {
+    node.listen_addresses()[0]
+        .clone()
+        .with(Protocol::P2p(node.peer_id()))
+}
+
+/// Opens a node, subscribes, then starts it (so no event is missed).
+async fn start_with(
+    dir: &Path,
+    bootstrap: &[&Netabase],
+    tweak: impl FnOnce(&mut NetabaseConfig),
+) -> (Netabase, broadcast::Receiver<Event>) {
+    let mut config = NetabaseConfig {
+        bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
+        catch_up_interval: None,
+        ..NetabaseConfig::loopback()
+    };
+    tweak(&mut config);
+    let node = Netabase::new_with_path(dir, config).unwrap();
+    node.register::<User>().unwrap();
+    node.register::<Post>().unwrap();
+    let events = node.subscribe_to_broadcasts();
+    node.start_swarm().await.unwrap();
+    (node, events)
+}
+
+async fn start(dir: &Path, bootstrap: &[&Netabase]) -> (Netabase, broadcast::Receiver<Event>) {
+    start_with(dir, bootstrap, |_| {}).await
+}
+
+/// Waits (bounded) for the first event `pick` accepts.
+async fn wait_for<T>(
+    what: &str,
+    events: &mut broadcast::Receiver<Event>,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+async fn caught_up_with(events: &mut broadcast::Receiver<Event>, peer: PeerId) -> u64 {
+    wait_for(
+        &format!("a finished catch-up with {peer}"),
+        events,
+        |e| match e {
+            Event::CaughtUp { peer: p, received } if *p == peer => Some(*received),
+            _ => None,
+        },
+    )
+    .await
+}
+
+/// One full catch-up of `node` from `peer`: returns the records received.
+async fn round(node: &Netabase, peer: &Netabase) -> u64 {
+    let mut events = node.subscribe_to_broadcasts();
+    node.catch_up().await.unwrap();
+    caught_up_with(&mut events, peer.peer_id()).await
+}
+
+async fn users(node: &Netabase) -> Vec<User> {
+    node.query_local_records::<User, _, _>(|t| t.iter()?.collect())
+        .await
+        .unwrap()
+}
+
+/// Asserts the nodes hold identical records: same signed versions (the sync
+/// fingerprint covers every envelope) and the same typed users, with
+/// consistent indexes.
+async fn assert_identical(nodes: &[&Netabase]) {
+    let first = users(nodes[0]).await;
+    for node in nodes {
+        assert_eq!(
+            node.sync_fingerprint(),
+            nodes[0].sync_fingerprint(),
+            "fingerprints differ"
+        );
+        assert_eq!(users(node).await, first, "typed records differ");
+        let store = node.store().clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = store.begin_read().unwrap();
+            assert_indexes_consistent::<User, _>(&txn.open_tree::<User>().unwrap());
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// Catch-up rounds between every connected pair until all fingerprints agree.
+async fn converge(nodes: &[&Netabase]) {
+    for _ in 0..5 {
+        for node in nodes {
+            for peer in nodes {
+                if node.peer_id() != peer.peer_id() {
+                    round(node, peer).await;
+                }
+            }
+        }
+        let first = nodes[0].sync_fingerprint();
+        if nodes.iter().all(|n| n.sync_fingerprint() == first) {
+            return;
+        }
+    }
+    panic!("nodes did not converge in 5 rounds");
+}
+
+/// The write the conflict rule names for a key: the greatest version.
+fn winner(writes: &[Envelope]) -> &Envelope {
+    writes.iter().max_by_key(|e| e.version()).unwrap()
+}
+
+/// What every node must hold for a key after its writes sync.
+fn expected(writes: &[Envelope]) -> Option<User> {
+    winner(writes).open::<User>().unwrap()
+}
+
+fn named(id: u64, who: &str) -> User {
+    User {
+        name: format!("{who} wrote {id}"),
+        ..user(id, &format!("{id}-{who}@example.com"), 30)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_converges_to_the_winners_the_rule_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    let (c, mut c_events) = start(&dir.path().join("c"), &[&a, &b]).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+
+    let seed: Vec<User> = (0..20).map(|i| named(i, "seed")).collect();
+    a.put_records_locally(seed).await.unwrap();
+    round(&b, &a).await;
+    round(&c, &a).await;
+    assert_identical(&[&a, &b, &c]).await;
+
+    // Cut c off, then write on both sides, to the same keys too.
+    c.stop_swarm().await.unwrap();
+    let mut writes: BTreeMap<u64, Vec<Envelope>> = BTreeMap::new();
+    let mut log = |id: u64, e: Envelope| writes.entry(id).or_default().push(e);
+    log(1, a.put_record_locally(named(1, "a")).await.unwrap());
+    log(1, c.put_record_locally(named(1, "c")).await.unwrap());
+    log(
+        3,
+        c.remove_record_locally::<User>(UserKey(3)).await.unwrap(),
+    );
+    log(3, a.put_record_locally(named(3, "a")).await.unwrap());
+    log(
+        5,
+        b.remove_record_locally::<User>(UserKey(5)).await.unwrap(),
+    );
+    log(5, c.put_record_locally(named(5, "c")).await.unwrap());
+    log(6, c.put_record_locally(named(6, "c")).await.unwrap());
+    log(
+        6,
+        b.remove_record_locally::<User>(UserKey(6)).await.unwrap(),
+    );
+    log(7, b.put_record_locally(named(7, "b")).await.unwrap());
+    log(7, c.put_record_locally(named(7, "c")).await.unwrap());
+    log(
+        8,
+        a.remove_record_locally::<User>(UserKey(8)).await.unwrap(),
+    );
+    log(
+        9,
+        c.remove_record_locally::<User>(UserKey(9)).await.unwrap(),
+    );
+    log(100, a.put_record_locally(named(100, "a")).await.unwrap());
+    log(200, c.put_record_locally(named(200, "c")).await.unwrap());
+    // The connected side syncs among itself meanwhile.
+    round(&b, &a).await;
+    round(&a, &b).await;
+    assert_ne!(a.sync_fingerprint(), c.sync_fingerprint());
+
+    // Heal: c dials a again and catches up; then everyone reconciles.
+    let mut c_events = c.subscribe_to_broadcasts();
+    c.start_swarm().await.unwrap();
+    caught_up_with(&mut c_events, a.peer_id()).await;
+    converge(&[&a, &b, &c]).await;
+    assert_identical(&[&a, &b, &c]).await;
+
+    for (id, key_writes) in &writes {
+        let want = expected(key_writes);
+        let want_version: Version = winner(key_writes).version();
+        for node in [&a, &b, &c] {
+            let held = node
+                .query_local_records::<User, _, _>({
+                    let id = *id;
+                    move |t| t.get(&UserKey(id))
+                })
+                .await
+                .unwrap();
+            assert_eq!(held, want, "key {id} on {}", node.peer_id());
+            assert_eq!(
+                node.record_version::<User>(&UserKey(*id)),
+                Some(want_version),
+                "version of key {id}"
+            );
+        }
+    }
+    // Untouched seed records are still there, once.
+    assert_eq!(
+        users(&a).await.len(),
+        20 + 2
+            - [3, 5, 6, 7, 8, 9, 1]
+                .iter()
+                .filter(|id| expected(&writes[id]).is_none())
+                .count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_to_one_key_from_three_nodes_agree_on_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    let (c, mut c_events) = start(&dir.path().join("c"), &[&a, &b]).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+
+    for id in [7u64, 8, 9] {
+        let (wa, wb, wc) = tokio::join!(
+            a.put_record_locally(named(id, "a")),
+            b.put_record_locally(named(id, "b")),
+            c.put_record_locally(named(id, "c")),
+        );
+        let writes = [wa.unwrap(), wb.unwrap(), wc.unwrap()];
+        converge(&[&a, &b, &c]).await;
+        for node in [&a, &b, &c] {
+            let held = node
+                .query_local_records::<User, _, _>(move |t| t.get(&UserKey(id)))
+                .await
+                .unwrap();
+            assert_eq!(held, expected(&writes));
+            assert_eq!(
+                node.record_version::<User>(&UserKey(id)),
+                Some(winner(&writes).version())
+            );
+        }
+    }
+    assert_identical(&[&a, &b, &c]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_in_the_middle_of_a_catch_up_finishes_it() {
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(5000) {
+        let batch = chunk
+            .iter()
+            .map(|&i| user(i, &format!("{i}@example.com"), (i % 90) as u32))
+            .collect();
+        a.put_records_locally(batch).await.unwrap();
+    }
+
+    let b_dir = dir.path().join("b");
+    let (b, mut events) = start(&b_dir, &[&a]).await;
+    let partial = wait_for("the first stored batch", &mut events, |e| match e {
+        Event::CatchUp { received, .. } if *received > 0 => Some(*received),
+        _ => None,
+    })
+    .await;
+    assert!(partial < N, "caught up before the restart");
+    b.stop_swarm().await.unwrap();
+    drop(events);
+    drop(b);
+
+    // Storage tasks of the old node may still hold the database for a moment.
+    let reopened = timeout(WAIT, async {
+        loop {
+            match Netabase::new_with_path(&b_dir, NetabaseConfig::loopback()) {
+                Ok(node) => return node,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("the database is released");
+    let held_at_restart = users(&reopened).await.len() as u64;
+    assert!(held_at_restart < N, "restart came after the catch-up ended");
+    drop(reopened);
+    let (b, mut events) = timeout(WAIT, async {
+        loop {
+            if let Ok(node) = Netabase::new_with_path(
+                &b_dir,
+                NetabaseConfig {
+                    bootstrap_peers: vec![address_of(&a)],
+                    catch_up_interval: None,
+                    ..NetabaseConfig::loopback()
+                },
+            ) {
+                node.register::<User>().unwrap();
+                node.register::<Post>().unwrap();
+                let events = node.subscribe_to_broadcasts();
+                node.start_swarm().await.unwrap();
+                return (node, events);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node restarts");
+    let received = caught_up_with(&mut events, a.peer_id()).await;
+    assert_eq!(
+        received + held_at_restart,
+        N,
+        "fetched only what was missing"
+    );
+    assert_identical(&[&a, &b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_clock_runs_ten_minutes_ahead_cannot_overwrite_good_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    let good = named(1, "a");
+    a.put_record_locally(good.clone()).await.unwrap();
+    let good_version = a.record_version::<User>(&UserKey(1)).unwrap();
+
+    let (fast, mut fast_events) = start_with(&dir.path().join("fast"), &[&a], |c| {
+        c.clock_skew_ms = 10 * 60 * 1000;
+    })
+    .await;
+    // The fast node receives a's record: it is in its past.
+    caught_up_with(&mut fast_events, a.peer_id()).await;
+    assert_eq!(users(&fast).await, vec![good.clone()]);
+
+    // Its writes, pushed over Kademlia and offered in catch-up, are refused.
+    fast.put_record(named(1, "fast")).await.ok();
+    fast.put_record(named(2, "fast")).await.ok();
+    round(&a, &fast).await;
+    assert!(a.stats().rejected(Rejection::FromTheFuture) >= 2);
+    assert_eq!(users(&a).await, vec![good]);
+    assert_eq!(a.record_version::<User>(&UserKey(1)), Some(good_version));
+    // a's clock was not dragged ahead: its next write is stamped now.
+    let next = a.put_record_locally(named(3, "a")).await.unwrap();
+    let ahead = next
+        .version()
+        .timestamp
+        .millis()
+        .saturating_sub(good_version.timestamp.millis());
+    assert!(ahead < 60_000, "a's clock moved {ahead} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_collected_after_the_horizon_do_not_come_back_from_a_peer_that_was_away() {
+    const HORIZON: Duration = Duration::from_millis(300);
+    let horizon = |c: &mut NetabaseConfig| c.tombstone_horizon = Some(HORIZON);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start_with(&dir.path().join("a"), &[], horizon).await;
+    let (c, mut c_events) = start_with(&dir.path().join("c"), &[&a], horizon).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+    let b_dir = dir.path().join("b");
+    let (b, mut b_events) = start_with(&b_dir, &[&a, &c], horizon).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+
+    let seed: Vec<User> = (1..=4).map(|i| named(i, "seed")).collect();
+    a.put_records_locally(seed).await.unwrap();
+    b.put_record_locally(named(5, "b")).await.unwrap();
+    converge(&[&a, &b, &c]).await;
+
+    // b goes away; meanwhile users 1 and 5 are deleted and the deletes,
+    // older than the horizon by a's and c's next catch-up, are collected.
+    b.stop_swarm().await.unwrap();
+    a.remove_record_locally::<User>(UserKey(1)).await.unwrap();
+    a.remove_record_locally::<User>(UserKey(5)).await.unwrap();
+    round(&c, &a).await;
+    // Time must pass for the deletes to age past the horizon.
+    tokio::time::sleep(HORIZON * 2).await;
+    round(&c, &a).await;
+    round(&a, &c).await;
+    assert_eq!(a.collect_tombstones().await.unwrap(), 2);
+    assert_eq!(c.collect_tombstones().await.unwrap(), 2);
+    assert_eq!(a.record_version::<User>(&UserKey(1)), None);
+    // And b writes while away: that is new data, not a ghost.
+    b.put_record_locally(named(6, "b")).await.unwrap();
+    assert_eq!(users(&b).await.len(), 6);
+
+    // b comes back: it republishes user 5 (its own) and offers 1 and 5 in
+    // catch-up; both are recognised as deleted, and b drops them.
+    let mut b_events = b.subscribe_to_broadcasts();
+    b.start_swarm().await.unwrap();
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    converge(&[&a, &b, &c]).await;
+    assert_identical(&[&a, &b, &c]).await;
+    let ids: Vec<u64> = users(&a).await.iter().map(|u| u.id).collect();
+    assert_eq!(ids, vec![2, 3, 4, 6]);
+    assert_eq!(b.stats().ghosts_dropped, 2);
+}
