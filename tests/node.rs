@@ -262,6 +262,28 @@ async fn oversized_and_unregistered_records_are_refused_before_writing() {
         2,
         "committed before publishing"
     );
+    // A local batch is all or nothing: a unique conflict inside it, or with
+    // a stored record, writes none of it.
+    for batch in [
+        vec![user(3, "c@x", 1), user(4, "c@x", 1)],
+        vec![user(5, "e@x", 1), user(6, "a@x", 1)],
+    ] {
+        let err = a.put_records_locally(batch).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NodeError::Store(netabase::StoreError::UniqueViolation { .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(a.store().tree::<User>().len().unwrap(), 2);
+    }
+    assert_eq!(
+        a.put_records_locally(vec![user(3, "c@x", 1), user(4, "d@x", 1)])
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

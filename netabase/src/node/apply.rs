@@ -2,6 +2,8 @@
 //! records pushed by peers and records fetched from them, applying the one
 //! conflict rule (the greater version wins).
 
+use std::collections::{BTreeMap, HashMap};
+
 use libp2p::PeerId;
 
 use crate::codec::Envelope;
@@ -56,33 +58,90 @@ pub(crate) fn apply(
 
 /// Commits many validated envelopes in one transaction (one fsync), each
 /// under the same rules as [`apply`]; counts what was accepted or refused.
-/// Blocking. Returns the model of each record stored.
+/// Tables are opened once per batch, not per record. A local batch is all or
+/// nothing: a record it cannot store (a unique conflict) fails the whole
+/// batch. Blocking. Returns the model of each record stored.
 pub(crate) fn apply_batch(
     shared: &Shared,
     envelopes: &[Envelope],
     origin: Origin,
 ) -> Result<Vec<ModelId>, NodeError> {
-    let txn = shared.store.begin_write()?;
-    let mut applied = Vec::new();
+    // Within a batch only the newest version of a key can win.
+    let mut newest: HashMap<Vec<u8>, &Envelope> = HashMap::with_capacity(envelopes.len());
     for envelope in envelopes {
-        match apply_in(shared, &txn, envelope) {
-            Ok(Outcome::Applied) => applied.push(envelope),
-            Ok(Outcome::Unchanged) => {}
-            // The transaction may be half-written: give up on the batch.
-            Err(Refused {
-                reason: Rejection::StorageFailed,
-                error,
-            }) => return Err(error.unwrap_or(NodeError::Refused(Rejection::StorageFailed))),
-            // A refused record leaves the transaction as it was.
-            Err(refused) => shared.counters.reject(refused.reason),
+        let key = envelope.record_key();
+        match newest.get(&key) {
+            Some(held) if held.version() >= envelope.version() => {
+                shared.counters.reject(Rejection::Stale)
+            }
+            _ => {
+                newest.insert(key, envelope);
+            }
         }
     }
+    let txn = shared.store.begin_write()?;
+    let applied = {
+        let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+        let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, &Envelope)>> = BTreeMap::new();
+        {
+            let table = txn.envelope_table()?;
+            for (key, envelope) in newest {
+                if registry.get(envelope.model()).is_none() {
+                    shared.counters.reject(Rejection::UnknownModel);
+                    continue;
+                }
+                if let Some(current) = table.get(&key)? {
+                    if current == envelope.as_bytes() {
+                        continue;
+                    }
+                    // Stored envelopes were verified on the way in; only the version is needed.
+                    if let Ok(current) = Envelope::from_trusted_bytes(&current) {
+                        if current.version() >= envelope.version() {
+                            shared.counters.reject(Rejection::Stale);
+                            continue;
+                        }
+                    }
+                }
+                by_model
+                    .entry(envelope.model())
+                    .or_default()
+                    .push((key, envelope));
+            }
+        }
+        let mut applied = Vec::new();
+        for (model, group) in by_model {
+            let Some(handler) = registry.get(model) else {
+                continue;
+            };
+            let batch: Vec<&Envelope> = group.iter().map(|(_, e)| *e).collect();
+            for ((key, envelope), result) in
+                group.into_iter().zip(handler.apply_many(&txn, &batch)?)
+            {
+                match result {
+                    Ok(()) => applied.push((key, envelope)),
+                    Err(ApplyError::Envelope(error)) => shared.counters.reject(error.kind().into()),
+                    Err(ApplyError::Store(StoreError::UniqueViolation { .. }))
+                        if origin != Origin::Local =>
+                    {
+                        shared.counters.reject(Rejection::UniqueConflict)
+                    }
+                    // The transaction may be half-written: give up on the batch.
+                    Err(ApplyError::Store(error)) => return Err(error.into()),
+                }
+            }
+        }
+        let mut table = txn.envelope_table()?;
+        for (key, envelope) in &applied {
+            table.insert(key, envelope.as_bytes())?;
+        }
+        applied
+    };
     txn.commit()?;
-    for envelope in &applied {
+    for (_, envelope) in &applied {
         shared.counters.accept();
         announce(shared, envelope, origin);
     }
-    Ok(applied.iter().map(|e| e.model()).collect())
+    Ok(applied.iter().map(|(_, e)| e.model()).collect())
 }
 
 fn storage(error: StoreError) -> Refused {

@@ -413,8 +413,10 @@ impl Netabase {
     /// # Errors
     ///
     /// [`NodeError::NotRegistered`], [`NodeError::RecordTooLarge`] for the
-    /// first record over the limit (nothing written), or a store error
-    /// (nothing written).
+    /// first record over the limit, or a store error such as
+    /// [`StoreError::UniqueViolation`](crate::StoreError::UniqueViolation)
+    /// (two records, or a record and a stored one, sharing a unique value):
+    /// in every case nothing is written.
     pub async fn put_records_locally<M: NetabaseModel>(
         &self,
         records: Vec<M>,

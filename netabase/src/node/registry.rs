@@ -17,6 +17,14 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
     /// Writes the envelope's record (or delete) into the typed tree.
     fn apply(&self, txn: &WriteTransaction, envelope: &Envelope) -> Result<(), ApplyError>;
+    /// Writes many envelopes' records (or deletes) of this model, opening its
+    /// tree once; one result per envelope, in order. A refused record leaves
+    /// the tree as it was.
+    fn apply_many(
+        &self,
+        txn: &WriteTransaction,
+        envelopes: &[&Envelope],
+    ) -> Result<Vec<Result<(), ApplyError>>, StoreError>;
     /// Removes the record with this encoded primary key from the typed tree.
     fn remove(&self, txn: &WriteTransaction, key: &[u8]) -> Result<(), StoreError>;
 }
@@ -45,6 +53,24 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             None => tree.remove_encoded(envelope.key()).map(drop),
         }
         .map_err(ApplyError::Store)
+    }
+
+    fn apply_many(
+        &self,
+        txn: &WriteTransaction,
+        envelopes: &[&Envelope],
+    ) -> Result<Vec<Result<(), ApplyError>>, StoreError> {
+        let mut tree = txn.open_tree::<M>()?;
+        Ok(envelopes
+            .iter()
+            .map(|envelope| {
+                match envelope.open::<M>().map_err(ApplyError::Envelope)? {
+                    Some(record) => tree.put(&record).map(drop),
+                    None => tree.remove_encoded(envelope.key()).map(drop),
+                }
+                .map_err(ApplyError::Store)
+            })
+            .collect())
     }
 
     fn remove(&self, txn: &WriteTransaction, key: &[u8]) -> Result<(), StoreError> {

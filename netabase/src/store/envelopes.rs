@@ -19,7 +19,55 @@ const ENVELOPES: TableDefinition<'static, KeyBytes, Bytes> =
 const SYNC_META: TableDefinition<'static, &'static str, u64> =
     TableDefinition::new("netabase/sync/meta");
 
+/// The envelope table opened once for many reads and writes in a
+/// transaction (opening a table per record costs more than the write).
+#[doc(hidden)]
+pub struct EnvelopeTable<'txn> {
+    table: redb::Table<'txn, KeyBytes, Bytes>,
+}
+
+impl EnvelopeTable<'_> {
+    /// The envelope stored under `record_key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn get(&self, record_key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self
+            .table
+            .get(record_key)
+            .map_err(storage("read an envelope"))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores `envelope` under `record_key`, replacing any previous one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn insert(&mut self, record_key: &[u8], envelope: &[u8]) -> Result<(), StoreError> {
+        self.table
+            .insert(record_key, envelope)
+            .map_err(storage("write an envelope"))?;
+        Ok(())
+    }
+}
+
 impl WriteTransaction {
+    /// Opens the envelope table for many reads and writes.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn envelope_table(&self) -> Result<EnvelopeTable<'_>, StoreError> {
+        let table = self
+            .raw()
+            .open_table(ENVELOPES)
+            .map_err(storage("open the envelope table"))?;
+        Ok(EnvelopeTable { table })
+    }
+
     /// Stores `envelope` under `record_key`, replacing any previous one.
     ///
     /// # Errors
