@@ -427,3 +427,34 @@ async fn records_over_kademlias_default_packet_size_travel() {
     a.stop_swarm().await.unwrap();
     b.stop_swarm().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_refused_locally_is_never_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _a_events, b, mut b_events) = connected_pair(dir.path()).await;
+    publish(&a, user(1, "taken@example.com", 1)).await;
+    let err = a
+        .put_record(user(2, "taken@example.com", 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NodeError::Store(netabase::StoreError::UniqueViolation { .. })
+        ),
+        "{err:?}"
+    );
+    // A later put from A arrives at B; the refused one never did.
+    publish(&a, user(3, "free@example.com", 3)).await;
+    wait_for("user 3 on B", &mut b_events, |e| match e {
+        Event::Record { key, .. } if *key == UserKey(3).to_key_bytes().as_slice() => Some(()),
+        _ => None,
+    })
+    .await;
+    let ids: Vec<u64> = b
+        .query_local_records::<User, _, _>(|t| t.iter()?.map(|u| u.map(|u| u.id)).collect())
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![1, 3]);
+    assert_eq!(a.store().tree::<User>().len().unwrap(), 2);
+}

@@ -47,9 +47,21 @@ pub(crate) fn apply(
     envelope: &Envelope,
     origin: Origin,
 ) -> Result<Outcome, Refused> {
+    apply_staged(shared, envelope, origin, || {})
+}
+
+/// [`apply`], calling `staged` once the envelope has passed every check and
+/// is written into the transaction, just before the commit makes it durable.
+pub(crate) fn apply_staged(
+    shared: &Shared,
+    envelope: &Envelope,
+    origin: Origin,
+    staged: impl FnOnce(),
+) -> Result<Outcome, Refused> {
     let txn = shared.store.begin_write().map_err(storage)?;
     let outcome = apply_in(shared, &txn, envelope)?;
     if outcome == Outcome::Applied {
+        staged();
         txn.commit().map_err(storage)?;
         announce(shared, envelope, origin);
     }

@@ -322,19 +322,43 @@ impl Netabase {
         self.send(Command::Dial { address }).await
     }
 
-    /// Commits `record` locally, then publishes it to the network with the
-    /// configured write quorum.
+    /// Commits `record` locally and publishes it to the network with the
+    /// configured write quorum; returns once both are done.
+    ///
+    /// The record is signed, checked (size, unique indexes) and written into
+    /// a local transaction first, so a record this node refuses is never
+    /// published. Publishing then runs while that transaction's commit makes
+    /// it durable, instead of after it: the two waits overlap.
     ///
     /// # Errors
     ///
-    /// [`NodeError::RecordTooLarge`] before anything is written if the signed
-    /// record is over `max_record_bytes`; [`NodeError::NotRunning`] (after the
-    /// local commit) if the swarm is stopped; [`NodeError::Publish`] if too
-    /// few peers stored it (it stays committed locally and is republished
-    /// later).
+    /// [`NodeError::RecordTooLarge`] or a store error such as a unique
+    /// violation before anything is written or published;
+    /// [`NodeError::NotRunning`] (after the local commit) if the swarm is
+    /// stopped; [`NodeError::Publish`] if too few peers stored it (it stays
+    /// committed locally and is republished later). If the final commit
+    /// itself fails (a failing disk), that error is returned; peers may then
+    /// hold the record already, and catch-up brings it back here.
     pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<(), NodeError> {
-        let envelope = self.put_record_locally(record).await?;
-        self.publish(&envelope).await
+        self.check_registered::<M>()?;
+        let shared = self.shared.clone();
+        let (staged_tx, staged) = oneshot::channel();
+        let commit = tokio::task::spawn_blocking(move || {
+            let envelope = Envelope::seal(&shared.keypair, &record, shared.clock.now())?;
+            check_size(&shared, &envelope, M::NAME)?;
+            apply::apply_staged(&shared, &envelope, Origin::Local, || {
+                let _ = staged_tx.send(envelope.clone());
+            })
+            .map(drop)
+            .map_err(refused_error)
+        });
+        let Ok(envelope) = staged.await else {
+            // Refused before the commit (or nothing to write): nothing was published.
+            return commit.await.map_err(NodeError::Task)?;
+        };
+        let (published, committed) = tokio::join!(self.publish(&envelope), commit);
+        committed.map_err(NodeError::Task)??;
+        published
     }
 
     /// Deletes the record of `M` with this primary key: commits a signed
@@ -665,10 +689,14 @@ fn commit_local(
     check_size(shared, envelope, model)?;
     apply::apply(shared, envelope, Origin::Local)
         .map(drop)
-        .map_err(|refused| match refused.error {
-            Some(error) => error,
-            None => NodeError::Refused(refused.reason),
-        })
+        .map_err(refused_error)
+}
+
+fn refused_error(refused: apply::Refused) -> NodeError {
+    match refused.error {
+        Some(error) => error,
+        None => NodeError::Refused(refused.reason),
+    }
 }
 
 fn check_size(shared: &Shared, envelope: &Envelope, model: &'static str) -> Result<(), NodeError> {
