@@ -7,9 +7,10 @@
 //! runs the other node, P, in-process on 127.0.0.1.
 //!
 //! **Acknowledged** means the local durable commit returned: `put_record`
-//! returned `Ok` (committed, then stored by P), or returned
-//! `NodeError::Publish` (committed locally, not stored by P: the commit
-//! happens before publishing), or `put_record_locally` returned `Ok`. Only
+//! returned `Ok` (committed, and P acknowledged receipt), or returned
+//! `NodeError::Publish` (committed locally, not acknowledged by P:
+//! `put_record` returns only after its local commit), or
+//! `put_record_locally` returned `Ok`. Only
 //! then does C print `MP ack <id> <how>` and flush it. Commits use the
 //! default `Durability::Immediate`.
 //!

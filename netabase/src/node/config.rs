@@ -27,8 +27,11 @@ pub struct NetabaseConfig {
     /// Largest signed record (envelope) accepted or published, in bytes.
     /// Default 60 KiB; Kademlia's packet limit is raised to fit it.
     pub max_record_bytes: usize,
-    /// Peers that must store a published record for `put_record` to succeed.
-    /// Default 1; never more than the peers that exist.
+    /// Peers that must acknowledge a published record for `put_record` to
+    /// succeed. Default 1; never more than the peers that exist. A peer
+    /// acknowledges on receipt (Kademlia answers before the node has checked
+    /// the record), then validates and stores it; one that drops it after
+    /// acknowledging (overloaded, or killed first) gets it through catch-up.
     pub write_quorum: NonZeroUsize,
     /// How often stored records are re-sent to the closest peers. Default 1 hour.
     pub replication_interval: Option<Duration>,

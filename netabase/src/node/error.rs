@@ -74,10 +74,11 @@ pub enum NodeError {
         /// The model refused.
         second: &'static str,
     },
-    /// The record was committed locally, but not stored by enough peers.
-    #[error("record committed locally but stored by {stored} of the {required} peers required{}", if *timed_out { " before the query timed out" } else { "" })]
+    /// The record was committed locally, but not enough peers acknowledged it.
+    #[error("record committed locally but acknowledged by {stored} of the {required} peers required{}", if *timed_out { " before the query timed out" } else { "" })]
     Publish {
-        /// Peers that stored it.
+        /// Peers that acknowledged it. A peer acknowledges on receipt, then
+        /// validates and stores the record on its own.
         stored: usize,
         /// The write quorum.
         required: usize,
