@@ -55,13 +55,15 @@ pub(crate) fn apply(
 }
 
 /// Commits many validated envelopes in one transaction (one fsync), each
-/// under the same rules as [`apply`]; counts what was accepted or refused.
+/// under the same rules as [`apply`]; counts what was accepted or refused
+/// when they came from a peer (the counters are of inbound records).
 /// Blocking. Returns the model of each record stored.
 pub(crate) fn apply_batch(
     shared: &Shared,
     envelopes: &[Envelope],
     origin: Origin,
 ) -> Result<Vec<ModelId>, NodeError> {
+    let inbound = matches!(origin, Origin::Peer(_));
     let txn = shared.store.begin_write()?;
     let mut applied = Vec::new();
     for envelope in envelopes {
@@ -74,12 +76,15 @@ pub(crate) fn apply_batch(
                 error,
             }) => return Err(error.unwrap_or(NodeError::Refused(Rejection::StorageFailed))),
             // A refused record leaves the transaction as it was.
-            Err(refused) => shared.counters.reject(refused.reason),
+            Err(refused) if inbound => shared.counters.reject(refused.reason),
+            Err(_) => {}
         }
     }
     txn.commit()?;
     for envelope in &applied {
-        shared.counters.accept();
+        if inbound {
+            shared.counters.accept();
+        }
         announce(shared, envelope, origin);
     }
     Ok(applied.iter().map(|e| e.model()).collect())
