@@ -69,8 +69,9 @@ pub(crate) fn apply_staged(
 }
 
 /// Commits many validated envelopes in one transaction (one fsync), each
-/// under the same rules as [`apply`]; counts what was accepted or refused.
-/// Tables are opened once per batch, not per record. A local batch is all or
+/// under the same rules as [`apply`]; counts what was accepted or refused
+/// when it came from a peer (the counters are of inbound records). Tables
+/// are opened once per batch, not per record. A local batch is all or
 /// nothing: a record it cannot store (a unique conflict) fails the whole
 /// batch. Blocking. Returns the model of each record stored.
 pub(crate) fn apply_batch(
@@ -78,14 +79,18 @@ pub(crate) fn apply_batch(
     envelopes: &[Envelope],
     origin: Origin,
 ) -> Result<Vec<ModelId>, NodeError> {
+    let inbound = matches!(origin, Origin::Peer(_));
+    let reject = |reason| {
+        if inbound {
+            shared.counters.reject(reason)
+        }
+    };
     // Within a batch only the newest version of a key can win.
     let mut newest: HashMap<Vec<u8>, &Envelope> = HashMap::with_capacity(envelopes.len());
     for envelope in envelopes {
         let key = envelope.record_key();
         match newest.get(&key) {
-            Some(held) if held.version() >= envelope.version() => {
-                shared.counters.reject(Rejection::Stale)
-            }
+            Some(held) if held.version() >= envelope.version() => reject(Rejection::Stale),
             _ => {
                 newest.insert(key, envelope);
             }
@@ -99,7 +104,7 @@ pub(crate) fn apply_batch(
             let table = txn.envelope_table()?;
             for (key, envelope) in newest {
                 if registry.get(envelope.model()).is_none() {
-                    shared.counters.reject(Rejection::UnknownModel);
+                    reject(Rejection::UnknownModel);
                     continue;
                 }
                 if let Some(current) = table.get(&key)? {
@@ -109,7 +114,7 @@ pub(crate) fn apply_batch(
                     // Stored envelopes were verified on the way in; only the version is needed.
                     if let Ok(current) = Envelope::from_trusted_bytes(&current) {
                         if current.version() >= envelope.version() {
-                            shared.counters.reject(Rejection::Stale);
+                            reject(Rejection::Stale);
                             continue;
                         }
                     }
@@ -131,11 +136,11 @@ pub(crate) fn apply_batch(
             {
                 match result {
                     Ok(()) => applied.push((key, envelope)),
-                    Err(ApplyError::Envelope(error)) => shared.counters.reject(error.kind().into()),
+                    Err(ApplyError::Envelope(error)) => reject(error.kind().into()),
                     Err(ApplyError::Store(StoreError::UniqueViolation { .. }))
                         if origin != Origin::Local =>
                     {
-                        shared.counters.reject(Rejection::UniqueConflict)
+                        reject(Rejection::UniqueConflict)
                     }
                     // The transaction may be half-written: give up on the batch.
                     Err(ApplyError::Store(error)) => return Err(error.into()),
@@ -150,7 +155,9 @@ pub(crate) fn apply_batch(
     };
     txn.commit()?;
     for (_, envelope) in &applied {
-        shared.counters.accept();
+        if inbound {
+            shared.counters.accept();
+        }
         announce(shared, envelope, origin);
     }
     Ok(applied.iter().map(|(_, e)| e.model()).collect())

@@ -194,6 +194,11 @@ impl Fetches {
         self.in_flight.insert(id, (peer, keys));
     }
 
+    /// Whether fetch `id` awaits its answer.
+    pub(crate) fn is_in_flight(&self, id: request_response::OutboundRequestId) -> bool {
+        self.in_flight.contains_key(&id)
+    }
+
     /// The keys a finished fetch asked for; they no longer count as
     /// outstanding (the caller queues again those it must ask again).
     pub(crate) fn finished(

@@ -524,6 +524,13 @@ impl EventLoop {
             } => match response {
                 SyncResponse::Reconcile(theirs, parts) => {
                     if self.reconciles.remove(&request_id).is_none() {
+                        // A fetch answered with a reconciliation (a broken or
+                        // hostile peer): the fetch failed. Left in flight, it
+                        // would keep the exchange open for good.
+                        if self.fetches.is_in_flight(request_id) {
+                            tracing::warn!(%peer, "a fetch was answered with a reconciliation");
+                            self.request_failed(peer, request_id);
+                        }
                         return;
                     }
                     if parts.is_empty() {
@@ -531,6 +538,13 @@ impl EventLoop {
                     } else {
                         self.reconcile_off_loop(peer, theirs, parts, None);
                     }
+                }
+                SyncResponse::Records(_) if self.reconciles.contains_key(&request_id) => {
+                    // Records in answer to a reconciliation: a broken or
+                    // hostile peer. Left waiting, the exchange would never end
+                    // and no catch-up with this peer would start again.
+                    tracing::warn!(%peer, "a reconciliation was answered with records");
+                    self.request_failed(peer, request_id);
                 }
                 SyncResponse::Records(records) => self.on_records(peer, request_id, records),
             },
@@ -541,21 +555,28 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, %error, "a sync request failed");
-                // Keys of a failed fetch are found again by the next reconciliation.
-                if self.fetches.finished(request_id).is_some() {
-                    if let Some(exchange) = self.exchanges.get_mut(&peer) {
-                        exchange.complete = false;
-                    }
-                    self.check_done(peer);
-                }
-                if self.reconciles.remove(&request_id).is_some() {
-                    self.exchanges.remove(&peer);
-                }
+                self.request_failed(peer, request_id);
             }
             Rr::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "a sync request from a peer failed");
             }
             Rr::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Our request `id` to `peer` failed or got an answer of the wrong kind:
+    /// a failed fetch leaves the exchange incomplete, a failed reconciliation
+    /// ends it.
+    fn request_failed(&mut self, peer: PeerId, id: request_response::OutboundRequestId) {
+        // Keys of a failed fetch are found again by the next reconciliation.
+        if self.fetches.finished(id).is_some() {
+            if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                exchange.complete = false;
+            }
+            self.check_done(peer);
+        }
+        if self.reconciles.remove(&id).is_some() {
+            self.exchanges.remove(&peer);
         }
     }
 

@@ -1,0 +1,804 @@
+//! A raw rust-libp2p peer speaking netabase's catch-up protocol
+//! (`/netabase/sync/1.0.0`) lies to a node: it advertises records the node
+//! lacks (and a newer version of one it holds), then answers the node's
+//! fetches with every kind of bad record, too many records, oversized and
+//! malformed messages and answers of the wrong kind. Each bad record is
+//! refused and counted, nothing bad is stored, the record the node held stays
+//! byte-identical, and afterwards the node still works and still catches up
+//! with a good peer. Every wait is bounded; nothing sleeps a fixed time.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bincode::{Decode, Encode};
+use common::*;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use netabase::codec::{record_key, Envelope};
+use netabase::model::ModelId;
+use netabase::node::{Event, Netabase, NetabaseConfig, Protocol, Rejection, SYNC_PROTOCOL};
+use netabase::store::Lookup;
+use netabase::sync::reconcile::{digest, Item, ItemState, KeyRange, Part, Watermarks};
+use netabase::sync::Timestamp;
+use netabase::{KeyEncode, Keypair, NetabaseModel};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::timeout;
+
+/// The node's limit on one catch-up message.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The bound on every wait.
+const WAIT: Duration = Duration::from_secs(30);
+
+// The node's wire messages (pub(crate) there), mirrored variant for variant.
+
+#[derive(Debug, Encode, Decode)]
+enum SyncRequest {
+    Reconcile(Watermarks, Vec<Part>),
+    Fetch(Vec<Vec<u8>>),
+}
+
+#[derive(Debug, Encode, Decode)]
+enum SyncResponse {
+    Reconcile(Watermarks, Vec<Part>),
+    Records(Vec<Vec<u8>>),
+}
+
+/// A well-formed message: 4-byte big-endian length, then bincode (standard).
+fn frame(message: &impl Encode) -> Vec<u8> {
+    let bytes = bincode::encode_to_vec(message, bincode::config::standard()).unwrap();
+    let mut out = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+    out.extend(bytes);
+    out
+}
+
+fn invalid(error: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
+
+/// Reads the node's requests like the node does; writes responses as raw
+/// frames, well-formed or not.
+#[derive(Clone, Copy, Debug, Default)]
+struct HostileCodec;
+
+#[async_trait]
+impl request_response::Codec for HostileCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncRequest> {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_MESSAGE_BYTES {
+            return Err(invalid(format!("a request of {len} bytes")));
+        }
+        let mut bytes = vec![0u8; len];
+        io.read_exact(&mut bytes).await?;
+        let (request, read) =
+            bincode::decode_from_slice(&bytes, bincode::config::standard()).map_err(invalid)?;
+        if read != len {
+            return Err(invalid("trailing bytes in a request"));
+        }
+        Ok(request)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        Err(io::Error::other("the hostile peer sends no requests"))
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: SyncRequest,
+    ) -> io::Result<()> {
+        Err(io::Error::other("the hostile peer sends no requests"))
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        frame: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&frame).await?;
+        io.close().await
+    }
+}
+
+type Channel = ResponseChannel<Vec<u8>>;
+
+/// The hostile peer: a swarm with nothing but the catch-up protocol, driven
+/// by the test itself.
+struct Hostile {
+    swarm: Swarm<request_response::Behaviour<HostileCodec>>,
+    keypair: Keypair,
+    address: Multiaddr,
+    /// Requests that arrived while the test waited for something else.
+    pending: VecDeque<(SyncRequest, Channel)>,
+    /// Every key the node asked for.
+    fetched: Vec<Vec<u8>>,
+}
+
+impl Hostile {
+    async fn start() -> Self {
+        let keypair = Keypair::generate_ed25519();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    HostileCodec,
+                    [(SYNC_PROTOCOL, ProtocolSupport::Inbound)],
+                    request_response::Config::default(),
+                )
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        let address = timeout(WAIT, async {
+            loop {
+                if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                    return address;
+                }
+            }
+        })
+        .await
+        .expect("the hostile peer listens");
+        let peer = *swarm.local_peer_id();
+        Hostile {
+            swarm,
+            keypair,
+            address: address.with(Protocol::P2p(peer)),
+            pending: VecDeque::new(),
+            fetched: Vec::new(),
+        }
+    }
+
+    fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<request_response::Event<SyncRequest, Vec<u8>>>) {
+        use request_response::{Event as Rr, Message};
+        match event {
+            SwarmEvent::Behaviour(Rr::Message {
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) => {
+                if let SyncRequest::Fetch(keys) = &request {
+                    self.fetched.extend(keys.iter().cloned());
+                }
+                self.pending.push_back((request, channel));
+            }
+            // A request of the node's that we could not read would be a bug
+            // in this test's mirror of the wire format.
+            SwarmEvent::Behaviour(Rr::InboundFailure {
+                error: request_response::InboundFailure::Io(e),
+                ..
+            }) => assert_ne!(
+                e.kind(),
+                io::ErrorKind::InvalidData,
+                "could not read a request from the node: {e}"
+            ),
+            _ => {}
+        }
+    }
+
+    /// The next request from the node, unbounded (callers bound it).
+    async fn request(&mut self) -> (SyncRequest, Channel) {
+        loop {
+            if let Some(request) = self.pending.pop_front() {
+                return request;
+            }
+            let event = self.swarm.select_next_some().await;
+            self.on_event(event);
+        }
+    }
+
+    async fn next_request(&mut self, what: &str) -> (SyncRequest, Channel) {
+        timeout(WAIT, self.request())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for the node's {what}"))
+    }
+
+    /// Sends `frame` and drives the swarm until it is written (or the node
+    /// hung up on it), queueing any request that arrives meanwhile.
+    async fn answer(&mut self, channel: Channel, frame: Vec<u8>) {
+        use request_response::Event as Rr;
+        self.swarm
+            .behaviour_mut()
+            .send_response(channel, frame)
+            .expect("the node still waits for the answer");
+        timeout(WAIT, async {
+            loop {
+                match self.swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(Rr::ResponseSent { .. })
+                    | SwarmEvent::Behaviour(Rr::InboundFailure { .. }) => return,
+                    event => self.on_event(event),
+                }
+            }
+        })
+        .await
+        .expect("the answer is sent");
+    }
+
+    /// Drives the swarm until `done` gives a value; `done` sees every node
+    /// event (`Some`) and is also asked every 20 ms (`None`).
+    async fn drive_until<T>(
+        &mut self,
+        events: &mut broadcast::Receiver<Event>,
+        what: &str,
+        mut done: impl FnMut(Option<&Event>) -> Option<T>,
+    ) -> T {
+        let run = async {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    event = self.swarm.select_next_some() => self.on_event(event),
+                    event = events.recv() => match event {
+                        Ok(event) => {
+                            if let Some(out) = done(Some(&event)) {
+                                return out;
+                            }
+                        }
+                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => panic!("the node's event stream closed"),
+                    },
+                    _ = tick.tick() => {
+                        if let Some(out) = done(None) {
+                            return out;
+                        }
+                    }
+                }
+            }
+        };
+        timeout(WAIT, run)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Asks the node to catch up until it opens an exchange with us, and
+    /// returns its first message. A request is made again only after a
+    /// quiet spell: `catch_up` does nothing while the node still counts its
+    /// previous exchange with us as open (it learns that a broken answer
+    /// failed without telling anyone).
+    async fn reconcile_again(&mut self, node: &Netabase, what: &str) -> (SyncRequest, Channel) {
+        assert!(self.pending.is_empty(), "{:?}", self.pending);
+        let request = timeout(WAIT, async {
+            loop {
+                node.catch_up().await.expect("the node's swarm runs");
+                if let Ok(request) = timeout(Duration::from_millis(250), self.request()).await {
+                    return request;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the node never reconciled again after {what}"));
+        assert!(
+            matches!(request.0, SyncRequest::Reconcile(..)),
+            "expected a reconciliation, got {:?}",
+            request.0
+        );
+        request
+    }
+
+    /// Answers the node's reconciliation by advertising `items` as all we
+    /// hold; returns the node's fetch that follows.
+    async fn advertise(
+        &mut self,
+        reconcile: (SyncRequest, Channel),
+        items: Vec<Item>,
+    ) -> (Vec<Vec<u8>>, Channel) {
+        let (SyncRequest::Reconcile(..), channel) = reconcile else {
+            panic!("expected a reconciliation, got {:?}", reconcile.0)
+        };
+        let parts = vec![Part::Items {
+            range: KeyRange::all(),
+            items,
+            reply: false,
+        }];
+        self.answer(
+            channel,
+            frame(&SyncResponse::Reconcile(Watermarks::default(), parts)),
+        )
+        .await;
+        match self.next_request("fetch").await {
+            (SyncRequest::Fetch(keys), channel) => (keys, channel),
+            (other, _) => panic!("expected a fetch, got {other:?}"),
+        }
+    }
+
+    /// Answers the node's reconciliation with `frame`, whatever it holds.
+    async fn answer_reconcile_with(&mut self, reconcile: (SyncRequest, Channel), frame: Vec<u8>) {
+        let (SyncRequest::Reconcile(..), channel) = reconcile else {
+            panic!("expected a reconciliation, got {:?}", reconcile.0)
+        };
+        self.answer(channel, frame).await;
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn user_key(id: u64) -> Vec<u8> {
+    record_key(User::ID, UserKey(id).to_key_bytes().as_slice())
+}
+
+/// What the hostile peer serves for one key, and what it claims about it.
+struct Offer {
+    key: Vec<u8>,
+    bytes: Vec<u8>,
+    claimed: u64,
+}
+
+impl Offer {
+    /// Bytes served under `key`, advertised with their digest and `claimed`
+    /// as their timestamp.
+    fn new(key: Vec<u8>, bytes: Vec<u8>, claimed: Timestamp) -> Self {
+        Offer {
+            key,
+            bytes,
+            claimed: claimed.0,
+        }
+    }
+
+    fn envelope(key: Vec<u8>, envelope: &Envelope) -> Self {
+        Offer::new(
+            key,
+            envelope.as_bytes().to_vec(),
+            envelope.version().timestamp,
+        )
+    }
+
+    fn item(&self) -> Item {
+        Item {
+            key: self.key.clone(),
+            state: ItemState {
+                digest: digest(&self.bytes),
+                timestamp: self.claimed,
+            },
+        }
+    }
+}
+
+/// The records answering `keys`, in order; an empty entry for any other key.
+fn records_for(offers: &[Offer], keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let by_key: HashMap<&[u8], &[u8]> = offers
+        .iter()
+        .map(|o| (o.key.as_slice(), o.bytes.as_slice()))
+        .collect();
+    keys.iter()
+        .map(|k| {
+            by_key
+                .get(k.as_slice())
+                .map(|b| b.to_vec())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn sorted(mut keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    keys.sort();
+    keys
+}
+
+/// Every stored envelope, as `(record key, bytes)`.
+fn envelopes(node: &Netabase) -> Vec<(Vec<u8>, Vec<u8>)> {
+    node.store().begin_read().unwrap().envelopes().unwrap()
+}
+
+fn user_count(node: &Netabase) -> u64 {
+    node.store().tree::<User>().len().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let node =
+        Netabase::new_with_path(dir.path().join("node"), NetabaseConfig::loopback()).unwrap();
+    node.register::<User>().unwrap();
+    node.start_swarm().await.unwrap();
+    let mut events = node.subscribe_to_broadcasts();
+    let good = user(1, "ada@example.com", 36);
+    let genuine = node.put_record_locally(good.clone()).await.unwrap();
+    let held_before = envelopes(&node);
+    let fingerprint_before = node.sync_fingerprint();
+    assert_eq!(held_before.len(), 1);
+
+    let mut hostile = Hostile::start().await;
+    let kp = hostile.keypair.clone();
+    let now = || Timestamp::new(now_ms(), 0);
+
+    // ---- Round 1: every kind of bad record, in one fetch. ----
+    let unknown_key = record_key(ModelId(0xdead_beef), b"k");
+    let offers = {
+        let mut flipped = Envelope::seal(&kp, &user(13, "flip@x", 1), now())
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        let lying = Envelope::seal_raw(
+            &kp,
+            User::ID,
+            UserKey(14).to_key_bytes().as_slice(),
+            netabase::codec::encode(&user(15, "evil15@x", 1)).unwrap(),
+            now(),
+            false,
+        )
+        .unwrap();
+        let ahead = Timestamp::new(now_ms() + 10 * 60 * 1000, 0);
+        let future = Envelope::seal(&kp, &user(16, "future@x", 1), ahead).unwrap();
+        let huge = User {
+            name: "x".repeat(62 * 1024),
+            ..user(17, "huge@x", 1)
+        };
+        let huge = Envelope::seal(&kp, &huge, now()).unwrap();
+        assert!(huge.as_bytes().len() > 60 * 1024);
+        let foreign = Envelope::seal_raw(
+            &kp,
+            ModelId(0xdead_beef),
+            UserKey(18).to_key_bytes().as_slice(),
+            vec![0],
+            now(),
+            false,
+        )
+        .unwrap();
+        let junk_payload = Envelope::seal_raw(
+            &kp,
+            User::ID,
+            UserKey(20).to_key_bytes().as_slice(),
+            b"junk".to_vec(),
+            now(),
+            false,
+        )
+        .unwrap();
+        // Valid and signed, but it would give ada's unique email a second owner.
+        let squatter = Envelope::seal(&kp, &user(22, "ada@example.com", 1), now()).unwrap();
+        // A validly signed older version of the record the node holds,
+        // advertised as newer than the node's.
+        let held = genuine.version().timestamp;
+        let older = Envelope::seal(
+            &kp,
+            &user(1, "old@x", 99),
+            Timestamp::new(held.millis() - 60_000, 0),
+        )
+        .unwrap();
+        vec![
+            Offer::new(
+                user_key(10),
+                b"\x01garbage that is no envelope".to_vec(),
+                now(),
+            ),
+            Offer::envelope(
+                user_key(11),
+                &Envelope::seal(&kp, &user(12, "evil12@x", 1), now()).unwrap(),
+            ),
+            Offer::new(user_key(13), flipped, now()),
+            Offer::envelope(user_key(14), &lying),
+            Offer::envelope(user_key(16), &future),
+            Offer::envelope(user_key(17), &huge),
+            Offer::envelope(user_key(18), &foreign),
+            Offer::new(user_key(19), vec![2, 0, 0, 0], now()),
+            Offer::envelope(user_key(20), &junk_payload),
+            // Advertised, then answered "no longer held".
+            Offer::new(user_key(21), Vec::new(), now()),
+            Offer::envelope(user_key(22), &squatter),
+            Offer::new(
+                user_key(1),
+                older.as_bytes().to_vec(),
+                Timestamp(held.0 + 1),
+            ),
+            // A model the node does not sync: it must never ask for it.
+            Offer::envelope(
+                unknown_key.clone(),
+                &Envelope::seal_raw(&kp, ModelId(0xdead_beef), b"k", vec![0], now(), false)
+                    .unwrap(),
+            ),
+        ]
+    };
+    node.dial(hostile.address.clone()).await.unwrap();
+    let reconcile = hostile.next_request("first reconciliation").await;
+    // Sanity of the mirrored wire format: the node lists what it holds.
+    match &reconcile.0 {
+        SyncRequest::Reconcile(_, parts) => assert!(
+            matches!(&parts[..], [Part::Items { items, reply: true, .. }]
+                if items.iter().map(|i| &i.key).eq([&user_key(1)])),
+            "{parts:?}"
+        ),
+        other => panic!("expected a reconciliation, got {other:?}"),
+    }
+    let (keys, channel) = hostile
+        .advertise(reconcile, offers.iter().map(Offer::item).collect())
+        .await;
+    let wanted: Vec<Vec<u8>> = offers
+        .iter()
+        .map(|o| o.key.clone())
+        .filter(|k| *k != unknown_key)
+        .collect();
+    assert_eq!(sorted(keys.clone()), sorted(wanted));
+    hostile
+        .answer(
+            channel,
+            frame(&SyncResponse::Records(records_for(&offers, &keys))),
+        )
+        .await;
+    let hostile_peer = hostile.peer_id();
+    // Refused records do not make an exchange incomplete: it ends, with nothing received.
+    let received = hostile
+        .drive_until(
+            &mut events,
+            "the exchange with the hostile peer to end",
+            |e| match e {
+                Some(Event::CaughtUp { peer, received }) if *peer == hostile_peer => {
+                    Some(*received)
+                }
+                _ => None,
+            },
+        )
+        .await;
+    assert_eq!(received, 0);
+    let mut expected = BTreeMap::from([
+        (Rejection::Malformed, 1),
+        (Rejection::UnsupportedFormat, 1),
+        // Wrong record key, payload not matching the key, and the unknown
+        // model under a User key: the record-key check comes first, and the
+        // node never asks for keys of models it does not sync.
+        (Rejection::KeyMismatch, 3),
+        (Rejection::BadSignature, 1),
+        (Rejection::BadPayload, 1),
+        (Rejection::FromTheFuture, 1),
+        (Rejection::TooLarge, 1),
+        (Rejection::UniqueConflict, 1),
+        (Rejection::Stale, 1),
+    ]);
+    let stats = node.stats();
+    assert_eq!(stats.rejected, expected, "{stats:?}");
+    assert_eq!(stats.accepted, 0);
+
+    // ---- Round 2: more records than asked for, all valid: refused as a whole. ----
+    let reconcile = hostile.reconcile_again(&node, "round 1").await;
+    let offers: Vec<Offer> = (30..32)
+        .map(|id| {
+            let e = Envelope::seal(&kp, &user(id, &format!("{id}@x"), 1), now()).unwrap();
+            Offer::envelope(user_key(id), &e)
+        })
+        .collect();
+    let (keys, channel) = hostile
+        .advertise(reconcile, offers.iter().map(Offer::item).collect())
+        .await;
+    let mut records = records_for(&offers, &keys);
+    assert!(records.iter().all(|r| !r.is_empty()));
+    records.push(
+        Envelope::seal(&kp, &user(32, "32@x", 1), now())
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+    );
+    hostile
+        .answer(channel, frame(&SyncResponse::Records(records)))
+        .await;
+    *expected.get_mut(&Rejection::Malformed).unwrap() += 1;
+    let target = expected.clone();
+    hostile
+        .drive_until(&mut events, "the oversized batch to be counted", |_| {
+            (node.stats().rejected == target).then_some(())
+        })
+        .await;
+
+    // ---- Round 3: a reconciliation answer over the 16 MiB limit. ----
+    let reconcile = hostile.reconcile_again(&node, "round 2").await;
+    let mut oversized = u32::try_from(MAX_MESSAGE_BYTES + 1)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    oversized.extend_from_slice(&[0u8; 64]);
+    hostile
+        .answer_reconcile_with(reconcile, oversized.clone())
+        .await;
+
+    // ---- Round 4: a reconciliation answer that is no message at all. ----
+    let reconcile = hostile
+        .reconcile_again(&node, "an oversized reconciliation answer")
+        .await;
+    let mut junk = 8u32.to_be_bytes().to_vec();
+    junk.extend_from_slice(&[0xff; 8]);
+    hostile.answer_reconcile_with(reconcile, junk).await;
+
+    // ---- Round 5: a fetch answer with trailing garbage inside its length. ----
+    let reconcile = hostile
+        .reconcile_again(&node, "an undecodable reconciliation answer")
+        .await;
+    let valid40 = Envelope::seal(&kp, &user(40, "40@x", 1), now()).unwrap();
+    let (keys, channel) = hostile
+        .advertise(
+            reconcile,
+            vec![Offer::envelope(user_key(40), &valid40).item()],
+        )
+        .await;
+    assert_eq!(keys, vec![user_key(40)]);
+    let mut trailing = bincode::encode_to_vec(
+        SyncResponse::Records(vec![valid40.as_bytes().to_vec()]),
+        bincode::config::standard(),
+    )
+    .unwrap();
+    trailing.extend_from_slice(b"trailing garbage");
+    let mut framed = u32::try_from(trailing.len())
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    framed.extend(trailing);
+    hostile.answer(channel, framed).await;
+
+    // ---- Round 6: a fetch answer over the 16 MiB limit. ----
+    let reconcile = hostile
+        .reconcile_again(&node, "a fetch answer with trailing garbage")
+        .await;
+    let valid41 = Envelope::seal(&kp, &user(41, "41@x", 1), now()).unwrap();
+    let (keys, channel) = hostile
+        .advertise(
+            reconcile,
+            vec![Offer::envelope(user_key(41), &valid41).item()],
+        )
+        .await;
+    assert_eq!(keys, vec![user_key(41)]);
+    hostile.answer(channel, oversized).await;
+
+    // ---- Round 7: a reconciliation answered with records. ----
+    let reconcile = hostile
+        .reconcile_again(&node, "an oversized fetch answer")
+        .await;
+    hostile
+        .answer_reconcile_with(
+            reconcile,
+            frame(&SyncResponse::Records(vec![valid41.as_bytes().to_vec()])),
+        )
+        .await;
+
+    // ---- Round 8: a fetch answered with a reconciliation. ----
+    let reconcile = hostile
+        .reconcile_again(&node, "records in answer to a reconciliation")
+        .await;
+    let valid42 = Envelope::seal(&kp, &user(42, "42@x", 1), now()).unwrap();
+    let (keys, channel) = hostile
+        .advertise(
+            reconcile,
+            vec![Offer::envelope(user_key(42), &valid42).item()],
+        )
+        .await;
+    assert_eq!(keys, vec![user_key(42)]);
+    hostile
+        .answer(
+            channel,
+            frame(&SyncResponse::Reconcile(
+                Watermarks::default(),
+                vec![Part::Items {
+                    range: KeyRange::all(),
+                    items: Vec::new(),
+                    reply: true,
+                }],
+            )),
+        )
+        .await;
+
+    // ---- Round 9: the hostile peer has nothing to say; the exchange ends. ----
+    let reconcile = hostile
+        .reconcile_again(&node, "a reconciliation in answer to a fetch")
+        .await;
+    hostile
+        .answer_reconcile_with(
+            reconcile,
+            frame(&SyncResponse::Reconcile(Watermarks::default(), Vec::new())),
+        )
+        .await;
+    hostile
+        .drive_until(&mut events, "a clean exchange with the hostile peer", |e| {
+            matches!(e, Some(Event::CaughtUp { peer, received: 0 }) if *peer == hostile_peer)
+                .then_some(())
+        })
+        .await;
+
+    // Nothing bad was stored, the held record is byte-identical, and only
+    // the bad records were counted.
+    assert!(
+        !hostile.fetched.contains(&unknown_key),
+        "the node asked for a model it does not sync"
+    );
+    assert_eq!(envelopes(&node), held_before);
+    assert_eq!(node.sync_fingerprint(), fingerprint_before);
+    assert_eq!(user_count(&node), 1);
+    assert_eq!(
+        node.record_version::<User>(&UserKey(1)),
+        Some(genuine.version())
+    );
+    assert_eq!(node.get_record::<User>(UserKey(1)).await.unwrap(), good);
+    let all = node
+        .query_local_records::<User, _, _>(|t| t.iter()?.collect::<Result<Vec<_>, _>>())
+        .await
+        .unwrap();
+    assert_eq!(all, vec![good.clone()]);
+    let users = node.store().tree::<User>();
+    assert_eq!(
+        users.by_email("ada@example.com").unwrap().map(|u| u.id),
+        Some(1)
+    );
+    assert_indexes_consistent(&users);
+    let stats = node.stats();
+    assert_eq!(stats.rejected, expected, "{stats:?}");
+    assert_eq!(stats.accepted, 0);
+
+    // The node still works: local writes and reads...
+    node.put_record_locally(user(60, "60@example.com", 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        node.get_record::<User>(UserKey(60)).await.unwrap(),
+        user(60, "60@example.com", 60)
+    );
+    // (A local batch is no inbound record: it is not counted as accepted.)
+    let batch = vec![user(61, "61@example.com", 61)];
+    assert_eq!(node.put_records_locally(batch).await.unwrap(), 1);
+    assert_eq!(node.stats().accepted, 0, "{:?}", node.stats());
+    // ...and catch-up with a good peer.
+    let good_peer =
+        Netabase::new_with_path(dir.path().join("good"), NetabaseConfig::loopback()).unwrap();
+    good_peer.register::<User>().unwrap();
+    good_peer.start_swarm().await.unwrap();
+    let theirs = user(50, "50@example.com", 50);
+    good_peer.put_record_locally(theirs.clone()).await.unwrap();
+    let good_id = good_peer.peer_id();
+    node.dial(
+        good_peer.listen_addresses()[0]
+            .clone()
+            .with(Protocol::P2p(good_id)),
+    )
+    .await
+    .unwrap();
+    let received = hostile
+        .drive_until(&mut events, "catch-up with the good peer", |e| match e {
+            Some(Event::CaughtUp { peer, received }) if *peer == good_id => Some(*received),
+            _ => None,
+        })
+        .await;
+    assert_eq!(received, 1);
+    assert_eq!(users.get(&UserKey(50)).unwrap(), Some(theirs));
+    assert_eq!(user_count(&node), 4);
+    let stats = node.stats();
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.rejected, expected, "{stats:?}");
+    assert!(hostile.pending.is_empty(), "{:?}", hostile.pending);
+
+    node.stop_swarm().await.unwrap();
+    good_peer.stop_swarm().await.unwrap();
+}
