@@ -13,7 +13,7 @@ use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 use libp2p_identity::{Keypair, PeerId, PublicKey};
 
-use super::CodecError;
+use super::{signature, CodecError};
 use crate::key::{KeyBuf, KeyEncode};
 use crate::model::{ModelId, NetabaseModel};
 use crate::sync::{Timestamp, Version};
@@ -53,6 +53,13 @@ struct SignedRef<'a> {
     timestamp: u64,
     tombstone: bool,
     public_key: &'a [u8],
+}
+
+/// Where the signature is in a parsed envelope, and the key to check it with.
+struct Unverified {
+    signed_len: usize,
+    signature: std::ops::Range<usize>,
+    verifying_key: ed25519_dalek::VerifyingKey,
 }
 
 /// Why an envelope was refused. [`kind`](Self::kind) gives the reason as a
@@ -269,7 +276,48 @@ impl Envelope {
     /// An [`EnvelopeError`] naming the first check that failed; never panics,
     /// whatever the bytes.
     pub fn from_bytes(bytes: &[u8], max_size: usize) -> Result<Self, EnvelopeError> {
-        Self::parse(bytes, max_size, true)
+        Self::from_bytes_many([bytes], max_size)
+            .pop()
+            .unwrap_or(Err(EnvelopeError::BadSignature))
+    }
+
+    /// Decodes and verifies many envelopes, checking their signatures as one
+    /// batch (cheaper a record than [`from_bytes`](Self::from_bytes) on each);
+    /// one result per input, in order, exactly as `from_bytes` would give.
+    pub fn from_bytes_many<'a>(
+        items: impl IntoIterator<Item = &'a [u8]>,
+        max_size: usize,
+    ) -> Vec<Result<Self, EnvelopeError>> {
+        let parsed: Vec<Result<(Envelope, Unverified), EnvelopeError>> = items
+            .into_iter()
+            .map(|bytes| Self::parse(bytes, max_size))
+            .collect();
+        let messages: Vec<Vec<u8>> = parsed
+            .iter()
+            .flatten()
+            .map(|(envelope, unverified)| signing_message(&envelope.bytes[..unverified.signed_len]))
+            .collect();
+        let checks: Vec<signature::Check<'_>> = parsed
+            .iter()
+            .flatten()
+            .zip(&messages)
+            .map(|((envelope, unverified), message)| signature::Check {
+                message,
+                signature: &envelope.bytes[unverified.signature.clone()],
+                key: &unverified.verifying_key,
+            })
+            .collect();
+        let mut verdicts = signature::verify_all(&checks).into_iter();
+        parsed
+            .into_iter()
+            .map(|parsed| {
+                let (envelope, _) = parsed?;
+                if !verdicts.next().unwrap_or(false) {
+                    return Err(EnvelopeError::BadSignature);
+                }
+                envelope.check_shape()
+            })
+            .collect()
     }
 
     /// Decodes an envelope this node verified before it stored it, without
@@ -280,10 +328,19 @@ impl Envelope {
     /// As [`from_bytes`](Self::from_bytes), minus the signature check.
     #[doc(hidden)]
     pub fn from_trusted_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        Self::parse(bytes, HARD_LIMIT, false)
+        Self::parse(bytes, HARD_LIMIT)?.0.check_shape()
     }
 
-    fn parse(bytes: &[u8], max_size: usize, verify: bool) -> Result<Self, EnvelopeError> {
+    /// Checks the signature does not cover: only that a delete carries no value.
+    fn check_shape(self) -> Result<Self, EnvelopeError> {
+        if self.tombstone && !self.payload.is_empty() {
+            return Err(EnvelopeError::TombstoneWithPayload);
+        }
+        Ok(self)
+    }
+
+    /// Decodes the layout, leaving the signature to check.
+    fn parse(bytes: &[u8], max_size: usize) -> Result<(Self, Unverified), EnvelopeError> {
         let limit = max_size.min(HARD_LIMIT);
         if bytes.len() > limit {
             return Err(EnvelopeError::TooLarge {
@@ -303,31 +360,33 @@ impl Envelope {
         }
         let (signed, signed_len): (Signed, usize) =
             bincode::decode_from_slice(bytes, CONFIG).map_err(EnvelopeError::Malformed)?;
-        let (signature, signature_len): (Vec<u8>, usize) =
-            bincode::decode_from_slice(&bytes[signed_len..], CONFIG)
+        let (signature, signature_len): (&[u8], usize) =
+            bincode::borrow_decode_from_slice(&bytes[signed_len..], CONFIG)
                 .map_err(EnvelopeError::Malformed)?;
         let extra = bytes.len() - signed_len - signature_len;
         if extra != 0 {
             return Err(EnvelopeError::TrailingBytes(extra));
         }
-        let public_key = PublicKey::try_decode_protobuf(&signed.public_key)
-            .map_err(|_| EnvelopeError::BadPublicKey)?;
-        if verify && !public_key.verify(&signing_message(&bytes[..signed_len]), &signature) {
-            return Err(EnvelopeError::BadSignature);
-        }
-        if signed.tombstone && !signed.payload.is_empty() {
-            return Err(EnvelopeError::TombstoneWithPayload);
-        }
-        Ok(Envelope {
-            model: ModelId(signed.model),
-            key: signed.key,
-            payload: signed.payload,
-            timestamp: Timestamp(signed.timestamp),
-            tombstone: signed.tombstone,
-            writer: public_key.to_peer_id(),
-            public_key,
-            bytes: bytes.to_vec(),
-        })
+        // The signature is the last `signature.len()` bytes.
+        let signature = bytes.len() - signature.len()..bytes.len();
+        let writer = signature::writer(&signed.public_key)?;
+        Ok((
+            Envelope {
+                model: ModelId(signed.model),
+                key: signed.key,
+                payload: signed.payload,
+                timestamp: Timestamp(signed.timestamp),
+                tombstone: signed.tombstone,
+                writer: writer.peer_id,
+                public_key: writer.public_key,
+                bytes: bytes.to_vec(),
+            },
+            Unverified {
+                signed_len,
+                signature,
+                verifying_key: writer.verifying_key,
+            },
+        ))
     }
 
     /// The envelope's bytes, as sent and stored.

@@ -3,6 +3,7 @@
 //! without bound) and the signed [`Envelope`] records travel in.
 
 mod envelope;
+mod signature;
 
 pub use envelope::{record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT};
 

@@ -266,6 +266,40 @@ pub(crate) fn validate_remote(
 ) -> Result<Envelope, Refused> {
     let envelope = Envelope::from_bytes(bytes, shared.config.max_record_bytes)
         .map_err(|e| Refused::new(e.kind().into()))?;
+    check_remote(shared, record_key, envelope, horizon, true)
+}
+
+/// [`validate_remote`] for a batch of `(record key, bytes)`: signatures are
+/// checked as one batch, and payloads are left for [`apply_batch`] to decode
+/// (it decodes them anyway, and refuses the same records for the same
+/// reasons). One result per input, in order.
+pub(crate) fn validate_batch(
+    shared: &Shared,
+    records: &[(Vec<u8>, Vec<u8>)],
+    horizon: Horizon,
+) -> Vec<Result<Envelope, Refused>> {
+    Envelope::from_bytes_many(
+        records.iter().map(|(_, bytes)| bytes.as_slice()),
+        shared.config.max_record_bytes,
+    )
+    .into_iter()
+    .zip(records)
+    .map(|(envelope, (record_key, _))| {
+        let envelope = envelope.map_err(|e| Refused::new(e.kind().into()))?;
+        check_remote(shared, record_key, envelope, horizon, false)
+    })
+    .collect()
+}
+
+/// The checks after the signature: record key, model, payload (if
+/// `decode`), clock, horizon.
+fn check_remote(
+    shared: &Shared,
+    record_key: &[u8],
+    envelope: Envelope,
+    horizon: Horizon,
+    decode: bool,
+) -> Result<Envelope, Refused> {
     envelope
         .check_record_key(record_key)
         .map_err(|e| Refused::new(e.kind().into()))?;
@@ -274,9 +308,11 @@ pub(crate) fn validate_remote(
         let handler = registry
             .get(envelope.model())
             .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
-        handler
-            .check(&envelope)
-            .map_err(|e| Refused::new(e.kind().into()))?;
+        if decode {
+            handler
+                .check(&envelope)
+                .map_err(|e| Refused::new(e.kind().into()))?;
+        }
     }
     shared
         .clock

@@ -23,7 +23,7 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) const FETCH_BATCH: usize = 512;
 /// Encoded records sent in one fetch response, at most.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
-/// Fetches in flight to one peer.
+/// Fetches in flight to one peer, counting batches still being stored.
 pub(crate) const FETCHES_IN_FLIGHT: usize = 4;
 
 /// A catch-up request.
@@ -170,9 +170,12 @@ impl Fetches {
         models
     }
 
-    /// The next batch to ask `peer` for, if any and if there is room in flight.
+    /// The next batch to ask `peer` for, if any and if there is room: batches
+    /// in flight and batches received but not yet stored count together, so
+    /// a slow disk slows the fetching instead of piling up batches.
     pub(crate) fn next_batch(&mut self, peer: PeerId) -> Option<Vec<Vec<u8>>> {
-        let in_flight = self.in_flight.values().filter(|(p, _)| *p == peer).count();
+        let in_flight = self.in_flight.values().filter(|(p, _)| *p == peer).count()
+            + self.storing.get(&peer).copied().unwrap_or(0);
         if in_flight >= FETCHES_IN_FLIGHT {
             return None;
         }

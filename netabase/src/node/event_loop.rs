@@ -411,6 +411,7 @@ impl EventLoop {
                     exchange.received += total;
                     exchange.complete &= !failed;
                 }
+                self.pump_fetches(peer);
                 self.check_done(peer);
             }
         }
@@ -630,19 +631,18 @@ impl EventLoop {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
-            let valid: Vec<_> = pairs
-                .iter()
-                .filter_map(|(key, bytes)| {
-                    match apply::validate_remote(&shared, key, bytes, apply::Horizon::Reconciled) {
+            let valid: Vec<_> =
+                apply::validate_batch(&shared, &pairs, apply::Horizon::Reconciled)
+                    .into_iter()
+                    .filter_map(|checked| match checked {
                         Ok(envelope) => Some(envelope),
                         Err(refused) => {
                             shared.counters.reject(refused.reason);
                             tracing::debug!(%peer, reason = ?refused.reason, "dropped a fetched record");
                             None
                         }
-                    }
-                })
-                .collect();
+                    })
+                    .collect();
             let (received, failed) = match apply::apply_batch(&shared, &valid, Origin::Peer(peer)) {
                 Ok(models) => (count_by_model(&models), false),
                 Err(error) => {
