@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use netabase::sync::reconcile::{digest, initiate, respond, ItemSet, ItemState};
+use netabase::sync::reconcile::{
+    digest, initiate, respond, respond_within, ItemSet, ItemState, Part, Watermarks, ITEM_THRESHOLD,
+};
 use proptest::prelude::*;
 
 fn build(items: &BTreeMap<u16, u64>) -> ItemSet {
@@ -29,37 +31,87 @@ fn expected_wants(me: &BTreeMap<u16, u64>, other: &BTreeMap<u16, u64>) -> Vec<Ve
         .collect()
 }
 
+/// Runs an exchange to its end with a listing budget per message; returns
+/// what each side wants and the number of messages, after checking every
+/// message kept to the budget.
+fn exchange(
+    a: &ItemSet,
+    b: &ItemSet,
+    budget: Option<usize>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
+    let (mut a_wants, mut b_wants) = (Vec::new(), Vec::new());
+    let mut message = initiate(a);
+    let mut b_turn = true;
+    let mut rounds = 0;
+    while !message.is_empty() {
+        rounds += 1;
+        assert!(rounds < 5_000, "exchange does not end");
+        let (set, wants) = if b_turn {
+            (b, &mut b_wants)
+        } else {
+            (a, &mut a_wants)
+        };
+        let outcome = match budget {
+            None => respond(set, &message),
+            Some(budget) => {
+                let outcome = respond_within(
+                    set,
+                    &message,
+                    Watermarks::default(),
+                    Watermarks::default(),
+                    budget,
+                );
+                let listed: usize = outcome
+                    .reply
+                    .iter()
+                    .map(|part| match part {
+                        Part::Items { items, .. } => items.len(),
+                        Part::Fingerprint { .. } => 0,
+                    })
+                    .sum();
+                assert!(
+                    listed <= budget + ITEM_THRESHOLD as usize,
+                    "{listed} items listed"
+                );
+                outcome
+            }
+        };
+        wants.extend(outcome.want);
+        message = outcome.reply;
+        b_turn = !b_turn;
+    }
+    for wants in [&mut a_wants, &mut b_wants] {
+        wants.sort();
+        wants.dedup();
+    }
+    (a_wants, b_wants, rounds)
+}
+
 proptest! {
     #[test]
     fn finds_exactly_the_differences(
         a in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..600),
         b in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..600),
         shared in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..2000),
+        budget in prop_oneof![Just(None), (8usize..100).prop_map(Some)],
     ) {
         let mut a_all = shared.clone();
         a_all.extend(a);
         let mut b_all = shared;
         b_all.extend(b);
         let (set_a, set_b) = (build(&a_all), build(&b_all));
-
-        let (mut a_wants, mut b_wants) = (Vec::new(), Vec::new());
-        let mut message = initiate(&set_a);
-        let mut b_turn = true;
-        let mut rounds = 0;
-        while !message.is_empty() {
-            rounds += 1;
-            prop_assert!(rounds < 64, "exchange does not end");
-            let (set, wants) = if b_turn { (&set_b, &mut b_wants) } else { (&set_a, &mut a_wants) };
-            let outcome = respond(set, &message);
-            wants.extend(outcome.want);
-            message = outcome.reply;
-            b_turn = !b_turn;
-        }
-        a_wants.sort();
-        a_wants.dedup();
-        b_wants.sort();
-        b_wants.dedup();
+        let (a_wants, b_wants, _) = exchange(&set_a, &set_b, budget);
         prop_assert_eq!(a_wants, expected_wants(&a_all, &b_all));
         prop_assert_eq!(b_wants, expected_wants(&b_all, &a_all));
     }
+}
+
+#[test]
+fn an_empty_peer_catching_up_on_a_large_set_gets_bounded_messages() {
+    let big: BTreeMap<u16, u64> = (0..u16::MAX).map(|k| (k, 1)).collect();
+    let (set_a, set_b) = (build(&BTreeMap::new()), build(&big));
+    let (a_wants, b_wants, rounds) = exchange(&set_a, &set_b, Some(4096));
+    assert_eq!(a_wants.len(), big.len());
+    assert!(b_wants.is_empty());
+    assert!(rounds < 64, "{rounds} messages");
 }

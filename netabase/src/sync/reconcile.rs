@@ -34,6 +34,10 @@ use bincode::{Decode, Encode};
 pub const ITEM_THRESHOLD: u64 = 32;
 /// How many sub-ranges a differing range is split into.
 pub const BRANCHING: usize = 16;
+/// Items listed in one message, at most (unless a single range needs more);
+/// ranges past it are answered with their fingerprint and settled in later
+/// rounds, so no message grows with the size of the set.
+pub const MAX_LISTED_ITEMS: usize = 4096;
 
 /// A digest of one signed envelope.
 pub fn digest(envelope: &[u8]) -> u128 {
@@ -277,30 +281,37 @@ pub fn respond_with(
     ours: Watermarks,
     theirs: Watermarks,
 ) -> Outcome {
+    respond_within(set, message, ours, theirs, MAX_LISTED_ITEMS)
+}
+
+/// [`respond_with`] listing at most `budget` items in the reply.
+#[doc(hidden)]
+pub fn respond_within(
+    set: &ItemSet,
+    message: &[Part],
+    ours: Watermarks,
+    theirs: Watermarks,
+    budget: usize,
+) -> Outcome {
     let mut outcome = Outcome::default();
+    let mut reply = Reply {
+        set,
+        parts: Vec::new(),
+        listed: 0,
+        budget,
+    };
     for part in message {
         match part {
             Part::Fingerprint { range, fingerprint } => {
-                let ours = set.fingerprint(range);
-                if ours == *fingerprint {
-                    continue;
-                }
-                if ours.count <= ITEM_THRESHOLD {
-                    outcome.reply.push(Part::Items {
-                        range: range.clone(),
-                        items: set.items(range),
-                        reply: true,
-                    });
-                } else {
-                    for sub in set.split(range, ours.count) {
-                        outcome.reply.push(set.describe(sub, true));
-                    }
+                let held = set.fingerprint(range);
+                if held != *fingerprint {
+                    reply.settle(range, held, true);
                 }
             }
             Part::Items {
                 range,
                 items,
-                reply,
+                reply: answer,
             } => {
                 for item in items {
                     let newer = match set.get(&item.key) {
@@ -332,18 +343,70 @@ pub fn respond_with(
                         xor: fp.xor ^ item.state.digest,
                         count: fp.count + 1,
                     });
+                let held = set.fingerprint(range);
                 // Equal sets: the other side would want nothing, so say nothing.
-                if *reply && set.fingerprint(range) != theirs {
-                    outcome.reply.push(Part::Items {
-                        range: range.clone(),
-                        items: set.items(range),
-                        reply: false,
-                    });
+                if *answer && held != theirs {
+                    if held.count <= ITEM_THRESHOLD {
+                        reply.list(range, held, false);
+                    } else {
+                        // Many here, few there: narrow down rather than list
+                        // everything in one message.
+                        reply.settle(range, held, true);
+                    }
                 }
             }
         }
     }
+    outcome.reply = reply.parts;
     outcome
+}
+
+/// A reply being built, with its listing budget.
+struct Reply<'a> {
+    set: &'a ItemSet,
+    parts: Vec<Part>,
+    listed: usize,
+    budget: usize,
+}
+
+impl Reply<'_> {
+    /// Answers a range that differs: list it if small, else split it.
+    fn settle(&mut self, range: &KeyRange, held: Fingerprint, answer: bool) {
+        if held.count <= ITEM_THRESHOLD {
+            self.list(range, held, answer);
+            return;
+        }
+        for sub in self.set.split(range, held.count) {
+            let fingerprint = self.set.fingerprint(&sub);
+            if fingerprint.count <= ITEM_THRESHOLD {
+                self.list(&sub, fingerprint, answer);
+            } else {
+                self.parts.push(Part::Fingerprint {
+                    range: sub,
+                    fingerprint,
+                });
+            }
+        }
+    }
+
+    /// Lists a range's items, or, past the budget, sends its fingerprint so
+    /// the other side asks again next round.
+    fn list(&mut self, range: &KeyRange, held: Fingerprint, answer: bool) {
+        let count = held.count as usize;
+        if self.listed > 0 && self.listed + count > self.budget {
+            self.parts.push(Part::Fingerprint {
+                range: range.clone(),
+                fingerprint: held,
+            });
+            return;
+        }
+        self.listed += count;
+        self.parts.push(Part::Items {
+            range: range.clone(),
+            items: self.set.items(range),
+            reply: answer,
+        });
+    }
 }
 
 #[cfg(test)]
