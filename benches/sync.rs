@@ -1,0 +1,824 @@
+//! Catch-up and reconciliation against their floors: every group measures
+//! netabase and the same work on raw rust-libp2p / redb, in the same run, on
+//! 127.0.0.1. Read the ratio `<group>/netabase/..` : `<group>/raw_*/..`, not
+//! absolute times (see `/work/shared/PERF.md`).
+//!
+//! ```text
+//! cargo bench --bench sync                                  # the suite
+//! cargo bench --bench sync -- --profile-time=5 catch_up     # flamegraphs under target/criterion
+//! ```
+//!
+//! | group | netabase | floor |
+//! |---|---|---|
+//! | `catch_up_100k` | a fresh node B bootstrapped to A (which holds 100,000 small records) starts, until B has accepted all of them | raw request-response: the same 100,000 envelopes in batches of 512, 4 requests in flight, each batch committed to redb in one durable transaction (`raw_libp2p_redb`); the same without storage (`raw_libp2p`) |
+//! | `reconcile_equal_100k` | `reconcile::initiate` / `respond` between two equal 100,000-item sets until a message is empty, in-process (`netabase/initiate_respond`); and two running nodes holding the same 100,000 records, from `catch_up()` to `Event::CaughtUp` (`netabase/node_round`) | XOR + count of the same 100,000 digests, once per side, from a `Vec` |
+//!
+//! `catch_up_100k` reports records/s (`Throughput::Elements`). Its timer
+//! starts at B's `start_swarm` (B's empty data directory is made before) and
+//! stops when B's counters show every record accepted; the count is then
+//! checked in B's typed tree. Durability is the default (every batch fsynced);
+//! A, B and the floor's database share one disk. Once per bench it also
+//! prints the process's CPU time over one catch-up (how many cores were
+//! busy: is it CPU-bound?), and for netabase the most threads the process had
+//! and what its `Event::CatchUp` progress events said along the way.
+//!
+//! `reconcile_equal_100k` prints the exchange's messages and encoded bytes
+//! once.
+//!
+//! Every wait is bounded and panics with what it waited for.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hint::black_box;
+use std::io;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
+use netabase::codec::Envelope;
+use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
+use netabase::sync::reconcile::{self, ItemSet, ItemState, Part};
+use netabase::{Keypair, Lookup};
+use pprof::criterion::{Output, PProfProfiler};
+use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use tokio::runtime::Runtime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// The bench model: a small record with one secondary index.
+#[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+pub struct Note {
+    #[primary_key]
+    pub id: u64,
+    #[secondary_key]
+    pub topic: String,
+    pub body: String,
+}
+
+/// Records A holds.
+const RECORDS: u64 = 100_000;
+/// Records A writes per `put_records_locally` (one transaction each).
+const WRITE_CHUNK: u64 = 10_000;
+/// Bytes of `Note::body`.
+const BODY_BYTES: usize = 32;
+/// Keys per request in the floor: netabase's fetch batch.
+const FLOOR_BATCH: usize = 512;
+/// Requests in flight in the floor: netabase's fetches in flight to one peer.
+const FLOOR_IN_FLIGHT: usize = 4;
+/// Bound on a whole catch-up (of either side) and on every other wait.
+const WAIT: Duration = Duration::from_secs(120);
+/// The floor's protocol and message limit (netabase's: 16 MiB).
+const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/raw-sync/1.0.0");
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The floor's table: record key -> envelope, as netabase's envelope table.
+const RAW_ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw/envelopes");
+
+fn note(id: u64) -> Note {
+    Note {
+        id,
+        topic: format!("topic-{}", id % 16),
+        body: "n".repeat(BODY_BYTES),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared plumbing.
+
+/// One multi-thread runtime per group, as small as the machine.
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+}
+
+/// A scratch directory (under `$TMPDIR`, which must be disk-backed for the
+/// durable-commit numbers to mean anything).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("netabase-bench-sync-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// `fut`, or a panic naming `what` after [`WAIT`].
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+fn address_of(node: &Netabase) -> Multiaddr {
+    let address = node
+        .listen_addresses()
+        .first()
+        .cloned()
+        .expect("a started node listens");
+    address.with(Protocol::P2p(node.peer_id()))
+}
+
+/// CPU time (user + system, every thread) this process has used so far,
+/// from `/proc/self/stat` (Linux, 100 ticks a second); `None` elsewhere.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name: state is the 3rd field, utime the 14th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Threads this process has now, from `/proc/self/status`; 0 if unknown.
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `cpu` used over `wall`, as "CPU time (cores busy on average)".
+fn cpu_use(cpu: Option<Duration>, wall: Duration) -> String {
+    match cpu {
+        Some(cpu) => format!(
+            "{cpu:?} CPU ({:.2} cores busy)",
+            cpu.as_secs_f64() / wall.as_secs_f64()
+        ),
+        None => "CPU time unknown".to_string(),
+    }
+}
+
+/// Node A: started, then (so that its start republishes nothing) filled with
+/// [`RECORDS`] notes through `put_records_locally`.
+async fn start_source(dir: &std::path::Path) -> Netabase {
+    let a = Netabase::new_with_path(dir, NetabaseConfig::loopback()).expect("open node A");
+    a.register::<Note>().expect("register Note");
+    bounded("A's start_swarm", a.start_swarm())
+        .await
+        .expect("start A's swarm");
+    for chunk in 0..RECORDS / WRITE_CHUNK {
+        let notes: Vec<Note> = (chunk * WRITE_CHUNK..(chunk + 1) * WRITE_CHUNK)
+            .map(note)
+            .collect();
+        let stored = bounded("put_records_locally", a.put_records_locally(notes))
+            .await
+            .expect("put_records_locally");
+        assert_eq!(stored as u64, WRITE_CHUNK);
+    }
+    a
+}
+
+/// A's stored `(record key, envelope)` pairs, in key order.
+fn envelopes_of(node: &Netabase) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let envelopes = node
+        .store()
+        .begin_read()
+        .expect("begin a read")
+        .envelopes()
+        .expect("read the envelopes");
+    assert_eq!(envelopes.len() as u64, RECORDS);
+    envelopes
+}
+
+/// The reconciliation item set of `envelopes`, as a node keeps it.
+fn item_set(envelopes: &[(Vec<u8>, Vec<u8>)]) -> ItemSet {
+    let mut set = ItemSet::new();
+    for (key, bytes) in envelopes {
+        let envelope = Envelope::from_trusted_bytes(bytes).expect("a stored envelope");
+        set.insert(
+            key.clone(),
+            ItemState {
+                digest: reconcile::digest(bytes),
+                timestamp: envelope.version().timestamp.0,
+            },
+        );
+    }
+    set
+}
+
+/// What running an exchange to its end produced.
+struct Exchange {
+    messages: usize,
+    /// Encoded bytes of every message (when asked for).
+    bytes: usize,
+    /// Keys each side learnt it should fetch.
+    a_wants: usize,
+    b_wants: usize,
+}
+
+/// `initiate` on A, then `respond` alternately on B and A until a message is
+/// empty; with `measure`, also the bincode size of every message.
+fn exchange(a: &ItemSet, b: &ItemSet, measure: bool) -> Exchange {
+    let size = |message: &Vec<Part>| {
+        if measure {
+            bincode::encode_to_vec(message, bincode::config::standard())
+                .expect("encode a message")
+                .len()
+        } else {
+            0
+        }
+    };
+    let mut message = reconcile::initiate(a);
+    let mut out = Exchange {
+        messages: 1,
+        bytes: size(&message),
+        a_wants: 0,
+        b_wants: 0,
+    };
+    let mut b_turn = true;
+    while !message.is_empty() {
+        assert!(out.messages < 1000, "the exchange does not end");
+        let outcome = reconcile::respond(if b_turn { b } else { a }, &message);
+        if b_turn {
+            out.b_wants += outcome.want.len();
+        } else {
+            out.a_wants += outcome.want.len();
+        }
+        message = outcome.reply;
+        out.messages += 1;
+        out.bytes += size(&message);
+        b_turn = !b_turn;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The floor: two raw rust-libp2p swarms with request-response only. Same
+// transport as netabase (tcp with nodelay + noise + yamux) and the same
+// message framing as its sync codec (a 4-byte length, then bincode standard).
+
+type RawRequest = Vec<Vec<u8>>;
+type RawResponse = Vec<Vec<u8>>;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+async fn read_message<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "too large"));
+    }
+    let mut bytes = vec![0u8; len];
+    io.read_exact(&mut bytes).await?;
+    let config = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
+    let (message, read) = bincode::decode_from_slice(&bytes, config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if read != len {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes"));
+    }
+    Ok(message)
+}
+
+async fn write_message<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    message: &Vec<Vec<u8>>,
+) -> io::Result<()> {
+    let bytes = bincode::encode_to_vec(message, bincode::config::standard())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+#[async_trait]
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = RawRequest;
+    type Response = RawResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<RawRequest> {
+        read_message(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<RawResponse> {
+        read_message(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: RawRequest,
+    ) -> io::Result<()> {
+        write_message(io, &request).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: RawResponse,
+    ) -> io::Result<()> {
+        write_message(io, &response).await
+    }
+}
+
+type RawSwarm = Swarm<request_response::Behaviour<RawCodec>>;
+
+fn raw_swarm(keypair: &Keypair) -> RawSwarm {
+    libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("a tcp transport")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(RAW_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(WAIT),
+            )
+        })
+        .expect("a request-response behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// The floor's A: serves the envelopes of the keys asked for, from memory
+/// (as netabase serves them from its in-memory view), in its own task until
+/// `stop` fires or drops. Returns its `/p2p` address.
+async fn spawn_raw_server(
+    rt: &Runtime,
+    envelopes: &[(Vec<u8>, Vec<u8>)],
+) -> (Multiaddr, oneshot::Sender<()>, JoinHandle<()>) {
+    let mut swarm = raw_swarm(&Keypair::generate_ed25519());
+    let peer = *swarm.local_peer_id();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("a valid address"))
+        .expect("listen on 127.0.0.1");
+    let address = bounded("a raw listen address", async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address.with(Protocol::P2p(peer));
+            }
+        }
+    })
+    .await;
+    let held: HashMap<Vec<u8>, Vec<u8>> = envelopes.iter().cloned().collect();
+    let (stop, mut stopped) = oneshot::channel();
+    let task = rt.spawn(async move {
+        loop {
+            tokio::select! {
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    }) = event
+                    {
+                        let response: RawResponse = request
+                            .iter()
+                            .map(|key| held.get(key).cloned().unwrap_or_default())
+                            .collect();
+                        let _ = swarm.behaviour_mut().send_response(channel, response);
+                    }
+                }
+                _ = &mut stopped => break,
+            }
+        }
+    });
+    (address, stop, task)
+}
+
+/// The floor's B: a fresh swarm dials the server, asks for every key in
+/// batches of [`FLOOR_BATCH`] with [`FLOOR_IN_FLIGHT`] requests in flight,
+/// and, with `store`, hands each batch to a writer thread that commits it to
+/// redb in one durable transaction. Timed from the swarm's build until every
+/// envelope is received (and, with `store`, committed).
+async fn raw_catch_up(
+    server: &Multiaddr,
+    keys: &[Vec<u8>],
+    store: Option<redb::Database>,
+) -> Duration {
+    let server_peer = server
+        .iter()
+        .find_map(|p| match p {
+            Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .expect("a /p2p address");
+    let keypair = Keypair::generate_ed25519();
+    let start = Instant::now();
+
+    // The writer: batches in, one durable commit each, counts out.
+    let (stored_tx, mut stored_rx) = mpsc::unbounded_channel::<usize>();
+    let writer = store.map(|db| {
+        let (batches, incoming) = std::sync::mpsc::channel::<Vec<(Vec<u8>, Vec<u8>)>>();
+        let thread = std::thread::spawn(move || {
+            for batch in incoming {
+                let txn = db.begin_write().expect("begin write");
+                {
+                    let mut table = txn.open_table(RAW_ENVELOPES).expect("open the table");
+                    for (key, envelope) in &batch {
+                        table
+                            .insert(key.as_slice(), envelope.as_slice())
+                            .expect("insert");
+                    }
+                }
+                txn.commit().expect("commit");
+                if stored_tx.send(batch.len()).is_err() {
+                    return;
+                }
+            }
+        });
+        (batches, thread)
+    });
+
+    let mut swarm = raw_swarm(&keypair);
+    swarm.dial(server.clone()).expect("dial the server");
+    let batches: Vec<&[Vec<u8>]> = keys.chunks(FLOOR_BATCH).collect();
+    let mut next = 0;
+    let mut in_flight: HashMap<OutboundRequestId, usize> = HashMap::new();
+    let (mut received, mut stored) = (0usize, 0usize);
+    let total = keys.len();
+    let storing = writer.is_some();
+    bounded("the raw catch-up to finish", async {
+        while (if storing { stored } else { received }) < total {
+            tokio::select! {
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == server_peer => {
+                        while next < batches.len() && in_flight.len() < FLOOR_IN_FLIGHT {
+                            let id = swarm.behaviour_mut().send_request(&server_peer, batches[next].to_vec());
+                            in_flight.insert(id, next);
+                            next += 1;
+                        }
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    }) => {
+                        let batch = in_flight.remove(&request_id).expect("a response to a request sent");
+                        assert_eq!(response.len(), batches[batch].len(), "a full batch");
+                        assert!(response.iter().all(|e| !e.is_empty()), "every key is held");
+                        received += response.len();
+                        if next < batches.len() {
+                            let id = swarm.behaviour_mut().send_request(&server_peer, batches[next].to_vec());
+                            in_flight.insert(id, next);
+                            next += 1;
+                        }
+                        match &writer {
+                            Some((to_writer, _)) => {
+                                let pairs = batches[batch].iter().cloned().zip(response).collect();
+                                to_writer.send(pairs).expect("the writer is running");
+                            }
+                            None => drop(black_box(response)),
+                        }
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                        panic!("a raw request failed: {error}")
+                    }
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        panic!("could not dial the raw server: {error}")
+                    }
+                    _ => {}
+                },
+                Some(n) = stored_rx.recv(), if storing => stored += n,
+            }
+        }
+    })
+    .await;
+    let elapsed = start.elapsed();
+    if let Some((batches, thread)) = writer {
+        drop(batches);
+        thread.join().expect("the writer thread");
+    }
+    elapsed
+}
+
+// ---------------------------------------------------------------------------
+// catch_up_100k: a fresh node until it holds everything A holds.
+
+/// Starts a fresh, empty node B bootstrapped to A and times until B has
+/// accepted every record; then checks them in B's typed tree and stops B.
+/// With `report`, prints the process's CPU use, its most threads and where
+/// catch-up's progress events stood when the last record was accepted.
+async fn netabase_catch_up(a: &Netabase, report: bool) -> Duration {
+    let dir = tempdir();
+    let config = NetabaseConfig {
+        bootstrap_peers: vec![address_of(a)],
+        ..NetabaseConfig::loopback()
+    };
+    let b = Netabase::new_with_path(dir.path().join("b"), config).expect("open node B");
+    b.register::<Note>().expect("register Note");
+    let mut events = b.subscribe_to_broadcasts();
+
+    let cpu_before = process_cpu();
+    let start = Instant::now();
+    bounded("B's start_swarm", b.start_swarm())
+        .await
+        .expect("start B's swarm");
+    // Catch-up progress is also announced per record (`Event::Record`); every
+    // event is a cue to look at B's counters, which count a batch after its
+    // commit and before its events. Lagging behind the events is harmless.
+    // The first CatchUp event comes when reconciliation has found what to fetch.
+    let mut first_catch_up: Option<Duration> = None;
+    let mut caught_up_reported: Option<Duration> = None;
+    let mut last_catch_up = None;
+    let mut most_threads = 0;
+    let waited = tokio::time::timeout(WAIT, async {
+        while b.stats().accepted < RECORDS {
+            match events.recv().await {
+                Ok(Event::CatchUp {
+                    received,
+                    outstanding,
+                    ..
+                }) => {
+                    first_catch_up.get_or_insert_with(|| start.elapsed());
+                    if outstanding == 0 && caught_up_reported.is_none() {
+                        caught_up_reported = Some(start.elapsed());
+                    }
+                    last_catch_up = Some((received, outstanding));
+                    if report {
+                        most_threads = most_threads.max(thread_count());
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("B's event stream closed"),
+            }
+        }
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    if waited.is_err() {
+        panic!(
+            "timed out after {WAIT:?} waiting for B to accept {RECORDS} records (accepted {}, last catch-up event {last_catch_up:?})",
+            b.stats().accepted
+        );
+    }
+
+    let held = bounded(
+        "B's count",
+        b.query_local_records::<Note, _, _>(|tree| tree.len()),
+    )
+    .await
+    .expect("count B's notes");
+    assert_eq!(held, RECORDS, "B's typed tree holds every record");
+    assert_eq!(b.stats().rejected_total(), 0, "B refused nothing");
+    if report {
+        eprintln!(
+            "catch_up_100k/netabase: all {RECORDS} accepted after {elapsed:?}, {}, at most {most_threads} threads; \
+             first CatchUp event (reconciliation done) at {first_catch_up:?}; \
+             first CatchUp event with outstanding 0 at {caught_up_reported:?}; \
+             last CatchUp event seen (received, outstanding): {last_catch_up:?}",
+            cpu_use(cpu, elapsed)
+        );
+    }
+    bounded("B's stop_swarm", b.stop_swarm())
+        .await
+        .expect("stop B's swarm");
+    drop(b);
+    drop(dir);
+    elapsed
+}
+
+fn catch_up_100k(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempdir();
+    let a = rt.block_on(start_source(&dir.path().join("a")));
+    let envelopes = envelopes_of(&a);
+    let keys: Vec<Vec<u8>> = envelopes.iter().map(|(k, _)| k.clone()).collect();
+    let envelope_bytes: usize = envelopes.iter().map(|(_, e)| e.len()).sum();
+    let key_bytes: usize = keys.iter().map(Vec::len).sum();
+    // What the first reconciliation message of a fresh node costs: A lists
+    // every item to B.
+    let from_empty = exchange(&ItemSet::new(), &item_set(&envelopes), true);
+    eprintln!(
+        "catch_up_100k: {RECORDS} envelopes of {}..{} bytes ({envelope_bytes} in all), record keys {key_bytes} bytes in all; reconciling an empty node with A: {} messages, {} encoded bytes, {} keys wanted",
+        envelopes.iter().map(|(_, e)| e.len()).min().unwrap_or(0),
+        envelopes.iter().map(|(_, e)| e.len()).max().unwrap_or(0),
+        from_empty.messages,
+        from_empty.bytes,
+        from_empty.a_wants,
+    );
+
+    let mut group = c.benchmark_group("catch_up_100k");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(RECORDS));
+
+    let mut report = true;
+    group.bench_function("netabase/fresh_node", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += netabase_catch_up(&a, std::mem::take(&mut report)).await;
+                }
+                total
+            })
+        })
+    });
+
+    let (server, stop, server_task) = rt.block_on(spawn_raw_server(&rt, &envelopes));
+    let mut report = true;
+    group.bench_function("raw_libp2p_redb/batch_512_x4_durable", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let db_dir = tempdir();
+                    let db = redb::Database::create(db_dir.path().join("raw.redb"))
+                        .expect("create a db");
+                    let cpu_before = process_cpu();
+                    let elapsed = raw_catch_up(&server, &keys, Some(db)).await;
+                    if std::mem::take(&mut report) {
+                        let cpu = process_cpu().zip(cpu_before).map(|(a, b)| a - b);
+                        eprintln!(
+                            "catch_up_100k/raw_libp2p_redb: {elapsed:?}, {}",
+                            cpu_use(cpu, elapsed)
+                        );
+                    }
+                    total += elapsed;
+                    // The writer dropped its handle: every batch is there.
+                    let db = redb::Database::open(db_dir.path().join("raw.redb"))
+                        .expect("reopen the db");
+                    let txn = db.begin_read().expect("begin read");
+                    let table = txn.open_table(RAW_ENVELOPES).expect("open the table");
+                    assert_eq!(table.len().expect("count"), RECORDS);
+                }
+                total
+            })
+        })
+    });
+    let mut report = true;
+    group.bench_function("raw_libp2p/batch_512_x4", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let cpu_before = process_cpu();
+                    let elapsed = raw_catch_up(&server, &keys, None).await;
+                    if std::mem::take(&mut report) {
+                        let cpu = process_cpu().zip(cpu_before).map(|(a, b)| a - b);
+                        eprintln!(
+                            "catch_up_100k/raw_libp2p: {elapsed:?}, {}",
+                            cpu_use(cpu, elapsed)
+                        );
+                    }
+                    total += elapsed;
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+
+    let _ = stop.send(());
+    rt.block_on(async {
+        let _ = bounded("the raw server to stop", server_task).await;
+        bounded("A's stop_swarm", a.stop_swarm())
+            .await
+            .expect("stop A's swarm");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// reconcile_equal_100k: two peers holding the same records agree.
+
+fn reconcile_equal_100k(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempdir();
+    let a = rt.block_on(start_source(&dir.path().join("a")));
+    let envelopes = envelopes_of(&a);
+    // Two sets built apart, as two peers would hold them.
+    let (set_a, set_b) = (item_set(&envelopes), item_set(&envelopes));
+    let digests: Vec<u128> = envelopes
+        .iter()
+        .map(|(_, e)| reconcile::digest(e))
+        .collect();
+
+    let measured = exchange(&set_a, &set_b, true);
+    assert_eq!((measured.a_wants, measured.b_wants), (0, 0));
+    eprintln!(
+        "reconcile_equal_100k: {} messages, {} bincode-encoded bytes in all",
+        measured.messages, measured.bytes
+    );
+
+    let mut group = c.benchmark_group("reconcile_equal_100k");
+    group.sample_size(10);
+    group.bench_function("netabase/initiate_respond", |bench| {
+        bench.iter(|| {
+            let done = exchange(black_box(&set_a), black_box(&set_b), false);
+            assert_eq!(done.a_wants + done.b_wants, 0);
+            done.messages
+        })
+    });
+    // Two nodes that hold the same records: B caught up from A once, then
+    // each iteration is one `catch_up()` round until B reports it done.
+    let b_dir = tempdir();
+    let b = rt.block_on(async {
+        let b = Netabase::new_with_path(
+            b_dir.path().join("b"),
+            NetabaseConfig {
+                bootstrap_peers: vec![address_of(&a)],
+                catch_up_interval: None,
+                ..NetabaseConfig::loopback()
+            },
+        )
+        .expect("open node B");
+        b.register::<Note>().expect("register Note");
+        let mut events = b.subscribe_to_broadcasts();
+        bounded("B's start_swarm", b.start_swarm())
+            .await
+            .expect("start B");
+        caught_up(&mut events, a.peer_id()).await;
+        assert_eq!(b.sync_fingerprint(), a.sync_fingerprint());
+        b
+    });
+    group.bench_function("netabase/node_round", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut events = b.subscribe_to_broadcasts();
+                    let start = Instant::now();
+                    b.catch_up().await.expect("B is running");
+                    let received = caught_up(&mut events, a.peer_id()).await;
+                    total += start.elapsed();
+                    assert_eq!(received, 0, "equal sets: nothing to fetch");
+                }
+                total
+            })
+        })
+    });
+    // The least a peer must do to learn two sets are equal: fingerprint its
+    // whole set, once on each side.
+    group.bench_function("raw_vec/xor_fingerprint_both_sides", |bench| {
+        bench.iter(|| {
+            let fingerprint = |digests: &[u128]| {
+                digests
+                    .iter()
+                    .fold((0u128, 0u64), |(xor, count), d| (xor ^ d, count + 1))
+            };
+            let ours = fingerprint(black_box(&digests));
+            let theirs = fingerprint(black_box(&digests));
+            assert_eq!(ours, theirs);
+            ours
+        })
+    });
+    group.finish();
+    rt.block_on(async {
+        bounded("B's stop_swarm", b.stop_swarm())
+            .await
+            .expect("stop B's swarm");
+        bounded("A's stop_swarm", a.stop_swarm())
+            .await
+            .expect("stop A's swarm");
+    });
+}
+
+/// Waits (bounded) for `Event::CaughtUp` from `peer`; returns what it received.
+async fn caught_up(events: &mut broadcast::Receiver<Event>, peer: netabase::PeerId) -> u64 {
+    bounded("a finished catch-up", async {
+        loop {
+            match events.recv().await {
+                Ok(Event::CaughtUp { peer: p, received }) if p == peer => return received,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .with_profiler(PProfProfiler::new(100, Output::Flamegraph(None)))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = catch_up_100k, reconcile_equal_100k,
+}
+criterion_main!(benches);
