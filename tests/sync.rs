@@ -107,11 +107,19 @@ async fn users(node: &Netabase) -> Vec<User> {
 async fn assert_identical(nodes: &[&Netabase]) {
     let first = users(nodes[0]).await;
     for node in nodes {
-        assert_eq!(
-            node.sync_fingerprint(),
-            nodes[0].sync_fingerprint(),
-            "fingerprints differ"
-        );
+        if node.sync_fingerprint() != nodes[0].sync_fingerprint() {
+            let mine: Vec<(u64, String)> = users(node)
+                .await
+                .into_iter()
+                .map(|u| (u.id, u.name))
+                .collect();
+            let theirs: Vec<(u64, String)> = first.iter().map(|u| (u.id, u.name.clone())).collect();
+            panic!(
+                "fingerprints differ: {} holds {mine:?}, {} holds {theirs:?}",
+                node.peer_id(),
+                nodes[0].peer_id()
+            );
+        }
         assert_eq!(users(node).await, first, "typed records differ");
         let store = node.store().clone();
         tokio::task::spawn_blocking(move || {

@@ -34,10 +34,13 @@ pub(crate) enum Command {
         quorum: Quorum,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
-    /// Fetch every copy of a record the network holds.
+    /// Fetch every copy of a record the network holds: each is sent as it
+    /// arrives (so the caller can check it while the query goes on), then
+    /// `None` when the query has ended. A channel closed without `None`
+    /// means the swarm stopped.
     Get {
         key: kad::RecordKey,
-        reply: oneshot::Sender<Vec<(Option<PeerId>, Vec<u8>)>>,
+        reply: mpsc::UnboundedSender<Option<(Option<PeerId>, Vec<u8>)>>,
     },
     /// Store a record at these peers only (a newer version for stale peers).
     PutTo { record: Record, peers: Vec<PeerId> },
@@ -86,17 +89,12 @@ struct Exchange {
     received: u64,
 }
 
-struct PendingGet {
-    found: Vec<(Option<PeerId>, Vec<u8>)>,
-    reply: oneshot::Sender<Vec<(Option<PeerId>, Vec<u8>)>>,
-}
-
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     puts: HashMap<QueryId, (usize, oneshot::Sender<Result<(), NodeError>>)>,
-    gets: HashMap<QueryId, PendingGet>,
+    gets: HashMap<QueryId, mpsc::UnboundedSender<Option<(Option<PeerId>, Vec<u8>)>>>,
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
     reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
@@ -183,13 +181,7 @@ impl EventLoop {
             }
             Command::Get { key, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_record(key);
-                self.gets.insert(
-                    id,
-                    PendingGet {
-                        found: Vec::new(),
-                        reply,
-                    },
-                );
+                self.gets.insert(id, reply);
             }
             Command::PutTo { record, peers } => {
                 let quorum = Quorum::One;
@@ -701,14 +693,14 @@ impl EventLoop {
                     }
                 }
                 QueryResult::GetRecord(result) => {
-                    if let Some(pending) = self.gets.get_mut(&id) {
+                    if let Some(reply) = self.gets.get(&id) {
                         if let Ok(GetRecordOk::FoundRecord(found)) = result {
-                            pending.found.push((found.peer, found.record.value));
+                            // A caller that gave up is fine: the query just ends.
+                            let _ = reply.send(Some((found.peer, found.record.value)));
                         }
                         if step.last {
-                            if let Some(pending) = self.gets.remove(&id) {
-                                let _ = pending.reply.send(pending.found);
-                            }
+                            let _ = reply.send(None);
+                            self.gets.remove(&id);
                         }
                     }
                 }

@@ -479,31 +479,27 @@ impl Netabase {
                 &Envelope::from_trusted_bytes(&cached.bytes).map_err(|_| NodeError::NotFound)?,
             );
         }
-        let (reply, rx) = oneshot::channel();
+        let (reply, mut found) = mpsc::unbounded_channel();
         self.send(Command::Get {
             key: RecordKey::new(&record_key),
             reply,
         })
         .await?;
-        let found = rx.await.map_err(|_| NodeError::Stopped)?;
-        // Signature checks are CPU only (tens of microseconds a copy).
-        let valid: Vec<(Option<PeerId>, Envelope)> = found
-            .iter()
-            .filter_map(|(peer, bytes)| {
-                match apply::validate_remote(
-                    &self.shared,
-                    &record_key,
-                    bytes,
-                    apply::Horizon::Enforce,
-                ) {
-                    Ok(envelope) => Some((*peer, envelope)),
-                    Err(refused) => {
-                        self.shared.counters.reject(refused.reason);
-                        None
-                    }
-                }
-            })
-            .collect();
+        // Each copy is checked as it arrives, while the query asks the
+        // remaining peers (signature checks are CPU only, tens of microseconds).
+        let mut valid: Vec<(Option<PeerId>, Envelope)> = Vec::new();
+        loop {
+            let (peer, bytes) = match found.recv().await {
+                Some(Some(copy)) => copy,
+                Some(None) => break,
+                None => return Err(NodeError::Stopped),
+            };
+            match apply::validate_remote(&self.shared, &record_key, &bytes, apply::Horizon::Enforce)
+            {
+                Ok(envelope) => valid.push((peer, envelope)),
+                Err(refused) => self.shared.counters.reject(refused.reason),
+            }
+        }
         let Some((peer, envelope)) = valid
             .iter()
             .max_by(|a, b| a.1.version().cmp(&b.1.version()))
