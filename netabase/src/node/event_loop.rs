@@ -27,6 +27,9 @@ use super::{apply, horizon, NodeError, Shared};
 /// How often deletes past the horizon are collected (also at start).
 const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
+/// Where a get sends the copies it finds (`None`: the query ended).
+pub(crate) type CopiesSender = mpsc::UnboundedSender<Option<(Option<PeerId>, Vec<u8>)>>;
+
 pub(crate) enum Command {
     /// Publish a committed record to the DHT.
     Publish {
@@ -40,7 +43,7 @@ pub(crate) enum Command {
     /// means the swarm stopped.
     Get {
         key: kad::RecordKey,
-        reply: mpsc::UnboundedSender<Option<(Option<PeerId>, Vec<u8>)>>,
+        reply: CopiesSender,
     },
     /// Store a record at these peers only (a newer version for stale peers).
     PutTo { record: Record, peers: Vec<PeerId> },
@@ -94,7 +97,7 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     puts: HashMap<QueryId, (usize, oneshot::Sender<Result<(), NodeError>>)>,
-    gets: HashMap<QueryId, mpsc::UnboundedSender<Option<(Option<PeerId>, Vec<u8>)>>>,
+    gets: HashMap<QueryId, CopiesSender>,
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
     reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
