@@ -22,9 +22,10 @@
 //! `dht_put_record/netabase/.._peers_on_tmpfs` keeps every commit durable but
 //! puts B's and C's data on tmpfs, as if they ran on other machines.
 //!
-//! Every wait is bounded ([`WAIT`]) and panics with what it waited for.
+//! Every wait is bounded (`net::WAIT`) and panics with what it waited for.
 
-use std::future::Future;
+mod net;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,6 +36,7 @@ use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use net::{address_of, bounded, runtime, tempdir};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Protocol, KAD_PROTOCOL};
 use netabase::sync::Timestamp;
@@ -59,8 +61,6 @@ pub struct Note {
 /// and into redb) about 1 KiB. The floors use values of the envelope's exact
 /// size (see [`envelope_bytes`]).
 const BODY_BYTES: usize = 880;
-/// Bound on every wait.
-const WAIT: Duration = Duration::from_secs(20);
 /// The floors' Kademlia packet limit: netabase's (60 KiB records + 8 KiB).
 const MAX_PACKET: usize = 68 * 1024;
 /// The floor's redb table for the single-record commit.
@@ -93,31 +93,6 @@ fn envelope_bytes() -> usize {
 // ---------------------------------------------------------------------------
 // Shared plumbing.
 
-/// One multi-thread runtime per group, as small as the machine.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
-
-/// A scratch directory (under `$TMPDIR`, which must be disk-backed for the
-/// durable-commit numbers to mean anything).
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("netabase-bench-node-")
-        .tempdir()
-        .expect("create a temporary directory")
-}
-
-/// `fut`, or a panic naming `what` after [`WAIT`].
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
-}
-
 fn loopback() -> Multiaddr {
     "/ip4/127.0.0.1/tcp/0"
         .parse()
@@ -126,15 +101,6 @@ fn loopback() -> Multiaddr {
 
 // ---------------------------------------------------------------------------
 // Netabase nodes.
-
-fn address_of(node: &Netabase) -> Multiaddr {
-    let address = node
-        .listen_addresses()
-        .first()
-        .cloned()
-        .expect("a started node listens");
-    address.with(Protocol::P2p(node.peer_id()))
-}
 
 /// A node at `dir` with `Note` registered, bootstrapped to `bootstrap`, started.
 async fn start_node(dir: &Path, bootstrap: &[&Netabase], config: NetabaseConfig) -> Netabase {
@@ -192,9 +158,9 @@ impl NetabaseNet {
             durability,
             ..NetabaseConfig::loopback()
         };
-        let dir = tempdir();
+        let dir = tempdir("netabase-bench-node-");
         let peer_dir = match peers {
-            Peers::SameDisk => tempdir(),
+            Peers::SameDisk => tempdir("netabase-bench-node-"),
             Peers::Tmpfs => tempfile::Builder::new()
                 .prefix("netabase-bench-node-")
                 .tempdir_in("/dev/shm")
@@ -417,7 +383,7 @@ fn netabase_creation(c: &mut Criterion) {
     // No runtime: `new_with_path` is synchronous and starts no task.
     // Each iteration gets an empty directory made before the clock starts;
     // handles are dropped after it stops.
-    let dir = tempdir();
+    let dir = tempdir("netabase-bench-node-");
     let mut n = 0u64;
     let mut fresh_dir = || {
         n += 1;
@@ -469,7 +435,7 @@ fn swarm_lifecycle(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
 
     {
-        let dir = tempdir();
+        let dir = tempdir("netabase-bench-node-");
         let peer = rt.block_on(start_node(
             &dir.path().join("peer"),
             &[],
@@ -652,7 +618,7 @@ fn dht_put_record(c: &mut Criterion) {
 
     {
         // The second floor: the local half of put_record, one durable commit.
-        let dir = tempdir();
+        let dir = tempdir("netabase-bench-node-");
         let db = redb::Database::create(dir.path().join("raw.redb")).expect("create a db");
         let value = vec![0x5a; value_bytes];
         let mut id = 0u64;
@@ -863,7 +829,7 @@ fn event_subscription(c: &mut Criterion) {
     {
         // Eventual durability takes the fsync out; no swarm is needed for a
         // local write or its event.
-        let dir = tempdir();
+        let dir = tempdir("netabase-bench-node-");
         let config = NetabaseConfig {
             durability: Durability::Eventual,
             ..NetabaseConfig::loopback()

@@ -27,8 +27,9 @@
 //!
 //! Every wait is bounded and panics with what it waited for.
 
+mod net;
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::hint::black_box;
 use std::io;
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
+use net::{address_of, bounded, runtime, tempdir, WAIT};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
 use netabase::sync::reconcile::{self, ItemSet, ItemState, Part};
@@ -70,7 +72,6 @@ const FLOOR_BATCH: usize = 512;
 /// Requests in flight in the floor: netabase's fetches in flight to one peer.
 const FLOOR_IN_FLIGHT: usize = 4;
 /// Bound on a whole catch-up (of either side) and on every other wait.
-const WAIT: Duration = Duration::from_secs(120);
 /// The floor's protocol and message limit (netabase's: 16 MiB).
 const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/raw-sync/1.0.0");
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -87,40 +88,6 @@ fn note(id: u64) -> Note {
 
 // ---------------------------------------------------------------------------
 // Shared plumbing.
-
-/// One multi-thread runtime per group, as small as the machine.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
-
-/// A scratch directory (under `$TMPDIR`, which must be disk-backed for the
-/// durable-commit numbers to mean anything).
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("netabase-bench-sync-")
-        .tempdir()
-        .expect("create a temporary directory")
-}
-
-/// `fut`, or a panic naming `what` after [`WAIT`].
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
-}
-
-fn address_of(node: &Netabase) -> Multiaddr {
-    let address = node
-        .listen_addresses()
-        .first()
-        .cloned()
-        .expect("a started node listens");
-    address.with(Protocol::P2p(node.peer_id()))
-}
 
 /// CPU time (user + system, every thread) this process has used so far,
 /// from `/proc/self/stat` (Linux, 100 ticks a second); `None` elsewhere.
@@ -515,7 +482,7 @@ async fn raw_catch_up(
 /// With `report`, prints the process's CPU use, its most threads and where
 /// catch-up's progress events stood when the last record was accepted.
 async fn netabase_catch_up(a: &Netabase, report: bool) -> Duration {
-    let dir = tempdir();
+    let dir = tempdir("netabase-bench-sync-");
     let config = NetabaseConfig {
         bootstrap_peers: vec![address_of(a)],
         ..NetabaseConfig::loopback()
@@ -598,7 +565,7 @@ async fn netabase_catch_up(a: &Netabase, report: bool) -> Duration {
 
 fn catch_up_100k(c: &mut Criterion) {
     let rt = runtime();
-    let dir = tempdir();
+    let dir = tempdir("netabase-bench-sync-");
     let a = rt.block_on(start_source(&dir.path().join("a")));
     let envelopes = envelopes_of(&a);
     let keys: Vec<Vec<u8>> = envelopes.iter().map(|(k, _)| k.clone()).collect();
@@ -641,7 +608,7 @@ fn catch_up_100k(c: &mut Criterion) {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let db_dir = tempdir();
+                    let db_dir = tempdir("netabase-bench-sync-");
                     let db = redb::Database::create(db_dir.path().join("raw.redb"))
                         .expect("create a db");
                     let cpu_before = process_cpu();
@@ -702,7 +669,7 @@ fn catch_up_100k(c: &mut Criterion) {
 
 fn reconcile_equal_100k(c: &mut Criterion) {
     let rt = runtime();
-    let dir = tempdir();
+    let dir = tempdir("netabase-bench-sync-");
     let a = rt.block_on(start_source(&dir.path().join("a")));
     let envelopes = envelopes_of(&a);
     // Two sets built apart, as two peers would hold them.
@@ -730,7 +697,7 @@ fn reconcile_equal_100k(c: &mut Criterion) {
     });
     // Two nodes that hold the same records: B caught up from A once, then
     // each iteration is one `catch_up()` round until B reports it done.
-    let b_dir = tempdir();
+    let b_dir = tempdir("netabase-bench-sync-");
     let b = rt.block_on(async {
         let b = Netabase::new_with_path(
             b_dir.path().join("b"),

@@ -10,9 +10,6 @@ use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, NodeError, Ori
 use netabase::store::Lookup;
 use netabase::{KeyEncode, PeerId};
 use tokio::sync::broadcast;
-use tokio::time::timeout;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 /// These tests exercise Kademlia's push and fetch, so catch-up (tested in
 /// `catch_up.rs`) is off: it would deliver records by another path.
@@ -35,34 +32,6 @@ async fn node_with(
     node.register::<Post>().unwrap();
     node.start_swarm().await.unwrap();
     node
-}
-
-fn address_of(node: &Netabase) -> netabase::node::Multiaddr {
-    let address = node.listen_addresses()[0].clone();
-    address.with(netabase::node::Protocol::P2p(node.peer_id()))
-}
-
-/// Waits (bounded) for the first event that `pick` accepts.
-async fn wait_for<T>(
-    what: &str,
-    events: &mut broadcast::Receiver<Event>,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    timeout(WAIT, async {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(found) = pick(&event) {
-                        return found;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 async fn wait_connected(events: &mut broadcast::Receiver<Event>, peers: &[PeerId]) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use netabase::codec::Envelope;
-use netabase::node::{Event, Netabase, NetabaseConfig, Protocol, Rejection};
+use netabase::node::{Event, Netabase, NetabaseConfig, Rejection};
 use netabase::store::Lookup;
 use netabase::sync::Version;
 use netabase::PeerId;
@@ -22,12 +22,6 @@ use tokio::sync::broadcast;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn address_of(node: &Netabase) -> netabase::node::Multiaddr {
-    node.listen_addresses()[0]
-        .clone()
-        .with(Protocol::P2p(node.peer_id()))
-}
 
 /// Opens a node, subscribes, then starts it (so no event is missed).
 async fn start_with(
@@ -51,29 +45,6 @@ async fn start_with(
 
 async fn start(dir: &Path, bootstrap: &[&Netabase]) -> (Netabase, broadcast::Receiver<Event>) {
     start_with(dir, bootstrap, |_| {}).await
-}
-
-/// Waits (bounded) for the first event `pick` accepts.
-async fn wait_for<T>(
-    what: &str,
-    events: &mut broadcast::Receiver<Event>,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    timeout(WAIT, async {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(found) = pick(&event) {
-                        return found;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 async fn caught_up_with(events: &mut broadcast::Receiver<Event>, peer: PeerId) -> u64 {
