@@ -125,6 +125,9 @@ pub enum Part {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ItemSet {
     items: BTreeMap<Vec<u8>, ItemState>,
+    /// The whole set's fingerprint, kept up to date: two peers that agree
+    /// learn it without walking their sets.
+    total: Fingerprint,
 }
 
 impl ItemSet {
@@ -135,12 +138,19 @@ impl ItemSet {
 
     /// Sets the state of `key`.
     pub fn insert(&mut self, key: Vec<u8>, state: ItemState) {
-        self.items.insert(key, state);
+        match self.items.insert(key, state) {
+            Some(old) => self.total.xor ^= old.digest,
+            None => self.total.count += 1,
+        }
+        self.total.xor ^= state.digest;
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &[u8]) -> Option<ItemState> {
-        self.items.remove(key)
+        let old = self.items.remove(key)?;
+        self.total.xor ^= old.digest;
+        self.total.count -= 1;
+        Some(old)
     }
 
     /// The state of `key`.
@@ -180,6 +190,9 @@ impl ItemSet {
 
     /// The fingerprint of a range.
     pub fn fingerprint(&self, range: &KeyRange) -> Fingerprint {
+        if range.lower.is_empty() && range.upper.is_none() {
+            return self.total;
+        }
         self.range(range)
             .fold(Fingerprint::default(), |fp, (_, s)| Fingerprint {
                 xor: fp.xor ^ s.digest,
@@ -535,6 +548,28 @@ mod tests {
         assert!(is_ghost(50, b_marks, a_marks));
         assert!(!is_ghost(200, b_marks, a_marks));
         assert!(!is_ghost(50, a_marks, b_marks));
+    }
+
+    #[test]
+    fn the_whole_set_fingerprint_follows_inserts_replacements_and_removals() {
+        let mut set = set(&[(1, 1), (2, 1), (3, 1)]);
+        set.insert(
+            2u32.to_be_bytes().to_vec(),
+            ItemState {
+                digest: 99,
+                timestamp: 2,
+            },
+        );
+        set.remove(&1u32.to_be_bytes());
+        set.remove(&7u32.to_be_bytes());
+        let walked = set
+            .range(&KeyRange::all())
+            .fold(Fingerprint::default(), |fp, (_, s)| Fingerprint {
+                xor: fp.xor ^ s.digest,
+                count: fp.count + 1,
+            });
+        assert_eq!(set.fingerprint(&KeyRange::all()), walked);
+        assert_eq!(walked.count, 2);
     }
 
     #[test]
