@@ -7,8 +7,8 @@
 //!
 //! Arguments: data directory, listen address, then any bootstrap addresses
 //! (the first peer prints the exact one to use). Commands on stdin:
-//! `put <id> <text>`, `get <id>`, `del <id>`, `list`, `quit`. Changes from the
-//! other peer are printed as they arrive.
+//! `put <id> <text>`, `get <id>`, `del <id>`, `list`, `sync` (catch up now),
+//! `quit`. Changes from the other peer are printed as they arrive.
 
 use std::error::Error;
 
@@ -83,8 +83,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(format!("{notes:?}"))
             }
+            (Some("sync"), None) => node
+                .catch_up()
+                .await
+                .map(|()| "reconciling with every connected peer".to_string()),
             (Some("quit"), None) => break,
-            _ => Ok("commands: put <id> <text> | get <id> | del <id> | list | quit".to_string()),
+            _ => Ok(
+                "commands: put <id> <text> | get <id> | del <id> | list | sync | quit".to_string(),
+            ),
         };
         match result {
             Ok(message) => println!("{message}"),
