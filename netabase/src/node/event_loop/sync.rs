@@ -1,62 +1,24 @@
-//! The one task that owns the swarm. The handle talks to it through
-//! [`Command`]s; it answers through oneshot channels and hands storage work
-//! to blocking tasks, so neither redb nor signature checks run on its poll.
+//! The event loop's side of catch-up: starting exchanges, answering and
+//! continuing reconciliation off the loop, fetching what differs with
+//! backpressure, storing batches in blocking tasks, and telling subscribers
+//! how far each peer's catch-up has come.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use futures::StreamExt;
-use libp2p::kad::{self, GetRecordOk, PutRecordError, QueryId, QueryResult, Quorum, Record};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, mdns, request_response, Multiaddr, PeerId, Swarm};
-use std::time::Duration;
+use libp2p::{request_response, PeerId};
 
 use crate::model::ModelId;
 use crate::sync::reconcile::{self, Watermarks};
 use crate::sync::Timestamp;
-use tokio::sync::{mpsc, oneshot};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
-use super::catchup::{
-    model_of, Fetches, SyncRequest, SyncResponse, FETCH_BATCH, MAX_RESPONSE_BYTES,
+use super::super::catchup::{
+    model_of, Progress, SyncRequest, SyncResponse, FETCH_BATCH, MAX_RESPONSE_BYTES,
 };
-use super::event::{Event, Origin};
-use super::stats::Rejection;
-use super::{apply, horizon, NodeError, Shared};
-
-/// How often deletes past the horizon are collected (also at start).
-const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
-
-/// Where a get sends the copies it finds (`None`: the query ended).
-pub(crate) type CopiesSender = mpsc::UnboundedSender<Option<(Option<PeerId>, Vec<u8>)>>;
-
-pub(crate) enum Command {
-    /// Publish a committed record to the DHT.
-    Publish {
-        record: Record,
-        quorum: Quorum,
-        reply: oneshot::Sender<Result<(), NodeError>>,
-    },
-    /// Fetch every copy of a record the network holds: each is sent as it
-    /// arrives (so the caller can check it while the query goes on), then
-    /// `None` when the query has ended. A channel closed without `None`
-    /// means the swarm stopped.
-    Get {
-        key: kad::RecordKey,
-        reply: CopiesSender,
-    },
-    /// Store a record at these peers only (a newer version for stale peers).
-    PutTo { record: Record, peers: Vec<PeerId> },
-    /// Dial an address (e.g. a bootstrap peer).
-    Dial { address: Multiaddr },
-    /// Reconcile with every connected peer now.
-    CatchUp,
-    /// Stop the loop.
-    Shutdown,
-}
+use super::super::event::{Event, Origin};
+use super::super::stats::Rejection;
+use super::super::{apply, horizon, Shared};
+use super::EventLoop;
 
 /// Work finished off the loop, coming back to it.
-enum Internal {
+pub(super) enum Internal {
     /// Send a reconciliation message to `peer`.
     Reconcile { peer: PeerId, request: SyncRequest },
     /// Answer a peer's request.
@@ -83,202 +45,18 @@ enum Internal {
 }
 
 /// A catch-up this node started with a peer.
-struct Exchange {
-    started: Timestamp,
+pub(super) struct Exchange {
+    pub(super) started: Timestamp,
     /// Reconciliation messages are still going back and forth.
-    talking: bool,
+    pub(super) talking: bool,
     /// Nothing failed: a finished exchange means we hold all the peer held.
-    complete: bool,
-    received: u64,
-}
-
-pub(crate) struct EventLoop {
-    swarm: Swarm<Behaviour>,
-    shared: Arc<Shared>,
-    commands: mpsc::Receiver<Command>,
-    puts: HashMap<QueryId, (usize, oneshot::Sender<Result<(), NodeError>>)>,
-    gets: HashMap<QueryId, CopiesSender>,
-    fetches: Fetches,
-    exchanges: HashMap<PeerId, Exchange>,
-    reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
-    internal: mpsc::UnboundedSender<Internal>,
-    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    pub(super) complete: bool,
+    pub(super) received: u64,
 }
 
 impl EventLoop {
-    pub(crate) fn new(
-        swarm: Swarm<Behaviour>,
-        shared: Arc<Shared>,
-        commands: mpsc::Receiver<Command>,
-    ) -> Self {
-        let (internal, internal_rx) = mpsc::unbounded_channel();
-        EventLoop {
-            swarm,
-            shared,
-            commands,
-            puts: HashMap::new(),
-            gets: HashMap::new(),
-            fetches: Fetches::default(),
-            exchanges: HashMap::new(),
-            reconciles: HashMap::new(),
-            internal,
-            internal_rx,
-        }
-    }
-
-    pub(crate) async fn run(mut self) {
-        // A period of "never" when periodic catch-up is off.
-        let period = self
-            .shared
-            .config
-            .catch_up_interval
-            .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
-        let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut gc = tokio::time::interval(GC_INTERVAL);
-        loop {
-            tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                command = self.commands.recv() => match command {
-                    Some(Command::Shutdown) | None => break,
-                    Some(command) => self.on_command(command),
-                },
-                Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
-                _ = catch_up.tick() => self.reconcile_with_all(),
-                _ = gc.tick() => {
-                    let shared = self.shared.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(error) = horizon::collect_tombstones(&shared) {
-                            tracing::warn!(%error, "could not collect deletes");
-                        }
-                    });
-                }
-            }
-        }
-        // Pending callers learn that the swarm stopped (their senders drop).
-        tracing::debug!(peer_id = %self.shared.peer_id, "swarm stopped");
-    }
-
-    fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Publish {
-                record,
-                quorum,
-                reply,
-            } => {
-                let required = match quorum {
-                    Quorum::N(n) => n.get(),
-                    _ => 1,
-                };
-                match self.swarm.behaviour_mut().kad.put_record(record, quorum) {
-                    Ok(id) => {
-                        self.puts.insert(id, (required, reply));
-                    }
-                    Err(_) => {
-                        let _ = reply.send(Err(NodeError::Publish {
-                            stored: 0,
-                            required,
-                            timed_out: false,
-                        }));
-                    }
-                }
-            }
-            Command::Get { key, reply } => {
-                let id = self.swarm.behaviour_mut().kad.get_record(key);
-                self.gets.insert(id, reply);
-            }
-            Command::PutTo { record, peers } => {
-                let quorum = Quorum::One;
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .put_record_to(record, peers.into_iter(), quorum);
-            }
-            Command::Dial { address } => {
-                if let Err(error) = self.swarm.dial(address.clone()) {
-                    tracing::warn!(%address, %error, "could not dial");
-                }
-            }
-            Command::CatchUp => self.reconcile_with_all(),
-            Command::Shutdown => {}
-        }
-    }
-
-    fn reconcile_with_all(&mut self) {
-        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        for peer in peers {
-            self.start_reconcile(peer);
-        }
-    }
-
-    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => {
-                // Identify's addresses do not reach the routing table on their own.
-                for address in info.listen_addrs {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, address);
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(peers))) => {
-                for (peer_id, address) in peers {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, address.clone());
-                    if let Err(error) = self.swarm.dial(address) {
-                        tracing::debug!(%peer_id, %error, "could not dial an mDNS peer");
-                    }
-                }
-            }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                num_established,
-                endpoint,
-                ..
-            } => {
-                if endpoint.is_dialer() {
-                    // We know where we reached it; a listener's view of the
-                    // remote port is ephemeral, Identify brings the real one.
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
-                }
-                if num_established.get() == 1 {
-                    let _ = self.shared.events.send(Event::PeerConnected(peer_id));
-                    // One side starts catch-up, so a pair reconciles once.
-                    if endpoint.is_dialer() {
-                        self.start_reconcile(peer_id);
-                    }
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                self.fetches.drop_peer(peer_id);
-                self.exchanges.remove(&peer_id);
-                let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
-            SwarmEvent::NewListenAddr { address, .. } => {
-                tracing::info!(peer_id = %self.shared.peer_id, %address, "listening");
-                self.shared.listening_on(address);
-            }
-            _ => {}
-        }
-    }
-
     /// Starts a catch-up with `peer`, unless one is already running.
-    fn start_reconcile(&mut self, peer: PeerId) {
+    pub(super) fn start_reconcile(&mut self, peer: PeerId) {
         if !self.shared.config.catch_up || self.exchanges.contains_key(&peer) {
             return;
         }
@@ -341,7 +119,7 @@ impl EventLoop {
         });
     }
 
-    fn on_internal(&mut self, internal: Internal) {
+    pub(super) fn on_internal(&mut self, internal: Internal) {
         match internal {
             Internal::Reconcile { peer, request } => {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
@@ -412,7 +190,7 @@ impl EventLoop {
         }
     }
 
-    fn progress_event(&self, peer: PeerId, model: ModelId, progress: super::catchup::Progress) {
+    fn progress_event(&self, peer: PeerId, model: ModelId, progress: Progress) {
         let name = {
             let registry = self
                 .shared
@@ -481,7 +259,10 @@ impl EventLoop {
         }
     }
 
-    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+    pub(super) fn on_sync_event(
+        &mut self,
+        event: request_response::Event<SyncRequest, SyncResponse>,
+    ) {
         use request_response::{Event as Rr, Message};
         match event {
             Rr::Message {
@@ -652,65 +433,6 @@ impl EventLoop {
             });
         });
         self.pump_fetches(peer);
-    }
-
-    fn on_kad_event(&mut self, event: kad::Event) {
-        match event {
-            kad::Event::InboundRequest {
-                request:
-                    kad::InboundRequest::PutRecord {
-                        source,
-                        record: Some(record),
-                        ..
-                    },
-            } => {
-                // Validation (a signature check) and the redb write run off the poll.
-                let Ok(permit) = self.shared.inbound.clone().try_acquire_owned() else {
-                    self.shared.counters.reject(Rejection::Overloaded);
-                    tracing::warn!(peer = %source, "dropped a record: too many in flight");
-                    return;
-                };
-                let shared = self.shared.clone();
-                tokio::task::spawn_blocking(move || {
-                    apply::accept_remote(&shared, record.key.as_ref(), &record.value, source);
-                    drop(permit);
-                });
-            }
-            kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            } => match result {
-                QueryResult::PutRecord(result) => {
-                    if let Some((required, reply)) = self.puts.remove(&id) {
-                        let _ = reply.send(result.map(drop).map_err(|error| match error {
-                            PutRecordError::QuorumFailed { success, .. } => NodeError::Publish {
-                                stored: success.len(),
-                                required,
-                                timed_out: false,
-                            },
-                            PutRecordError::Timeout { success, .. } => NodeError::Publish {
-                                stored: success.len(),
-                                required,
-                                timed_out: true,
-                            },
-                        }));
-                    }
-                }
-                QueryResult::GetRecord(result) => {
-                    if let Some(reply) = self.gets.get(&id) {
-                        if let Ok(GetRecordOk::FoundRecord(found)) = result {
-                            // A caller that gave up is fine: the query just ends.
-                            let _ = reply.send(Some((found.peer, found.record.value)));
-                        }
-                        if step.last {
-                            let _ = reply.send(None);
-                            self.gets.remove(&id);
-                        }
-                    }
-                }
-                _ => {}
-            },
-            _ => {}
-        }
     }
 }
 
