@@ -9,13 +9,13 @@ use crate::model::ModelId;
 use crate::sync::reconcile::{self, Watermarks};
 use crate::sync::Timestamp;
 
-use super::super::catchup::{
+use super::EventLoop;
+use crate::node::catchup::{
     model_of, Progress, SyncRequest, SyncResponse, FETCH_BATCH, MAX_RESPONSE_BYTES,
 };
-use super::super::event::{Event, Origin};
-use super::super::stats::Rejection;
-use super::super::{apply, horizon, Shared};
-use super::EventLoop;
+use crate::node::event::{Event, Origin};
+use crate::node::stats::Rejection;
+use crate::node::{apply, horizon, Shared};
 
 /// Work finished off the loop, coming back to it.
 pub(super) enum Internal {
@@ -70,7 +70,7 @@ impl EventLoop {
             },
         );
         self.fetches.reset_progress(peer);
-        // Fingerprinting the whole set is O(records): off the loop.
+        // A small set is listed whole, an O(records) copy: off the loop.
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
@@ -80,8 +80,9 @@ impl EventLoop {
         });
     }
 
-    /// Answers a reconciliation message off the loop; `answering_ours` when
-    /// it is a response to one of our messages.
+    /// Answers a reconciliation message off the loop: with `channel`, a
+    /// peer's request; without, a response to one of our messages, whose
+    /// answer becomes our next request.
     fn reconcile_off_loop(
         &self,
         peer: PeerId,
