@@ -406,3 +406,45 @@ async fn deletes_collected_after_the_horizon_do_not_come_back_from_a_peer_that_w
     assert_eq!(ids, vec![2, 3, 4, 6]);
     assert_eq!(b.stats().ghosts_dropped, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catch_up_watermark_survives_a_restart() {
+    const HORIZON: Duration = Duration::from_millis(300);
+    let horizon = |c: &mut NetabaseConfig| c.tombstone_horizon = Some(HORIZON);
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("a");
+    let (a, _) = start_with(&a_dir, &[], horizon).await;
+    let (c, mut c_events) = start_with(&dir.path().join("c"), &[&a], horizon).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+    a.put_record_locally(named(1, "a")).await.unwrap();
+    a.remove_record_locally::<User>(UserKey(1)).await.unwrap();
+    // Time must pass for the delete to age past the horizon; then a catches
+    // up, which moves its watermark past it.
+    tokio::time::sleep(HORIZON * 2).await;
+    round(&a, &c).await;
+    a.stop_swarm().await.unwrap();
+    drop(a);
+
+    // Reopened (swarm not started, so nothing new is learned): the
+    // watermark came from disk, and the delete is collectable.
+    let reopened = timeout(WAIT, async {
+        loop {
+            if let Ok(node) = Netabase::new_with_path(
+                &a_dir,
+                NetabaseConfig {
+                    tombstone_horizon: Some(HORIZON),
+                    ..NetabaseConfig::loopback()
+                },
+            ) {
+                return node;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the database is released");
+    assert!(reopened.record_version::<User>(&UserKey(1)).is_some());
+    assert_eq!(reopened.collect_tombstones().await.unwrap(), 1);
+    assert_eq!(reopened.record_version::<User>(&UserKey(1)), None);
+    assert_eq!(reopened.stats().tombstones_collected, 1);
+}
