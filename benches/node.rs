@@ -35,8 +35,8 @@ use futures::StreamExt;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
-use net::{address_of, bounded, runtime, tempdir};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use net::{address_of, bounded, raw_swarm_with, runtime, tempdir};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Protocol, KAD_PROTOCOL};
 use netabase::sync::Timestamp;
@@ -209,33 +209,22 @@ async fn publish_once(node: &Netabase, record: Note) {
 type RawSwarm = Swarm<kad::Behaviour<MemoryStore>>;
 
 fn raw_swarm(keypair: &Keypair) -> RawSwarm {
-    libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("a tcp transport")
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let mut config = kad::Config::new(KAD_PROTOCOL);
-            config.set_max_packet_size(MAX_PACKET);
-            let store = MemoryStore::with_config(
-                peer,
-                MemoryStoreConfig {
-                    max_records: 1 << 20,
-                    max_value_bytes: MAX_PACKET,
-                    ..MemoryStoreConfig::default()
-                },
-            );
-            let mut kad = kad::Behaviour::with_config(peer, store, config);
-            kad.set_mode(Some(kad::Mode::Server));
-            kad
-        })
-        .expect("a kademlia behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    raw_swarm_with(keypair, |key| {
+        let peer = key.public().to_peer_id();
+        let mut config = kad::Config::new(KAD_PROTOCOL);
+        config.set_max_packet_size(MAX_PACKET);
+        let store = MemoryStore::with_config(
+            peer,
+            MemoryStoreConfig {
+                max_records: 1 << 20,
+                max_value_bytes: MAX_PACKET,
+                ..MemoryStoreConfig::default()
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer, store, config);
+        kad.set_mode(Some(kad::Mode::Server));
+        kad
+    })
 }
 
 /// Starts `swarm` listening on 127.0.0.1 and returns its `/p2p` address.

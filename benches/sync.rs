@@ -39,8 +39,8 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
-use net::{address_of, bounded, runtime, tempdir, WAIT};
+use libp2p::{Multiaddr, StreamProtocol, Swarm};
+use net::{address_of, bounded, raw_swarm_with, runtime, tempdir, WAIT};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
 use netabase::sync::reconcile::{self, ItemSet, ItemState, Part};
@@ -304,24 +304,13 @@ impl request_response::Codec for RawCodec {
 type RawSwarm = Swarm<request_response::Behaviour<RawCodec>>;
 
 fn raw_swarm(keypair: &Keypair) -> RawSwarm {
-    libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
+    raw_swarm_with(keypair, |_| {
+        request_response::Behaviour::with_codec(
+            RawCodec,
+            [(RAW_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(WAIT),
         )
-        .expect("a tcp transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                [(RAW_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(WAIT),
-            )
-        })
-        .expect("a request-response behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    })
 }
 
 /// The floor's A: serves the envelopes of the keys asked for, from memory

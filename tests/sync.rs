@@ -14,14 +14,48 @@ use std::time::Duration;
 
 use common::*;
 use netabase::codec::Envelope;
-use netabase::node::{Event, Netabase, NetabaseConfig, Rejection};
+use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Rejection};
 use netabase::store::Lookup;
 use netabase::sync::Version;
 use netabase::PeerId;
+use netabase::StoreError;
 use tokio::sync::broadcast;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The tests' configuration: loopback, these bootstrap peers, catch-up only
+/// when asked (or on connect), then `tweak`.
+fn config(bootstrap: &[&Netabase], tweak: impl FnOnce(&mut NetabaseConfig)) -> NetabaseConfig {
+    let mut config = NetabaseConfig {
+        bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
+        catch_up_interval: None,
+        ..NetabaseConfig::loopback()
+    };
+    tweak(&mut config);
+    config
+}
+
+/// Opens the node at `dir` with the models registered. A node just dropped
+/// there may hold the database for a moment (its storage tasks finish
+/// first): that alone is retried, bounded.
+async fn open(dir: &Path, config: NetabaseConfig) -> Netabase {
+    let node = timeout(WAIT, async {
+        loop {
+            match Netabase::new_with_path(dir, config.clone()) {
+                Err(NodeError::Store(StoreError::AlreadyOpen)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                opened => return opened.unwrap(),
+            }
+        }
+    })
+    .await
+    .expect("the database is released");
+    node.register::<User>().unwrap();
+    node.register::<Post>().unwrap();
+    node
+}
 
 /// Opens a node, subscribes, then starts it (so no event is missed).
 async fn start_with(
@@ -29,18 +63,20 @@ async fn start_with(
     bootstrap: &[&Netabase],
     tweak: impl FnOnce(&mut NetabaseConfig),
 ) -> (Netabase, broadcast::Receiver<Event>) {
-    let mut config = NetabaseConfig {
-        bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
-        catch_up_interval: None,
-        ..NetabaseConfig::loopback()
-    };
-    tweak(&mut config);
-    let node = Netabase::new_with_path(dir, config).unwrap();
-    node.register::<User>().unwrap();
-    node.register::<Post>().unwrap();
+    let node = open(dir, config(bootstrap, tweak)).await;
     let events = node.subscribe_to_broadcasts();
     node.start_swarm().await.unwrap();
     (node, events)
+}
+
+/// Three connected nodes, each caught up with the first.
+async fn three_nodes(dir: &Path) -> (Netabase, Netabase, Netabase) {
+    let (a, _) = start(&dir.join("a"), &[]).await;
+    let (b, mut b_events) = start(&dir.join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    let (c, mut c_events) = start(&dir.join("c"), &[&a, &b]).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+    (a, b, c)
 }
 
 async fn start(dir: &Path, bootstrap: &[&Netabase]) -> (Netabase, broadcast::Receiver<Event>) {
@@ -140,11 +176,7 @@ fn named(id: u64, who: &str) -> User {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healed_partition_converges_to_the_winners_the_rule_names() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, _) = start(&dir.path().join("a"), &[]).await;
-    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
-    caught_up_with(&mut b_events, a.peer_id()).await;
-    let (c, mut c_events) = start(&dir.path().join("c"), &[&a, &b]).await;
-    caught_up_with(&mut c_events, a.peer_id()).await;
+    let (a, b, c) = three_nodes(dir.path()).await;
 
     let seed: Vec<User> = (0..20).map(|i| named(i, "seed")).collect();
     a.put_records_locally(seed).await.unwrap();
@@ -230,11 +262,7 @@ async fn a_healed_partition_converges_to_the_winners_the_rule_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_to_one_key_from_three_nodes_agree_on_one_winner() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, _) = start(&dir.path().join("a"), &[]).await;
-    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
-    caught_up_with(&mut b_events, a.peer_id()).await;
-    let (c, mut c_events) = start(&dir.path().join("c"), &[&a, &b]).await;
-    caught_up_with(&mut c_events, a.peer_id()).await;
+    let (a, b, c) = three_nodes(dir.path()).await;
 
     for id in [7u64, 8, 9] {
         let (wa, wb, wc) = tokio::join!(
@@ -284,41 +312,11 @@ async fn a_node_restarted_in_the_middle_of_a_catch_up_finishes_it() {
     drop(events);
     drop(b);
 
-    // Storage tasks of the old node may still hold the database for a moment.
-    let reopened = timeout(WAIT, async {
-        loop {
-            match Netabase::new_with_path(&b_dir, NetabaseConfig::loopback()) {
-                Ok(node) => return node,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await
-    .expect("the database is released");
+    let reopened = open(&b_dir, NetabaseConfig::loopback()).await;
     let held_at_restart = users(&reopened).await.len() as u64;
     assert!(held_at_restart < N, "restart came after the catch-up ended");
     drop(reopened);
-    let (b, mut events) = timeout(WAIT, async {
-        loop {
-            if let Ok(node) = Netabase::new_with_path(
-                &b_dir,
-                NetabaseConfig {
-                    bootstrap_peers: vec![address_of(&a)],
-                    catch_up_interval: None,
-                    ..NetabaseConfig::loopback()
-                },
-            ) {
-                node.register::<User>().unwrap();
-                node.register::<Post>().unwrap();
-                let events = node.subscribe_to_broadcasts();
-                node.start_swarm().await.unwrap();
-                return (node, events);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the node restarts");
+    let (b, mut events) = start(&b_dir, &[&a]).await;
     let received = caught_up_with(&mut events, a.peer_id()).await;
     assert_eq!(
         received + held_at_restart,
@@ -427,22 +425,7 @@ async fn the_catch_up_watermark_survives_a_restart() {
 
     // Reopened (swarm not started, so nothing new is learned): the
     // watermark came from disk, and the delete is collectable.
-    let reopened = timeout(WAIT, async {
-        loop {
-            if let Ok(node) = Netabase::new_with_path(
-                &a_dir,
-                NetabaseConfig {
-                    tombstone_horizon: Some(HORIZON),
-                    ..NetabaseConfig::loopback()
-                },
-            ) {
-                return node;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the database is released");
+    let reopened = open(&a_dir, config(&[], horizon)).await;
     assert!(reopened.record_version::<User>(&UserKey(1)).is_some());
     assert_eq!(reopened.collect_tombstones().await.unwrap(), 1);
     assert_eq!(reopened.record_version::<User>(&UserKey(1)), None);

@@ -5,7 +5,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{noise, tcp, yamux, Swarm};
 use netabase::node::{Multiaddr, Netabase, Protocol};
+use netabase::Keypair;
 use tokio::runtime::Runtime;
 
 /// Bound on every wait: a bench that hangs fails, saying what it waited for.
@@ -44,4 +47,24 @@ pub fn address_of(node: &Netabase) -> Multiaddr {
         .cloned()
         .expect("a started node listens");
     address.with(Protocol::P2p(node.peer_id()))
+}
+
+/// A raw rust-libp2p swarm for a floor, on netabase's transport: TCP with
+/// nodelay, Noise, Yamux, connections kept 60 s when idle.
+pub fn raw_swarm_with<B: NetworkBehaviour>(
+    keypair: &Keypair,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Swarm<B> {
+    libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("a tcp transport")
+        .with_behaviour(behaviour)
+        .expect("a behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
 }

@@ -107,16 +107,12 @@ pub(crate) fn apply_batch(
                     reject(Rejection::UnknownModel);
                     continue;
                 }
-                if let Some(current) = table.get(&key)? {
-                    if current == envelope.as_bytes() {
+                match judge(table.get(&key)?, envelope) {
+                    Verdict::Write => {}
+                    Verdict::Unchanged => continue,
+                    Verdict::Stale => {
+                        reject(Rejection::Stale);
                         continue;
-                    }
-                    // Stored envelopes were verified on the way in; only the version is needed.
-                    if let Ok(current) = Envelope::from_trusted_bytes(&current) {
-                        if current.version() >= envelope.version() {
-                            reject(Rejection::Stale);
-                            continue;
-                        }
                     }
                 }
                 by_model
@@ -173,6 +169,27 @@ fn storage(error: StoreError) -> Refused {
     }
 }
 
+/// What the conflict rule says of an envelope against the one held.
+enum Verdict {
+    Write,
+    Unchanged,
+    Stale,
+}
+
+fn judge(held: Option<Vec<u8>>, envelope: &Envelope) -> Verdict {
+    let Some(held) = held else {
+        return Verdict::Write;
+    };
+    if held == envelope.as_bytes() {
+        return Verdict::Unchanged;
+    }
+    // Stored envelopes were verified on the way in; only the version is needed.
+    match Envelope::from_trusted_bytes(&held) {
+        Ok(held) if held.version() >= envelope.version() => Verdict::Stale,
+        _ => Verdict::Write,
+    }
+}
+
 /// Writes `envelope` into `txn` if it is newer than what `txn` holds.
 fn apply_in(
     shared: &Shared,
@@ -184,22 +201,23 @@ fn apply_in(
         .get(envelope.model())
         .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
     let record_key = envelope.record_key();
-    if let Some(current) = txn.get_envelope(&record_key).map_err(storage)? {
-        if current == envelope.as_bytes() {
-            return Ok(Outcome::Unchanged);
-        }
-        // Stored envelopes were verified on the way in; only the version is needed.
-        if let Ok(current) = Envelope::from_trusted_bytes(&current) {
-            if current.version() >= envelope.version() {
-                return Err(Refused::new(Rejection::Stale));
-            }
-        }
+    let mut table = txn.envelope_table().map_err(storage)?;
+    match judge(table.get(&record_key).map_err(storage)?, envelope) {
+        Verdict::Write => {}
+        Verdict::Unchanged => return Ok(Outcome::Unchanged),
+        Verdict::Stale => return Err(Refused::new(Rejection::Stale)),
     }
-    handler.apply(txn, envelope).map_err(|error| match error {
+    let written = handler
+        .apply_many(txn, &[envelope])
+        .map_err(storage)?
+        .pop()
+        .unwrap_or(Ok(()));
+    written.map_err(|error| match error {
         ApplyError::Envelope(error) => Refused::new(error.kind().into()),
         ApplyError::Store(error) => storage(error),
     })?;
-    txn.put_envelope(&record_key, envelope.as_bytes())
+    table
+        .insert(&record_key, envelope.as_bytes())
         .map_err(storage)?;
     Ok(Outcome::Applied)
 }
@@ -207,6 +225,16 @@ fn apply_in(
 /// After a commit: updates the Kademlia view and tells subscribers.
 fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
     shared.cache.insert(envelope);
+    let kind = if envelope.is_tombstone() {
+        ChangeKind::Delete
+    } else {
+        ChangeKind::Put
+    };
+    tell(shared, envelope, kind, origin);
+}
+
+/// Tells subscribers that the record in `envelope` changed.
+pub(crate) fn tell(shared: &Shared, envelope: &Envelope, kind: ChangeKind, origin: Origin) {
     let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
     let model = registry
         .get(envelope.model())
@@ -217,11 +245,7 @@ fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
         model,
         model_id: envelope.model(),
         key: envelope.key().to_vec(),
-        kind: if envelope.is_tombstone() {
-            ChangeKind::Delete
-        } else {
-            ChangeKind::Put
-        },
+        kind,
         origin,
         writer: envelope.writer(),
     });

@@ -13,8 +13,8 @@ use crate::codec::Envelope;
 use crate::sync::reconcile::{self, Watermarks};
 use crate::sync::Timestamp;
 
-use super::event::{ChangeKind, Event, Origin};
-use super::{NodeError, Shared};
+use super::event::{ChangeKind, Origin};
+use super::{apply, NodeError, Shared};
 
 /// The key in the sync meta table holding when this node last caught up.
 pub(crate) const SYNCED_AT: &str = "synced_at";
@@ -97,15 +97,18 @@ pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
     }
     let txn = shared.store.begin_write()?;
     let mut collected = Vec::with_capacity(keys.len());
-    for key in keys {
-        // A newer put may have replaced the delete since the view was read.
-        let still = txn
-            .get_envelope(&key)?
-            .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
-            .is_some_and(|e| e.is_tombstone() && e.version().timestamp.0 < cutoff);
-        if still {
-            txn.remove_envelope(&key)?;
-            collected.push(key);
+    {
+        let mut table = txn.envelope_table()?;
+        for key in keys {
+            // A newer put may have replaced the delete since the view was read.
+            let still = table
+                .get(&key)?
+                .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
+                .is_some_and(|e| e.is_tombstone() && e.version().timestamp.0 < cutoff);
+            if still {
+                table.remove(&key)?;
+                collected.push(key);
+            }
         }
     }
     txn.commit()?;
@@ -135,9 +138,10 @@ pub(crate) fn drop_ghosts(
     let mut dropped = Vec::new();
     {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+        let mut table = txn.envelope_table()?;
         for key in keys {
-            let Some(envelope) = txn
-                .get_envelope(key)?
+            let Some(envelope) = table
+                .get(key)?
                 .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
             else {
                 continue;
@@ -150,28 +154,16 @@ pub(crate) fn drop_ghosts(
                     handler.remove(&txn, envelope.key())?;
                 }
             }
-            txn.remove_envelope(key)?;
+            table.remove(key)?;
             dropped.push(envelope);
         }
     }
     txn.commit()?;
-    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
     for envelope in &dropped {
         shared.cache.remove(&envelope.record_key());
-        if envelope.is_tombstone() {
-            continue;
+        if !envelope.is_tombstone() {
+            apply::tell(shared, envelope, ChangeKind::Delete, Origin::Peer(peer));
         }
-        let _ = shared.events.send(Event::Record {
-            model: registry
-                .get(envelope.model())
-                .map(|h| h.name())
-                .unwrap_or("?"),
-            model_id: envelope.model(),
-            key: envelope.key().to_vec(),
-            kind: ChangeKind::Delete,
-            origin: Origin::Peer(peer),
-            writer: envelope.writer(),
-        });
     }
     shared.counters.ghosts(dropped.len() as u64);
     if !dropped.is_empty() {

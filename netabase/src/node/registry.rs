@@ -15,8 +15,6 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Checks that the envelope holds a valid record of this model.
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
-    /// Writes the envelope's record (or delete) into the typed tree.
-    fn apply(&self, txn: &WriteTransaction, envelope: &Envelope) -> Result<(), ApplyError>;
     /// Writes many envelopes' records (or deletes) of this model, opening its
     /// tree once; one result per envelope, in order. A refused record leaves
     /// the tree as it was.
@@ -43,16 +41,6 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
 
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError> {
         envelope.open::<M>().map(drop)
-    }
-
-    fn apply(&self, txn: &WriteTransaction, envelope: &Envelope) -> Result<(), ApplyError> {
-        let record = envelope.open::<M>().map_err(ApplyError::Envelope)?;
-        let mut tree = txn.open_tree::<M>().map_err(ApplyError::Store)?;
-        match record {
-            Some(record) => tree.put(&record).map(drop),
-            None => tree.remove_encoded(envelope.key()).map(drop),
-        }
-        .map_err(ApplyError::Store)
     }
 
     fn apply_many(

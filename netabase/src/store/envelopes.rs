@@ -51,6 +51,19 @@ impl EnvelopeTable<'_> {
             .map_err(storage("write an envelope"))?;
         Ok(())
     }
+
+    /// Removes the envelope stored under `record_key`; true if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn remove(&mut self, record_key: &[u8]) -> Result<bool, StoreError> {
+        let removed = self
+            .table
+            .remove(record_key)
+            .map_err(storage("remove an envelope"))?;
+        Ok(removed.is_some())
+    }
 }
 
 impl WriteTransaction {
@@ -68,40 +81,6 @@ impl WriteTransaction {
         Ok(EnvelopeTable { table })
     }
 
-    /// Stores `envelope` under `record_key`, replacing any previous one.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Storage`] if the database fails.
-    #[doc(hidden)]
-    pub fn put_envelope(&self, record_key: &[u8], envelope: &[u8]) -> Result<(), StoreError> {
-        let mut table = self
-            .raw()
-            .open_table(ENVELOPES)
-            .map_err(storage("open the envelope table"))?;
-        table
-            .insert(record_key, envelope)
-            .map_err(storage("write an envelope"))?;
-        Ok(())
-    }
-
-    /// Removes the envelope stored under `record_key`; true if there was one.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Storage`] if the database fails.
-    #[doc(hidden)]
-    pub fn remove_envelope(&self, record_key: &[u8]) -> Result<bool, StoreError> {
-        let mut table = self
-            .raw()
-            .open_table(ENVELOPES)
-            .map_err(storage("open the envelope table"))?;
-        let removed = table
-            .remove(record_key)
-            .map_err(storage("remove an envelope"))?;
-        Ok(removed.is_some())
-    }
-
     /// Sets a sync bookkeeping value.
     ///
     /// # Errors
@@ -117,21 +96,6 @@ impl WriteTransaction {
             .insert(name, value)
             .map_err(storage("write sync state"))?;
         Ok(())
-    }
-
-    /// The envelope stored under `record_key` in this transaction's view.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Storage`] if the database fails.
-    #[doc(hidden)]
-    pub fn get_envelope(&self, record_key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let table = self
-            .raw()
-            .open_table(ENVELOPES)
-            .map_err(storage("open the envelope table"))?;
-        let value = table.get(record_key).map_err(storage("read an envelope"))?;
-        Ok(value.map(|v| v.value().to_vec()))
     }
 }
 
