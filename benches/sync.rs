@@ -204,7 +204,8 @@ fn exchange(a: &ItemSet, b: &ItemSet, measure: bool) -> Exchange {
     let mut b_turn = true;
     while !message.is_empty() {
         assert!(out.messages < 1000, "the exchange does not end");
-        let outcome = reconcile::respond(if b_turn { b } else { a }, &message);
+        let outcome = reconcile::respond(if b_turn { b } else { a }, &message)
+            .expect("an honest message is well-formed");
         if b_turn {
             out.b_wants += outcome.want.len();
         } else {

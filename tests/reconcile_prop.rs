@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use netabase::sync::reconcile::{
-    digest, initiate, respond, respond_within, ItemSet, ItemState, Part, Watermarks, ITEM_THRESHOLD,
+    check_message, digest, initiate, message_cost, respond, respond_in, Context, ItemSet,
+    ItemState, MAX_KEY_BYTES,
 };
 use proptest::prelude::*;
 
@@ -31,9 +32,9 @@ fn expected_wants(me: &BTreeMap<u16, u64>, other: &BTreeMap<u16, u64>) -> Vec<Ve
         .collect()
 }
 
-/// Runs an exchange to its end with a listing budget per message; returns
-/// what each side wants and the number of messages, after checking every
-/// message kept to the budget.
+/// Runs an exchange to its end with a reply budget per message (bytes of
+/// decoded size); returns what each side wants and the number of messages,
+/// after checking every message is well-formed and kept to the budget.
 fn exchange(
     a: &ItemSet,
     b: &ItemSet,
@@ -52,26 +53,20 @@ fn exchange(
             (a, &mut a_wants)
         };
         let outcome = match budget {
-            None => respond(set, &message),
+            None => respond(set, &message).unwrap(),
             Some(budget) => {
-                let outcome = respond_within(
-                    set,
-                    &message,
-                    Watermarks::default(),
-                    Watermarks::default(),
+                let cx = Context {
                     budget,
-                );
-                let listed: usize = outcome
-                    .reply
-                    .iter()
-                    .map(|part| match part {
-                        Part::Items { items, .. } => items.len(),
-                        Part::Fingerprint { .. } => 0,
-                    })
-                    .sum();
+                    ..Context::default()
+                };
+                let outcome = respond_in(set, &message, &cx).unwrap();
+                check_message(&outcome.reply).unwrap();
+                // Past the budget by at most one item, a remainder and a
+                // folded range.
+                let cost = message_cost(&outcome.reply);
                 assert!(
-                    listed <= budget + ITEM_THRESHOLD as usize,
-                    "{listed} items listed"
+                    cost <= budget + 8 * MAX_KEY_BYTES.min(256),
+                    "{cost} > {budget}"
                 );
                 outcome
             }
@@ -93,7 +88,7 @@ proptest! {
         a in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..600),
         b in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..600),
         shared in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..2000),
-        budget in prop_oneof![Just(None), (8usize..100).prop_map(Some)],
+        budget in prop_oneof![Just(None), (200usize..8_000).prop_map(Some)],
     ) {
         let mut a_all = shared.clone();
         a_all.extend(a);
@@ -110,7 +105,7 @@ proptest! {
 fn an_empty_peer_catching_up_on_a_large_set_gets_bounded_messages() {
     let big: BTreeMap<u16, u64> = (0..u16::MAX).map(|k| (k, 1)).collect();
     let (set_a, set_b) = (build(&BTreeMap::new()), build(&big));
-    let (a_wants, b_wants, rounds) = exchange(&set_a, &set_b, Some(4096));
+    let (a_wants, b_wants, rounds) = exchange(&set_a, &set_b, Some(256 * 1024));
     assert_eq!(a_wants.len(), big.len());
     assert!(b_wants.is_empty());
     assert!(rounds < 64, "{rounds} messages");

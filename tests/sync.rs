@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use netabase::codec::Envelope;
-use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Rejection};
+use netabase::node::{CatchUpFailure, Event, Netabase, NetabaseConfig, NodeError, Rejection};
 use netabase::store::Lookup;
 use netabase::sync::Version;
 use netabase::PeerId;
@@ -342,11 +342,44 @@ async fn a_peer_whose_clock_runs_ten_minutes_ahead_cannot_overwrite_good_data() 
     caught_up_with(&mut fast_events, a.peer_id()).await;
     assert_eq!(users(&fast).await, vec![good.clone()]);
 
-    // Its writes, pushed over Kademlia and offered in catch-up, are refused.
+    // Its writes, pushed over Kademlia, are refused; offered in catch-up,
+    // they are not even fetched, and a says why its catch-up is not complete.
     fast.put_record(named(1, "fast")).await.ok();
     fast.put_record(named(2, "fast")).await.ok();
-    round(&a, &fast).await;
-    assert!(a.stats().rejected(Rejection::FromTheFuture) >= 2);
+    let mut a_events = a.subscribe_to_broadcasts();
+    a.catch_up().await.unwrap();
+    let (ahead_ms, retry_in_ms) = wait_for(
+        "a's catch-up to stop at the future records",
+        &mut a_events,
+        |e| match e {
+            Event::CatchUpFailed {
+                peer,
+                reason:
+                    CatchUpFailure::ClockBehind {
+                        ahead_ms,
+                        retry_in_ms,
+                    },
+            } if *peer == fast.peer_id() => Some((*ahead_ms, *retry_in_ms)),
+            Event::CaughtUp { peer, .. } if *peer == fast.peer_id() => {
+                panic!("a reported CaughtUp while refusing the fast node's records")
+            }
+            _ => None,
+        },
+    )
+    .await;
+    assert!((9 * 60_000..=10 * 60_000).contains(&ahead_ms), "{ahead_ms}");
+    assert!(
+        (4 * 60_000..=5 * 60_000 + 1000).contains(&retry_in_ms),
+        "{retry_in_ms}"
+    );
+    assert_eq!(a.stats().clock_behind_ms, ahead_ms);
+    tokio::time::timeout(NET_WAIT, async {
+        while a.stats().rejected(Rejection::FromTheFuture) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both pushes refused");
     assert_eq!(users(&a).await, vec![good]);
     assert_eq!(a.record_version::<User>(&UserKey(1)), Some(good_version));
     // a's clock was not dragged ahead: its next write is stamped now.

@@ -17,3 +17,19 @@ pub enum Error {
 
 /// `Result` with [`enum@Error`] as the error.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// `error` and every source under it, joined with ": ", for logs: a storage
+/// failure's cause (`No space left on device`) sits several sources down.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

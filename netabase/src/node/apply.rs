@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use libp2p::PeerId;
-
 use crate::codec::Envelope;
 use crate::model::ModelId;
 use crate::store::{StoreError, WriteTransaction};
@@ -79,46 +77,53 @@ pub(crate) fn apply_batch(
     envelopes: &[Envelope],
     origin: Origin,
 ) -> Result<Vec<ModelId>, NodeError> {
-    let inbound = matches!(origin, Origin::Peer(_));
-    let reject = |reason| {
-        if inbound {
+    apply_batch_from(shared, envelopes, |_| origin)
+}
+
+/// [`apply_batch`] where each envelope has its own origin (`origin_of(i)`
+/// for `envelopes[i]`): records pushed by several peers, committed together.
+pub(crate) fn apply_batch_from(
+    shared: &Shared,
+    envelopes: &[Envelope],
+    origin_of: impl Fn(usize) -> Origin,
+) -> Result<Vec<ModelId>, NodeError> {
+    let reject = |i: usize, reason| {
+        if matches!(origin_of(i), Origin::Peer(_)) {
             shared.counters.reject(reason)
         }
     };
     // Within a batch only the newest version of a key can win.
-    let mut newest: HashMap<Vec<u8>, &Envelope> = HashMap::with_capacity(envelopes.len());
-    for envelope in envelopes {
+    let mut newest: HashMap<Vec<u8>, usize> = HashMap::with_capacity(envelopes.len());
+    for (i, envelope) in envelopes.iter().enumerate() {
         let key = envelope.record_key();
         match newest.get(&key) {
-            Some(held) if held.version() >= envelope.version() => reject(Rejection::Stale),
+            Some(&held) if !wins(envelope, &envelopes[held]) => reject(i, Rejection::Stale),
             _ => {
-                newest.insert(key, envelope);
+                newest.insert(key, i);
             }
         }
     }
     let txn = shared.store.begin_write()?;
     let applied = {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, &Envelope)>> = BTreeMap::new();
+        let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
         {
             let table = txn.envelope_table()?;
-            for (key, envelope) in newest {
+            for (key, i) in newest {
+                let envelope = &envelopes[i];
                 if registry.get(envelope.model()).is_none() {
-                    reject(Rejection::UnknownModel);
+                    reject(i, Rejection::UnknownModel);
                     continue;
                 }
                 match judge(table.get(&key)?, envelope) {
                     Verdict::Write => {}
                     Verdict::Unchanged => continue,
                     Verdict::Stale => {
-                        reject(Rejection::Stale);
+                        reject(i, Rejection::Stale);
                         continue;
                     }
                 }
-                by_model
-                    .entry(envelope.model())
-                    .or_default()
-                    .push((key, envelope));
+                by_model.entry(envelope.model()).or_default().push((key, i));
             }
         }
         let mut applied = Vec::new();
@@ -126,17 +131,15 @@ pub(crate) fn apply_batch(
             let Some(handler) = registry.get(model) else {
                 continue;
             };
-            let batch: Vec<&Envelope> = group.iter().map(|(_, e)| *e).collect();
-            for ((key, envelope), result) in
-                group.into_iter().zip(handler.apply_many(&txn, &batch)?)
-            {
+            let batch: Vec<&Envelope> = group.iter().map(|(_, i)| &envelopes[*i]).collect();
+            for ((key, i), result) in group.into_iter().zip(handler.apply_many(&txn, &batch)?) {
                 match result {
-                    Ok(()) => applied.push((key, envelope)),
-                    Err(ApplyError::Envelope(error)) => reject(error.kind().into()),
+                    Ok(()) => applied.push((key, i)),
+                    Err(ApplyError::Envelope(error)) => reject(i, error.kind().into()),
                     Err(ApplyError::Store(StoreError::UniqueViolation { .. }))
-                        if origin != Origin::Local =>
+                        if origin_of(i) != Origin::Local =>
                     {
-                        reject(Rejection::UniqueConflict)
+                        reject(i, Rejection::UniqueConflict)
                     }
                     // The transaction may be half-written: give up on the batch.
                     Err(ApplyError::Store(error)) => return Err(error.into()),
@@ -144,19 +147,20 @@ pub(crate) fn apply_batch(
             }
         }
         let mut table = txn.envelope_table()?;
-        for (key, envelope) in &applied {
-            table.insert(key, envelope.as_bytes())?;
+        for (key, i) in &applied {
+            table.insert(key, envelopes[*i].as_bytes())?;
         }
         applied
     };
     txn.commit()?;
-    for (_, envelope) in &applied {
-        if inbound {
+    for (_, i) in &applied {
+        let origin = origin_of(*i);
+        if matches!(origin, Origin::Peer(_)) {
             shared.counters.accept();
         }
-        announce(shared, envelope, origin);
+        announce(shared, &envelopes[*i], origin);
     }
-    Ok(applied.iter().map(|(_, e)| e.model()).collect())
+    Ok(applied.iter().map(|(_, i)| envelopes[*i].model()).collect())
 }
 
 fn storage(error: StoreError) -> Refused {
@@ -185,8 +189,23 @@ fn judge(held: Option<Vec<u8>>, envelope: &Envelope) -> Verdict {
     }
     // Stored envelopes were verified on the way in; only the version is needed.
     match Envelope::from_trusted_bytes(&held) {
-        Ok(held) if held.version() >= envelope.version() => Verdict::Stale,
+        Ok(held) if !wins(envelope, &held) => Verdict::Stale,
         _ => Verdict::Write,
+    }
+}
+
+/// Whether `envelope` beats `held` under the conflict rule: the greater
+/// version, and between two different envelopes with an equal version (one
+/// writer signing two records with one timestamp) the greater digest, so
+/// every peer keeps the same one.
+pub(crate) fn wins(envelope: &Envelope, held: &Envelope) -> bool {
+    match envelope.version().cmp(&held.version()) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => {
+            crate::sync::reconcile::digest(envelope.as_bytes())
+                > crate::sync::reconcile::digest(held.as_bytes())
+        }
     }
 }
 
@@ -251,46 +270,15 @@ pub(crate) fn tell(shared: &Shared, envelope: &Envelope, kind: ChangeKind, origi
     });
 }
 
-/// Validates bytes a peer sent as `record_key`, then applies them; counts
-/// and logs the outcome. Blocking: call from a blocking task.
-pub(crate) fn accept_remote(shared: &Shared, record_key: &[u8], bytes: &[u8], from: PeerId) {
-    match validate_remote(shared, record_key, bytes, Horizon::Enforce)
-        .and_then(|envelope| apply(shared, &envelope, Origin::Peer(from)))
-    {
-        Ok(Outcome::Applied) => shared.counters.accept(),
-        Ok(Outcome::Unchanged) => {}
-        Err(refused) => {
-            shared.counters.reject(refused.reason);
-            match &refused.error {
-                Some(error) => {
-                    tracing::warn!(peer = %from, reason = ?refused.reason, %error, "dropped a record")
-                }
-                None => tracing::debug!(peer = %from, reason = ?refused.reason, "dropped a record"),
-            }
-        }
-    }
-}
-
-/// Whether [`validate_remote`] refuses records past the delete horizon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Horizon {
-    /// Kademlia pushes and fetches: a record older than our floor, for a key
-    /// we do not hold, was deleted here and its delete collected.
-    Enforce,
-    /// Catch-up, where reconciliation already applied the finer ghost rule.
-    Reconciled,
-}
-
 /// Every check an inbound record passes before it may touch the store.
 pub(crate) fn validate_remote(
     shared: &Shared,
     record_key: &[u8],
     bytes: &[u8],
-    horizon: Horizon,
 ) -> Result<Envelope, Refused> {
     let envelope = Envelope::from_bytes(bytes, shared.config.max_record_bytes)
         .map_err(|e| Refused::new(e.kind().into()))?;
-    check_remote(shared, record_key, envelope, horizon, true)
+    check_remote(shared, record_key, envelope, true)
 }
 
 /// [`validate_remote`] for a batch of `(record key, bytes)`: signatures are
@@ -300,7 +288,6 @@ pub(crate) fn validate_remote(
 pub(crate) fn validate_batch(
     shared: &Shared,
     records: &[(Vec<u8>, Vec<u8>)],
-    horizon: Horizon,
 ) -> Vec<Result<Envelope, Refused>> {
     Envelope::from_bytes_many(
         records.iter().map(|(_, bytes)| bytes.as_slice()),
@@ -310,18 +297,18 @@ pub(crate) fn validate_batch(
     .zip(records)
     .map(|(envelope, (record_key, _))| {
         let envelope = envelope.map_err(|e| Refused::new(e.kind().into()))?;
-        check_remote(shared, record_key, envelope, horizon, false)
+        check_remote(shared, record_key, envelope, false)
     })
     .collect()
 }
 
 /// The checks after the signature: record key, model, payload (if
-/// `decode`), clock, horizon.
+/// `decode`), clock, horizon. The same on every path (Kademlia pushes,
+/// catch-up fetches, `get_record`), so what one path refuses no other lets in.
 fn check_remote(
     shared: &Shared,
     record_key: &[u8],
     envelope: Envelope,
-    horizon: Horizon,
     decode: bool,
 ) -> Result<Envelope, Refused> {
     envelope
@@ -340,10 +327,11 @@ fn check_remote(
     }
     shared
         .clock
-        .observe(envelope.version().timestamp)
+        .check(envelope.version().timestamp)
         .map_err(|_| Refused::new(Rejection::FromTheFuture))?;
-    if horizon == Horizon::Enforce
-        && envelope.version().timestamp.0 < super::horizon::watermarks(shared).floor
+    // A record older than our floor, for a key we do not hold, was deleted
+    // here and the delete since collected: whoever offers it, and however.
+    if envelope.version().timestamp.0 < super::horizon::watermarks(shared).floor
         && shared.cache.get(record_key).is_none()
     {
         return Err(Refused::new(Rejection::Expired));

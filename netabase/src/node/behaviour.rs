@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, kad, mdns, noise, request_response, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{
+    allow_block_list, connection_limits, identify, kad, mdns, noise, request_response, tcp, yamux,
+    StreamProtocol, Swarm,
+};
 
 use super::catchup::{SyncCodec, SYNC_PROTOCOL};
 use super::record_store::{KadStore, RecordCache};
@@ -13,11 +16,19 @@ use crate::Keypair;
 
 /// Our own Kademlia protocol: netabase peers form their own DHT, apart from IPFS's.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/netabase/kad/1.0.0");
+/// Connections to one peer at once: a dial each way can cross.
+const CONNECTIONS_PER_PEER: u32 = 2;
+/// Inbound streams per connection being read or answered at once (per
+/// protocol handler); libp2p's default is 100.
+const STREAMS_PER_CONNECTION: usize = 8;
 /// The Identify protocol version string.
 const IDENTIFY_PROTOCOL: &str = "/netabase/id/1.0.0";
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Peers refused for a while for breaking the protocol.
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) limits: connection_limits::Behaviour,
     pub(crate) kad: kad::Behaviour<KadStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -64,11 +75,20 @@ pub(crate) fn build_swarm(
                 None
             };
             let sync = request_response::Behaviour::with_codec(
-                SyncCodec,
+                SyncCodec::default(),
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(config.query_timeout),
+                request_response::Config::default()
+                    .with_request_timeout(config.query_timeout)
+                    .with_max_concurrent_streams(STREAMS_PER_CONNECTION),
             );
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER))
+                .with_max_established(Some(config.max_connections))
+                .with_max_pending_incoming(Some(config.max_connections.div_ceil(4).max(8)))
+                .with_max_established_incoming(Some(config.max_connections));
             Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(limits),
                 kad,
                 identify,
                 mdns: Toggle::from(mdns),

@@ -4,8 +4,9 @@
 //! through the same validation as records pushed over Kademlia and are
 //! committed a batch per transaction.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bincode::{Decode, Encode};
@@ -13,18 +14,39 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{request_response, PeerId, StreamProtocol};
 
 use crate::model::ModelId;
-use crate::sync::reconcile::{Part, Watermarks};
+use tokio::sync::Semaphore;
+
+use crate::sync::reconcile::{self, Part, Watermarks};
 
 /// The catch-up protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/netabase/sync/1.0.0");
-/// Largest message read; larger ones end the stream with an error.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request read (a reconciliation message or a fetch), on the wire
+/// and decoded: every honest request is far smaller (see
+/// [`reconcile::MAX_MESSAGE_COST`] and [`FETCH_BATCH_BYTES`]).
+pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest response read; only responses to this node's own requests are
+/// read, a few per peer at a time.
+const MAX_RESPONSE_READ: usize = 16 * 1024 * 1024;
+/// Bytes of inbound messages being read at once, over every peer: past it,
+/// new streams fail until reads finish, so many peers cannot together pin
+/// memory with half-sent messages.
+const READ_BUDGET: usize = 64 * 1024 * 1024;
 /// Keys asked for in one fetch.
 pub(crate) const FETCH_BATCH: usize = 512;
+/// Key bytes asked for in one fetch (at least one key).
+pub(crate) const FETCH_BATCH_BYTES: usize = 512 * 1024;
 /// Encoded records sent in one fetch response, at most.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Fetches in flight to one peer, counting batches still being stored.
 pub(crate) const FETCHES_IN_FLIGHT: usize = 4;
+/// Keys queued to fetch from one peer, at most; wants past it are left to
+/// the next catch-up.
+pub(crate) const MAX_QUEUED: usize = 64 * 1024;
+/// While more keys than this are queued, the next reconciliation message
+/// waits: the fetching sets the pace, not the peer.
+pub(crate) const HOLD_QUEUED: usize = 16 * 1024;
+/// Reconciliation messages in one exchange this node started, at most.
+pub(crate) const MAX_ROUNDS: u32 = 4096;
 
 /// A catch-up request.
 #[derive(Debug, Encode, Decode)]
@@ -46,30 +68,50 @@ pub(crate) enum SyncResponse {
     Records(Vec<Vec<u8>>),
 }
 
-/// Length-prefixed bincode, bounded.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct SyncCodec;
+/// Length-prefixed bincode, bounded: a message is read only while the
+/// node-wide read budget allows, and decoded within the same limit the
+/// writer keeps to.
+#[derive(Clone, Debug)]
+pub(crate) struct SyncCodec {
+    reading: Arc<Semaphore>,
+}
 
-async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(io: &mut T) -> io::Result<M> {
+impl Default for SyncCodec {
+    fn default() -> Self {
+        SyncCodec {
+            reading: Arc::new(Semaphore::new(READ_BUDGET)),
+        }
+    }
+}
+
+fn invalid(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(
+    io: &mut T,
+    reading: &Semaphore,
+    limit: usize,
+) -> io::Result<M> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("sync message of {len} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"),
-        ));
+    if len > limit {
+        return Err(invalid(format!(
+            "sync message of {len} bytes is over the {limit}-byte limit"
+        )));
     }
+    // Held while the message is read and decoded.
+    let _permit = u32::try_from(len)
+        .ok()
+        .and_then(|n| reading.try_acquire_many(n).ok())
+        .ok_or_else(|| invalid("too many sync messages being read; try again later"))?;
     let mut bytes = vec![0u8; len];
     io.read_exact(&mut bytes).await?;
-    let config = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
-    let (message, read) = bincode::decode_from_slice(&bytes, config)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let config = bincode::config::standard().with_limit::<MAX_RESPONSE_READ>();
+    let (message, read) = bincode::decode_from_slice(&bytes, config).map_err(invalid)?;
     if read != len {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "trailing bytes in a sync message",
-        ));
+        return Err(invalid("trailing bytes in a sync message"));
     }
     Ok(message)
 }
@@ -77,13 +119,13 @@ async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(io: &mut T) ->
 async fn write_message<T: AsyncWrite + Unpin + Send, M: Encode>(
     io: &mut T,
     message: &M,
+    limit: usize,
 ) -> io::Result<()> {
-    let bytes = bincode::encode_to_vec(message, bincode::config::standard())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let bytes = bincode::encode_to_vec(message, bincode::config::standard()).map_err(invalid)?;
     let len = u32::try_from(bytes.len())
         .ok()
-        .filter(|len| *len as usize <= MAX_MESSAGE_BYTES)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "sync message too large"))?;
+        .filter(|len| *len as usize <= limit)
+        .ok_or_else(|| invalid("sync message over the reader's limit"))?;
     io.write_all(&len.to_be_bytes()).await?;
     io.write_all(&bytes).await?;
     io.close().await
@@ -100,7 +142,11 @@ impl request_response::Codec for SyncCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<SyncRequest> {
-        read_message(io).await
+        let request: SyncRequest = read_message(io, &self.reading, MAX_REQUEST_BYTES).await?;
+        if request_cost(&request) > MAX_REQUEST_BYTES {
+            return Err(invalid("a sync request over the decoded-size limit"));
+        }
+        Ok(request)
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -108,7 +154,15 @@ impl request_response::Codec for SyncCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<SyncResponse> {
-        read_message(io).await
+        let response: SyncResponse = read_message(io, &self.reading, MAX_RESPONSE_READ).await?;
+        if let SyncResponse::Reconcile(_, parts) = &response {
+            if reconcile::message_cost(parts) > MAX_REQUEST_BYTES {
+                return Err(invalid(
+                    "a reconciliation answer over the decoded-size limit",
+                ));
+            }
+        }
+        Ok(response)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -117,7 +171,12 @@ impl request_response::Codec for SyncCodec {
         io: &mut T,
         request: SyncRequest,
     ) -> io::Result<()> {
-        write_message(io, &request).await
+        if request_cost(&request) > MAX_REQUEST_BYTES {
+            return Err(invalid(
+                "a sync request over the reader's decoded-size limit",
+            ));
+        }
+        write_message(io, &request, MAX_REQUEST_BYTES).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -126,7 +185,20 @@ impl request_response::Codec for SyncCodec {
         io: &mut T,
         response: SyncResponse,
     ) -> io::Result<()> {
-        write_message(io, &response).await
+        write_message(io, &response, MAX_RESPONSE_READ).await
+    }
+}
+
+/// What a request costs its reader in memory once decoded (bincode reserves
+/// each `Vec`'s length times its element size); reader and writer check the
+/// same bound.
+pub(crate) fn request_cost(request: &SyncRequest) -> usize {
+    match request {
+        SyncRequest::Reconcile(_, parts) => reconcile::message_cost(parts),
+        SyncRequest::Fetch(keys) => keys
+            .iter()
+            .map(|key| std::mem::size_of::<Vec<u8>>() + key.len())
+            .sum(),
     }
 }
 
@@ -141,6 +213,9 @@ pub(crate) fn model_of(record_key: &[u8]) -> Option<ModelId> {
 #[derive(Default)]
 pub(crate) struct Fetches {
     queued: HashMap<PeerId, VecDeque<Vec<u8>>>,
+    /// Keys queued or in flight per peer: a key is asked for once at a time,
+    /// however often reconciliation names it.
+    known: HashMap<PeerId, HashSet<Vec<u8>>>,
     in_flight: HashMap<request_response::OutboundRequestId, (PeerId, Vec<Vec<u8>>)>,
     /// Batches received and being validated and stored.
     storing: HashMap<PeerId, usize>,
@@ -155,19 +230,37 @@ pub(crate) struct Progress {
 }
 
 impl Fetches {
-    /// Queues keys to fetch from `peer`; returns the models they touch.
-    pub(crate) fn queue(&mut self, peer: PeerId, keys: Vec<Vec<u8>>) -> Vec<ModelId> {
+    /// Queues keys to fetch from `peer`, skipping keys already queued or in
+    /// flight, up to [`MAX_QUEUED`]; returns the models they touch and
+    /// whether keys were left out for lack of room.
+    pub(crate) fn queue(&mut self, peer: PeerId, keys: Vec<Vec<u8>>) -> (Vec<ModelId>, bool) {
         let mut models = Vec::new();
-        for key in &keys {
-            if let Some(model) = model_of(key) {
+        let mut overflow = false;
+        let known = self.known.entry(peer).or_default();
+        let queue = self.queued.entry(peer).or_default();
+        for key in keys {
+            if known.contains(&key) {
+                continue;
+            }
+            if queue.len() >= MAX_QUEUED {
+                overflow = true;
+                break;
+            }
+            if let Some(model) = model_of(&key) {
                 self.progress.entry((peer, model)).or_default().outstanding += 1;
                 if !models.contains(&model) {
                     models.push(model);
                 }
             }
+            known.insert(key.clone());
+            queue.push_back(key);
         }
-        self.queued.entry(peer).or_default().extend(keys);
-        models
+        (models, overflow)
+    }
+
+    /// Keys queued for `peer`, not yet asked for.
+    pub(crate) fn queued(&self, peer: PeerId) -> usize {
+        self.queued.get(&peer).map_or(0, VecDeque::len)
     }
 
     /// The next batch to ask `peer` for, if any and if there is room: batches
@@ -180,12 +273,22 @@ impl Fetches {
             return None;
         }
         let queue = self.queued.get_mut(&peer)?;
-        let take = queue.len().min(FETCH_BATCH);
-        if take == 0 {
+        if queue.is_empty() {
             self.queued.remove(&peer);
             return None;
         }
-        Some(queue.drain(..take).collect())
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(key) = queue.front() {
+            if batch.len() == FETCH_BATCH
+                || (!batch.is_empty() && bytes + key.len() > FETCH_BATCH_BYTES)
+            {
+                break;
+            }
+            bytes += key.len();
+            batch.extend(queue.pop_front());
+        }
+        Some(batch)
     }
 
     pub(crate) fn sent(
@@ -209,6 +312,11 @@ impl Fetches {
         id: request_response::OutboundRequestId,
     ) -> Option<(PeerId, Vec<Vec<u8>>)> {
         let (peer, keys) = self.in_flight.remove(&id)?;
+        if let Some(known) = self.known.get_mut(&peer) {
+            for key in &keys {
+                known.remove(key);
+            }
+        }
         for key in &keys {
             if let Some(progress) = model_of(key).and_then(|m| self.progress.get_mut(&(peer, m))) {
                 progress.outstanding = progress.outstanding.saturating_sub(1);
@@ -267,9 +375,28 @@ impl Fetches {
         }
     }
 
+    /// Forgets what was queued for `peer` (requests in flight still finish).
+    pub(crate) fn clear_queue(&mut self, peer: PeerId) {
+        if let Some(queue) = self.queued.remove(&peer) {
+            if let Some(known) = self.known.get_mut(&peer) {
+                for key in &queue {
+                    known.remove(key);
+                }
+            }
+            for key in &queue {
+                if let Some(progress) =
+                    model_of(key).and_then(|m| self.progress.get_mut(&(peer, m)))
+                {
+                    progress.outstanding = progress.outstanding.saturating_sub(1);
+                }
+            }
+        }
+    }
+
     /// Forgets a peer that disconnected.
     pub(crate) fn drop_peer(&mut self, peer: PeerId) {
         self.queued.remove(&peer);
+        self.known.remove(&peer);
         self.in_flight.retain(|_, (p, _)| *p != peer);
         self.storing.remove(&peer);
         self.progress.retain(|(p, _), _| *p != peer);

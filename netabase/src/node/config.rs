@@ -55,6 +55,10 @@ pub struct NetabaseConfig {
     /// `None` keeps deletes forever. Use the same value on every peer, longer
     /// than any peer stays away (see the README's "How sync works").
     pub tombstone_horizon: Option<Duration>,
+    /// Connections open at once, inbound and outbound together (and at most
+    /// this many inbound); one peer may hold at most two. Default 256. Keep
+    /// it well under the process's open-file limit.
+    pub max_connections: u32,
     /// Find peers on the local network with mDNS. Default off.
     pub mdns: bool,
     /// Durability of local commits. Default [`Durability::Immediate`].
@@ -81,6 +85,7 @@ impl Default for NetabaseConfig {
             query_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(5 * 60),
             tombstone_horizon: Some(Duration::from_secs(30 * 24 * 60 * 60)),
+            max_connections: 256,
             mdns: false,
             durability: Durability::Immediate,
             clock_skew_ms: 0,

@@ -24,6 +24,38 @@ pub enum ChangeKind {
     Delete,
 }
 
+/// Why a catch-up ended without completing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CatchUpFailure {
+    /// The peer disconnected, or the swarm stopped, during the exchange.
+    Disconnected,
+    /// A request to the peer failed or timed out.
+    RequestFailed,
+    /// The peer broke the protocol: a malformed or oversized message, an
+    /// answer of the wrong kind, or fetch answers it cut short. Counted in
+    /// `stats().sync_messages_refused`; a peer that keeps doing it is
+    /// disconnected and refused for a while.
+    OffProtocol,
+    /// The exchange went on for more messages than a catch-up may take; the
+    /// next one resumes where it stopped.
+    TooManyRounds,
+    /// Some records could not be fetched or stored (or more differed than
+    /// one catch-up fetches); the next catch-up resumes.
+    Incomplete,
+    /// The peer holds records stamped later than this node's clock accepts
+    /// (`max_clock_drift` past its own time): this node's clock is behind, or
+    /// the peer's records are from the future. They are not fetched; the
+    /// catch-up is retried on its own once the earliest of them becomes
+    /// acceptable, `retry_in_ms` from now.
+    ClockBehind {
+        /// How far ahead of this node's clock the earliest such record is.
+        ahead_ms: u64,
+        /// When the catch-up is retried.
+        retry_in_ms: u64,
+    },
+}
+
 /// One event on [`Netabase::subscribe_to_broadcasts`](super::Netabase::subscribe_to_broadcasts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -63,6 +95,16 @@ pub enum Event {
         peer: PeerId,
         /// Records received and stored during the exchange.
         received: u64,
+    },
+    /// A catch-up this node started with a peer ended without completing.
+    /// Records stored before it ended stay stored; the next catch-up (on
+    /// connect, every `catch_up_interval`, or sooner where `reason` says so)
+    /// fetches only what is still missing.
+    CatchUpFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why it ended.
+        reason: CatchUpFailure,
     },
     /// A connection to a peer was opened (its first one).
     PeerConnected(PeerId),

@@ -36,6 +36,7 @@ mod event;
 mod event_loop;
 mod horizon;
 mod identity;
+mod inbound;
 mod record_store;
 mod registry;
 mod stats;
@@ -52,7 +53,7 @@ pub use behaviour::KAD_PROTOCOL;
 pub use catchup::SYNC_PROTOCOL;
 pub use config::NetabaseConfig;
 pub use error::NodeError;
-pub use event::{ChangeKind, Event, Origin};
+pub use event::{CatchUpFailure, ChangeKind, Event, Origin};
 pub use libp2p::multiaddr::{Multiaddr, Protocol};
 pub use stats::{NodeStats, Rejection};
 
@@ -76,9 +77,6 @@ const COMMAND_BUFFER: usize = 1024;
 const LISTEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Own records republished at once when the swarm starts.
 const REPUBLISH_IN_FLIGHT: usize = 32;
-/// Inbound records validated at once; more are dropped (and counted) until
-/// some finish, so a flood cannot pile up threads or memory.
-const INBOUND_IN_FLIGHT: usize = 256;
 
 /// State shared by the handle, the event loop and storage tasks.
 pub(crate) struct Shared {
@@ -93,7 +91,8 @@ pub(crate) struct Shared {
     counters: stats::Counters,
     listen_addrs: Mutex<Vec<Multiaddr>>,
     listening: tokio::sync::Notify,
-    inbound: Arc<Semaphore>,
+    /// Records pushed by peers, waiting to be stored.
+    pushed: inbound::InboundQueue,
     /// When this node last completed a catch-up (a timestamp; 0: never).
     synced_at: std::sync::atomic::AtomicU64,
 }
@@ -157,18 +156,26 @@ impl Netabase {
         let cache = RecordCache::default();
         let read = store.begin_read()?;
         let synced_at = read.sync_meta(horizon::SYNCED_AT)?.unwrap_or(0);
+        let peer_id = keypair.public().to_peer_id();
+        // The latest version this node wrote, to seed its clock with.
+        let mut issued = crate::sync::Timestamp::default();
         for (_, bytes) in read.envelopes()? {
             match Envelope::from_trusted_bytes(&bytes) {
-                Ok(envelope) => cache.insert(&envelope),
+                Ok(envelope) => {
+                    if envelope.writer() == peer_id {
+                        issued = issued.max(envelope.version().timestamp);
+                    }
+                    cache.insert(&envelope)
+                }
                 Err(error) => tracing::warn!(%error, "skipped an unreadable stored envelope"),
             }
         }
-        let peer_id = keypair.public().to_peer_id();
         tracing::info!(%peer_id, path = %dir.display(), records = cache.len(), "opened node");
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         drop(read);
         let clock =
             Clock::system(config.max_clock_drift.as_millis() as u64).skewed(config.clock_skew_ms);
+        clock.seed(issued);
         Ok(Netabase {
             shared: Arc::new(Shared {
                 store,
@@ -181,7 +188,7 @@ impl Netabase {
                 counters: stats::Counters::default(),
                 listen_addrs: Mutex::new(Vec::new()),
                 listening: tokio::sync::Notify::new(),
-                inbound: Arc::new(Semaphore::new(INBOUND_IN_FLIGHT)),
+                pushed: inbound::InboundQueue::default(),
                 synced_at: std::sync::atomic::AtomicU64::new(synced_at),
                 config,
             }),
@@ -344,7 +351,8 @@ impl Netabase {
         let shared = self.shared.clone();
         let (staged_tx, staged) = oneshot::channel();
         let commit = tokio::task::spawn_blocking(move || {
-            let envelope = Envelope::seal(&shared.keypair, &record, shared.clock.now())?;
+            let envelope =
+                Envelope::seal(&shared.keypair, &record, stamp::<M>(&shared, &record.key()))?;
             check_size(&shared, &envelope, M::NAME)?;
             apply::apply_staged(&shared, &envelope, Origin::Local, || {
                 let _ = staged_tx.send(envelope.clone());
@@ -390,7 +398,7 @@ impl Netabase {
         let shared = self.shared.clone();
         self.blocking(move || {
             let envelope =
-                Envelope::seal_tombstone::<M>(&shared.keypair, &key, shared.clock.now())?;
+                Envelope::seal_tombstone::<M>(&shared.keypair, &key, stamp::<M>(&shared, &key))?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -423,7 +431,8 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
-            let envelope = Envelope::seal(&shared.keypair, &record, shared.clock.now())?;
+            let envelope =
+                Envelope::seal(&shared.keypair, &record, stamp::<M>(&shared, &record.key()))?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -451,7 +460,11 @@ impl Netabase {
             let envelopes = records
                 .iter()
                 .map(|record| {
-                    let envelope = Envelope::seal(&shared.keypair, record, shared.clock.now())?;
+                    let envelope = Envelope::seal(
+                        &shared.keypair,
+                        record,
+                        stamp::<M>(&shared, &record.key()),
+                    )?;
                     check_size(&shared, &envelope, M::NAME)?;
                     Ok(envelope)
                 })
@@ -494,15 +507,20 @@ impl Netabase {
                 Some(None) => break,
                 None => return Err(NodeError::Stopped),
             };
-            match apply::validate_remote(&self.shared, &record_key, &bytes, apply::Horizon::Enforce)
-            {
+            match apply::validate_remote(&self.shared, &record_key, &bytes) {
                 Ok(envelope) => valid.push((peer, envelope)),
                 Err(refused) => self.shared.counters.reject(refused.reason),
             }
         }
         let Some((peer, envelope)) = valid
             .iter()
-            .max_by(|a, b| a.1.version().cmp(&b.1.version()))
+            .reduce(|best, copy| {
+                if apply::wins(&copy.1, &best.1) {
+                    copy
+                } else {
+                    best
+                }
+            })
             .cloned()
         else {
             // Records written straight into `store()` are local but unsigned.
@@ -514,7 +532,7 @@ impl Netabase {
         // Peers that answered with an older version get the newest back.
         let stale: Vec<PeerId> = valid
             .iter()
-            .filter(|(_, e)| e.version() < envelope.version())
+            .filter(|(_, e)| apply::wins(&envelope, e))
             .filter_map(|(p, _)| *p)
             .collect();
         if !stale.is_empty() {
@@ -673,6 +691,14 @@ impl Netabase {
             .await
             .map_err(NodeError::Task)?
     }
+}
+
+/// The timestamp for a local write to `key` of `M`: past the version this
+/// node holds for it, so the write always replaces it.
+fn stamp<M: NetabaseModel>(shared: &Shared, key: &M::Key) -> crate::sync::Timestamp {
+    let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
+    let held = shared.cache.get(&record_key).map(|c| c.version.timestamp);
+    shared.clock.now_after(held)
 }
 
 /// Commits a locally signed envelope, refusing it up front if it is over the

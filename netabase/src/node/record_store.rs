@@ -26,16 +26,12 @@ pub(crate) struct Cached {
 }
 
 /// The shared view: storage tasks write it, the swarm reads it. It also keeps
-/// the item set that catch-up reconciles.
+/// the item set that catch-up reconciles, under its own lock, so answering a
+/// peer's message never holds up the swarm's reads of records.
 #[derive(Clone, Default, Debug)]
 pub(crate) struct RecordCache {
-    inner: Arc<RwLock<Inner>>,
-}
-
-#[derive(Default, Debug)]
-struct Inner {
-    records: HashMap<Vec<u8>, Cached>,
-    items: ItemSet,
+    records: Arc<RwLock<HashMap<Vec<u8>, Cached>>>,
+    items: Arc<RwLock<ItemSet>>,
 }
 
 impl RecordCache {
@@ -50,25 +46,24 @@ impl RecordCache {
             digest: reconcile::digest(envelope.as_bytes()),
             timestamp: envelope.version().timestamp.0,
         };
-        let mut inner = self.write();
-        inner.items.insert(key.clone(), state);
-        inner.records.insert(key, cached);
+        // Records first, then items, each lock on its own: a reader sees a
+        // record a moment before reconciliation does, never the reverse.
+        write(&self.records).insert(key.clone(), cached);
+        write(&self.items).insert(key, state);
     }
 
     pub(crate) fn get(&self, record_key: &[u8]) -> Option<Cached> {
-        self.read().records.get(record_key).cloned()
+        read(&self.records).get(record_key).cloned()
     }
 
     pub(crate) fn remove(&self, record_key: &[u8]) {
-        let mut inner = self.write();
-        inner.items.remove(record_key);
-        inner.records.remove(record_key);
+        write(&self.items).remove(record_key);
+        write(&self.records).remove(record_key);
     }
 
     /// Keys of deletes stamped before `cutoff`.
     pub(crate) fn tombstones_before(&self, cutoff: u64) -> Vec<Vec<u8>> {
-        self.read()
-            .records
+        read(&self.records)
             .iter()
             .filter(|(_, c)| c.tombstone && c.version.timestamp.0 < cutoff)
             .map(|(k, _)| k.clone())
@@ -76,18 +71,18 @@ impl RecordCache {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.read().records.len()
+        read(&self.records).len()
     }
 
-    /// Runs `f` on the reconciliation item set.
+    /// Runs `f` on the reconciliation item set. Every use is bounded work
+    /// (see [`reconcile`]'s bounds), so writers wait at most that long.
     pub(crate) fn with_items<T>(&self, f: impl FnOnce(&ItemSet) -> T) -> T {
-        f(&self.read().items)
+        f(&read(&self.items))
     }
 
     /// Every record whose writer is `writer`.
     pub(crate) fn written_by(&self, writer: PeerId) -> Vec<(Vec<u8>, Cached)> {
-        self.read()
-            .records
+        read(&self.records)
             .iter()
             .filter(|(_, c)| c.version.writer == writer)
             .map(|(k, c)| (k.clone(), c.clone()))
@@ -95,23 +90,22 @@ impl RecordCache {
     }
 
     fn all(&self) -> Vec<(Vec<u8>, Cached)> {
-        self.read()
-            .records
+        read(&self.records)
             .iter()
             .map(|(k, c)| (k.clone(), c.clone()))
             .collect()
     }
+}
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the view half-updated
-        // in a way that matters (each update is two inserts of the same key),
-        // so a poisoned lock is still sound.
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
-    }
+// A panic while holding a lock cannot leave the view half-updated in a way
+// that matters (each update is one insert or remove), so a poisoned lock is
+// still sound.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
-    }
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The `RecordStore` Kademlia runs on.

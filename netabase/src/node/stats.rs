@@ -81,6 +81,19 @@ pub struct NodeStats {
     /// Records dropped because a peer showed they were deleted while this
     /// node was away longer than the horizon.
     pub ghosts_dropped: u64,
+    /// Catch-ups this node started that ended without completing
+    /// ([`Event::CatchUpFailed`](super::Event::CatchUpFailed)).
+    pub catch_ups_failed: u64,
+    /// Catch-up messages refused as malformed, oversized or off-protocol.
+    pub sync_messages_refused: u64,
+    /// Catch-up requests from peers dropped unanswered because that peer, or
+    /// all peers together, already had as many in progress as allowed.
+    pub sync_requests_dropped: u64,
+    /// Peers disconnected and refused for a while for breaking the protocol.
+    pub peers_banned: u64,
+    /// How far ahead of this node's clock the records its last catch-ups
+    /// could not accept yet were, in milliseconds; 0 when none are waiting.
+    pub clock_behind_ms: u64,
 }
 
 impl NodeStats {
@@ -101,6 +114,11 @@ pub(crate) struct Counters {
     rejected: [AtomicU64; ALL.len()],
     tombstones_collected: AtomicU64,
     ghosts_dropped: AtomicU64,
+    pub(crate) catch_ups_failed: AtomicU64,
+    pub(crate) sync_messages_refused: AtomicU64,
+    pub(crate) sync_requests_dropped: AtomicU64,
+    pub(crate) peers_banned: AtomicU64,
+    pub(crate) clock_behind_ms: AtomicU64,
 }
 
 impl Counters {
@@ -116,6 +134,11 @@ impl Counters {
 
     pub(crate) fn collected(&self, n: u64) {
         self.tombstones_collected.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn ghosts(&self, n: u64) {
@@ -134,6 +157,11 @@ impl Counters {
             rejected,
             tombstones_collected: self.tombstones_collected.load(Ordering::Relaxed),
             ghosts_dropped: self.ghosts_dropped.load(Ordering::Relaxed),
+            catch_ups_failed: self.catch_ups_failed.load(Ordering::Relaxed),
+            sync_messages_refused: self.sync_messages_refused.load(Ordering::Relaxed),
+            sync_requests_dropped: self.sync_requests_dropped.load(Ordering::Relaxed),
+            peers_banned: self.peers_banned.load(Ordering::Relaxed),
+            clock_behind_ms: self.clock_behind_ms.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! A hybrid logical clock: timestamps that follow wall-clock time but never go
-//! backwards and always exceed every timestamp this node has seen, so a write
-//! made after seeing another is ordered after it even across skewed clocks.
+//! backwards. A write to a key is stamped past the version of that key it
+//! replaces ([`Clock::now_after`]), so it is ordered after it even across
+//! skewed clocks; records from elsewhere are only checked against the drift
+//! bound ([`Clock::check`]) and never move the clock, so one record stamped
+//! far ahead cannot drag every later write of this node forward.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -99,15 +102,29 @@ impl Clock {
         Timestamp(wall.max(previous.saturating_add(1)))
     }
 
-    /// Folds in a timestamp seen on a record from elsewhere, so our next write
-    /// orders after it.
+    /// A new timestamp for a write replacing a version stamped `held`:
+    /// [`now`](Self::now), or just past `held` if that is later (a version
+    /// from a peer whose clock is ahead, or written before this machine's
+    /// clock was set back). Only this write is moved forward; later writes
+    /// to other keys follow the wall clock again.
+    pub fn now_after(&self, held: Option<Timestamp>) -> Timestamp {
+        let now = self.now();
+        match held {
+            Some(held) if held >= now => Timestamp(held.0.saturating_add(1)),
+            _ => now,
+        }
+    }
+
+    /// Checks a timestamp seen on a record from elsewhere against the drift
+    /// bound. The clock is not moved: conflicts are per key, and
+    /// [`now_after`](Self::now_after) orders a write after the version it
+    /// replaces.
     ///
     /// # Errors
     ///
     /// [`ClockError::TooFarAhead`] if it is more than the allowed drift ahead
-    /// of our wall clock; the clock is then left as it was, so one peer with a
-    /// broken clock cannot drag ours into the future.
-    pub fn observe(&self, seen: Timestamp) -> Result<(), ClockError> {
+    /// of our wall clock.
+    pub fn check(&self, seen: Timestamp) -> Result<(), ClockError> {
         let wall = self.wall_millis();
         let ahead_ms = seen.millis().saturating_sub(wall);
         if ahead_ms > self.max_drift_ms {
@@ -116,8 +133,20 @@ impl Clock {
                 max_drift_ms: self.max_drift_ms,
             });
         }
-        self.last.fetch_max(seen.0, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Makes every later timestamp greater than `issued`, a timestamp this
+    /// node issued before (read back from its store on open), so its writes
+    /// keep their order across a restart even if the machine's clock was set
+    /// back. Timestamps more than the drift bound ahead of the wall clock are
+    /// counted only up to that bound.
+    pub fn seed(&self, issued: Timestamp) {
+        let cap = Timestamp::new(
+            self.wall_millis().saturating_add(self.max_drift_ms),
+            u16::MAX,
+        );
+        self.last.fetch_max(issued.min(cap).0, Ordering::AcqRel);
     }
 
     /// The configured drift bound in milliseconds.
@@ -154,11 +183,25 @@ mod tests {
     }
 
     #[test]
-    fn observing_moves_past_the_seen_timestamp() {
+    fn a_write_is_stamped_past_the_version_it_replaces_and_only_that_write() {
         let clock = Clock::with_wall_clock(1000, frozen);
-        let seen = Timestamp::new(1_000_500, 7);
-        clock.observe(seen).unwrap();
-        assert!(clock.now() > seen);
+        let held = Timestamp::new(1_000_500, 7);
+        clock.check(held).unwrap();
+        assert_eq!(clock.now_after(Some(held)), Timestamp::new(1_000_500, 8));
+        // The record ahead did not drag the clock: other keys follow the wall.
+        assert_eq!(clock.now().millis(), 1_000_000);
+        assert_eq!(clock.now_after(None).millis(), 1_000_000);
+    }
+
+    #[test]
+    fn seeding_orders_later_writes_after_earlier_ones_within_the_drift() {
+        let clock = Clock::with_wall_clock(1000, frozen);
+        clock.seed(Timestamp::new(1_000_400, 3));
+        assert_eq!(clock.now(), Timestamp::new(1_000_400, 4));
+        // A stored timestamp far ahead counts only up to the drift bound.
+        let clock = Clock::with_wall_clock(1000, frozen);
+        clock.seed(Timestamp::new(9_000_000, 0));
+        assert_eq!(clock.now().millis(), 1_001_001);
     }
 
     #[test]
@@ -166,7 +209,7 @@ mod tests {
         let clock = Clock::with_wall_clock(1000, frozen);
         let before = clock.now();
         let err = clock
-            .observe(Timestamp::new(1_000_000 + 10 * 60 * 1000, 0))
+            .check(Timestamp::new(1_000_000 + 10 * 60 * 1000, 0))
             .unwrap_err();
         assert_eq!(
             err,

@@ -2,6 +2,7 @@
 //! version wins, by (hybrid logical clock timestamp, writer peer id).
 
 mod clock;
+mod item_tree;
 pub mod reconcile;
 mod version;
 

@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::catchup::Fetches;
-use super::event::Event;
+use super::event::{CatchUpFailure, Event};
+use super::inbound::{self, Pushed};
 use super::stats::Rejection;
-use super::{apply, horizon, NodeError, Shared};
+use super::{horizon, NodeError, Shared};
 
 /// How often deletes past the horizon are collected (also at start).
 const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -50,9 +51,17 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+mod peers;
 mod sync;
 
+use peers::Peers;
 use sync::{Exchange, Internal};
+
+/// How soon a peer whose pushes were dropped (its queue was full) is caught
+/// up with, to fetch what was acknowledged and dropped.
+const OVERLOAD_RETRY: Duration = Duration::from_secs(2);
+/// How often bans are lifted and due catch-up retries started.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -63,6 +72,7 @@ pub(crate) struct EventLoop {
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
     reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
+    peers: Peers,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
 }
@@ -83,6 +93,7 @@ impl EventLoop {
             fetches: Fetches::default(),
             exchanges: HashMap::new(),
             reconciles: HashMap::new(),
+            peers: Peers::default(),
             internal,
             internal_rx,
         }
@@ -97,6 +108,8 @@ impl EventLoop {
             .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
         let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut gc = tokio::time::interval(GC_INTERVAL);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -106,6 +119,7 @@ impl EventLoop {
                 },
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
                 _ = catch_up.tick() => self.reconcile_with_all(),
+                _ = housekeeping.tick() => self.housekeeping(),
                 _ = gc.tick() => {
                     let shared = self.shared.clone();
                     tokio::task::spawn_blocking(move || {
@@ -116,7 +130,12 @@ impl EventLoop {
                 }
             }
         }
-        // Pending callers learn that the swarm stopped (their senders drop).
+        // Pending callers learn that the swarm stopped (their senders drop);
+        // subscribers learn that running catch-ups ended.
+        let running: Vec<PeerId> = self.exchanges.keys().copied().collect();
+        for peer in running {
+            self.fail(peer, CatchUpFailure::Disconnected);
+        }
         tracing::debug!(peer_id = %self.shared.peer_id, "swarm stopped");
     }
 
@@ -162,6 +181,23 @@ impl EventLoop {
             }
             Command::CatchUp => self.reconcile_with_all(),
             Command::Shutdown => {}
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let (unbanned, due) = self.peers.tick(std::time::Instant::now());
+        // Slots freed by requests whose end was never reported.
+        self.serve_waiting();
+        for peer in unbanned {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        for peer in due {
+            if self.exchanges.contains_key(&peer) {
+                // One is running and may have passed the keys in question.
+                self.peers.retry_after(peer, HOUSEKEEPING);
+            } else if self.swarm.is_connected(&peer) {
+                self.start_reconcile(peer);
+            }
         }
     }
 
@@ -215,10 +251,8 @@ impl EventLoop {
                 }
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(Event::PeerConnected(peer_id));
-                    // One side starts catch-up, so a pair reconciles once.
-                    if endpoint.is_dialer() {
-                        self.start_reconcile(peer_id);
-                    }
+                    // Each side fetches only in the exchange it started.
+                    self.start_reconcile(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -227,7 +261,8 @@ impl EventLoop {
                 ..
             } => {
                 self.fetches.drop_peer(peer_id);
-                self.exchanges.remove(&peer_id);
+                self.peers.drop_peer(&peer_id);
+                self.fail(peer_id, CatchUpFailure::Disconnected);
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
@@ -249,17 +284,24 @@ impl EventLoop {
                         ..
                     },
             } => {
-                // Validation (a signature check) and the redb write run off the poll.
-                let Ok(permit) = self.shared.inbound.clone().try_acquire_owned() else {
-                    self.shared.counters.reject(Rejection::Overloaded);
-                    tracing::warn!(peer = %source, "dropped a record: too many in flight");
-                    return;
-                };
-                let shared = self.shared.clone();
-                tokio::task::spawn_blocking(move || {
-                    apply::accept_remote(&shared, record.key.as_ref(), &record.value, source);
-                    drop(permit);
-                });
+                // Queued per peer; validated and stored in batches off the poll.
+                match self
+                    .shared
+                    .pushed
+                    .push(source, record.key.to_vec(), record.value)
+                {
+                    Pushed::Queued => {}
+                    Pushed::StartWorker => {
+                        let shared = self.shared.clone();
+                        tokio::task::spawn_blocking(move || inbound::drain(&shared));
+                    }
+                    Pushed::Full => {
+                        self.shared.counters.reject(Rejection::Overloaded);
+                        tracing::debug!(peer = %source, "dropped a pushed record: that peer's queue is full");
+                        // It was acknowledged: fetch it from that peer soon.
+                        self.peers.retry_after(source, OVERLOAD_RETRY);
+                    }
+                }
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..

@@ -2,39 +2,45 @@
 //! continuing reconciliation off the loop, fetching what differs with
 //! backpressure, storing batches in blocking tasks, and telling subscribers
 //! how far each peer's catch-up has come.
+//!
+//! Only exchanges this node started lead to fetches or drops: answering a
+//! peer's reconciliation teaches this node nothing it acts on, so no peer
+//! can make it fetch, queue or delete by sending unasked messages. Both
+//! sides of a new connection start their own exchange.
 
 use libp2p::{request_response, PeerId};
 
 use crate::model::ModelId;
-use crate::sync::reconcile::{self, Watermarks};
+use crate::sync::reconcile::{self, Context, MessageError, Watermarks};
 use crate::sync::Timestamp;
 
+use super::peers::Admit;
 use super::EventLoop;
 use crate::node::catchup::{
-    model_of, Progress, SyncRequest, SyncResponse, FETCH_BATCH, MAX_RESPONSE_BYTES,
+    model_of, Progress, SyncRequest, SyncResponse, FETCH_BATCH, HOLD_QUEUED, MAX_RESPONSE_BYTES,
+    MAX_ROUNDS,
 };
-use crate::node::event::{Event, Origin};
-use crate::node::stats::Rejection;
+use crate::node::event::{CatchUpFailure, Event, Origin};
+use crate::node::stats::{Counters, Rejection};
 use crate::node::{apply, horizon, Shared};
 
 /// Work finished off the loop, coming back to it.
 pub(super) enum Internal {
-    /// Send a reconciliation message to `peer`.
+    /// Send the first reconciliation message of our exchange with `peer`.
     Reconcile { peer: PeerId, request: SyncRequest },
-    /// Answer a peer's request.
+    /// Answer a peer's request; `None`: the request broke the protocol and
+    /// goes unanswered.
     Respond {
         peer: PeerId,
+        id: request_response::InboundRequestId,
         channel: request_response::ResponseChannel<SyncResponse>,
-        response: SyncResponse,
+        response: Option<SyncResponse>,
     },
-    /// What answering a reconciliation message taught us. `next` is set
-    /// when the message answered one of ours: our next message (empty: done).
+    /// What the peer's answer to our reconciliation message taught us.
     Learned {
         peer: PeerId,
-        want: Vec<Vec<u8>>,
-        ghosts: Vec<Vec<u8>>,
+        outcome: Result<reconcile::Outcome, MessageError>,
         marks: (Watermarks, Watermarks),
-        next: Option<SyncRequest>,
     },
     /// A batch from `peer` was stored: records received per model.
     Stored {
@@ -52,12 +58,23 @@ pub(super) struct Exchange {
     /// Nothing failed: a finished exchange means we hold all the peer held.
     pub(super) complete: bool,
     pub(super) received: u64,
+    /// Messages sent so far.
+    rounds: u32,
+    /// Our next message, held back while many keys wait to be fetched.
+    held: Option<SyncRequest>,
+    /// Records the peer holds that our clock cannot accept yet, and the
+    /// earliest of their timestamps.
+    too_new: u64,
+    earliest_too_new: u64,
 }
 
 impl EventLoop {
     /// Starts a catch-up with `peer`, unless one is already running.
     pub(super) fn start_reconcile(&mut self, peer: PeerId) {
-        if !self.shared.config.catch_up || self.exchanges.contains_key(&peer) {
+        if !self.shared.config.catch_up
+            || self.exchanges.contains_key(&peer)
+            || self.peers.is_banned(&peer)
+        {
             return;
         }
         self.exchanges.insert(
@@ -67,10 +84,13 @@ impl EventLoop {
                 talking: true,
                 complete: true,
                 received: 0,
+                rounds: 0,
+                held: None,
+                too_new: 0,
+                earliest_too_new: 0,
             },
         );
         self.fetches.reset_progress(peer);
-        // A small set is listed whole, an O(records) copy: off the loop.
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
@@ -80,96 +100,116 @@ impl EventLoop {
         });
     }
 
-    /// Answers a reconciliation message off the loop: with `channel`, a
-    /// peer's request; without, a response to one of our messages, whose
-    /// answer becomes our next request.
-    fn reconcile_off_loop(
+    /// Answers a peer's reconciliation request off the loop.
+    fn answer(
         &self,
         peer: PeerId,
+        id: request_response::InboundRequestId,
         theirs: Watermarks,
         parts: Vec<reconcile::Part>,
-        channel: Option<request_response::ResponseChannel<SyncResponse>>,
+        channel: request_response::ResponseChannel<SyncResponse>,
     ) {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
-            let ours = horizon::watermarks(&shared);
-            let theirs = horizon::bound_theirs(&shared, theirs);
+            let cx = context(&shared, theirs);
+            let response = shared
+                .cache
+                .with_items(|items| reconcile::respond_in(items, &parts, &cx))
+                .inspect_err(
+                    |error| tracing::debug!(%peer, %error, "refused a reconciliation request"),
+                )
+                .ok()
+                .map(|outcome| SyncResponse::Reconcile(cx.ours, outcome.reply));
+            let _ = internal.send(Internal::Respond {
+                peer,
+                id,
+                channel,
+                response,
+            });
+        });
+    }
+
+    /// Reads the peer's answer to our message off the loop; our reply
+    /// comes back as [`Internal::Learned`].
+    fn continue_off_loop(&self, peer: PeerId, theirs: Watermarks, parts: Vec<reconcile::Part>) {
+        let shared = self.shared.clone();
+        let internal = self.internal.clone();
+        tokio::task::spawn_blocking(move || {
+            let cx = context(&shared, theirs);
             let outcome = shared
                 .cache
-                .with_items(|items| reconcile::respond_with(items, &parts, ours, theirs));
-            let next = match channel {
-                Some(channel) => {
-                    let response = SyncResponse::Reconcile(ours, outcome.reply);
-                    let _ = internal.send(Internal::Respond {
-                        peer,
-                        channel,
-                        response,
-                    });
-                    None
-                }
-                None => Some(SyncRequest::Reconcile(ours, outcome.reply)),
-            };
+                .with_items(|items| reconcile::respond_in(items, &parts, &cx));
             let _ = internal.send(Internal::Learned {
                 peer,
-                want: outcome.want,
-                ghosts: outcome.ghosts,
-                marks: (ours, theirs),
-                next,
+                outcome,
+                marks: (cx.ours, cx.theirs),
             });
         });
     }
 
     pub(super) fn on_internal(&mut self, internal: Internal) {
         match internal {
-            Internal::Reconcile { peer, request } => {
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-                self.reconciles.insert(id, peer);
-            }
+            Internal::Reconcile { peer, request } => self.send_reconcile(peer, request),
             Internal::Respond {
                 peer,
+                id,
                 channel,
                 response,
-            } => {
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    tracing::debug!(%peer, "a sync response could not be sent");
+            } => match response {
+                Some(response) => {
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        self.served(id);
+                        tracing::debug!(%peer, "a sync response could not be sent");
+                    }
                 }
-            }
+                None => {
+                    // Dropping the channel resets the peer's stream.
+                    drop(channel);
+                    self.served(id);
+                    self.strike(peer, "sent a reconciliation request off the protocol");
+                }
+            },
             Internal::Learned {
                 peer,
-                want,
-                ghosts,
+                outcome,
                 marks: (ours, theirs),
-                next,
             } => {
-                self.want(peer, want);
-                if !ghosts.is_empty() {
-                    self.fetches.storing(peer);
-                    let shared = self.shared.clone();
-                    let internal = self.internal.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let failed = horizon::drop_ghosts(&shared, peer, &ghosts, ours, theirs)
-                            .inspect_err(|error| tracing::warn!(%peer, %error, "could not drop records deleted elsewhere"))
-                            .is_err();
-                        let _ = internal.send(Internal::Stored {
-                            peer,
-                            received: Vec::new(),
-                            failed,
-                        });
-                    });
+                if !self.exchanges.contains_key(&peer) {
+                    return;
                 }
-                match next {
-                    Some(SyncRequest::Reconcile(_, parts)) if parts.is_empty() => {
-                        self.stop_talking(peer)
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "refused a reconciliation answer");
+                        self.strike(peer, "answered a reconciliation off the protocol");
+                        self.fail(peer, CatchUpFailure::OffProtocol);
+                        return;
                     }
-                    Some(request) => self.on_internal(Internal::Reconcile { peer, request }),
-                    None => {}
+                };
+                if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                    exchange.too_new += outcome.too_new;
+                    if outcome.too_new > 0
+                        && (exchange.earliest_too_new == 0
+                            || outcome.earliest_too_new < exchange.earliest_too_new)
+                    {
+                        exchange.earliest_too_new = outcome.earliest_too_new;
+                    }
+                }
+                self.want(peer, outcome.want);
+                if !outcome.ghosts.is_empty() {
+                    self.drop_ghosts(peer, outcome.ghosts, ours, theirs);
+                }
+                if outcome.reply.is_empty() {
+                    self.stop_talking(peer);
+                } else {
+                    self.send_reconcile(peer, SyncRequest::Reconcile(ours, outcome.reply));
                 }
             }
             Internal::Stored {
@@ -186,9 +226,64 @@ impl EventLoop {
                     exchange.complete &= !failed;
                 }
                 self.pump_fetches(peer);
+                self.release_held(peer);
                 self.check_done(peer);
             }
         }
+    }
+
+    /// Sends our next message to `peer`, or holds it while the fetch queue
+    /// is long, or ends the exchange if it has gone on too long.
+    fn send_reconcile(&mut self, peer: PeerId, request: SyncRequest) {
+        let queued = self.fetches.queued(peer);
+        let Some(exchange) = self.exchanges.get_mut(&peer) else {
+            return;
+        };
+        if exchange.rounds >= MAX_ROUNDS {
+            self.fail(peer, CatchUpFailure::TooManyRounds);
+            return;
+        }
+        if queued > HOLD_QUEUED {
+            exchange.held = Some(request);
+            return;
+        }
+        exchange.rounds += 1;
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.reconciles.insert(id, peer);
+    }
+
+    /// Sends a held message once the fetch queue has drained enough.
+    fn release_held(&mut self, peer: PeerId) {
+        if self.fetches.queued(peer) > HOLD_QUEUED {
+            return;
+        }
+        if let Some(request) = self.exchanges.get_mut(&peer).and_then(|e| e.held.take()) {
+            self.send_reconcile(peer, request);
+        }
+    }
+
+    fn drop_ghosts(
+        &mut self,
+        peer: PeerId,
+        ghosts: Vec<Vec<u8>>,
+        ours: Watermarks,
+        theirs: Watermarks,
+    ) {
+        self.fetches.storing(peer);
+        let shared = self.shared.clone();
+        let internal = self.internal.clone();
+        tokio::task::spawn_blocking(move || {
+            let failed = horizon::drop_ghosts(&shared, peer, &ghosts, ours, theirs)
+                .inspect_err(
+                    |error| tracing::warn!(%peer, %error, "could not drop records deleted elsewhere"),
+                )
+                .is_err();
+            let _ = internal.send(Internal::Stored {
+                peer,
+                received: Vec::new(),
+                failed,
+            });
+        });
     }
 
     fn progress_event(&self, peer: PeerId, model: ModelId, progress: Progress) {
@@ -223,17 +318,45 @@ impl EventLoop {
         let done = self
             .exchanges
             .get(&peer)
-            .is_some_and(|e| !e.talking && self.fetches.idle(peer));
+            .is_some_and(|e| !e.talking && e.held.is_none() && self.fetches.idle(peer));
         if !done {
             return;
         }
         let Some(exchange) = self.exchanges.remove(&peer) else {
             return;
         };
-        if !exchange.complete {
-            tracing::debug!(%peer, "catch-up ended incomplete; the next one resumes it");
+        if exchange.too_new > 0 {
+            let drift = self.shared.clock.max_drift_ms();
+            let ahead_ms = Timestamp(exchange.earliest_too_new)
+                .millis()
+                .saturating_sub(self.shared.clock.wall_millis());
+            // Acceptable once it is no more than the drift ahead; a second's margin.
+            let retry_in_ms = ahead_ms.saturating_sub(drift) + 1000;
+            self.shared
+                .counters
+                .clock_behind_ms
+                .store(ahead_ms, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, ahead_ms, records = exchange.too_new, "the peer holds records stamped ahead of this node's clock; retrying when they are acceptable");
+            self.peers
+                .retry_after(peer, std::time::Duration::from_millis(retry_in_ms));
+            self.emit_failure(
+                peer,
+                CatchUpFailure::ClockBehind {
+                    ahead_ms,
+                    retry_in_ms,
+                },
+            );
             return;
         }
+        if !exchange.complete {
+            tracing::debug!(%peer, "catch-up ended incomplete; the next one resumes it");
+            self.emit_failure(peer, CatchUpFailure::Incomplete);
+            return;
+        }
+        self.shared
+            .counters
+            .clock_behind_ms
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         if horizon::caught_up(&self.shared, exchange.started) {
             let shared = self.shared.clone();
             tokio::task::spawn_blocking(move || {
@@ -246,6 +369,40 @@ impl EventLoop {
             peer,
             received: exchange.received,
         });
+    }
+
+    /// Ends our exchange with `peer` as failed.
+    pub(super) fn fail(&mut self, peer: PeerId, reason: CatchUpFailure) {
+        if self.exchanges.remove(&peer).is_none() {
+            return;
+        }
+        if reason == CatchUpFailure::OffProtocol {
+            // Nothing more is asked of a peer that broke the protocol.
+            self.fetches.clear_queue(peer);
+        }
+        tracing::debug!(%peer, ?reason, "catch-up failed");
+        self.emit_failure(peer, reason);
+    }
+
+    fn emit_failure(&self, peer: PeerId, reason: CatchUpFailure) {
+        Counters::bump(&self.shared.counters.catch_ups_failed);
+        let _ = self
+            .shared
+            .events
+            .send(Event::CatchUpFailed { peer, reason });
+    }
+
+    /// Counts a protocol violation by `peer`; one that keeps at it is
+    /// disconnected and refused for a while.
+    pub(super) fn strike(&mut self, peer: PeerId, what: &str) {
+        Counters::bump(&self.shared.counters.sync_messages_refused);
+        tracing::warn!(%peer, "the peer {what}");
+        if self.peers.strike(peer) {
+            Counters::bump(&self.shared.counters.peers_banned);
+            tracing::warn!(%peer, "disconnecting a peer that keeps breaking the catch-up protocol");
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.fail(peer, CatchUpFailure::OffProtocol);
+        }
     }
 
     /// Asks `peer` for queued keys, as many batches as may be in flight.
@@ -270,27 +427,22 @@ impl EventLoop {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request,
+                        channel,
+                        request_id,
                     },
                 ..
-            } => match request {
-                SyncRequest::Reconcile(theirs, parts) => {
-                    self.reconcile_off_loop(peer, theirs, parts, Some(channel))
+            } => {
+                match self.peers.admit(peer, request_id, request, channel) {
+                    Admit::Now(request, channel) => self.serve(peer, request_id, request, channel),
+                    Admit::Later => {}
+                    Admit::Refused => {
+                        // Over this peer's share: unanswered.
+                        Counters::bump(&self.shared.counters.sync_requests_dropped);
+                        tracing::debug!(%peer, "dropped a sync request: too many waiting");
+                    }
                 }
-                SyncRequest::Fetch(keys) => {
-                    // Copying up to a few MiB of envelopes: off the loop.
-                    let shared = self.shared.clone();
-                    let internal = self.internal.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let response = SyncResponse::Records(records_for(&shared, &keys));
-                        let _ = internal.send(Internal::Respond {
-                            peer,
-                            channel,
-                            response,
-                        });
-                    });
-                }
-            },
+            }
             Rr::Message {
                 peer,
                 message:
@@ -306,23 +458,23 @@ impl EventLoop {
                         // hostile peer): the fetch failed. Left in flight, it
                         // would keep the exchange open for good.
                         if self.fetches.is_in_flight(request_id) {
-                            tracing::warn!(%peer, "a fetch was answered with a reconciliation");
-                            self.request_failed(peer, request_id);
+                            self.strike(peer, "answered a fetch with a reconciliation");
+                            self.request_failed(peer, request_id, CatchUpFailure::OffProtocol);
                         }
                         return;
                     }
                     if parts.is_empty() {
                         self.stop_talking(peer);
                     } else {
-                        self.reconcile_off_loop(peer, theirs, parts, None);
+                        self.continue_off_loop(peer, theirs, parts);
                     }
                 }
                 SyncResponse::Records(_) if self.reconciles.contains_key(&request_id) => {
                     // Records in answer to a reconciliation: a broken or
                     // hostile peer. Left waiting, the exchange would never end
                     // and no catch-up with this peer would start again.
-                    tracing::warn!(%peer, "a reconciliation was answered with records");
-                    self.request_failed(peer, request_id);
+                    self.strike(peer, "answered a reconciliation with records");
+                    self.request_failed(peer, request_id, CatchUpFailure::OffProtocol);
                 }
                 SyncResponse::Records(records) => self.on_records(peer, request_id, records),
             },
@@ -333,19 +485,70 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, %error, "a sync request failed");
-                self.request_failed(peer, request_id);
+                self.request_failed(peer, request_id, CatchUpFailure::RequestFailed);
             }
-            Rr::InboundFailure { peer, error, .. } => {
+            Rr::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.served(request_id);
                 tracing::debug!(%peer, %error, "a sync request from a peer failed");
             }
-            Rr::ResponseSent { .. } => {}
+            Rr::ResponseSent { request_id, .. } => self.served(request_id),
+        }
+    }
+
+    /// Answers a request that was given a slot.
+    fn serve(
+        &mut self,
+        peer: PeerId,
+        id: request_response::InboundRequestId,
+        request: SyncRequest,
+        channel: request_response::ResponseChannel<SyncResponse>,
+    ) {
+        match request {
+            SyncRequest::Reconcile(theirs, parts) => self.answer(peer, id, theirs, parts, channel),
+            SyncRequest::Fetch(keys) => {
+                // Copying up to a few MiB of envelopes: off the loop.
+                let shared = self.shared.clone();
+                let internal = self.internal.clone();
+                tokio::task::spawn_blocking(move || {
+                    let response = SyncResponse::Records(records_for(&shared, &keys));
+                    let _ = internal.send(Internal::Respond {
+                        peer,
+                        id,
+                        channel,
+                        response: Some(response),
+                    });
+                });
+            }
+        }
+    }
+
+    /// A request slot was freed: answer the next waiting request, if any.
+    fn served(&mut self, id: request_response::InboundRequestId) {
+        self.peers.served(id);
+        self.serve_waiting();
+    }
+
+    /// Answers waiting requests while slots are free.
+    pub(super) fn serve_waiting(&mut self) {
+        while let Some((peer, (id, request, channel))) = self.peers.next_waiting() {
+            self.serve(peer, id, request, channel);
         }
     }
 
     /// Our request `id` to `peer` failed or got an answer of the wrong kind:
     /// a failed fetch leaves the exchange incomplete, a failed reconciliation
     /// ends it.
-    fn request_failed(&mut self, peer: PeerId, id: request_response::OutboundRequestId) {
+    fn request_failed(
+        &mut self,
+        peer: PeerId,
+        id: request_response::OutboundRequestId,
+        reason: CatchUpFailure,
+    ) {
         // Keys of a failed fetch are found again by the next reconciliation.
         if self.fetches.finished(id).is_some() {
             if let Some(exchange) = self.exchanges.get_mut(&peer) {
@@ -354,7 +557,7 @@ impl EventLoop {
             self.check_done(peer);
         }
         if self.reconciles.remove(&id).is_some() {
-            self.exchanges.remove(&peer);
+            self.fail(peer, reason);
         }
     }
 
@@ -371,7 +574,14 @@ impl EventLoop {
         if keys.is_empty() {
             return;
         }
-        for model in self.fetches.queue(peer, keys) {
+        let (models, overflow) = self.fetches.queue(peer, keys);
+        if overflow {
+            // Left for the next catch-up, which finds them again.
+            if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                exchange.complete = false;
+            }
+        }
+        for model in models {
             self.progress_event(peer, model, self.fetches.progress(peer, model));
         }
         self.pump_fetches(peer);
@@ -389,41 +599,62 @@ impl EventLoop {
         if records.len() > keys.len() {
             // More than asked for: a broken or hostile peer. Drop it all.
             self.shared.counters.reject(Rejection::Malformed);
-            tracing::warn!(%peer, "a fetch response had more records than asked for");
             if let Some(exchange) = self.exchanges.get_mut(&peer) {
                 exchange.complete = false;
             }
+            self.strike(peer, "answered a fetch with more records than asked for");
             self.check_done(peer);
             return;
         }
-        if !records.is_empty() && records.len() < keys.len() {
-            self.fetches.queue(peer, keys[records.len()..].to_vec());
+        if records.len() < keys.len() {
+            let bytes: usize = records.iter().map(|r| r.len() + 8).sum();
+            // An honest peer stops short only when the next record would
+            // not fit in the response.
+            if records.is_empty()
+                || bytes + self.shared.config.max_record_bytes < MAX_RESPONSE_BYTES
+            {
+                if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                    exchange.complete = false;
+                }
+                self.strike(peer, "cut a fetch answer short");
+            } else {
+                let (_, overflow) = self.fetches.queue(peer, keys[records.len()..].to_vec());
+                if overflow {
+                    if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                        exchange.complete = false;
+                    }
+                }
+            }
         }
         let pairs: Vec<(Vec<u8>, Vec<u8>)> = keys
             .into_iter()
             .zip(records)
             .filter(|(_, bytes)| !bytes.is_empty())
             .collect();
+        if pairs.is_empty() {
+            self.pump_fetches(peer);
+            self.check_done(peer);
+            return;
+        }
         self.fetches.storing(peer);
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
-            let valid: Vec<_> =
-                apply::validate_batch(&shared, &pairs, apply::Horizon::Reconciled)
-                    .into_iter()
-                    .filter_map(|checked| match checked {
-                        Ok(envelope) => Some(envelope),
-                        Err(refused) => {
-                            shared.counters.reject(refused.reason);
-                            tracing::debug!(%peer, reason = ?refused.reason, "dropped a fetched record");
-                            None
-                        }
-                    })
-                    .collect();
+            let valid: Vec<_> = apply::validate_batch(&shared, &pairs)
+                .into_iter()
+                .filter_map(|checked| match checked {
+                    Ok(envelope) => Some(envelope),
+                    Err(refused) => {
+                        shared.counters.reject(refused.reason);
+                        tracing::debug!(%peer, reason = ?refused.reason, "dropped a fetched record");
+                        None
+                    }
+                })
+                .collect();
             let (received, failed) = match apply::apply_batch(&shared, &valid, Origin::Peer(peer)) {
                 Ok(models) => (count_by_model(&models), false),
                 Err(error) => {
-                    tracing::warn!(%peer, %error, "could not store fetched records");
+                    tracing::warn!(%peer, error = %crate::error::chain(&error), "could not store fetched records");
                     (Vec::new(), true)
                 }
             };
@@ -434,6 +665,21 @@ impl EventLoop {
             });
         });
         self.pump_fetches(peer);
+    }
+}
+
+/// How this node answers a reconciliation message from a peer claiming
+/// `theirs`.
+fn context(shared: &Shared, theirs: Watermarks) -> Context {
+    let latest = shared
+        .clock
+        .wall_millis()
+        .saturating_add(shared.clock.max_drift_ms());
+    Context {
+        ours: horizon::watermarks(shared),
+        theirs: horizon::bound_theirs(shared, theirs),
+        latest: Timestamp::new(latest, u16::MAX).0,
+        budget: reconcile::MESSAGE_BUDGET,
     }
 }
 

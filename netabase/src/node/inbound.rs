@@ -1,0 +1,155 @@
+//! Records peers push over Kademlia, queued per peer and stored in batches.
+//!
+//! Kademlia acknowledges a push before the node has looked at it, so what a
+//! node does next decides whether one peer can crowd out the others. Each
+//! peer gets its own bounded queue; one storage worker takes records from
+//! the queues in turn (a fair share each) and commits them in one
+//! transaction per batch (group commit: one fsync for many records), with
+//! one batched signature check. A peer that pushes faster than its share
+//! fills only its own queue: its extra records are dropped and counted
+//! (`Rejection::Overloaded`), and the node catches up with that peer soon
+//! after, so what it acknowledged is still fetched.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use libp2p::PeerId;
+
+use super::event::Origin;
+use super::stats::Rejection;
+use super::{apply, Shared};
+
+/// Records queued from one peer, at most.
+pub(crate) const PER_PEER: usize = 256;
+/// Records queued over every peer, at most.
+const TOTAL: usize = 8192;
+/// Records committed in one transaction, at most.
+const BATCH: usize = 512;
+/// Records taken from one peer's queue per turn.
+const SHARE: usize = 32;
+
+/// What became of a pushed record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued; a worker is already draining the queues.
+    Queued,
+    /// Queued; start a worker ([`drain`]).
+    StartWorker,
+    /// That peer's queue (or the node's) is full: dropped.
+    Full,
+}
+
+#[derive(Default)]
+pub(crate) struct InboundQueue {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<PeerId, VecDeque<(Vec<u8>, Vec<u8>)>>,
+    /// Peers with records queued, in turn order.
+    turns: VecDeque<PeerId>,
+    total: usize,
+    working: bool,
+}
+
+impl InboundQueue {
+    /// Queues the record `(key, value)` pushed by `peer`.
+    pub(crate) fn push(&self, peer: PeerId, key: Vec<u8>, value: Vec<u8>) -> Pushed {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.total >= TOTAL {
+            return Pushed::Full;
+        }
+        let queue = state.queues.entry(peer).or_default();
+        if queue.len() >= PER_PEER {
+            return Pushed::Full;
+        }
+        let first = queue.is_empty();
+        queue.push_back((key, value));
+        state.total += 1;
+        if first {
+            state.turns.push_back(peer);
+        }
+        if state.working {
+            Pushed::Queued
+        } else {
+            state.working = true;
+            Pushed::StartWorker
+        }
+    }
+
+    /// The next batch, a share from each peer in turn; empty (and the worker
+    /// should stop) when nothing is queued.
+    fn take(&self) -> Vec<(PeerId, Vec<u8>, Vec<u8>)> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            let Some(peer) = state.turns.pop_front() else {
+                break;
+            };
+            let room = SHARE.min(BATCH - batch.len());
+            let (taken, left) = match state.queues.get_mut(&peer) {
+                Some(queue) => {
+                    let taken: Vec<_> = queue.drain(..room.min(queue.len())).collect();
+                    (taken, queue.len())
+                }
+                None => (Vec::new(), 0),
+            };
+            state.total -= taken.len();
+            batch.extend(taken.into_iter().map(|(k, v)| (peer, k, v)));
+            if left > 0 {
+                state.turns.push_back(peer);
+            } else {
+                state.queues.remove(&peer);
+            }
+        }
+        if batch.is_empty() {
+            state.working = false;
+        }
+        batch
+    }
+}
+
+/// Stores queued pushes until the queues are empty. Blocking: run it in a
+/// blocking task, started when [`InboundQueue::push`] says so.
+pub(crate) fn drain(shared: &Shared) {
+    loop {
+        let batch = shared.pushed.take();
+        if batch.is_empty() {
+            return;
+        }
+        store(shared, batch);
+    }
+}
+
+fn store(shared: &Shared, batch: Vec<(PeerId, Vec<u8>, Vec<u8>)>) {
+    let (peers, pairs): (Vec<PeerId>, Vec<(Vec<u8>, Vec<u8>)>) =
+        batch.into_iter().map(|(p, k, v)| (p, (k, v))).unzip();
+    let mut valid = Vec::with_capacity(pairs.len());
+    let mut origins = Vec::with_capacity(pairs.len());
+    for (checked, peer) in apply::validate_batch(shared, &pairs).into_iter().zip(peers) {
+        match checked {
+            Ok(envelope) => {
+                valid.push(envelope);
+                origins.push(Origin::Peer(peer));
+            }
+            Err(refused) => {
+                shared.counters.reject(refused.reason);
+                tracing::debug!(%peer, reason = ?refused.reason, "dropped a pushed record");
+            }
+        }
+    }
+    if valid.is_empty() {
+        return;
+    }
+    if let Err(error) = apply::apply_batch_from(shared, &valid, |i| origins[i]) {
+        for _ in &valid {
+            shared.counters.reject(Rejection::StorageFailed);
+        }
+        tracing::warn!(
+            records = valid.len(),
+            error = %crate::error::chain(&error),
+            "could not store records pushed by peers"
+        );
+    }
+}
