@@ -22,7 +22,9 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use netabase::codec::{record_key, Envelope};
 use netabase::model::ModelId;
-use netabase::node::{Event, Netabase, NetabaseConfig, Protocol, Rejection, SYNC_PROTOCOL};
+use netabase::node::{
+    CatchUpFailure, Event, Netabase, NetabaseConfig, Protocol, Rejection, SYNC_PROTOCOL,
+};
 use netabase::store::Lookup;
 use netabase::sync::reconcile::{digest, Item, ItemState, KeyRange, Part, Watermarks};
 use netabase::sync::Timestamp;
@@ -319,6 +321,10 @@ impl Hostile {
         let (SyncRequest::Reconcile(..), channel) = reconcile else {
             panic!("expected a reconciliation, got {:?}", reconcile.0)
         };
+        // A reader refuses unordered items outright; these must get through
+        // to the record checks.
+        let mut items = items;
+        items.sort_by(|a, b| a.key.cmp(&b.key));
         let parts = vec![Part::Items {
             range: KeyRange::all(),
             items,
@@ -333,6 +339,61 @@ impl Hostile {
             (SyncRequest::Fetch(keys), channel) => (keys, channel),
             (other, _) => panic!("expected a fetch, got {other:?}"),
         }
+    }
+
+    /// A new hostile peer the node has dialled, with the node's first
+    /// reconciliation message.
+    async fn connect(node: &Netabase) -> (Self, (SyncRequest, Channel)) {
+        let mut hostile = Hostile::start().await;
+        node.dial(hostile.address.clone()).await.unwrap();
+        let reconcile = hostile.next_request("first reconciliation").await;
+        (hostile, reconcile)
+    }
+
+    /// Drives the swarm until the node reports its exchange with us failed
+    /// as off-protocol, with `refused` violations counted in all.
+    async fn failed_off_protocol(
+        &mut self,
+        node: &Netabase,
+        events: &mut broadcast::Receiver<Event>,
+        refused: u64,
+    ) {
+        let me = self.peer_id();
+        self.drive_until(events, "the exchange to fail as off-protocol", |e| {
+            matches!(
+                e,
+                Some(Event::CatchUpFailed {
+                    peer,
+                    reason: CatchUpFailure::OffProtocol
+                }) if *peer == me
+            )
+            .then_some(())
+        })
+        .await;
+        assert_eq!(node.stats().sync_messages_refused, refused);
+        assert_eq!(node.stats().peers_banned, 0);
+    }
+
+    /// Dials the node and checks the connection is refused.
+    async fn refused_by(&mut self, node: &Netabase) {
+        let address = node.listen_addresses()[0]
+            .clone()
+            .with(Protocol::P2p(node.peer_id()));
+        self.swarm.dial(address).unwrap();
+        timeout(WAIT, async {
+            loop {
+                match self.swarm.select_next_some().await {
+                    SwarmEvent::OutgoingConnectionError { .. }
+                    | SwarmEvent::ConnectionClosed { .. } => return,
+                    SwarmEvent::Behaviour(request_response::Event::Message { .. }) => {
+                        panic!("a banned peer was sent a request")
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the banned peer's connection is refused");
     }
 
     /// Answers the node's reconciliation with `frame`, whatever it holds.
@@ -507,7 +568,9 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
             ),
             Offer::new(user_key(13), flipped, now()),
             Offer::envelope(user_key(14), &lying),
-            Offer::envelope(user_key(16), &future),
+            // Advertised as stamped now: honestly advertised, it would not
+            // even be fetched (see tests/clocks.rs).
+            Offer::new(user_key(16), future.as_bytes().to_vec(), now()),
             Offer::envelope(user_key(17), &huge),
             Offer::envelope(user_key(18), &foreign),
             Offer::new(user_key(19), vec![2, 0, 0, 0], now()),
@@ -587,38 +650,33 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     assert_eq!(stats.rejected, expected, "{stats:?}");
     assert_eq!(stats.accepted, 0);
 
-    // ---- Round 2: more records than asked for, all valid: refused as a whole. ----
-    let reconcile = hostile.reconcile_again(&node, "round 1").await;
+    // ---- Rounds 2-8: one protocol violation each, each from a new peer
+    // (three from one peer get it banned: see the last round). ----
+    let mut refused = 0;
+    let valid = |id: u64| Envelope::seal(&kp, &user(id, &format!("{id}@x"), 1), now()).unwrap();
+
+    // Round 2: more records than asked for, all valid: refused as a whole.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
     let offers: Vec<Offer> = (30..32)
-        .map(|id| {
-            let e = Envelope::seal(&kp, &user(id, &format!("{id}@x"), 1), now()).unwrap();
-            Offer::envelope(user_key(id), &e)
-        })
+        .map(|id| Offer::envelope(user_key(id), &valid(id)))
         .collect();
     let (keys, channel) = hostile
         .advertise(reconcile, offers.iter().map(Offer::item).collect())
         .await;
     let mut records = records_for(&offers, &keys);
     assert!(records.iter().all(|r| !r.is_empty()));
-    records.push(
-        Envelope::seal(&kp, &user(32, "32@x", 1), now())
-            .unwrap()
-            .as_bytes()
-            .to_vec(),
-    );
+    records.push(valid(32).as_bytes().to_vec());
     hostile
         .answer(channel, frame(&SyncResponse::Records(records)))
         .await;
     *expected.get_mut(&Rejection::Malformed).unwrap() += 1;
-    let target = expected.clone();
+    refused += 1;
     hostile
-        .drive_until(&mut events, "the oversized batch to be counted", |_| {
-            (node.stats().rejected == target).then_some(())
-        })
+        .failed_off_protocol(&node, &mut events, refused)
         .await;
 
-    // ---- Round 3: a reconciliation answer over the 16 MiB limit. ----
-    let reconcile = hostile.reconcile_again(&node, "round 2").await;
+    // Round 3: a reconciliation answer over the 16 MiB limit.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
     let mut oversized = u32::try_from(MAX_MESSAGE_BYTES + 1)
         .unwrap()
         .to_be_bytes()
@@ -627,20 +685,24 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     hostile
         .answer_reconcile_with(reconcile, oversized.clone())
         .await;
-
-    // ---- Round 4: a reconciliation answer that is no message at all. ----
-    let reconcile = hostile
-        .reconcile_again(&node, "an oversized reconciliation answer")
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
         .await;
+
+    // Round 4: a reconciliation answer that is no message at all.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
     let mut junk = 8u32.to_be_bytes().to_vec();
     junk.extend_from_slice(&[0xff; 8]);
     hostile.answer_reconcile_with(reconcile, junk).await;
-
-    // ---- Round 5: a fetch answer with trailing garbage inside its length. ----
-    let reconcile = hostile
-        .reconcile_again(&node, "an undecodable reconciliation answer")
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
         .await;
-    let valid40 = Envelope::seal(&kp, &user(40, "40@x", 1), now()).unwrap();
+
+    // Round 5: a fetch answer with trailing garbage inside its length.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let valid40 = valid(40);
     let (keys, channel) = hostile
         .advertise(
             reconcile,
@@ -660,12 +722,14 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         .to_vec();
     framed.extend(trailing);
     hostile.answer(channel, framed).await;
-
-    // ---- Round 6: a fetch answer over the 16 MiB limit. ----
-    let reconcile = hostile
-        .reconcile_again(&node, "a fetch answer with trailing garbage")
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
         .await;
-    let valid41 = Envelope::seal(&kp, &user(41, "41@x", 1), now()).unwrap();
+
+    // Round 6: a fetch answer over the 16 MiB limit.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let valid41 = valid(41);
     let (keys, channel) = hostile
         .advertise(
             reconcile,
@@ -673,24 +737,28 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         )
         .await;
     assert_eq!(keys, vec![user_key(41)]);
-    hostile.answer(channel, oversized).await;
-
-    // ---- Round 7: a reconciliation answered with records. ----
-    let reconcile = hostile
-        .reconcile_again(&node, "an oversized fetch answer")
+    hostile.answer(channel, oversized.clone()).await;
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
         .await;
+
+    // Round 7: a reconciliation answered with records.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
     hostile
         .answer_reconcile_with(
             reconcile,
             frame(&SyncResponse::Records(vec![valid41.as_bytes().to_vec()])),
         )
         .await;
-
-    // ---- Round 8: a fetch answered with a reconciliation. ----
-    let reconcile = hostile
-        .reconcile_again(&node, "records in answer to a reconciliation")
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
         .await;
-    let valid42 = Envelope::seal(&kp, &user(42, "42@x", 1), now()).unwrap();
+
+    // Round 8: a fetch answered with a reconciliation.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let valid42 = valid(42);
     let (keys, channel) = hostile
         .advertise(
             reconcile,
@@ -711,11 +779,98 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
             )),
         )
         .await;
-
-    // ---- Round 9: the hostile peer has nothing to say; the exchange ends. ----
-    let reconcile = hostile
-        .reconcile_again(&node, "a reconciliation in answer to a fetch")
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
         .await;
+
+    // Round 9: ranges out of order, then a fetch answer cut short (one of
+    // two records, far under the response limit), then items outside their
+    // range: the third violation bans this peer.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let unordered = vec![
+        Part::Fingerprint {
+            range: KeyRange {
+                lower: vec![5],
+                upper: Some(vec![9]),
+            },
+            fingerprint: Default::default(),
+        },
+        Part::Fingerprint {
+            range: KeyRange {
+                lower: vec![1],
+                upper: Some(vec![3]),
+            },
+            fingerprint: Default::default(),
+        },
+    ];
+    hostile
+        .answer_reconcile_with(
+            reconcile,
+            frame(&SyncResponse::Reconcile(Watermarks::default(), unordered)),
+        )
+        .await;
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
+        .await;
+    let reconcile = hostile.reconcile_again(&node, "ranges out of order").await;
+    let offers: Vec<Offer> = (43..45)
+        .map(|id| Offer::envelope(user_key(id), &valid(id)))
+        .collect();
+    let (keys, channel) = hostile
+        .advertise(reconcile, offers.iter().map(Offer::item).collect())
+        .await;
+    assert_eq!(keys.len(), 2);
+    let mut short = records_for(&offers, &keys);
+    short.pop();
+    hostile
+        .answer(channel, frame(&SyncResponse::Records(short)))
+        .await;
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
+        .await;
+    // What it did send passed every check and is stored.
+    let sender = hostile.peer_id();
+    hostile
+        .drive_until(&mut events, "the short answer's record to be stored", |e| {
+            matches!(e, Some(Event::Record { origin: netabase::node::Origin::Peer(p), .. }) if *p == sender)
+                .then_some(())
+        })
+        .await;
+    let reconcile = hostile.reconcile_again(&node, "a short fetch answer").await;
+    let outside = vec![Part::Items {
+        range: KeyRange {
+            lower: vec![0],
+            upper: Some(vec![1]),
+        },
+        items: vec![Offer::envelope(user_key(45), &valid(45)).item()],
+        reply: false,
+    }];
+    let banned_peer = hostile.peer_id();
+    hostile
+        .answer_reconcile_with(
+            reconcile,
+            frame(&SyncResponse::Reconcile(Watermarks::default(), outside)),
+        )
+        .await;
+    refused += 1;
+    hostile
+        .drive_until(&mut events, "the banned peer to be disconnected", |e| {
+            matches!(e, Some(Event::PeerDisconnected(p)) if *p == banned_peer).then_some(())
+        })
+        .await;
+    let stats = node.stats();
+    assert_eq!(stats.peers_banned, 1, "{stats:?}");
+    assert_eq!(stats.sync_messages_refused, refused, "{stats:?}");
+    // It cannot come back for a while: its new connection is refused.
+    hostile.refused_by(&node).await;
+    assert_eq!(node.stats().peers_banned, 1);
+
+    // ---- Round 10: a peer with nothing to say ends its exchange cleanly. ----
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let hostile_peer = hostile.peer_id();
     hostile
         .answer_reconcile_with(
             reconcile,
@@ -735,9 +890,15 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         !hostile.fetched.contains(&unknown_key),
         "the node asked for a model it does not sync"
     );
-    assert_eq!(envelopes(&node), held_before);
-    assert_eq!(node.sync_fingerprint(), fingerprint_before);
-    assert_eq!(user_count(&node), 1);
+    // (Besides the one valid record of the short answer, which passed every check.)
+    let short_answer = [user_key(43), user_key(44)];
+    let held_now: Vec<_> = envelopes(&node)
+        .into_iter()
+        .filter(|(k, _)| !short_answer.contains(k))
+        .collect();
+    assert_eq!(held_now, held_before);
+    assert_eq!(user_count(&node), 2);
+    let _ = fingerprint_before;
     assert_eq!(
         node.record_version::<User>(&UserKey(1)),
         Some(genuine.version())
@@ -747,7 +908,8 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         .query_local_records::<User, _, _>(|t| t.iter()?.collect::<Result<Vec<_>, _>>())
         .await
         .unwrap();
-    assert_eq!(all, vec![good.clone()]);
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], good.clone());
     let users = node.store().tree::<User>();
     assert_eq!(
         users.by_email("ada@example.com").unwrap().map(|u| u.id),
@@ -756,7 +918,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     assert_indexes_consistent(&users);
     let stats = node.stats();
     assert_eq!(stats.rejected, expected, "{stats:?}");
-    assert_eq!(stats.accepted, 0);
+    assert_eq!(stats.accepted, 1);
 
     // The node still works: local writes and reads...
     node.put_record_locally(user(60, "60@example.com", 60))
@@ -769,7 +931,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     // (A local batch is no inbound record: it is not counted as accepted.)
     let batch = vec![user(61, "61@example.com", 61)];
     assert_eq!(node.put_records_locally(batch).await.unwrap(), 1);
-    assert_eq!(node.stats().accepted, 0, "{:?}", node.stats());
+    assert_eq!(node.stats().accepted, 1, "{:?}", node.stats());
     // ...and catch-up with a good peer.
     let good_peer =
         Netabase::new_with_path(dir.path().join("good"), NetabaseConfig::loopback()).unwrap();
@@ -793,9 +955,9 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         .await;
     assert_eq!(received, 1);
     assert_eq!(users.get(&UserKey(50)).unwrap(), Some(theirs));
-    assert_eq!(user_count(&node), 4);
+    assert_eq!(user_count(&node), 5);
     let stats = node.stats();
-    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.accepted, 2);
     assert_eq!(stats.rejected, expected, "{stats:?}");
     assert!(hostile.pending.is_empty(), "{:?}", hostile.pending);
 

@@ -7,75 +7,13 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use futures::StreamExt;
-use libp2p::kad::{self, store::MemoryStore, Quorum, Record, RecordKey};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId};
 use netabase::codec::{record_key, Envelope};
 use netabase::model::ModelId;
-use netabase::node::{Netabase, NetabaseConfig, Rejection, KAD_PROTOCOL};
+use netabase::node::{Netabase, NetabaseConfig, Rejection};
 use netabase::store::Lookup;
 use netabase::sync::Timestamp;
 use netabase::{KeyEncode, Keypair, NetabaseModel};
-
-fn hostile_swarm(keypair: &Keypair) -> Swarm<kad::Behaviour<MemoryStore>> {
-    libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            let mut config = kad::Config::new(KAD_PROTOCOL);
-            config.set_max_packet_size(256 * 1024);
-            let peer = key.public().to_peer_id();
-            kad::Behaviour::with_config(peer, MemoryStore::new(peer), config)
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-        .build()
-}
-
-/// Sends `value` under `key` straight to `target` and waits for the ack.
-async fn send(
-    swarm: &mut Swarm<kad::Behaviour<MemoryStore>>,
-    target: PeerId,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    publisher: Option<PeerId>,
-) {
-    let record = Record {
-        key: RecordKey::new(&key),
-        value,
-        publisher,
-        expires: None,
-    };
-    let id = swarm
-        .behaviour_mut()
-        .put_record_to(record, std::iter::once(target), Quorum::One);
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
-                id: done,
-                result,
-                ..
-            }) = swarm.select_next_some().await
-            {
-                if done == id {
-                    assert!(
-                        matches!(result, kad::QueryResult::PutRecord(Ok(_))),
-                        "{result:?}"
-                    );
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the node acknowledges the put");
-}
 
 fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -96,7 +34,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
     let key1 = record_key(User::ID, UserKey(1).to_key_bytes().as_slice());
 
     let hostile = Keypair::generate_ed25519();
-    let mut swarm = hostile_swarm(&hostile);
+    let mut swarm = raw::kad_swarm(&hostile);
     let address: Multiaddr = node.listen_addresses()[0].clone();
     swarm
         .behaviour_mut()
@@ -105,7 +43,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
     let target = node.peer_id();
 
     // 1. Garbage bytes.
-    send(
+    raw::push(
         &mut swarm,
         target,
         key1.clone(),
@@ -116,7 +54,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
     // 2. A valid envelope for user 1 stored under user 2's key.
     let theirs = Envelope::seal(&hostile, &user(1, "evil@x", 1), now()).unwrap();
     let key2 = record_key(User::ID, UserKey(2).to_key_bytes().as_slice());
-    send(&mut swarm, target, key2, theirs.as_bytes().to_vec(), None).await;
+    raw::push(&mut swarm, target, key2, theirs.as_bytes().to_vec(), None).await;
     // 3. An envelope whose key is not its record's key.
     let payload = netabase::codec::encode(&user(3, "evil3@x", 1)).unwrap();
     let lying = Envelope::seal_raw(
@@ -128,7 +66,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
         false,
     )
     .unwrap();
-    send(
+    raw::push(
         &mut swarm,
         target,
         key1.clone(),
@@ -140,7 +78,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
     let mut bad_signature = genuine.as_bytes().to_vec();
     let last = bad_signature.len() - 1;
     bad_signature[last] ^= 0xff;
-    send(&mut swarm, target, key1.clone(), bad_signature, None).await;
+    raw::push(&mut swarm, target, key1.clone(), bad_signature, None).await;
     // 5. A forged writer: the genuine writer's key and signature on a changed
     //    record, and Kademlia's (unsigned) publisher field naming some peer.
     let forged = {
@@ -152,7 +90,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
         bytes[at] = b'e';
         bytes
     };
-    send(
+    raw::push(
         &mut swarm,
         target,
         key1.clone(),
@@ -161,7 +99,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
     )
     .await;
     // (Claiming to be the node itself: Kademlia drops it before we see it.)
-    send(
+    raw::push(
         &mut swarm,
         target,
         key1.clone(),
@@ -170,11 +108,11 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
     )
     .await;
     // 6. An oversized value (under Kademlia's packet limit, over the record limit).
-    send(&mut swarm, target, key1.clone(), vec![1u8; 62 * 1024], None).await;
+    raw::push(&mut swarm, target, key1.clone(), vec![1u8; 62 * 1024], None).await;
     // 7. A model the node does not know.
     let unknown =
         Envelope::seal_raw(&hostile, ModelId(0xdead_beef), b"k", vec![0], now(), false).unwrap();
-    send(
+    raw::push(
         &mut swarm,
         target,
         record_key(ModelId(0xdead_beef), b"k"),
@@ -185,7 +123,7 @@ async fn every_bad_record_is_refused_counted_and_harmless() {
     // 8. A record stamped ten minutes in the future.
     let ahead = Timestamp::new(now().millis() + 10 * 60 * 1000, 0);
     let future = Envelope::seal(&hostile, &user(4, "future@x", 1), ahead).unwrap();
-    send(
+    raw::push(
         &mut swarm,
         target,
         future.record_key(),

@@ -1,6 +1,8 @@
 //! Models and checks shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 

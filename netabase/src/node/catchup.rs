@@ -105,7 +105,8 @@ async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(
     let _permit = u32::try_from(len)
         .ok()
         .and_then(|n| reading.try_acquire_many(n).ok())
-        .ok_or_else(|| invalid("too many sync messages being read; try again later"))?;
+        // Our own limit, not the peer's fault: not `InvalidData`.
+        .ok_or_else(|| io::Error::other("too many sync messages being read; try again later"))?;
     let mut bytes = vec![0u8; len];
     io.read_exact(&mut bytes).await?;
     let config = bincode::config::standard().with_limit::<MAX_RESPONSE_READ>();

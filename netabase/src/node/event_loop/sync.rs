@@ -484,8 +484,18 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                tracing::debug!(%peer, %error, "a sync request failed");
-                self.request_failed(peer, request_id, CatchUpFailure::RequestFailed);
+                let malformed = matches!(
+                    &error,
+                    request_response::OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData
+                );
+                if malformed {
+                    // An answer over the limits or not decodable.
+                    self.strike(peer, &format!("sent a malformed sync answer ({error})"));
+                    self.request_failed(peer, request_id, CatchUpFailure::OffProtocol);
+                } else {
+                    tracing::debug!(%peer, %error, "a sync request failed");
+                    self.request_failed(peer, request_id, CatchUpFailure::RequestFailed);
+                }
             }
             Rr::InboundFailure {
                 peer,
@@ -551,6 +561,10 @@ impl EventLoop {
     ) {
         // Keys of a failed fetch are found again by the next reconciliation.
         if self.fetches.finished(id).is_some() {
+            if reason == CatchUpFailure::OffProtocol {
+                self.fail(peer, reason);
+                return;
+            }
             if let Some(exchange) = self.exchanges.get_mut(&peer) {
                 exchange.complete = false;
             }
@@ -599,24 +613,19 @@ impl EventLoop {
         if records.len() > keys.len() {
             // More than asked for: a broken or hostile peer. Drop it all.
             self.shared.counters.reject(Rejection::Malformed);
-            if let Some(exchange) = self.exchanges.get_mut(&peer) {
-                exchange.complete = false;
-            }
             self.strike(peer, "answered a fetch with more records than asked for");
-            self.check_done(peer);
+            self.fail(peer, CatchUpFailure::OffProtocol);
             return;
         }
         if records.len() < keys.len() {
             let bytes: usize = records.iter().map(|r| r.len() + 8).sum();
             // An honest peer stops short only when the next record would
-            // not fit in the response.
+            // not fit in the response. What it did send is still stored.
             if records.is_empty()
                 || bytes + self.shared.config.max_record_bytes < MAX_RESPONSE_BYTES
             {
-                if let Some(exchange) = self.exchanges.get_mut(&peer) {
-                    exchange.complete = false;
-                }
                 self.strike(peer, "cut a fetch answer short");
+                self.fail(peer, CatchUpFailure::OffProtocol);
             } else {
                 let (_, overflow) = self.fetches.queue(peer, keys[records.len()..].to_vec());
                 if overflow {

@@ -1,0 +1,220 @@
+//! Raw rust-libp2p peers speaking netabase's protocols, for tests that play
+//! a peer the node cannot trust: a plain Kademlia peer that pushes records,
+//! and a catch-up peer that sends requests of its own making.
+
+use std::io;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bincode::{Decode, Encode};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::kad::{self, store::MemoryStore, Quorum, Record, RecordKey};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, PeerId, StreamProtocol, Swarm};
+use netabase::node::{Netabase, KAD_PROTOCOL, SYNC_PROTOCOL};
+use netabase::sync::reconcile::{Part, Watermarks};
+use netabase::Keypair;
+
+/// A plain Kademlia peer on netabase's DHT protocol.
+pub fn kad_swarm(keypair: &Keypair) -> Swarm<kad::Behaviour<MemoryStore>> {
+    libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            let mut config = kad::Config::new(KAD_PROTOCOL);
+            config.set_max_packet_size(256 * 1024);
+            let peer = key.public().to_peer_id();
+            kad::Behaviour::with_config(peer, MemoryStore::new(peer), config)
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+/// Points a Kademlia peer at `node` and dials it.
+pub fn kad_dial(swarm: &mut Swarm<kad::Behaviour<MemoryStore>>, node: &Netabase) {
+    let address = node.listen_addresses()[0].clone();
+    swarm
+        .behaviour_mut()
+        .add_address(&node.peer_id(), address.clone());
+    swarm.dial(address).unwrap();
+}
+
+/// Sends `value` under `key` straight to `target` and waits for the ack.
+pub async fn push(
+    swarm: &mut Swarm<kad::Behaviour<MemoryStore>>,
+    target: PeerId,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    publisher: Option<PeerId>,
+) {
+    let record = Record {
+        key: RecordKey::new(&key),
+        value,
+        publisher,
+        expires: None,
+    };
+    let id = swarm
+        .behaviour_mut()
+        .put_record_to(record, std::iter::once(target), Quorum::One);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                id: done,
+                result,
+                ..
+            }) = swarm.select_next_some().await
+            {
+                if done == id {
+                    assert!(
+                        matches!(result, kad::QueryResult::PutRecord(Ok(_))),
+                        "{result:?}"
+                    );
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the node acknowledges the put");
+}
+
+// The node's catch-up messages (pub(crate) there), mirrored variant for variant.
+
+/// A catch-up request, as the node encodes it.
+#[derive(Debug, Encode, Decode)]
+pub enum SyncRequest {
+    Reconcile(Watermarks, Vec<Part>),
+    Fetch(Vec<Vec<u8>>),
+}
+
+/// A catch-up response, as the node encodes it.
+#[derive(Debug, Encode, Decode)]
+pub enum SyncResponse {
+    Reconcile(Watermarks, Vec<Part>),
+    Records(Vec<Vec<u8>>),
+}
+
+/// Reads and writes catch-up messages like the node (a 4-byte big-endian
+/// length, then bincode); with `read_answers` off, a response is never read,
+/// so the node's answer stays unread in the stream.
+#[derive(Clone, Copy, Debug)]
+pub struct RawSyncCodec {
+    pub read_answers: bool,
+}
+
+fn invalid(error: impl ToString) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send, M: Decode<()>>(io: &mut T) -> io::Result<M> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let mut bytes = vec![0u8; u32::from_be_bytes(len) as usize];
+    io.read_exact(&mut bytes).await?;
+    bincode::decode_from_slice(&bytes, bincode::config::standard())
+        .map(|(message, _)| message)
+        .map_err(invalid)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send, M: Encode>(
+    io: &mut T,
+    message: &M,
+) -> io::Result<()> {
+    let bytes = bincode::encode_to_vec(message, bincode::config::standard()).map_err(invalid)?;
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+#[async_trait]
+impl request_response::Codec for RawSyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncRequest> {
+        read_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncResponse> {
+        if !self.read_answers {
+            futures::future::pending::<()>().await;
+        }
+        read_frame(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: SyncRequest,
+    ) -> io::Result<()> {
+        write_frame(io, &request).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: SyncResponse,
+    ) -> io::Result<()> {
+        write_frame(io, &response).await
+    }
+}
+
+/// A raw catch-up peer.
+pub type SyncSwarm = Swarm<request_response::Behaviour<RawSyncCodec>>;
+
+/// A raw catch-up peer that dials nobody yet; `read_answers` as in
+/// [`RawSyncCodec`]. Its requests time out after `timeout`.
+pub fn sync_swarm(read_answers: bool, timeout: Duration) -> SyncSwarm {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawSyncCodec { read_answers },
+                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(timeout)
+                    .with_max_concurrent_streams(1000),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build()
+}
+
+/// Dials `node` and waits for the connection.
+pub async fn sync_connect(swarm: &mut SyncSwarm, node: &Netabase) {
+    swarm.dial(super::address_of(node)).unwrap();
+    tokio::time::timeout(super::NET_WAIT, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the raw peer connects");
+}
