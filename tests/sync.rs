@@ -9,104 +9,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use netabase::codec::Envelope;
-use netabase::node::{CatchUpFailure, Event, Netabase, NetabaseConfig, NodeError, Rejection};
+use netabase::node::{CatchUpFailure, Event, Netabase, NetabaseConfig, Rejection};
 use netabase::store::Lookup;
 use netabase::sync::Version;
-use netabase::PeerId;
-use netabase::StoreError;
-use tokio::sync::broadcast;
-use tokio::time::timeout;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// The tests' configuration: loopback, these bootstrap peers, catch-up only
-/// when asked (or on connect), then `tweak`.
-fn config(bootstrap: &[&Netabase], tweak: impl FnOnce(&mut NetabaseConfig)) -> NetabaseConfig {
-    let mut config = NetabaseConfig {
-        bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
-        catch_up_interval: None,
-        ..NetabaseConfig::loopback()
-    };
-    tweak(&mut config);
-    config
-}
-
-/// Opens the node at `dir` with the models registered. A node just dropped
-/// there may hold the database for a moment (its storage tasks finish
-/// first): that alone is retried, bounded.
-async fn open(dir: &Path, config: NetabaseConfig) -> Netabase {
-    let node = timeout(WAIT, async {
-        loop {
-            match Netabase::new_with_path(dir, config.clone()) {
-                Err(NodeError::Store(StoreError::AlreadyOpen)) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                opened => return opened.unwrap(),
-            }
-        }
-    })
-    .await
-    .expect("the database is released");
-    node.register::<User>().unwrap();
-    node.register::<Post>().unwrap();
-    node
-}
-
-/// Opens a node, subscribes, then starts it (so no event is missed).
-async fn start_with(
-    dir: &Path,
-    bootstrap: &[&Netabase],
-    tweak: impl FnOnce(&mut NetabaseConfig),
-) -> (Netabase, broadcast::Receiver<Event>) {
-    let node = open(dir, config(bootstrap, tweak)).await;
-    let events = node.subscribe_to_broadcasts();
-    node.start_swarm().await.unwrap();
-    (node, events)
-}
-
-/// Three connected nodes, each caught up with the first.
-async fn three_nodes(dir: &Path) -> (Netabase, Netabase, Netabase) {
-    let (a, _) = start(&dir.join("a"), &[]).await;
-    let (b, mut b_events) = start(&dir.join("b"), &[&a]).await;
-    caught_up_with(&mut b_events, a.peer_id()).await;
-    let (c, mut c_events) = start(&dir.join("c"), &[&a, &b]).await;
-    caught_up_with(&mut c_events, a.peer_id()).await;
-    (a, b, c)
-}
-
-async fn start(dir: &Path, bootstrap: &[&Netabase]) -> (Netabase, broadcast::Receiver<Event>) {
-    start_with(dir, bootstrap, |_| {}).await
-}
-
-async fn caught_up_with(events: &mut broadcast::Receiver<Event>, peer: PeerId) -> u64 {
-    wait_for(
-        &format!("a finished catch-up with {peer}"),
-        events,
-        |e| match e {
-            Event::CaughtUp { peer: p, received } if *p == peer => Some(*received),
-            _ => None,
-        },
-    )
-    .await
-}
-
-/// One full catch-up of `node` from `peer`: returns the records received.
-async fn round(node: &Netabase, peer: &Netabase) -> u64 {
-    let mut events = node.subscribe_to_broadcasts();
-    node.catch_up().await.unwrap();
-    caught_up_with(&mut events, peer.peer_id()).await
-}
-
-async fn users(node: &Netabase) -> Vec<User> {
-    node.query_local_records::<User, _, _>(|t| t.iter()?.collect())
-        .await
-        .unwrap()
-}
 
 /// Asserts the nodes hold identical records: same signed versions (the sync
 /// fingerprint covers every envelope) and the same typed users, with

@@ -9,9 +9,12 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use netabase::model::IndexEntries;
-use netabase::node::{Event, Multiaddr, Netabase, Protocol};
+use std::path::Path;
+
+use netabase::node::{Event, Multiaddr, Netabase, NetabaseConfig, NodeError, Protocol};
 use netabase::store::Lookup;
 use netabase::{KeyEncode, NetabaseModel};
+use netabase::{PeerId, StoreError};
 pub use netabase_workspace::models::*;
 use tokio::sync::broadcast;
 
@@ -77,4 +80,88 @@ pub async fn wait_for<T>(
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// The tests' configuration: loopback, these bootstrap peers, catch-up only
+/// when asked (or on connect), then `tweak`.
+pub fn config(bootstrap: &[&Netabase], tweak: impl FnOnce(&mut NetabaseConfig)) -> NetabaseConfig {
+    let mut config = NetabaseConfig {
+        bootstrap_peers: bootstrap.iter().map(|n| address_of(n)).collect(),
+        catch_up_interval: None,
+        ..NetabaseConfig::loopback()
+    };
+    tweak(&mut config);
+    config
+}
+
+/// Opens the node at `dir` with the models registered. A node just dropped
+/// there may hold the database for a moment (its storage tasks finish
+/// first): that alone is retried, bounded.
+pub async fn open(dir: &Path, config: NetabaseConfig) -> Netabase {
+    let node = tokio::time::timeout(NET_WAIT, async {
+        loop {
+            match Netabase::new_with_path(dir, config.clone()) {
+                Err(NodeError::Store(StoreError::AlreadyOpen)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                opened => return opened.unwrap(),
+            }
+        }
+    })
+    .await
+    .expect("the database is released");
+    node.register::<User>().unwrap();
+    node.register::<Post>().unwrap();
+    node
+}
+
+/// Opens a node, subscribes, then starts it (so no event is missed).
+pub async fn start_with(
+    dir: &Path,
+    bootstrap: &[&Netabase],
+    tweak: impl FnOnce(&mut NetabaseConfig),
+) -> (Netabase, broadcast::Receiver<Event>) {
+    let node = open(dir, config(bootstrap, tweak)).await;
+    let events = node.subscribe_to_broadcasts();
+    node.start_swarm().await.unwrap();
+    (node, events)
+}
+
+/// Three connected nodes, each caught up with the first.
+pub async fn three_nodes(dir: &Path) -> (Netabase, Netabase, Netabase) {
+    let (a, _) = start(&dir.join("a"), &[]).await;
+    let (b, mut b_events) = start(&dir.join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    let (c, mut c_events) = start(&dir.join("c"), &[&a, &b]).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+    (a, b, c)
+}
+
+pub async fn start(dir: &Path, bootstrap: &[&Netabase]) -> (Netabase, broadcast::Receiver<Event>) {
+    start_with(dir, bootstrap, |_| {}).await
+}
+
+pub async fn caught_up_with(events: &mut broadcast::Receiver<Event>, peer: PeerId) -> u64 {
+    wait_for(
+        &format!("a finished catch-up with {peer}"),
+        events,
+        |e| match e {
+            Event::CaughtUp { peer: p, received } if *p == peer => Some(*received),
+            _ => None,
+        },
+    )
+    .await
+}
+
+/// One full catch-up of `node` from `peer`: returns the records received.
+pub async fn round(node: &Netabase, peer: &Netabase) -> u64 {
+    let mut events = node.subscribe_to_broadcasts();
+    node.catch_up().await.unwrap();
+    caught_up_with(&mut events, peer.peer_id()).await
+}
+
+pub async fn users(node: &Netabase) -> Vec<User> {
+    node.query_local_records::<User, _, _>(|t| t.iter()?.collect())
+        .await
+        .unwrap()
 }
