@@ -964,3 +964,119 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     node.stop_swarm().await.unwrap();
     good_peer.stop_swarm().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_older_than_the_floor_are_refused_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NetabaseConfig {
+        tombstone_horizon: Some(Duration::from_secs(1)),
+        ..NetabaseConfig::loopback()
+    };
+    let node = Netabase::new_with_path(dir.path().join("node"), config).unwrap();
+    node.register::<User>().unwrap();
+    node.start_swarm().await.unwrap();
+    let mut events = node.subscribe_to_broadcasts();
+
+    // A fresh node's floor is 0: anything validly signed is taken (see the
+    // README). One completed catch-up sets its floor to then minus the
+    // horizon.
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let me = hostile.peer_id();
+    hostile
+        .answer_reconcile_with(
+            reconcile,
+            frame(&SyncResponse::Reconcile(Watermarks::default(), Vec::new())),
+        )
+        .await;
+    hostile
+        .drive_until(&mut events, "a first completed catch-up", |e| {
+            matches!(e, Some(Event::CaughtUp { peer, .. }) if *peer == me).then_some(())
+        })
+        .await;
+
+    // Records stamped 40 days ago and in 1970, offered by a peer claiming
+    // watermarks (0, 0), as a collected delete's record would be replayed:
+    // never fetched. Only the current record is.
+    let kp = hostile.keypair.clone();
+    let day = 24 * 60 * 60 * 1000;
+    let old = Envelope::seal(
+        &kp,
+        &user(70, "70@x", 1),
+        Timestamp::new(now_ms() - 40 * day, 0),
+    )
+    .unwrap();
+    let ancient = Envelope::seal(&kp, &user(71, "71@x", 1), Timestamp::new(1, 0)).unwrap();
+    let current = Envelope::seal(&kp, &user(72, "72@x", 1), Timestamp::new(now_ms(), 0)).unwrap();
+    let offers = vec![
+        Offer::envelope(user_key(70), &old),
+        Offer::envelope(user_key(71), &ancient),
+        Offer::envelope(user_key(72), &current),
+    ];
+    let reconcile = hostile.reconcile_again(&node, "the first catch-up").await;
+    let (keys, channel) = hostile
+        .advertise(reconcile, offers.iter().map(Offer::item).collect())
+        .await;
+    assert_eq!(keys, vec![user_key(72)]);
+    hostile
+        .answer(
+            channel,
+            frame(&SyncResponse::Records(records_for(&offers, &keys))),
+        )
+        .await;
+    let received = hostile
+        .drive_until(&mut events, "the second catch-up", |e| match e {
+            Some(Event::CaughtUp { peer, received }) if *peer == me => Some(*received),
+            _ => None,
+        })
+        .await;
+    assert_eq!(received, 1);
+
+    // Lying about the timestamp gets the old record fetched, and then
+    // refused by the same check every path runs.
+    let lie = vec![Offer::new(
+        user_key(70),
+        old.as_bytes().to_vec(),
+        Timestamp::new(now_ms(), 0),
+    )];
+    let reconcile = hostile.reconcile_again(&node, "the second catch-up").await;
+    let (keys, channel) = hostile
+        .advertise(reconcile, lie.iter().map(Offer::item).collect())
+        .await;
+    assert_eq!(keys, vec![user_key(70)]);
+    hostile
+        .answer(
+            channel,
+            frame(&SyncResponse::Records(records_for(&lie, &keys))),
+        )
+        .await;
+    hostile
+        .drive_until(&mut events, "the lie to be refused", |_| {
+            (node.stats().rejected(Rejection::Expired) == 1).then_some(())
+        })
+        .await;
+
+    // Pushed over Kademlia (by any peer): refused the same way.
+    let mut swarm = common::raw::kad_swarm(&Keypair::generate_ed25519());
+    common::raw::kad_dial(&mut swarm, &node);
+    common::raw::push(
+        &mut swarm,
+        node.peer_id(),
+        user_key(71),
+        ancient.as_bytes().to_vec(),
+        None,
+    )
+    .await;
+    hostile
+        .drive_until(&mut events, "the push to be refused", |_| {
+            (node.stats().rejected(Rejection::Expired) == 2).then_some(())
+        })
+        .await;
+    let ids: Vec<u64> = node
+        .store()
+        .tree::<User>()
+        .iter()
+        .unwrap()
+        .map(|u| u.unwrap().id)
+        .collect();
+    assert_eq!(ids, vec![72]);
+}

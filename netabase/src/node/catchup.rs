@@ -403,3 +403,48 @@ impl Fetches {
         self.progress.retain(|(p, _), _| *p != peer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> Vec<u8> {
+        let mut key = 7u32.to_be_bytes().to_vec();
+        key.extend(i.to_be_bytes());
+        key
+    }
+
+    #[test]
+    fn a_key_is_queued_once_and_the_queue_is_capped() {
+        let mut fetches = Fetches::default();
+        let peer = PeerId::random();
+        let keys: Vec<Vec<u8>> = (0..10).map(key).collect();
+        let (models, overflow) = fetches.queue(peer, keys.clone());
+        assert_eq!((models.len(), overflow), (1, false));
+        // Named again, by another round or a replayed message: not queued again.
+        fetches.queue(peer, keys.clone());
+        assert_eq!(fetches.queued(peer), 10);
+        assert_eq!(fetches.progress(peer, ModelId(7)).outstanding, 10);
+        // Past the cap, the rest is left for the next catch-up.
+        let many: Vec<Vec<u8>> = (10..MAX_QUEUED as u64 + 100).map(key).collect();
+        let (_, overflow) = fetches.queue(peer, many);
+        assert!(overflow);
+        assert_eq!(fetches.queued(peer), MAX_QUEUED);
+        fetches.clear_queue(peer);
+        assert_eq!(fetches.queued(peer), 0);
+        assert!(fetches.idle(peer));
+        // Cleared keys may be queued again.
+        fetches.queue(peer, keys);
+        assert_eq!(fetches.queued(peer), 10);
+    }
+
+    #[test]
+    fn a_fetch_asks_for_a_bounded_number_of_key_bytes() {
+        let mut fetches = Fetches::default();
+        let peer = PeerId::random();
+        let long: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 64 * 1024]).collect();
+        fetches.queue(peer, long);
+        let batch = fetches.next_batch(peer).unwrap();
+        assert_eq!(batch.len(), FETCH_BATCH_BYTES / (64 * 1024));
+    }
+}

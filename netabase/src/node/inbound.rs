@@ -153,3 +153,43 @@ fn store(shared: &Shared, batch: Vec<(PeerId, Vec<u8>, Vec<u8>)>) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flooding_peer_fills_only_its_own_queue_and_others_take_turns() {
+        let queue = InboundQueue::default();
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        let mut full = 0;
+        for i in 0..PER_PEER + 50 {
+            match queue.push(flooder, vec![0, i as u8], Vec::new()) {
+                Pushed::Full => full += 1,
+                Pushed::StartWorker => assert_eq!(i, 0),
+                Pushed::Queued => {}
+            }
+        }
+        assert_eq!(full, 50);
+        for i in 0..5u8 {
+            assert_eq!(queue.push(honest, vec![1, i], Vec::new()), Pushed::Queued);
+        }
+        // The first batch already holds every honest record, after one share
+        // of the flooder's.
+        let batch = queue.take();
+        let position = batch.iter().position(|(p, _, _)| *p == honest).unwrap();
+        assert_eq!(position, SHARE);
+        assert_eq!(batch.iter().filter(|(p, _, _)| *p == honest).count(), 5);
+        // Draining: the worker is told to stop once everything is taken.
+        let mut taken = batch.len();
+        loop {
+            let batch = queue.take();
+            if batch.is_empty() {
+                break;
+            }
+            taken += batch.len();
+        }
+        assert_eq!(taken, PER_PEER + 5);
+        assert_eq!(queue.push(honest, vec![2], Vec::new()), Pushed::StartWorker);
+    }
+}
