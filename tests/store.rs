@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
+use common::disk::FullableDisk;
 use common::*;
 use netabase::codec::{self, CodecError};
 use netabase::store::{Durability, Lookup, Store, StoreError};
@@ -501,60 +498,16 @@ fn oversized_record_is_refused_before_writing() {
     assert!(users.is_empty().unwrap());
 }
 
-/// An in-memory disk that can be made to fail every write, as a full disk does.
-#[derive(Debug, Clone)]
-struct FullableDisk {
-    inner: Arc<redb::backends::InMemoryBackend>,
-    full: Arc<AtomicBool>,
-}
-
-impl FullableDisk {
-    fn check(&self) -> io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
-            Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "no space left on device",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl redb::StorageBackend for FullableDisk {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-}
-
 #[test]
 fn full_disk_is_a_clear_error_and_loses_nothing_committed() {
-    let disk = FullableDisk {
-        inner: Arc::new(redb::backends::InMemoryBackend::new()),
-        full: Arc::new(AtomicBool::new(false)),
-    };
+    let disk = FullableDisk::new();
     let store = Store::builder().with_backend(disk.clone()).unwrap();
     let users = store.tree::<User>();
     users
         .put_many((0..50).map(|i| user(i, &format!("{i}@x"), 1)))
         .unwrap();
 
-    disk.full.store(true, Ordering::SeqCst);
+    disk.fill();
     let err = users
         .put_many((50..5000).map(|i| user(i, &format!("{i}@x"), 2)))
         .unwrap_err();
@@ -566,7 +519,7 @@ fn full_disk_is_a_clear_error_and_loses_nothing_committed() {
     drop(store);
 
     // With space again, the database reopens with exactly what was committed.
-    disk.full.store(false, Ordering::SeqCst);
+    disk.free();
     let store = Store::builder().with_backend(disk).unwrap();
     let users = store.tree::<User>();
     assert_eq!(users.len().unwrap(), 50);
@@ -575,6 +528,35 @@ fn full_disk_is_a_clear_error_and_loses_nothing_committed() {
     assert_indexes_consistent(&users);
     users.put(&user(50, "50@x", 3)).unwrap();
     assert_eq!(users.len().unwrap(), 51);
+}
+
+#[test]
+fn a_store_that_hit_a_full_disk_reopens_in_place() {
+    let disk = FullableDisk::new();
+    let store = Store::builder()
+        .with_reopenable_backend({
+            let disk = disk.clone();
+            move || disk.clone()
+        })
+        .unwrap();
+    let users = store.tree::<User>();
+    users.put(&user(1, "1@x", 1)).unwrap();
+    disk.fill();
+    let err = users.put(&user(2, "2@x", 1)).unwrap_err();
+    assert!(err.needs_reopen(), "{err:?}");
+    // redb remembers the failure: every write fails, even with space again.
+    disk.free();
+    let err = users.put(&user(3, "3@x", 1)).unwrap_err();
+    assert!(err.needs_reopen(), "{err:?}");
+    assert!(err.to_string().contains("storage failed"), "{err}");
+    // Reopened in place, it writes again; clones of the store follow.
+    store.reopen().unwrap();
+    users.put(&user(4, "4@x", 1)).unwrap();
+    let ids: Vec<u64> = users.iter().unwrap().map(|u| u.unwrap().id).collect();
+    assert_eq!(ids, [1, 4]);
+    assert_indexes_consistent(&users);
+    // An in-memory store has nothing to reopen.
+    Store::in_memory().unwrap().reopen().unwrap();
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Models and checks shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod disk;
 pub mod raw;
 
 use std::collections::BTreeSet;

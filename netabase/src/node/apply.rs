@@ -11,7 +11,7 @@ use crate::store::{StoreError, WriteTransaction};
 use super::event::{ChangeKind, Event, Origin};
 use super::registry::ApplyError;
 use super::stats::Rejection;
-use super::{NodeError, Shared};
+use super::{health, NodeError, Shared};
 
 /// What applying an envelope did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,14 +56,29 @@ pub(crate) fn apply_staged(
     origin: Origin,
     staged: impl FnOnce(),
 ) -> Result<Outcome, Refused> {
-    let txn = shared.store.begin_write().map_err(storage)?;
-    let outcome = apply_in(shared, &txn, envelope)?;
-    if outcome == Outcome::Applied {
-        staged();
-        txn.commit().map_err(storage)?;
-        announce(shared, envelope, origin);
+    let applied = (|| {
+        if origin == Origin::Local {
+            health::ready(shared).map_err(|error| Refused {
+                reason: Rejection::StorageFailed,
+                error: Some(error),
+            })?;
+        }
+        let txn = shared.store.begin_write().map_err(storage)?;
+        let outcome = apply_in(shared, &txn, envelope)?;
+        if outcome == Outcome::Applied {
+            staged();
+            txn.commit().map_err(storage)?;
+            announce(shared, envelope, origin);
+        }
+        Ok(outcome)
+    })();
+    if let Err(Refused {
+        error: Some(error), ..
+    }) = &applied
+    {
+        health::check(shared, error);
     }
-    Ok(outcome)
+    applied
 }
 
 /// Commits many validated envelopes in one transaction (one fsync), each
@@ -83,6 +98,20 @@ pub(crate) fn apply_batch(
 /// [`apply_batch`] where each envelope has its own origin (`origin_of(i)`
 /// for `envelopes[i]`): records pushed by several peers, committed together.
 pub(crate) fn apply_batch_from(
+    shared: &Shared,
+    envelopes: &[Envelope],
+    origin_of: impl Fn(usize) -> Origin,
+) -> Result<Vec<ModelId>, NodeError> {
+    if envelopes
+        .first()
+        .is_some_and(|_| origin_of(0) == Origin::Local)
+    {
+        health::ready(shared)?;
+    }
+    commit_batch(shared, envelopes, origin_of).inspect_err(|error| health::check(shared, error))
+}
+
+fn commit_batch(
     shared: &Shared,
     envelopes: &[Envelope],
     origin_of: impl Fn(usize) -> Origin,

@@ -106,6 +106,16 @@ pub enum Event {
         /// Why it ended.
         reason: CatchUpFailure,
     },
+    /// The local store failed on I/O (a full disk, a lost device). Until
+    /// [`Event::StorageRecovered`], local writes fail and the node takes no
+    /// records from peers (it stops acknowledging them); reads still work.
+    StorageFailed {
+        /// The error and its whole chain of causes.
+        error: String,
+    },
+    /// The store writes again after [`Event::StorageFailed`]: it was
+    /// reopened, and the node catches up with its peers for what it missed.
+    StorageRecovered,
     /// A connection to a peer was opened (its first one).
     PeerConnected(PeerId),
     /// The last connection to a peer closed.

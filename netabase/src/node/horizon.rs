@@ -14,7 +14,7 @@ use crate::sync::reconcile::{self, Watermarks};
 use crate::sync::Timestamp;
 
 use super::event::{ChangeKind, Origin};
-use super::{apply, NodeError, Shared};
+use super::{apply, health, NodeError, Shared};
 
 /// The key in the sync meta table holding when this node last caught up.
 pub(crate) const SYNCED_AT: &str = "synced_at";
@@ -77,16 +77,23 @@ pub(crate) fn caught_up(shared: &Shared, started: Timestamp) -> bool {
 
 /// Writes the in-memory catch-up watermark to the store. Blocking.
 pub(crate) fn persist_synced(shared: &Shared) -> Result<(), NodeError> {
-    let txn = shared.store.begin_write()?;
-    // Read inside the transaction, so concurrent writers store the latest.
-    txn.set_sync_meta(SYNCED_AT, shared.synced_at.load(Ordering::Acquire))?;
-    txn.commit()?;
-    Ok(())
+    (|| {
+        let txn = shared.store.begin_write()?;
+        // Read inside the transaction, so concurrent writers store the latest.
+        txn.set_sync_meta(SYNCED_AT, shared.synced_at.load(Ordering::Acquire))?;
+        txn.commit()?;
+        Ok(())
+    })()
+    .inspect_err(|error| health::check(shared, error))
 }
 
 /// Collects deletes older than the cutoff from the store and the Kademlia
 /// view. Blocking. Returns how many were collected.
 pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
+    collect(shared).inspect_err(|error| health::check(shared, error))
+}
+
+fn collect(shared: &Shared) -> Result<usize, NodeError> {
     let cutoff = gc_cutoff(shared);
     if cutoff == 0 {
         return Ok(0);
@@ -128,6 +135,16 @@ pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
 /// Drops records `peer` showed to be ghosts (see the module docs), after
 /// checking each again against the store. Blocking.
 pub(crate) fn drop_ghosts(
+    shared: &Shared,
+    peer: PeerId,
+    keys: &[Vec<u8>],
+    ours: Watermarks,
+    theirs: Watermarks,
+) -> Result<usize, NodeError> {
+    drop_checked(shared, peer, keys, ours, theirs).inspect_err(|error| health::check(shared, error))
+}
+
+fn drop_checked(
     shared: &Shared,
     peer: PeerId,
     keys: &[Vec<u8>],

@@ -39,6 +39,9 @@ pub(crate) enum Pushed {
     Full,
 }
 
+/// A pushed record: its Kademlia key and value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 #[derive(Default)]
 pub(crate) struct InboundQueue {
     state: Mutex<State>,
@@ -46,7 +49,7 @@ pub(crate) struct InboundQueue {
 
 #[derive(Default)]
 struct State {
-    queues: HashMap<PeerId, VecDeque<(Vec<u8>, Vec<u8>)>>,
+    queues: HashMap<PeerId, VecDeque<KeyValue>>,
     /// Peers with records queued, in turn order.
     turns: VecDeque<PeerId>,
     total: usize,
@@ -123,7 +126,7 @@ pub(crate) fn drain(shared: &Shared) {
 }
 
 fn store(shared: &Shared, batch: Vec<(PeerId, Vec<u8>, Vec<u8>)>) {
-    let (peers, pairs): (Vec<PeerId>, Vec<(Vec<u8>, Vec<u8>)>) =
+    let (peers, pairs): (Vec<PeerId>, Vec<KeyValue>) =
         batch.into_iter().map(|(p, k, v)| (p, (k, v))).unzip();
     let mut valid = Vec::with_capacity(pairs.len());
     let mut origins = Vec::with_capacity(pairs.len());

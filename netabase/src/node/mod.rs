@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod event;
 mod event_loop;
+mod health;
 mod horizon;
 mod identity;
 mod inbound;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     listening: tokio::sync::Notify,
     /// Records pushed by peers, waiting to be stored.
     pushed: inbound::InboundQueue,
+    /// Whether the store failed and awaits a reopen.
+    health: health::Health,
     /// When this node last completed a catch-up (a timestamp; 0: never).
     synced_at: std::sync::atomic::AtomicU64,
 }
@@ -153,6 +156,36 @@ impl Netabase {
         let store = Store::builder()
             .durability(config.durability)
             .open(dir.join(DATABASE_FILE))?;
+        Self::with_store(dir, keypair, store, config)
+    }
+
+    /// Opens a node on a store of the caller's (tests use one on a disk
+    /// that fills up), with its identity in `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new_with_path`](Self::new_with_path).
+    #[doc(hidden)]
+    pub fn new_with_store(
+        path: impl AsRef<Path>,
+        store: Store,
+        config: NetabaseConfig,
+    ) -> Result<Self, NodeError> {
+        let dir = path.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let keypair = identity::load_or_create(&dir.join(IDENTITY_FILE))?;
+        Self::with_store(dir, keypair, store, config)
+    }
+
+    fn with_store(
+        dir: &Path,
+        keypair: Keypair,
+        store: Store,
+        config: NetabaseConfig,
+    ) -> Result<Self, NodeError> {
         let cache = RecordCache::default();
         let read = store.begin_read()?;
         let synced_at = read.sync_meta(horizon::SYNCED_AT)?.unwrap_or(0);
@@ -189,6 +222,7 @@ impl Netabase {
                 listen_addrs: Mutex::new(Vec::new()),
                 listening: tokio::sync::Notify::new(),
                 pushed: inbound::InboundQueue::default(),
+                health: health::Health::default(),
                 synced_at: std::sync::atomic::AtomicU64::new(synced_at),
                 config,
             }),
@@ -231,7 +265,7 @@ impl Netabase {
 
     /// Counters of accepted and refused inbound records.
     pub fn stats(&self) -> NodeStats {
-        self.shared.counters.snapshot()
+        self.shared.counters.snapshot(self.shared.health.degraded())
     }
 
     /// Starts the swarm in its own task: listens on the configured addresses

@@ -94,6 +94,13 @@ pub struct NodeStats {
     /// How far ahead of this node's clock the records its last catch-ups
     /// could not accept yet were, in milliseconds; 0 when none are waiting.
     pub clock_behind_ms: u64,
+    /// Whether the store has failed on I/O and not yet been reopened: local
+    /// writes fail and records from peers are refused meanwhile.
+    pub storage_degraded: bool,
+    /// Times the store failed on I/O ([`Event::StorageFailed`](super::Event::StorageFailed)).
+    pub storage_failures: u64,
+    /// Times it was reopened and wrote again afterwards.
+    pub storage_recoveries: u64,
 }
 
 impl NodeStats {
@@ -119,6 +126,8 @@ pub(crate) struct Counters {
     pub(crate) sync_requests_dropped: AtomicU64,
     pub(crate) peers_banned: AtomicU64,
     pub(crate) clock_behind_ms: AtomicU64,
+    pub(crate) storage_failures: AtomicU64,
+    pub(crate) storage_recoveries: AtomicU64,
 }
 
 impl Counters {
@@ -145,7 +154,7 @@ impl Counters {
         self.ghosts_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> NodeStats {
+    pub(crate) fn snapshot(&self, storage_degraded: bool) -> NodeStats {
         let rejected = ALL
             .iter()
             .zip(&self.rejected)
@@ -162,6 +171,9 @@ impl Counters {
             sync_requests_dropped: self.sync_requests_dropped.load(Ordering::Relaxed),
             peers_banned: self.peers_banned.load(Ordering::Relaxed),
             clock_behind_ms: self.clock_behind_ms.load(Ordering::Relaxed),
+            storage_degraded,
+            storage_failures: self.storage_failures.load(Ordering::Relaxed),
+            storage_recoveries: self.storage_recoveries.load(Ordering::Relaxed),
         }
     }
 }

@@ -33,6 +33,10 @@ pub enum StoreError {
         #[source]
         source: EngineError,
     },
+    /// The database is closed: it is being reopened after a storage failure,
+    /// or reopening it failed. Try again later.
+    #[error("the database is closed while it reopens after a storage failure")]
+    Reopening,
     /// A record could not be encoded or a stored record could not be decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -82,6 +86,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the store failed on I/O (a full disk, a lost device) and
+    /// refuses writes until [`Store::reopen`](super::Store::reopen) succeeds.
+    pub fn needs_reopen(&self) -> bool {
+        match self {
+            StoreError::Storage { source, .. } => source.needs_reopen(),
+            StoreError::Reopening => true,
+            _ => false,
+        }
+    }
+}
+
 /// An error reported by the storage engine (redb), kept as the source of a
 /// [`StoreError`]. Its `Display` says what failed.
 pub struct EngineError(redb::Error);
@@ -94,6 +110,12 @@ impl EngineError {
     /// Whether the engine failed on I/O (for example a full disk).
     pub fn is_io(&self) -> bool {
         matches!(self.0, redb::Error::Io(_))
+    }
+
+    /// Whether the database refuses every write until it is reopened: an I/O
+    /// error, or one before it that redb remembers.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(self.0, redb::Error::Io(_) | redb::Error::PreviousIo)
     }
 }
 

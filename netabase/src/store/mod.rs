@@ -39,7 +39,7 @@ mod tables;
 mod tree;
 mod write;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use error::{EngineError, StoreError};
 pub use lookup::Lookup;
@@ -114,7 +114,17 @@ impl StoreBuilder {
     /// redb database.
     #[cfg(feature = "native")]
     pub fn open(self, path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref();
+        let path = path.as_ref().to_owned();
+        let open = {
+            let builder = self.clone();
+            move || builder.create_file(&path)
+        };
+        let db = open()?;
+        Ok(self.finish(db, Some(Box::new(open))))
+    }
+
+    #[cfg(feature = "native")]
+    fn create_file(&self, path: &std::path::Path) -> Result<redb::Database, StoreError> {
         let db = self
             .redb_builder()
             .create(path)
@@ -126,7 +136,7 @@ impl StoreBuilder {
                 },
             })?;
         tracing::debug!(path = %path.display(), "opened store");
-        Ok(self.finish(db))
+        Ok(db)
     }
 
     /// Opens a fresh database held in memory; it is gone when the last clone
@@ -147,18 +157,45 @@ impl StoreBuilder {
     /// [`StoreError::Storage`] if redb cannot initialise the backend.
     #[doc(hidden)]
     pub fn with_backend(self, backend: impl redb::StorageBackend) -> Result<Store, StoreError> {
-        let db = self
-            .redb_builder()
-            .create_with_backend(backend)
-            .map_err(storage("create a database"))?;
-        Ok(self.finish(db))
+        let db = self.create_with(backend)?;
+        Ok(self.finish(db, None))
     }
 
-    fn finish(self, db: redb::Database) -> Store {
+    /// Opens a database on backends made by `backend`: one now, and one
+    /// each time [`Store::reopen`] opens the database again (used by tests
+    /// to simulate a disk that fills up and is freed).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if redb cannot initialise the backend.
+    #[doc(hidden)]
+    pub fn with_reopenable_backend<B: redb::StorageBackend>(
+        self,
+        backend: impl Fn() -> B + Send + Sync + 'static,
+    ) -> Result<Store, StoreError> {
+        let open = {
+            let builder = self.clone();
+            move || builder.create_with(backend())
+        };
+        let db = open()?;
+        Ok(self.finish(db, Some(Box::new(open))))
+    }
+
+    fn create_with(
+        &self,
+        backend: impl redb::StorageBackend,
+    ) -> Result<redb::Database, StoreError> {
+        self.redb_builder()
+            .create_with_backend(backend)
+            .map_err(storage("create a database"))
+    }
+
+    fn finish(self, db: redb::Database, reopen: Option<Reopen>) -> Store {
         Store {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(Arc::new(db))),
                 durability: self.durability,
+                reopen,
             }),
         }
     }
@@ -176,10 +213,19 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Opens the database again, the way it was first opened.
+type Reopen = Box<dyn Fn() -> Result<redb::Database, StoreError> + Send + Sync>;
+
 struct Inner {
-    db: redb::Database,
+    /// The open database; `None` only while [`Store::reopen`] swaps it.
+    db: RwLock<Option<Arc<redb::Database>>>,
     durability: Durability,
+    /// `None` for in-memory databases, which have no disk to fail.
+    reopen: Option<Reopen>,
 }
+
+/// How long [`Store::reopen`] waits for calls still using the old database.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -233,8 +279,7 @@ impl Store {
     pub fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
         use redb::ReadableDatabase;
         let txn = self
-            .inner
-            .db
+            .db()?
             .begin_read()
             .map_err(storage("begin a read transaction"))?;
         Ok(ReadTransaction::new(txn))
@@ -248,8 +293,7 @@ impl Store {
     /// [`StoreError::Storage`] if the database fails.
     pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         let txn = self
-            .inner
-            .db
+            .db()?
             .begin_write()
             .map_err(storage("begin a write transaction"))?;
         WriteTransaction::new(txn, self.inner.durability)
@@ -272,6 +316,65 @@ impl Store {
         Ok(value)
     }
 
+    /// The open database. The lock is held only to clone the handle, never
+    /// across a redb call, so a reopen waits for no transaction.
+    fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        self.inner
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// Closes the database and opens it again. After a storage I/O error
+    /// (a full disk) redb refuses every later write until then; once the
+    /// cause is gone, this brings the store back without a restart.
+    /// Everything committed before the error is there; the failed commit is
+    /// not. Transactions still open on the old database fail from then on.
+    /// An in-memory store has no disk to fail: this does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Reopening`] if a write transaction stayed open on the
+    /// old database (the store keeps it; try again), or the error opening
+    /// the database again (the store is then closed until a reopen
+    /// succeeds).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let Some(open) = &self.inner.reopen else {
+            return Ok(());
+        };
+        let mut slot = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut old) = slot.take() {
+            // Calls that cloned the handle just before are still in begin_*.
+            let deadline = std::time::Instant::now() + REOPEN_WAIT;
+            let db = loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => break db,
+                    Err(shared) if std::time::Instant::now() < deadline => {
+                        old = shared;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(shared) => {
+                        *slot = Some(shared);
+                        return Err(StoreError::Reopening);
+                    }
+                }
+            };
+            if let Err(error) = db.close() {
+                // A write transaction is still open: its end closes the file.
+                tracing::debug!(%error, "closing the database before reopening it");
+                if matches!(error, redb::DatabaseError::TransactionInProgress) {
+                    return Err(StoreError::Reopening);
+                }
+            }
+        }
+        let db = open()?;
+        *slot = Some(Arc::new(db));
+        tracing::info!("reopened the store");
+        Ok(())
+    }
+
     /// Makes every commit so far durable. Needed only with
     /// [`Durability::Eventual`]; cheap otherwise.
     ///
@@ -280,8 +383,7 @@ impl Store {
     /// [`StoreError::Storage`] if the database cannot sync.
     pub fn flush(&self) -> Result<(), StoreError> {
         let txn = self
-            .inner
-            .db
+            .db()?
             .begin_write()
             .map_err(storage("begin a write transaction"))?;
         WriteTransaction::new(txn, Durability::Immediate)?.commit()

@@ -18,7 +18,7 @@ use super::catchup::Fetches;
 use super::event::{CatchUpFailure, Event};
 use super::inbound::{self, Pushed};
 use super::stats::Rejection;
-use super::{horizon, NodeError, Shared};
+use super::{health, horizon, NodeError, Shared};
 
 /// How often deletes past the horizon are collected (also at start).
 const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -63,6 +63,26 @@ const OVERLOAD_RETRY: Duration = Duration::from_secs(2);
 /// How often bans are lifted and due catch-up retries started.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
+/// The loop's side of the store's health (see [`health`]).
+struct Storage {
+    /// Kademlia is in client mode: peers send us no records.
+    refusing: bool,
+    probing: bool,
+    next_probe: std::time::Instant,
+    backoff: Duration,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            refusing: false,
+            probing: false,
+            next_probe: std::time::Instant::now(),
+            backoff: health::FIRST_BACKOFF,
+        }
+    }
+}
+
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
@@ -73,6 +93,7 @@ pub(crate) struct EventLoop {
     exchanges: HashMap<PeerId, Exchange>,
     reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
     peers: Peers,
+    storage: Storage,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
 }
@@ -94,6 +115,7 @@ impl EventLoop {
             exchanges: HashMap::new(),
             reconciles: HashMap::new(),
             peers: Peers::default(),
+            storage: Storage::default(),
             internal,
             internal_rx,
         }
@@ -120,6 +142,7 @@ impl EventLoop {
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
                 _ = catch_up.tick() => self.reconcile_with_all(),
                 _ = housekeeping.tick() => self.housekeeping(),
+                _ = self.shared.health.changed.notified() => self.watch_storage(),
                 _ = gc.tick() => {
                     let shared = self.shared.clone();
                     tokio::task::spawn_blocking(move || {
@@ -184,7 +207,55 @@ impl EventLoop {
         }
     }
 
+    /// Follows the store's health: stops taking records from peers while it
+    /// has failed, probes it with a backoff, and serves again (catching up
+    /// with every peer) once it writes.
+    fn watch_storage(&mut self) {
+        let degraded = self.shared.health.degraded();
+        if degraded && !self.storage.refusing {
+            self.storage.refusing = true;
+            self.storage.backoff = health::FIRST_BACKOFF;
+            self.storage.next_probe = std::time::Instant::now() + self.storage.backoff;
+            // Client mode: peers stop sending records we could not store.
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .set_mode(Some(kad::Mode::Client));
+        }
+        if degraded && !self.storage.probing && std::time::Instant::now() >= self.storage.next_probe
+        {
+            self.storage.probing = true;
+            let shared = self.shared.clone();
+            let internal = self.internal.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = health::probe(&shared).map_err(|error| crate::error::chain(&error));
+                let _ = internal.send(Internal::Probed(result));
+            });
+        }
+    }
+
+    pub(super) fn on_probed(&mut self, result: Result<(), String>) {
+        self.storage.probing = false;
+        match result {
+            Ok(()) => {
+                self.storage.refusing = false;
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .set_mode(Some(kad::Mode::Server));
+                // Whatever arrived meanwhile (or was acknowledged and lost).
+                self.reconcile_with_all();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the store still fails");
+                self.storage.backoff = (self.storage.backoff * 2).min(health::MAX_BACKOFF);
+                self.storage.next_probe = std::time::Instant::now() + self.storage.backoff;
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
+        self.watch_storage();
         let (unbanned, due) = self.peers.tick(std::time::Instant::now());
         // Slots freed by requests whose end was never reported.
         self.serve_waiting();
@@ -284,6 +355,12 @@ impl EventLoop {
                         ..
                     },
             } => {
+                if self.shared.health.degraded() {
+                    // Acknowledged by Kademlia already: fetched back after recovery.
+                    self.shared.counters.reject(Rejection::StorageFailed);
+                    self.watch_storage();
+                    return;
+                }
                 // Queued per peer; validated and stored in batches off the poll.
                 match self
                     .shared

@@ -42,6 +42,8 @@ pub(super) enum Internal {
         outcome: Result<reconcile::Outcome, MessageError>,
         marks: (Watermarks, Watermarks),
     },
+    /// A storage probe finished (the error's whole chain if it failed).
+    Probed(Result<(), String>),
     /// A batch from `peer` was stored: records received per model.
     Stored {
         peer: PeerId,
@@ -72,6 +74,7 @@ impl EventLoop {
     /// Starts a catch-up with `peer`, unless one is already running.
     pub(super) fn start_reconcile(&mut self, peer: PeerId) {
         if !self.shared.config.catch_up
+            || self.shared.health.degraded()
             || self.exchanges.contains_key(&peer)
             || self.peers.is_banned(&peer)
         {
@@ -151,6 +154,7 @@ impl EventLoop {
     pub(super) fn on_internal(&mut self, internal: Internal) {
         match internal {
             Internal::Reconcile { peer, request } => self.send_reconcile(peer, request),
+            Internal::Probed(result) => self.on_probed(result),
             Internal::Respond {
                 peer,
                 id,
