@@ -27,7 +27,7 @@
 //!   [`message_cost`] is at most [`MAX_MESSAGE_COST`];
 //! - a reply stops growing at its budget ([`MESSAGE_BUDGET`]): the parts not
 //!   yet answered are handed back with this side's fingerprint, for the next
-//!   round, while the part and size limits allow, and the rest are folded
+//!   round, up to half the budget again, and the rest are folded
 //!   into one fingerprint of the key range they span, which the other side
 //!   splits again. Parts are answered in key order, so every round settles
 //!   the lowest unsettled ranges and the exchange always ends;
@@ -64,10 +64,11 @@ pub const MAX_PARTS: usize = 1024;
 /// What a reply may cost ([`message_cost`]) before the parts it has not
 /// answered are handed back (or folded) for later rounds.
 pub const MESSAGE_BUDGET: usize = 1024 * 1024;
-/// The largest [`message_cost`] accepted. A reply may pass its budget by a
+/// The largest [`message_cost`] accepted. Past its budget a reply hands
+/// unanswered ranges back up to half as much again, and may pass that by a
 /// few parts (one item, a remainder and a folded range), each at most two
 /// keys of [`MAX_KEY_BYTES`].
-pub const MAX_MESSAGE_COST: usize = MESSAGE_BUDGET + 8 * MAX_KEY_BYTES + 1024;
+pub const MAX_MESSAGE_COST: usize = MESSAGE_BUDGET * 3 / 2 + 8 * MAX_KEY_BYTES + 1024;
 /// The longest record key a message may carry (the store's key limit).
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
 /// Items of its own a side checks for ghosts while answering one message.
@@ -617,13 +618,13 @@ impl<'a> Reply<'a> {
         self.cost >= self.budget || self.parts.len() + 2 * BRANCHING + 2 > MAX_PARTS
     }
 
-    /// Whether `range` can be handed back as it is, leaving room for one
-    /// folded range after it (`left` parts, this one included, remain).
+    /// Whether `range` can be handed back as it is: up to half the budget
+    /// again, leaving a part for one folded range after it (`left` parts,
+    /// this one included, remain).
     fn fits_echo(&self, range: &KeyRange, left: usize) -> bool {
         let echo = size_of::<Part>() + range.bytes();
-        let fold = size_of::<Part>() + 2 * MAX_KEY_BYTES;
         let parts = self.parts.len() + if left > 1 { 2 } else { 1 };
-        parts <= MAX_PARTS && self.cost + echo + fold <= MAX_MESSAGE_COST
+        parts <= MAX_PARTS && self.cost + echo <= self.budget * 3 / 2
     }
 
     fn push(&mut self, part: Part) {
