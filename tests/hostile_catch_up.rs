@@ -545,7 +545,8 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
             false,
         )
         .unwrap();
-        // Valid and signed, but it would give ada's unique email a second owner.
+        // Valid and signed, but ada's earlier record holds its unique email:
+        // kept as a conflict, out of the typed tree.
         let squatter = Envelope::seal(&kp, &user(22, "ada@example.com", 1), now()).unwrap();
         // A validly signed older version of the record the node holds,
         // advertised as newer than the node's.
@@ -618,7 +619,8 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         )
         .await;
     let hostile_peer = hostile.peer_id();
-    // Refused records do not make an exchange incomplete: it ends, with nothing received.
+    // Refused records do not make an exchange incomplete: it ends, with only
+    // the squatter received (as a conflict).
     let received = hostile
         .drive_until(
             &mut events,
@@ -631,7 +633,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
             },
         )
         .await;
-    assert_eq!(received, 0);
+    assert_eq!(received, 1);
     let mut expected = BTreeMap::from([
         (Rejection::Malformed, 1),
         (Rejection::UnsupportedFormat, 1),
@@ -643,12 +645,19 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         (Rejection::BadPayload, 1),
         (Rejection::FromTheFuture, 1),
         (Rejection::TooLarge, 1),
-        (Rejection::UniqueConflict, 1),
         (Rejection::Stale, 1),
     ]);
     let stats = node.stats();
     assert_eq!(stats.rejected, expected, "{stats:?}");
-    assert_eq!(stats.accepted, 0);
+    assert_eq!(
+        (stats.accepted, stats.unique_conflicts),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(
+        node.unique_conflicts::<User>().await.unwrap(),
+        vec![user(22, "ada@example.com", 1)]
+    );
 
     // ---- Rounds 2-8: one protocol violation each, each from a new peer
     // (three from one peer get it banned: see the last round). ----
@@ -890,8 +899,9 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         !hostile.fetched.contains(&unknown_key),
         "the node asked for a model it does not sync"
     );
-    // (Besides the one valid record of the short answer, which passed every check.)
-    let short_answer = [user_key(43), user_key(44)];
+    // (Besides the one valid record of the short answer, which passed every
+    // check, and the squatter, held as a conflict.)
+    let short_answer = [user_key(43), user_key(44), user_key(22)];
     let held_now: Vec<_> = envelopes(&node)
         .into_iter()
         .filter(|(k, _)| !short_answer.contains(k))
@@ -918,7 +928,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     assert_indexes_consistent(&users);
     let stats = node.stats();
     assert_eq!(stats.rejected, expected, "{stats:?}");
-    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.accepted, 2);
 
     // The node still works: local writes and reads...
     node.put_record_locally(user(60, "60@example.com", 60))
@@ -931,7 +941,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     // (A local batch is no inbound record: it is not counted as accepted.)
     let batch = vec![user(61, "61@example.com", 61)];
     assert_eq!(node.put_records_locally(batch).await.unwrap(), 1);
-    assert_eq!(node.stats().accepted, 1, "{:?}", node.stats());
+    assert_eq!(node.stats().accepted, 2, "{:?}", node.stats());
     // ...and catch-up with a good peer.
     let good_peer =
         Netabase::new_with_path(dir.path().join("good"), NetabaseConfig::loopback()).unwrap();
@@ -957,7 +967,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     assert_eq!(users.get(&UserKey(50)).unwrap(), Some(theirs));
     assert_eq!(user_count(&node), 5);
     let stats = node.stats();
-    assert_eq!(stats.accepted, 2);
+    assert_eq!(stats.accepted, 3);
     assert_eq!(stats.rejected, expected, "{stats:?}");
     assert!(hostile.pending.is_empty(), "{:?}", hostile.pending);
 

@@ -2,15 +2,15 @@
 //! records pushed by peers and records fetched from them, applying the one
 //! conflict rule (the greater version wins).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::codec::Envelope;
 use crate::model::ModelId;
 use crate::store::{StoreError, WriteTransaction};
 
 use super::event::{ChangeKind, Event, Origin};
-use super::registry::ApplyError;
-use super::stats::Rejection;
+use super::registry::{ApplyError, ModelHandler, Settled};
+use super::stats::{Counters, Rejection};
 use super::{health, NodeError, Shared};
 
 /// What applying an envelope did.
@@ -64,11 +64,13 @@ pub(crate) fn apply_staged(
             })?;
         }
         let txn = shared.store.begin_write().map_err(storage)?;
-        let outcome = apply_in(shared, &txn, envelope)?;
+        let (outcome, settled) = apply_in(shared, &txn, envelope)?;
         if outcome == Outcome::Applied {
             staged();
             txn.commit().map_err(storage)?;
             announce(shared, envelope, origin);
+            let key = envelope.record_key();
+            announce_settled(shared, [&settled], &HashSet::from([&key]));
         }
         Ok(outcome)
     })();
@@ -156,39 +158,59 @@ fn commit_batch(
             }
         }
         let mut applied = Vec::new();
+        let mut settled = Vec::new();
         for (model, group) in by_model {
             let Some(handler) = registry.get(model) else {
                 continue;
             };
             let batch: Vec<&Envelope> = group.iter().map(|(_, i)| &envelopes[*i]).collect();
+            let mut stored = Vec::with_capacity(group.len());
+            let mut conflicting = Vec::new();
             for ((key, i), result) in group.into_iter().zip(handler.apply_many(&txn, &batch)?) {
                 match result {
-                    Ok(()) => applied.push((key, i)),
+                    Ok(()) => stored.push((key, i)),
                     Err(ApplyError::Envelope(error)) => reject(i, error.kind().into()),
+                    // A synced record that loses a unique value is still
+                    // held (so every peer ends with the same envelopes),
+                    // kept out of the typed tree and listed as a conflict.
                     Err(ApplyError::Store(StoreError::UniqueViolation { .. }))
                         if origin_of(i) != Origin::Local =>
                     {
-                        reject(i, Rejection::UniqueConflict)
+                        conflicting.push(key.clone());
+                        stored.push((key, i));
                     }
                     // The transaction may be half-written: give up on the batch.
                     Err(ApplyError::Store(error)) => return Err(error.into()),
                 }
             }
+            {
+                let mut table = txn.envelope_table()?;
+                for (key, i) in &stored {
+                    table.insert(key, envelopes[*i].as_bytes())?;
+                }
+            }
+            // Any write may free a value a listed conflict waits for.
+            settled.push(settle(&txn, handler, model, &conflicting)?);
+            applied.extend(stored);
         }
-        let mut table = txn.envelope_table()?;
-        for (key, i) in &applied {
-            table.insert(key, envelopes[*i].as_bytes())?;
-        }
-        applied
+        (applied, settled)
     };
+    let (applied, settled) = applied;
     txn.commit()?;
-    for (_, i) in &applied {
+    let conflicted: HashSet<&Vec<u8>> = settled.iter().flat_map(|s| &s.conflicted).collect();
+    for (key, i) in &applied {
         let origin = origin_of(*i);
         if matches!(origin, Origin::Peer(_)) {
             shared.counters.accept();
         }
-        announce(shared, &envelopes[*i], origin);
+        if conflicted.contains(key) {
+            shared.cache.insert(&envelopes[*i]);
+        } else {
+            announce(shared, &envelopes[*i], origin);
+        }
     }
+    let fresh: HashSet<&Vec<u8>> = applied.iter().map(|(k, _)| k).collect();
+    announce_settled(shared, &settled, &fresh);
     Ok(applied.iter().map(|(_, i)| envelopes[*i].model()).collect())
 }
 
@@ -243,7 +265,7 @@ fn apply_in(
     shared: &Shared,
     txn: &WriteTransaction,
     envelope: &Envelope,
-) -> Result<Outcome, Refused> {
+) -> Result<(Outcome, Settled), Refused> {
     let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
     let handler = registry
         .get(envelope.model())
@@ -252,7 +274,7 @@ fn apply_in(
     let mut table = txn.envelope_table().map_err(storage)?;
     match judge(table.get(&record_key).map_err(storage)?, envelope) {
         Verdict::Write => {}
-        Verdict::Unchanged => return Ok(Outcome::Unchanged),
+        Verdict::Unchanged => return Ok((Outcome::Unchanged, Settled::default())),
         Verdict::Stale => return Err(Refused::new(Rejection::Stale)),
     }
     let written = handler
@@ -267,7 +289,52 @@ fn apply_in(
     table
         .insert(&record_key, envelope.as_bytes())
         .map_err(storage)?;
-    Ok(Outcome::Applied)
+    drop(table);
+    // The write may free a value a listed conflict waits for.
+    let settled = settle(txn, handler, envelope.model(), &[]).map_err(storage)?;
+    Ok((Outcome::Applied, settled))
+}
+
+/// Settles `model`'s unique conflicts in `txn` if any are listed or
+/// `conflicting` names new ones (see [`ModelHandler::resolve`]).
+fn settle(
+    txn: &WriteTransaction,
+    handler: &dyn ModelHandler,
+    model: ModelId,
+    conflicting: &[Vec<u8>],
+) -> Result<Settled, StoreError> {
+    let listed = !txn
+        .conflict_table()?
+        .with_prefix(&model.0.to_be_bytes(), 1)?
+        .is_empty();
+    if listed || !conflicting.is_empty() {
+        handler.resolve(txn, conflicting)
+    } else {
+        Ok(Settled::default())
+    }
+}
+
+/// After a commit: tells subscribers of records that lost their unique
+/// value, and of listed records that took one (unless `fresh`: announced
+/// already as written).
+fn announce_settled<'a>(
+    shared: &Shared,
+    settled: impl IntoIterator<Item = &'a Settled>,
+    fresh: &HashSet<&Vec<u8>>,
+) {
+    for settled in settled {
+        for key in &settled.conflicted {
+            Counters::bump(&shared.counters.unique_conflicts);
+            tell_conflict(shared, key);
+        }
+        for key in settled.promoted.iter().filter(|k| !fresh.contains(k)) {
+            if let Some(cached) = shared.cache.get(key) {
+                if let Ok(envelope) = Envelope::from_trusted_bytes(&cached.bytes) {
+                    tell(shared, &envelope, ChangeKind::Put, Origin::Local);
+                }
+            }
+        }
+    }
 }
 
 /// After a commit: updates the Kademlia view and tells subscribers.
@@ -279,6 +346,32 @@ fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
         ChangeKind::Put
     };
     tell(shared, envelope, kind, origin);
+}
+
+/// Tells subscribers that the record under `record_key` lost a unique value
+/// to another record: it is held, but out of its typed tree.
+fn tell_conflict(shared: &Shared, record_key: &[u8]) {
+    let Some(cached) = shared.cache.get(record_key) else {
+        return;
+    };
+    let Ok(envelope) = Envelope::from_trusted_bytes(&cached.bytes) else {
+        return;
+    };
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    let model = registry
+        .get(envelope.model())
+        .map(|h| h.name())
+        .unwrap_or("?");
+    tracing::info!(
+        model,
+        "a synced record lost a unique value to an earlier one"
+    );
+    let _ = shared.events.send(Event::UniqueConflict {
+        model,
+        model_id: envelope.model(),
+        key: envelope.key().to_vec(),
+        writer: envelope.writer(),
+    });
 }
 
 /// Tells subscribers that the record in `envelope` changed.

@@ -75,6 +75,22 @@ pub enum Event {
         /// Who signed the change.
         writer: PeerId,
     },
+    /// A synced record claims a unique value that an earlier record (by
+    /// version) holds. It is kept, so every peer holds the same records, but
+    /// out of its typed tree and its indexes; list such records with
+    /// [`Netabase::unique_conflicts`](super::Netabase::unique_conflicts). If
+    /// the earlier record lets go of the value, this one takes it (an
+    /// [`Event::Record`]). Every peer settles a conflict the same way.
+    UniqueConflict {
+        /// The model's name.
+        model: &'static str,
+        /// The model's id.
+        model_id: ModelId,
+        /// The record's encoded primary key.
+        key: Vec<u8>,
+        /// Who signed it.
+        writer: PeerId,
+    },
     /// Progress of catching up with a peer, for one model: records of it
     /// received and stored so far in this exchange, and keys still to fetch.
     CatchUp {

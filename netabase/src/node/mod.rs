@@ -583,10 +583,13 @@ impl Netabase {
         // Keep the copy, off the caller's path: the answer does not wait for a commit.
         let shared = self.shared.clone();
         let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
-        tokio::task::spawn_blocking(move || match apply::apply(&shared, &envelope, origin) {
-            Ok(apply::Outcome::Applied) => shared.counters.accept(),
-            Ok(apply::Outcome::Unchanged) => {}
-            Err(refused) => shared.counters.reject(refused.reason),
+        // The batch path counts what it accepts or refuses, and keeps a copy
+        // that loses a unique value as a conflict, as catch-up would.
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = apply::apply_batch(&shared, std::slice::from_ref(&envelope), origin)
+            {
+                tracing::warn!(error = %crate::error::chain(&error), "could not keep a fetched record");
+            }
         });
         record
     }
@@ -608,6 +611,38 @@ impl Netabase {
             let txn = store.begin_read()?;
             let tree = txn.open_tree::<M>()?;
             Ok(query(&tree)?)
+        })
+        .await
+    }
+
+    /// Records of `M` this node holds but keeps out of its typed tree,
+    /// because each claims a unique value an earlier record (by version)
+    /// holds: two peers wrote the same value before they met. Every peer
+    /// settles such a conflict the same way; each record listed here was
+    /// announced with [`Event::UniqueConflict`]. Resolve one by updating or
+    /// deleting either record: a listed record takes its value as soon as it
+    /// is free.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the database fails.
+    pub async fn unique_conflicts<M: NetabaseModel>(&self) -> Result<Vec<M>, NodeError> {
+        self.check_registered::<M>()?;
+        let store = self.shared.store.clone();
+        self.blocking(move || {
+            let txn = store.begin_read()?;
+            let mut out = Vec::new();
+            for key in txn.conflicts(&M::ID.0.to_be_bytes(), usize::MAX)? {
+                let Some(bytes) = txn.envelope(&key)? else {
+                    continue;
+                };
+                if let Ok(Some(record)) =
+                    Envelope::from_trusted_bytes(&bytes).and_then(|e| e.open::<M>())
+                {
+                    out.push(record);
+                }
+            }
+            Ok(out)
         })
         .await
     }

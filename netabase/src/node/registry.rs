@@ -1,12 +1,13 @@
 //! The models a node syncs, behind one object-safe interface so records from
 //! peers reach the right typed tree.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 
-use crate::codec::{Envelope, EnvelopeError};
+use crate::codec::{self, Envelope, EnvelopeError};
 use crate::model::{ModelId, NetabaseModel};
 use crate::store::{StoreError, WriteTransaction};
+use crate::sync::reconcile;
 
 use super::NodeError;
 
@@ -25,7 +26,29 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     ) -> Result<Vec<Result<(), ApplyError>>, StoreError>;
     /// Removes the record with this encoded primary key from the typed tree.
     fn remove(&self, txn: &WriteTransaction, key: &[u8]) -> Result<(), StoreError>;
+    /// Settles unique-value conflicts of this model: among the records in
+    /// `incoming` (whose envelopes are already in the envelope table), the
+    /// records listed as conflicts, and the records holding their unique
+    /// values, each unique value goes to the earliest version claiming it
+    /// (ties by envelope digest), in that order; the others are kept out of
+    /// the typed tree and listed as conflicts. Depends only on which
+    /// envelopes are held, so every peer holding them settles the same.
+    fn resolve(&self, txn: &WriteTransaction, incoming: &[Vec<u8>]) -> Result<Settled, StoreError>;
 }
+
+/// What settling conflicts changed.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// Record keys now listed as conflicts that were not before.
+    pub(crate) conflicted: Vec<Vec<u8>>,
+    /// Record keys listed as conflicts before and now in the typed tree.
+    pub(crate) promoted: Vec<Vec<u8>>,
+}
+
+/// Conflicts of one model considered in one settling, at most: a flood of
+/// conflicting records costs each batch a bounded amount of work; the rest
+/// are settled by later batches.
+const MAX_SETTLED: usize = 1024;
 
 pub(crate) enum ApplyError {
     Envelope(EnvelopeError),
@@ -63,6 +86,87 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
 
     fn remove(&self, txn: &WriteTransaction, key: &[u8]) -> Result<(), StoreError> {
         txn.open_tree::<M>()?.remove_encoded(key).map(drop)
+    }
+
+    fn resolve(&self, txn: &WriteTransaction, incoming: &[Vec<u8>]) -> Result<Settled, StoreError> {
+        let prefix = M::ID.0.to_be_bytes();
+        let mut conflicts = txn.conflict_table()?;
+        let table = txn.envelope_table()?;
+        let mut tree = txn.open_tree::<M>()?;
+        let listed = conflicts.with_prefix(&prefix, MAX_SETTLED)?;
+        // Candidates: record key -> (envelope, record; None for a delete).
+        let mut candidates: BTreeMap<Vec<u8>, (Envelope, Option<M>)> = BTreeMap::new();
+        let load = |key: &[u8],
+                    candidates: &mut BTreeMap<Vec<u8>, (Envelope, Option<M>)>|
+         -> Result<bool, StoreError> {
+            if candidates.contains_key(key) {
+                return Ok(true);
+            }
+            let Some(bytes) = table.get(key)? else {
+                return Ok(false);
+            };
+            // Stored envelopes were checked on the way in.
+            let Ok(envelope) = Envelope::from_trusted_bytes(&bytes) else {
+                return Ok(false);
+            };
+            let record = envelope.open::<M>().ok().flatten();
+            candidates.insert(key.to_vec(), (envelope, record));
+            Ok(true)
+        };
+        for key in incoming.iter().chain(&listed) {
+            if !load(key, &mut candidates)? {
+                // Listed, but its envelope is gone (dropped as a ghost).
+                conflicts.remove(key)?;
+            }
+        }
+        // The records holding the candidates' unique values compete too.
+        let mut holders = Vec::new();
+        for (_, record) in candidates.values() {
+            if let Some(record) = record {
+                holders.extend(tree.unique_holders(record)?);
+            }
+        }
+        for pk in holders {
+            let key = codec::record_key(M::ID, &pk);
+            if !load(&key, &mut candidates)? {
+                // In the tree with no envelope: written straight into the
+                // store, not synced. It keeps its value.
+                continue;
+            }
+        }
+        // Take them all out, then put them back, earliest first.
+        for (envelope, _) in candidates.values() {
+            tree.remove_encoded(envelope.key())?;
+        }
+        let mut order: Vec<(&Vec<u8>, &(Envelope, Option<M>))> = candidates.iter().collect();
+        order.sort_by(|a, b| {
+            let (a, b) = (&a.1 .0, &b.1 .0);
+            a.version()
+                .cmp(&b.version())
+                .then_with(|| reconcile::digest(a.as_bytes()).cmp(&reconcile::digest(b.as_bytes())))
+        });
+        let was_listed: std::collections::HashSet<&Vec<u8>> = listed.iter().collect();
+        let mut settled = Settled::default();
+        for (key, (_, record)) in order {
+            let Some(record) = record else {
+                conflicts.remove(key)?;
+                continue;
+            };
+            match tree.put(record) {
+                Ok(_) => {
+                    if conflicts.remove(key)? && was_listed.contains(key) {
+                        settled.promoted.push(key.clone());
+                    }
+                }
+                Err(StoreError::UniqueViolation { .. }) => {
+                    if conflicts.insert(key)? {
+                        settled.conflicted.push(key.clone());
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(settled)
     }
 }
 

@@ -27,7 +27,9 @@ pub enum Rejection {
     Stale,
     /// Timestamped further in the future than `max_clock_drift`.
     FromTheFuture,
-    /// It would give a unique index value a second owner here.
+    /// It would give a unique index value a second owner. Only local writes
+    /// are refused for this; a synced record that loses a unique value is
+    /// kept as a conflict (`stats().unique_conflicts`).
     UniqueConflict,
     /// The local store failed while applying it.
     StorageFailed,
@@ -94,6 +96,9 @@ pub struct NodeStats {
     /// How far ahead of this node's clock the records its last catch-ups
     /// could not accept yet were, in milliseconds; 0 when none are waiting.
     pub clock_behind_ms: u64,
+    /// Synced records that lost a unique value to an earlier record and were
+    /// kept out of their typed tree ([`Event::UniqueConflict`](super::Event::UniqueConflict)).
+    pub unique_conflicts: u64,
     /// Whether the store has failed on I/O and not yet been reopened: local
     /// writes fail and records from peers are refused meanwhile.
     pub storage_degraded: bool,
@@ -128,6 +133,7 @@ pub(crate) struct Counters {
     pub(crate) clock_behind_ms: AtomicU64,
     pub(crate) storage_failures: AtomicU64,
     pub(crate) storage_recoveries: AtomicU64,
+    pub(crate) unique_conflicts: AtomicU64,
 }
 
 impl Counters {
@@ -171,6 +177,7 @@ impl Counters {
             sync_requests_dropped: self.sync_requests_dropped.load(Ordering::Relaxed),
             peers_banned: self.peers_banned.load(Ordering::Relaxed),
             clock_behind_ms: self.clock_behind_ms.load(Ordering::Relaxed),
+            unique_conflicts: self.unique_conflicts.load(Ordering::Relaxed),
             storage_degraded,
             storage_failures: self.storage_failures.load(Ordering::Relaxed),
             storage_recoveries: self.storage_recoveries.load(Ordering::Relaxed),

@@ -136,3 +136,120 @@ impl ReadTransaction {
         Ok(out)
     }
 }
+
+/// Records held but kept out of their typed tree because another record
+/// holds one of their unique values (`netabase/sync/conflicts`, record key
+/// -> nothing). The node decides which; the store only keeps the list.
+const CONFLICTS: TableDefinition<'static, KeyBytes, Bytes> =
+    TableDefinition::new("netabase/sync/conflicts");
+
+/// The conflict list opened for many reads and writes in a transaction.
+#[doc(hidden)]
+pub struct ConflictTable<'txn> {
+    table: redb::Table<'txn, KeyBytes, Bytes>,
+}
+
+impl ConflictTable<'_> {
+    /// Adds `record_key`; true if it was not listed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn insert(&mut self, record_key: &[u8]) -> Result<bool, StoreError> {
+        let old = self
+            .table
+            .insert(record_key, &[][..])
+            .map_err(storage("list a conflict"))?;
+        Ok(old.is_none())
+    }
+
+    /// Removes `record_key`; true if it was listed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn remove(&mut self, record_key: &[u8]) -> Result<bool, StoreError> {
+        let old = self
+            .table
+            .remove(record_key)
+            .map_err(storage("unlist a conflict"))?;
+        Ok(old.is_some())
+    }
+
+    /// Up to `limit` listed keys starting with `prefix`, in key order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn with_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        keys_with_prefix(&self.table, prefix, limit)
+    }
+}
+
+fn keys_with_prefix(
+    table: &impl ReadableTable<KeyBytes, Bytes>,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut out = Vec::new();
+    for entry in table
+        .range::<&[u8]>(prefix..)
+        .map_err(storage("read conflicts"))?
+    {
+        let (key, _) = entry.map_err(storage("read conflicts"))?;
+        let key = key.value();
+        if !key.starts_with(prefix) || out.len() == limit {
+            break;
+        }
+        out.push(key.to_vec());
+    }
+    Ok(out)
+}
+
+impl WriteTransaction {
+    /// Opens the conflict list for many reads and writes.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn conflict_table(&self) -> Result<ConflictTable<'_>, StoreError> {
+        let table = self
+            .raw()
+            .open_table(CONFLICTS)
+            .map_err(storage("open the conflict table"))?;
+        Ok(ConflictTable { table })
+    }
+}
+
+impl ReadTransaction {
+    /// Up to `limit` record keys listed as conflicts, starting with `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn conflicts(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        match self.raw().open_table(CONFLICTS) {
+            Ok(table) => keys_with_prefix(&table, prefix, limit),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(error) => Err(storage("open the conflict table")(error)),
+        }
+    }
+
+    /// The envelope stored under `record_key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn envelope(&self, record_key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = match self.raw().open_table(ENVELOPES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(storage("open the envelope table")(error)),
+        };
+        let value = table.get(record_key).map_err(storage("read an envelope"))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+}

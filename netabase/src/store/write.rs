@@ -194,6 +194,38 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
         Ok(())
     }
 
+    /// The encoded primary keys of the records, other than `record`'s own,
+    /// that hold one of `record`'s unique index values (for a node settling
+    /// which of two synced records keeps a unique value).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn unique_holders(&mut self, record: &M) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut key = KeyBuf::new();
+        record.encode_key(&mut key);
+        self.new_entries.clear();
+        record.index_entries(&mut self.new_entries);
+        check_indexes::<M>(&self.new_entries)?;
+        let mut holders: Vec<Vec<u8>> = Vec::new();
+        for (index, value) in self.new_entries.iter() {
+            if !M::INDEXES[index].unique {
+                continue;
+            }
+            if let Some(owner) = self.indexes[index]
+                .get(value)
+                .map_err(storage("read an index"))?
+            {
+                let owner = owner.value();
+                if owner != key.as_slice() && !holders.iter().any(|h| h == owner) {
+                    holders.push(owner.to_vec());
+                }
+            }
+        }
+        Ok(holders)
+    }
+
     /// Puts every record in turn; returns how many there were.
     ///
     /// # Errors

@@ -1,0 +1,144 @@
+//! Two peers give one unique value to two different records before they
+//! meet. Every peer ends the same: the earlier record holds the value, the
+//! other is kept (so fingerprints converge) but out of the typed tree, is
+//! announced and listed as a conflict, and takes the value once it is free.
+
+mod common;
+
+use common::*;
+use netabase::node::{Event, Netabase};
+use netabase::store::Lookup;
+use netabase::KeyEncode;
+use tokio::sync::broadcast;
+
+fn email_holder(node: &Netabase, email: &str) -> Option<u64> {
+    node.store()
+        .tree::<User>()
+        .by_email(email)
+        .unwrap()
+        .map(|u| u.id)
+}
+
+async fn conflicts(node: &Netabase) -> Vec<u64> {
+    node.unique_conflicts::<User>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect()
+}
+
+async fn conflict_event(events: &mut broadcast::Receiver<Event>, id: u64) {
+    let key = UserKey(id).to_key_bytes().as_slice().to_vec();
+    wait_for("a unique conflict", events, |e| match e {
+        Event::UniqueConflict { key: k, .. } if *k == key => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+/// Catch-up both ways until both hold the same envelopes (bounded).
+async fn sync_pair(a: &Netabase, b: &Netabase) {
+    for _ in 0..3 {
+        round(a, b).await;
+        round(b, a).await;
+        if a.sync_fingerprint() == b.sync_fingerprint() {
+            return;
+        }
+    }
+    panic!("{} and {} did not converge", a.peer_id(), b.peer_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unique_value_written_on_two_peers_ends_the_same_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, mut a_events) = start(&dir.path().join("a"), &[]).await;
+    let (b, mut b_events) = start(&dir.path().join("b"), &[]).await;
+    // a gives the address to user 1, b to user 2. The earlier version keeps
+    // it (within one millisecond, the writers' ids decide).
+    a.put_record_locally(user(1, "same@example.com", 1))
+        .await
+        .unwrap();
+    b.put_record_locally(user(2, "same@example.com", 2))
+        .await
+        .unwrap();
+    let (first, second) =
+        if a.record_version::<User>(&UserKey(1)) < b.record_version::<User>(&UserKey(2)) {
+            (1, 2)
+        } else {
+            (2, 1)
+        };
+
+    b.dial(address_of(&a)).await.unwrap();
+    sync_pair(&a, &b).await;
+    conflict_event(&mut a_events, second).await;
+    conflict_event(&mut b_events, second).await;
+    for node in [&a, &b] {
+        assert_eq!(email_holder(node, "same@example.com"), Some(first));
+        assert_eq!(
+            node.store().tree::<User>().get(&UserKey(second)).unwrap(),
+            None
+        );
+        assert_eq!(conflicts(node).await, [second]);
+        assert_eq!(node.stats().unique_conflicts, 1);
+        assert_indexes_consistent(&node.store().tree::<User>());
+    }
+
+    // A third peer learns them in the other order: the same end.
+    let (c, mut c_events) = start(&dir.path().join("c"), &[&b]).await;
+    caught_up_with(&mut c_events, b.peer_id()).await;
+    assert_eq!(email_holder(&c, "same@example.com"), Some(first));
+    c.dial(address_of(&a)).await.unwrap();
+    sync_pair(&c, &a).await;
+    assert_eq!(email_holder(&c, "same@example.com"), Some(first));
+    assert_eq!(conflicts(&c).await, [second]);
+    assert_eq!(c.sync_fingerprint(), a.sync_fingerprint());
+
+    // The earlier record lets go of the value: the other takes it, everywhere.
+    a.put_record_locally(user(first, "other@example.com", 1))
+        .await
+        .unwrap();
+    assert_eq!(email_holder(&a, "same@example.com"), Some(second));
+    assert!(conflicts(&a).await.is_empty());
+    sync_pair(&a, &b).await;
+    sync_pair(&c, &a).await;
+    for node in [&a, &b, &c] {
+        assert_eq!(email_holder(node, "same@example.com"), Some(second));
+        assert_eq!(email_holder(node, "other@example.com"), Some(first));
+        assert!(conflicts(node).await.is_empty());
+        assert_indexes_consistent(&node.store().tree::<User>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_resolved_by_a_delete_gives_the_value_to_the_other_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    let (b, _) = start(&dir.path().join("b"), &[]).await;
+    a.put_record_locally(user(1, "x@example.com", 1))
+        .await
+        .unwrap();
+    b.put_record_locally(user(2, "x@example.com", 2))
+        .await
+        .unwrap();
+    let (first, second) =
+        if a.record_version::<User>(&UserKey(1)) < b.record_version::<User>(&UserKey(2)) {
+            (1, 2)
+        } else {
+            (2, 1)
+        };
+    b.dial(address_of(&a)).await.unwrap();
+    sync_pair(&a, &b).await;
+    assert_eq!(conflicts(&b).await, [second]);
+    // b deletes the record holding the value.
+    b.remove_record_locally::<User>(UserKey(first))
+        .await
+        .unwrap();
+    assert_eq!(email_holder(&b, "x@example.com"), Some(second));
+    sync_pair(&a, &b).await;
+    for node in [&a, &b] {
+        assert_eq!(email_holder(node, "x@example.com"), Some(second));
+        assert!(conflicts(node).await.is_empty());
+        assert_eq!(node.store().tree::<User>().len().unwrap(), 1);
+    }
+}
