@@ -138,7 +138,7 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
         for (envelope, _) in candidates.values() {
             tree.remove_encoded(envelope.key())?;
         }
-        let mut order: Vec<(&Vec<u8>, &(Envelope, Option<M>))> = candidates.iter().collect();
+        let mut order: Vec<_> = candidates.iter().collect();
         order.sort_by(|a, b| {
             let (a, b) = (&a.1 .0, &b.1 .0);
             a.version()
