@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | `catch_up_100k` | a fresh node B bootstrapped to A (which holds 100,000 small records) starts, until B has accepted all of them | raw request-response: the same 100,000 envelopes in batches of 512, 4 requests in flight, each batch committed to redb in one durable transaction (`raw_libp2p_redb`); the same without storage (`raw_libp2p`) |
 //! | `reconcile_equal_100k` | `reconcile::initiate` / `respond` between two equal 100,000-item sets until a message is empty, in-process (`netabase/initiate_respond`); and two running nodes holding the same 100,000 records, from `catch_up()` to `Event::CaughtUp` (`netabase/node_round`) | XOR + count of the same 100,000 digests, once per side, from a `Vec` |
+//! | `reconcile_fresh_1m` | an empty set reconciling with a set of 1,000,000 items (12-byte record keys), in memory, until a message is empty: every message encoded and decoded as on the wire (`netabase/exchange`) | the list of the 1,000,000 keys and states it learns, bincode-encoded and decoded once (`raw_bincode/encode_decode_items`) |
 //!
 //! `catch_up_100k` reports records/s (`Throughput::Elements`). Its timer
 //! starts at B's `start_swarm` (B's empty data directory is made before) and
@@ -22,8 +23,9 @@
 //! busy: is it CPU-bound?), and for netabase the most threads the process had
 //! and what its `Event::CatchUp` progress events said along the way.
 //!
-//! `reconcile_equal_100k` prints the exchange's messages and encoded bytes
-//! once.
+//! `reconcile_equal_100k` and `reconcile_fresh_1m` print the exchange's
+//! messages and encoded bytes once; `reconcile_fresh_1m` also the bytes of
+//! what the empty side learns, and the ratio of the two.
 //!
 //! Every wait is bounded and panics with what it waited for.
 
@@ -43,7 +45,7 @@ use libp2p::{Multiaddr, StreamProtocol, Swarm};
 use net::{address_of, bounded, raw_swarm_with, runtime, tempdir, WAIT};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
-use netabase::sync::reconcile::{self, ItemSet, ItemState, Part};
+use netabase::sync::reconcile::{self, Item, ItemSet, ItemState, KeyRange, Part};
 use netabase::{Keypair, Lookup};
 use pprof::criterion::{Output, PProfProfiler};
 use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
@@ -764,6 +766,80 @@ async fn caught_up(events: &mut broadcast::Receiver<Event>, peer: netabase::Peer
 }
 
 // ---------------------------------------------------------------------------
+// reconcile_fresh_1m: an empty peer learns a large set.
+
+/// Runs the exchange from the empty side `a`, every message through bincode
+/// as on the wire; returns (messages, encoded bytes, keys `a` wants).
+fn wire_exchange(a: &ItemSet, b: &ItemSet) -> (usize, usize, usize) {
+    let config = bincode::config::standard();
+    let mut message = reconcile::initiate(a);
+    let (mut messages, mut bytes, mut wants) = (0, 0, 0);
+    let mut b_turn = true;
+    loop {
+        let encoded = bincode::encode_to_vec(&message, config).expect("encode a message");
+        messages += 1;
+        bytes += encoded.len();
+        if message.is_empty() {
+            return (messages, bytes, wants);
+        }
+        assert!(messages < 10_000, "the exchange does not end");
+        let (decoded, _): (Vec<Part>, usize) =
+            bincode::decode_from_slice(&encoded, config).expect("decode a message");
+        let outcome = reconcile::respond(if b_turn { b } else { a }, &decoded)
+            .expect("an honest message is well-formed");
+        if !b_turn {
+            wants += outcome.want.len();
+        }
+        message = outcome.reply;
+        b_turn = !b_turn;
+    }
+}
+
+fn reconcile_fresh_1m(c: &mut Criterion) {
+    const ITEMS: u64 = 1_000_000;
+    let key = |i: u64| {
+        let mut key = 7u32.to_be_bytes().to_vec();
+        key.extend(i.to_be_bytes());
+        key
+    };
+    let full = ItemSet::from_sorted((0..ITEMS).map(|i| {
+        let state = ItemState {
+            digest: reconcile::digest(&i.to_le_bytes()),
+            timestamp: 1_700_000_000_000 << 16,
+        };
+        (key(i), state)
+    }))
+    .expect("keys in order");
+    let empty = ItemSet::new();
+    let items: Vec<Item> = full.items(&KeyRange::all()).collect();
+    let learned = bincode::encode_to_vec(&items, bincode::config::standard())
+        .expect("encode the items")
+        .len();
+    let (messages, bytes, wants) = wire_exchange(&empty, &full);
+    assert_eq!(wants as u64, ITEMS);
+    eprintln!(
+        "reconcile_fresh_1m: {messages} messages, {bytes} encoded bytes; the keys and states learned are {learned} bytes: {:.3}x",
+        bytes as f64 / learned as f64
+    );
+    let mut group = c.benchmark_group("reconcile_fresh_1m");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ITEMS));
+    group.bench_function("netabase/exchange", |bench| {
+        bench.iter(|| wire_exchange(black_box(&empty), black_box(&full)))
+    });
+    group.bench_function("raw_bincode/encode_decode_items", |bench| {
+        bench.iter(|| {
+            let config = bincode::config::standard();
+            let encoded = bincode::encode_to_vec(black_box(&items), config).expect("encode");
+            let (decoded, _): (Vec<Item>, usize) =
+                bincode::decode_from_slice(&encoded, config).expect("decode");
+            decoded.len()
+        })
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
 
 fn config() -> Criterion {
     Criterion::default()
@@ -776,6 +852,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = catch_up_100k, reconcile_equal_100k,
+    targets = catch_up_100k, reconcile_equal_100k, reconcile_fresh_1m,
 }
 criterion_main!(benches);
