@@ -37,6 +37,16 @@ async fn conflict_event(events: &mut broadcast::Receiver<Event>, id: u64) {
     .await;
 }
 
+/// a wrote user 1 and b user 2: (the earlier one, the later one), by version
+/// (within one millisecond, the writers' ids decide).
+fn earlier_first(a: &Netabase, b: &Netabase) -> (u64, u64) {
+    if a.record_version::<User>(&UserKey(1)) < b.record_version::<User>(&UserKey(2)) {
+        (1, 2)
+    } else {
+        (2, 1)
+    }
+}
+
 /// Catch-up both ways until both hold the same envelopes (bounded).
 async fn sync_pair(a: &Netabase, b: &Netabase) {
     for _ in 0..3 {
@@ -62,12 +72,7 @@ async fn one_unique_value_written_on_two_peers_ends_the_same_everywhere() {
     b.put_record_locally(user(2, "same@example.com", 2))
         .await
         .unwrap();
-    let (first, second) =
-        if a.record_version::<User>(&UserKey(1)) < b.record_version::<User>(&UserKey(2)) {
-            (1, 2)
-        } else {
-            (2, 1)
-        };
+    let (first, second) = earlier_first(&a, &b);
 
     b.dial(address_of(&a)).await.unwrap();
     sync_pair(&a, &b).await;
@@ -121,12 +126,7 @@ async fn a_conflict_resolved_by_a_delete_gives_the_value_to_the_other_record() {
     b.put_record_locally(user(2, "x@example.com", 2))
         .await
         .unwrap();
-    let (first, second) =
-        if a.record_version::<User>(&UserKey(1)) < b.record_version::<User>(&UserKey(2)) {
-            (1, 2)
-        } else {
-            (2, 1)
-        };
+    let (first, second) = earlier_first(&a, &b);
     b.dial(address_of(&a)).await.unwrap();
     sync_pair(&a, &b).await;
     assert_eq!(conflicts(&b).await, [second]);

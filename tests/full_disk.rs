@@ -12,7 +12,7 @@ use libp2p::kad::{self, Quorum, Record, RecordKey};
 use libp2p::swarm::SwarmEvent;
 use netabase::codec::{record_key, Envelope};
 use netabase::node::{Event, Netabase, NodeError};
-use netabase::store::Store;
+
 use netabase::sync::Timestamp;
 use netabase::{KeyEncode, Keypair, NetabaseModel};
 
@@ -61,12 +61,7 @@ async fn acknowledges_a_push(node: &Netabase, id: u64) -> bool {
 async fn a_full_disk_is_survived_without_a_restart_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let disk = FullableDisk::new();
-    let store = Store::builder()
-        .with_reopenable_backend({
-            let disk = disk.clone();
-            move || disk.clone()
-        })
-        .unwrap();
+    let store = disk.store();
     let node =
         Netabase::new_with_store(dir.path().join("node"), store, config(&[], |_| {})).unwrap();
     node.register::<User>().unwrap();

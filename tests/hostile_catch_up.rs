@@ -14,7 +14,8 @@ use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bincode::{Decode, Encode};
+use bincode::Encode;
+use common::raw::{SyncRequest, SyncResponse};
 use common::*;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
@@ -36,20 +37,6 @@ use tokio::time::timeout;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// The bound on every wait.
 const WAIT: Duration = Duration::from_secs(30);
-
-// The node's wire messages (pub(crate) there), mirrored variant for variant.
-
-#[derive(Debug, Encode, Decode)]
-enum SyncRequest {
-    Reconcile(Watermarks, Vec<Part>),
-    Fetch(Vec<Vec<u8>>),
-}
-
-#[derive(Debug, Encode, Decode)]
-enum SyncResponse {
-    Reconcile(Watermarks, Vec<Part>),
-    Records(Vec<Vec<u8>>),
-}
 
 /// A well-formed message: 4-byte big-endian length, then bincode (standard).
 fn frame(message: &impl Encode) -> Vec<u8> {
@@ -394,6 +381,21 @@ impl Hostile {
         })
         .await
         .expect("the banned peer's connection is refused");
+    }
+
+    /// Has the node catch up with us again, advertises `offers`, and answers
+    /// its fetch with their records; returns the keys it asked for.
+    async fn offer(&mut self, node: &Netabase, after: &str, offers: &[Offer]) -> Vec<Vec<u8>> {
+        let reconcile = self.reconcile_again(node, after).await;
+        let (keys, channel) = self
+            .advertise(reconcile, offers.iter().map(Offer::item).collect())
+            .await;
+        self.answer(
+            channel,
+            frame(&SyncResponse::Records(records_for(offers, &keys))),
+        )
+        .await;
+        keys
     }
 
     /// Answers the node's reconciliation with `frame`, whatever it holds.
@@ -1022,17 +1024,8 @@ async fn records_older_than_the_floor_are_refused_on_every_path() {
         Offer::envelope(user_key(71), &ancient),
         Offer::envelope(user_key(72), &current),
     ];
-    let reconcile = hostile.reconcile_again(&node, "the first catch-up").await;
-    let (keys, channel) = hostile
-        .advertise(reconcile, offers.iter().map(Offer::item).collect())
-        .await;
+    let keys = hostile.offer(&node, "the first catch-up", &offers).await;
     assert_eq!(keys, vec![user_key(72)]);
-    hostile
-        .answer(
-            channel,
-            frame(&SyncResponse::Records(records_for(&offers, &keys))),
-        )
-        .await;
     let received = hostile
         .drive_until(&mut events, "the second catch-up", |e| match e {
             Some(Event::CaughtUp { peer, received }) if *peer == me => Some(*received),
@@ -1048,17 +1041,8 @@ async fn records_older_than_the_floor_are_refused_on_every_path() {
         old.as_bytes().to_vec(),
         Timestamp::new(now_ms(), 0),
     )];
-    let reconcile = hostile.reconcile_again(&node, "the second catch-up").await;
-    let (keys, channel) = hostile
-        .advertise(reconcile, lie.iter().map(Offer::item).collect())
-        .await;
+    let keys = hostile.offer(&node, "the second catch-up", &lie).await;
     assert_eq!(keys, vec![user_key(70)]);
-    hostile
-        .answer(
-            channel,
-            frame(&SyncResponse::Records(records_for(&lie, &keys))),
-        )
-        .await;
     hostile
         .drive_until(&mut events, "the lie to be refused", |_| {
             (node.stats().rejected(Rejection::Expired) == 1).then_some(())

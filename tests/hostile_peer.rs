@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use libp2p::{Multiaddr, PeerId};
@@ -14,14 +14,6 @@ use netabase::node::{Netabase, NetabaseConfig, Rejection};
 use netabase::store::Lookup;
 use netabase::sync::Timestamp;
 use netabase::{KeyEncode, Keypair, NetabaseModel};
-
-fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    Timestamp::new(ms, 0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_record_is_refused_counted_and_harmless() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::raw;
 use common::*;
@@ -15,16 +15,8 @@ use netabase::codec::{record_key, Envelope};
 use netabase::node::{Event, Netabase, Rejection};
 use netabase::store::Lookup;
 use netabase::sync::reconcile::digest;
-use netabase::sync::Timestamp;
-use netabase::{KeyEncode, Keypair, NetabaseModel};
 
-fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    Timestamp::new(ms, 0)
-}
+use netabase::{KeyEncode, Keypair, NetabaseModel};
 
 fn key(id: u64) -> Vec<u8> {
     record_key(User::ID, UserKey(id).to_key_bytes().as_slice())

@@ -533,12 +533,7 @@ fn full_disk_is_a_clear_error_and_loses_nothing_committed() {
 #[test]
 fn a_store_that_hit_a_full_disk_reopens_in_place() {
     let disk = FullableDisk::new();
-    let store = Store::builder()
-        .with_reopenable_backend({
-            let disk = disk.clone();
-            move || disk.clone()
-        })
-        .unwrap();
+    let store = disk.store();
     let users = store.tree::<User>();
     users.put(&user(1, "1@x", 1)).unwrap();
     disk.fill();

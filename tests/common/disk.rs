@@ -63,4 +63,12 @@ impl FullableDisk {
     pub fn free(&self) {
         self.full.store(false, Ordering::SeqCst);
     }
+
+    /// A store on this disk that can reopen in place.
+    pub fn store(&self) -> netabase::store::Store {
+        let disk = self.clone();
+        netabase::store::Store::builder()
+            .with_reopenable_backend(move || disk.clone())
+            .unwrap()
+    }
 }

@@ -50,6 +50,15 @@ where
     }
 }
 
+/// A timestamp for now, by the system clock.
+pub fn now() -> netabase::sync::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    netabase::sync::Timestamp::new(ms, 0)
+}
+
 /// Bound on every wait for a network event.
 pub const NET_WAIT: Duration = Duration::from_secs(60);
 

@@ -148,11 +148,7 @@ impl Netabase {
         config: NetabaseConfig,
     ) -> Result<Self, NodeError> {
         let dir = path.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let keypair = identity::load_or_create(&dir.join(IDENTITY_FILE))?;
+        let keypair = open_dir(dir)?;
         let store = Store::builder()
             .durability(config.durability)
             .open(dir.join(DATABASE_FILE))?;
@@ -172,11 +168,7 @@ impl Netabase {
         config: NetabaseConfig,
     ) -> Result<Self, NodeError> {
         let dir = path.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let keypair = identity::load_or_create(&dir.join(IDENTITY_FILE))?;
+        let keypair = open_dir(dir)?;
         Self::with_store(dir, keypair, store, config)
     }
 
@@ -760,6 +752,15 @@ impl Netabase {
             .await
             .map_err(NodeError::Task)?
     }
+}
+
+/// Creates a node's data directory if needed; loads (or creates) its identity.
+fn open_dir(dir: &Path) -> Result<Keypair, NodeError> {
+    std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    identity::load_or_create(&dir.join(IDENTITY_FILE))
 }
 
 /// The timestamp for a local write to `key` of `M`: past the version this
