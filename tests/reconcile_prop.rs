@@ -106,3 +106,49 @@ fn an_empty_peer_catching_up_on_a_large_set_gets_bounded_messages() {
     assert!(b_wants.is_empty());
     assert!(rounds < 64, "{rounds} messages");
 }
+
+/// An exchange in which only the initiator fetches (as a node runs its own
+/// catch-up): returns what it wants.
+fn fetching_exchange(a: &ItemSet, b: &ItemSet) -> Vec<Vec<u8>> {
+    let fetching = Context {
+        fetching: true,
+        ..Context::default()
+    };
+    let mut wants = Vec::new();
+    let mut message = initiate(a);
+    let mut b_turn = true;
+    let mut rounds = 0;
+    while !message.is_empty() {
+        rounds += 1;
+        assert!(rounds < 5_000, "exchange does not end");
+        let outcome = if b_turn {
+            respond(b, &message).unwrap()
+        } else {
+            let outcome = respond_in(a, &message, &fetching).unwrap();
+            wants.extend(outcome.want.clone());
+            outcome
+        };
+        check_message(&outcome.reply).unwrap();
+        message = outcome.reply;
+        b_turn = !b_turn;
+    }
+    wants.sort();
+    wants.dedup();
+    wants
+}
+
+proptest! {
+    #[test]
+    fn the_fetching_side_finds_exactly_what_it_lacks(
+        a in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..600),
+        b in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..600),
+        shared in proptest::collection::btree_map(any::<u16>(), 0u64..3, 0..2000),
+    ) {
+        let mut a_all = shared.clone();
+        a_all.extend(a);
+        let mut b_all = shared;
+        b_all.extend(b);
+        let (set_a, set_b) = (build(&a_all), build(&b_all));
+        prop_assert_eq!(fetching_exchange(&set_a, &set_b), expected_wants(&a_all, &b_all));
+    }
+}

@@ -408,6 +408,10 @@ pub struct Context {
     pub latest: u64,
     /// What the reply may cost ([`message_cost`]) before the rest is folded.
     pub budget: usize,
+    /// This side started the exchange and alone fetches in it: a list of
+    /// the other side's items settles the range for it, so it never lists
+    /// its own back. (Off, both sides learn their wants.)
+    pub fetching: bool,
 }
 
 impl Default for Context {
@@ -417,6 +421,7 @@ impl Default for Context {
             theirs: Watermarks::default(),
             latest: u64::MAX,
             budget: MESSAGE_BUDGET,
+            fetching: false,
         }
     }
 }
@@ -522,8 +527,9 @@ pub fn respond_in(set: &ItemSet, message: &[Part], cx: &Context) -> Result<Outco
                     continue;
                 }
                 // They listed everything they hold here, so ours can only be
-                // settled by listing it (in chunks when there is much).
-                let listed_up_to = if *answer {
+                // settled by listing it (in chunks when there is much),
+                // unless only we fetch: then their list is all we need.
+                let listed_up_to = if *answer && !cx.fetching {
                     Some(reply.list(range, false))
                 } else {
                     None
@@ -877,6 +883,63 @@ mod tests {
         let outcome = respond_in(&a, &message, &cx).unwrap();
         assert_eq!(outcome.want, keys(&[2]));
         assert_eq!((outcome.too_new, outcome.earliest_too_new), (1, 5_000));
+    }
+
+    #[test]
+    fn a_fetching_side_learns_everything_without_listing_its_own() {
+        let mut a_items: Vec<(u32, u64)> = (0..50_000).map(|i| (i, 1)).collect();
+        let mut b_items = a_items.clone();
+        a_items.push((70_000, 1));
+        b_items.push((80_000, 1));
+        b_items.retain(|(k, _)| *k != 1234);
+        b_items[20].1 = 5;
+        let (a, b) = (set(&a_items), set(&b_items));
+        let fetching = Context {
+            fetching: true,
+            ..Context::default()
+        };
+        let (mut wants, mut a_listed, mut messages) = (Vec::new(), 0, 0);
+        let mut message = initiate(&a);
+        let mut b_turn = true;
+        while !message.is_empty() {
+            messages += 1;
+            assert!(messages < 100);
+            let outcome = if b_turn {
+                respond(&b, &message).unwrap()
+            } else {
+                let outcome = respond_in(&a, &message, &fetching).unwrap();
+                wants.extend(outcome.want.clone());
+                outcome
+            };
+            if !b_turn {
+                a_listed += outcome
+                    .reply
+                    .iter()
+                    .map(|p| match p {
+                        Part::Items { items, .. } => items.len(),
+                        Part::Fingerprint { .. } => 0,
+                    })
+                    .sum::<usize>();
+            }
+            message = outcome.reply;
+            b_turn = !b_turn;
+        }
+        wants.sort();
+        wants.dedup();
+        assert_eq!(wants, keys(&[20, 80_000]));
+        // The full side never lists its items to an empty one it fetches from.
+        let empty = ItemSet::new();
+        let outcome = respond_in(
+            &a,
+            &respond(&empty, &initiate(&a)).unwrap().reply,
+            &fetching,
+        )
+        .unwrap();
+        assert!(outcome.reply.is_empty(), "{:?}", outcome.reply.len());
+        assert!(
+            a_listed < 2_000,
+            "{a_listed} items listed by the fetching side"
+        );
     }
 
     #[test]

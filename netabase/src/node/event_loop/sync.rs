@@ -139,7 +139,10 @@ impl EventLoop {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
-            let cx = context(&shared, theirs);
+            let cx = Context {
+                fetching: true,
+                ..context(&shared, theirs)
+            };
             let outcome = shared
                 .cache
                 .with_items(|items| reconcile::respond_in(items, &parts, &cx));
@@ -693,6 +696,7 @@ fn context(shared: &Shared, theirs: Watermarks) -> Context {
         theirs: horizon::bound_theirs(shared, theirs),
         latest: Timestamp::new(latest, u16::MAX).0,
         budget: reconcile::MESSAGE_BUDGET,
+        fetching: false,
     }
 }
 
