@@ -20,6 +20,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// `error` and every source under it, joined with ": ", for logs: a storage
 /// failure's cause (`No space left on device`) sits several sources down.
+#[cfg(feature = "native")]
 pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();

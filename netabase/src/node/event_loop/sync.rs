@@ -575,6 +575,9 @@ impl EventLoop {
             if let Some(exchange) = self.exchanges.get_mut(&peer) {
                 exchange.complete = false;
             }
+            // Its slot is free: the rest of the queue goes on.
+            self.pump_fetches(peer);
+            self.release_held(peer);
             self.check_done(peer);
         }
         if self.reconciles.remove(&id).is_some() {
