@@ -130,6 +130,11 @@ async fn a_conflict_resolved_by_a_delete_gives_the_value_to_the_other_record() {
     b.dial(address_of(&a)).await.unwrap();
     sync_pair(&a, &b).await;
     assert_eq!(conflicts(&b).await, [second]);
+    // b restarts: the listed conflict is still there and still settled.
+    b.stop_swarm().await.unwrap();
+    drop(b);
+    let (b, _) = start(&dir.path().join("b"), &[&a]).await;
+    assert_eq!(conflicts(&b).await, [second]);
     // b deletes the record holding the value.
     b.remove_record_locally::<User>(UserKey(first))
         .await

@@ -3,6 +3,7 @@
 //! conflict rule (the greater version wins).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use crate::codec::Envelope;
 use crate::model::ModelId;
@@ -190,7 +191,7 @@ fn commit_batch(
                 }
             }
             // Any write may free a value a listed conflict waits for.
-            settled.push(settle(&txn, handler, model, &conflicting)?);
+            settled.push(settle(shared, &txn, handler, model, &conflicting)?);
             applied.extend(stored);
         }
         (applied, settled)
@@ -291,27 +292,35 @@ fn apply_in(
         .map_err(storage)?;
     drop(table);
     // The write may free a value a listed conflict waits for.
-    let settled = settle(txn, handler, envelope.model(), &[]).map_err(storage)?;
+    let settled = settle(shared, txn, handler, envelope.model(), &[]).map_err(storage)?;
     Ok((Outcome::Applied, settled))
 }
 
 /// Settles `model`'s unique conflicts in `txn` if any are listed or
 /// `conflicting` names new ones (see [`ModelHandler::resolve`]).
 fn settle(
+    shared: &Shared,
     txn: &WriteTransaction,
     handler: &dyn ModelHandler,
     model: ModelId,
     conflicting: &[Vec<u8>],
 ) -> Result<Settled, StoreError> {
+    // Most nodes never list a conflict: then a write costs no table lookup.
+    if conflicting.is_empty() && !shared.conflicts_listed.load(Ordering::Acquire) {
+        return Ok(Settled::default());
+    }
     let listed = !txn
         .conflict_table()?
         .with_prefix(&model.0.to_be_bytes(), 1)?
         .is_empty();
-    if listed || !conflicting.is_empty() {
-        handler.resolve(txn, conflicting)
-    } else {
-        Ok(Settled::default())
+    if !listed && conflicting.is_empty() {
+        return Ok(Settled::default());
     }
+    let settled = handler.resolve(txn, conflicting)?;
+    if !settled.conflicted.is_empty() {
+        shared.conflicts_listed.store(true, Ordering::Release);
+    }
+    Ok(settled)
 }
 
 /// After a commit: tells subscribers of records that lost their unique

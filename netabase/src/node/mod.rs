@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     pushed: inbound::InboundQueue,
     /// Whether the store failed and awaits a reopen.
     health: health::Health,
+    /// Some record may be listed as a unique conflict (see `apply::settle`).
+    conflicts_listed: std::sync::atomic::AtomicBool,
     /// When this node last completed a catch-up (a timestamp; 0: never).
     synced_at: std::sync::atomic::AtomicU64,
 }
@@ -181,6 +183,7 @@ impl Netabase {
         let cache = RecordCache::default();
         let read = store.begin_read()?;
         let synced_at = read.sync_meta(horizon::SYNCED_AT)?.unwrap_or(0);
+        let conflicts_listed = !read.conflicts(&[], 1)?.is_empty();
         let peer_id = keypair.public().to_peer_id();
         // The latest version this node wrote, to seed its clock with.
         let mut issued = crate::sync::Timestamp::default();
@@ -215,6 +218,7 @@ impl Netabase {
                 listening: tokio::sync::Notify::new(),
                 pushed: inbound::InboundQueue::default(),
                 health: health::Health::default(),
+                conflicts_listed: std::sync::atomic::AtomicBool::new(conflicts_listed),
                 synced_at: std::sync::atomic::AtomicU64::new(synced_at),
                 config,
             }),
