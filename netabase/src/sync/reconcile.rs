@@ -34,7 +34,9 @@
 //! - a side that knows the other's whole content of a range (it was listed)
 //!   lists its own items there in chunks of at most the budget, so a fresh
 //!   peer learns a large set in messages of bounded size and total traffic
-//!   about the size of what it learns.
+//!   about the size of what it learns;
+//! - [`respond_each`] borrows the set for one part at a time, so a lock
+//!   around it never stays held for a whole message.
 //!
 //! # Deletes past the horizon
 //!
@@ -428,7 +430,11 @@ impl Default for Context {
 
 /// The first message of an exchange.
 pub fn initiate(set: &ItemSet) -> Vec<Part> {
-    let mut reply = Reply::new(set, MESSAGE_BUDGET);
+    let mut built = Built::new(MESSAGE_BUDGET);
+    let mut reply = Reply {
+        set,
+        out: &mut built,
+    };
     let all = KeyRange::all();
     let held = set.fingerprint(&all);
     if held.count <= ITEM_THRESHOLD {
@@ -439,7 +445,7 @@ pub fn initiate(set: &ItemSet) -> Vec<Part> {
             fingerprint: held,
         });
     }
-    reply.parts
+    built.parts
 }
 
 /// Answers one message, with no deletes collected on either side.
@@ -482,73 +488,117 @@ pub fn respond_with(
 /// [`MessageError`] if the message breaks the protocol's bounds; nothing is
 /// learned from it then.
 pub fn respond_in(set: &ItemSet, message: &[Part], cx: &Context) -> Result<Outcome, MessageError> {
+    respond_each(message, cx, |answer| answer(set))
+}
+
+/// [`respond_in`], borrowing the set anew for each part of the message
+/// through `with` (which calls what it is given with the set), so a lock
+/// around the set is held for one part at a time and writers get in between.
+/// Parts are about disjoint ranges, so the set changing between them is
+/// like it changing between messages.
+///
+/// # Errors
+///
+/// [`MessageError`] if the message breaks the protocol's bounds; nothing is
+/// learned from it then.
+pub fn respond_each(
+    message: &[Part],
+    cx: &Context,
+    mut with: impl FnMut(&mut dyn FnMut(&ItemSet)),
+) -> Result<Outcome, MessageError> {
     check_message(message)?;
     let mut outcome = Outcome::default();
-    let mut reply = Reply::new(set, cx.budget);
+    let mut built = Built::new(cx.budget);
     let mut ghost_scan = GHOST_SCAN;
-    for (i, part) in message.iter().enumerate() {
-        if i > 0 && reply.full() {
-            // No room to answer: hand the range back with our fingerprint,
-            // for a later round, while that fits; then fold the rest into
-            // one range.
-            let echo = KeyRange::clone(part.range());
-            if reply.fits_echo(&echo, message.len() - i) {
-                reply.fingerprint(echo);
-                continue;
-            }
-            let last = message.last().map(Part::range).unwrap_or(part.range());
-            reply.fingerprint(KeyRange {
-                lower: part.range().lower.clone(),
-                upper: last.upper.clone(),
-            });
+    let mut folded = false;
+    for i in 0..message.len() {
+        if folded {
             break;
         }
-        match part {
-            Part::Fingerprint { range, fingerprint } => {
-                let held = set.fingerprint(range);
-                if held != *fingerprint {
-                    reply.settle(range, held);
-                }
+        with(&mut |set| {
+            let mut reply = Reply {
+                set,
+                out: &mut built,
+            };
+            folded = answer_part(&mut reply, message, i, cx, &mut outcome, &mut ghost_scan);
+        });
+    }
+    outcome.reply = built.parts;
+    Ok(outcome)
+}
+
+/// Answers part `i` of `message` into `reply`; true when the rest of the
+/// message was folded into one range and nothing more is to be answered.
+fn answer_part(
+    reply: &mut Reply<'_>,
+    message: &[Part],
+    i: usize,
+    cx: &Context,
+    outcome: &mut Outcome,
+    ghost_scan: &mut usize,
+) -> bool {
+    let set = reply.set;
+    let part = &message[i];
+    if i > 0 && reply.full() {
+        // No room to answer: hand the range back with our fingerprint,
+        // for a later round, while that fits; then fold the rest into
+        // one range.
+        let echo = KeyRange::clone(part.range());
+        if reply.fits_echo(&echo, message.len() - i) {
+            reply.fingerprint(echo);
+            return false;
+        }
+        let last = message.last().map(Part::range).unwrap_or(part.range());
+        reply.fingerprint(KeyRange {
+            lower: part.range().lower.clone(),
+            upper: last.upper.clone(),
+        });
+        return true;
+    }
+    match part {
+        Part::Fingerprint { range, fingerprint } => {
+            let held = set.fingerprint(range);
+            if held != *fingerprint {
+                reply.settle(range, held);
             }
-            Part::Items {
-                range,
-                items,
-                reply: answer,
-            } => {
-                learn(set, items, cx, &mut outcome);
-                let theirs = items
-                    .iter()
-                    .fold(Fingerprint::default(), |fp, item| Fingerprint {
-                        xor: fp.xor ^ item.state.digest,
-                        count: fp.count + 1,
-                    });
-                let held = set.fingerprint(range);
-                if held == theirs {
-                    continue;
-                }
-                // They listed everything they hold here, so ours can only be
-                // settled by listing it (in chunks when there is much),
-                // unless only we fetch: then their list is all we need.
-                let listed_up_to = if *answer && !cx.fetching {
-                    Some(reply.list(range, false))
-                } else {
-                    None
+        }
+        Part::Items {
+            range,
+            items,
+            reply: answer,
+        } => {
+            learn(set, items, cx, outcome);
+            let theirs = items
+                .iter()
+                .fold(Fingerprint::default(), |fp, item| Fingerprint {
+                    xor: fp.xor ^ item.state.digest,
+                    count: fp.count + 1,
+                });
+            let held = set.fingerprint(range);
+            if held == theirs {
+                return false;
+            }
+            // They listed everything they hold here, so ours can only be
+            // settled by listing it (in chunks when there is much),
+            // unless only we fetch: then their list is all we need.
+            let listed_up_to = if *answer && !cx.fetching {
+                Some(reply.list(range, false))
+            } else {
+                None
+            };
+            if cx.ours.synced < cx.theirs.floor {
+                let scanned = match &listed_up_to {
+                    Some(Some(cut)) => KeyRange {
+                        lower: range.lower.clone(),
+                        upper: Some(cut.clone()),
+                    },
+                    _ => range.clone(),
                 };
-                if cx.ours.synced < cx.theirs.floor {
-                    let scanned = match &listed_up_to {
-                        Some(Some(cut)) => KeyRange {
-                            lower: range.lower.clone(),
-                            upper: Some(cut.clone()),
-                        },
-                        _ => range.clone(),
-                    };
-                    find_ghosts(set, &scanned, items, cx, &mut ghost_scan, &mut outcome);
-                }
+                find_ghosts(set, &scanned, items, cx, ghost_scan, outcome);
             }
         }
     }
-    outcome.reply = reply.parts;
-    Ok(outcome)
+    false
 }
 
 /// What `items`, listed by the other side, teach this side: keys to fetch.
@@ -601,27 +651,33 @@ fn find_ghosts(
 }
 
 /// A reply being built, within its budget.
-struct Reply<'a> {
-    set: &'a ItemSet,
+struct Built {
     parts: Vec<Part>,
     cost: usize,
     budget: usize,
 }
 
-impl<'a> Reply<'a> {
-    fn new(set: &'a ItemSet, budget: usize) -> Self {
-        Reply {
-            set,
+impl Built {
+    fn new(budget: usize) -> Self {
+        Built {
             parts: Vec::new(),
             cost: 0,
             budget,
         }
     }
+}
 
+/// The reply, with the set it is built from (borrowed anew for each part).
+struct Reply<'a> {
+    set: &'a ItemSet,
+    out: &'a mut Built,
+}
+
+impl Reply<'_> {
     /// No room for another range's answer: a split adds up to two parts per
     /// sub-range, plus the folded rest.
     fn full(&self) -> bool {
-        self.cost >= self.budget || self.parts.len() + 2 * BRANCHING + 2 > MAX_PARTS
+        self.out.cost >= self.out.budget || self.out.parts.len() + 2 * BRANCHING + 2 > MAX_PARTS
     }
 
     /// Whether `range` can be handed back as it is: up to half the budget
@@ -629,13 +685,13 @@ impl<'a> Reply<'a> {
     /// this one included, remain).
     fn fits_echo(&self, range: &KeyRange, left: usize) -> bool {
         let echo = size_of::<Part>() + range.bytes();
-        let parts = self.parts.len() + if left > 1 { 2 } else { 1 };
-        parts <= MAX_PARTS && self.cost + echo <= self.budget * 3 / 2
+        let parts = self.out.parts.len() + if left > 1 { 2 } else { 1 };
+        parts <= MAX_PARTS && self.out.cost + echo <= self.out.budget * 3 / 2
     }
 
     fn push(&mut self, part: Part) {
-        self.cost += part_cost(&part);
-        self.parts.push(part);
+        self.out.cost += part_cost(&part);
+        self.out.parts.push(part);
     }
 
     /// Our fingerprint of `range`.
@@ -680,7 +736,7 @@ impl<'a> Reply<'a> {
         let mut cut = None;
         for item in self.set.items(range) {
             let item_cost = size_of::<Item>() + item.key.len();
-            if !items.is_empty() && self.cost + cost + item_cost > self.budget {
+            if !items.is_empty() && self.out.cost + cost + item_cost > self.out.budget {
                 cut = Some(item.key);
                 break;
             }

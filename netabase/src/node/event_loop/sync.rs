@@ -116,14 +116,12 @@ impl EventLoop {
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
             let cx = context(&shared, theirs);
-            let response = shared
-                .cache
-                .with_items(|items| reconcile::respond_in(items, &parts, &cx))
-                .inspect_err(
-                    |error| tracing::debug!(%peer, %error, "refused a reconciliation request"),
-                )
-                .ok()
-                .map(|outcome| SyncResponse::Reconcile(cx.ours, outcome.reply));
+            let response = reconcile::respond_each(&parts, &cx, |answer| {
+                shared.cache.with_items(|items| answer(items))
+            })
+            .inspect_err(|error| tracing::debug!(%peer, %error, "refused a reconciliation request"))
+            .ok()
+            .map(|outcome| SyncResponse::Reconcile(cx.ours, outcome.reply));
             let _ = internal.send(Internal::Respond {
                 peer,
                 id,
@@ -143,9 +141,9 @@ impl EventLoop {
                 fetching: true,
                 ..context(&shared, theirs)
             };
-            let outcome = shared
-                .cache
-                .with_items(|items| reconcile::respond_in(items, &parts, &cx));
+            let outcome = reconcile::respond_each(&parts, &cx, |answer| {
+                shared.cache.with_items(|items| answer(items))
+            });
             let _ = internal.send(Internal::Learned {
                 peer,
                 outcome,
