@@ -337,6 +337,34 @@ impl Hostile {
         (hostile, reconcile)
     }
 
+    /// A new peer the node has dialled that answers its catch-up with
+    /// "nothing here"; returns it once the node reports the exchange
+    /// complete, with what the node received.
+    async fn nothing_to_say(
+        node: &Netabase,
+        events: &mut broadcast::Receiver<Event>,
+    ) -> (Self, u64) {
+        let (mut hostile, reconcile) = Hostile::connect(node).await;
+        let me = hostile.peer_id();
+        hostile
+            .answer_reconcile_with(
+                reconcile,
+                frame(&SyncResponse::Reconcile(Watermarks::default(), Vec::new())),
+            )
+            .await;
+        let received = hostile
+            .drive_until(
+                events,
+                "a clean exchange with the hostile peer",
+                |e| match e {
+                    Some(Event::CaughtUp { peer, received }) if *peer == me => Some(*received),
+                    _ => None,
+                },
+            )
+            .await;
+        (hostile, received)
+    }
+
     /// Drives the swarm until the node reports its exchange with us failed
     /// as off-protocol, with `refused` violations counted in all.
     async fn failed_off_protocol(
@@ -880,20 +908,8 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     assert_eq!(node.stats().peers_banned, 1);
 
     // ---- Round 10: a peer with nothing to say ends its exchange cleanly. ----
-    let (mut hostile, reconcile) = Hostile::connect(&node).await;
-    let hostile_peer = hostile.peer_id();
-    hostile
-        .answer_reconcile_with(
-            reconcile,
-            frame(&SyncResponse::Reconcile(Watermarks::default(), Vec::new())),
-        )
-        .await;
-    hostile
-        .drive_until(&mut events, "a clean exchange with the hostile peer", |e| {
-            matches!(e, Some(Event::CaughtUp { peer, received: 0 }) if *peer == hostile_peer)
-                .then_some(())
-        })
-        .await;
+    let (mut hostile, received) = Hostile::nothing_to_say(&node, &mut events).await;
+    assert_eq!(received, 0);
 
     // Nothing bad was stored, the held record is byte-identical, and only
     // the bad records were counted.
@@ -992,19 +1008,8 @@ async fn records_older_than_the_floor_are_refused_on_every_path() {
     // A fresh node's floor is 0: anything validly signed is taken (see the
     // README). One completed catch-up sets its floor to then minus the
     // horizon.
-    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let (mut hostile, _) = Hostile::nothing_to_say(&node, &mut events).await;
     let me = hostile.peer_id();
-    hostile
-        .answer_reconcile_with(
-            reconcile,
-            frame(&SyncResponse::Reconcile(Watermarks::default(), Vec::new())),
-        )
-        .await;
-    hostile
-        .drive_until(&mut events, "a first completed catch-up", |e| {
-            matches!(e, Some(Event::CaughtUp { peer, .. }) if *peer == me).then_some(())
-        })
-        .await;
 
     // Records stamped 40 days ago and in 1970, offered by a peer claiming
     // watermarks (0, 0), as a collected delete's record would be replayed:
