@@ -147,3 +147,32 @@ async fn a_conflict_resolved_by_a_delete_gives_the_value_to_the_other_record() {
         assert_eq!(node.store().tree::<User>().len().unwrap(), 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_moves_a_unique_value_between_records_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    a.put_records_locally(vec![
+        user(1, "x@example.com", 1),
+        user(2, "y@example.com", 1),
+    ])
+    .await
+    .unwrap();
+    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    // User 2 gives its address up and user 1 takes it, in one batch. B
+    // fetches them in key order: user 1 first, while user 2 still holds it.
+    a.put_records_locally(vec![
+        user(2, "moved@example.com", 1),
+        user(1, "y@example.com", 1),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(round(&b, &a).await, 2);
+    assert_eq!(b.sync_fingerprint(), a.sync_fingerprint());
+    assert_eq!(email_holder(&b, "y@example.com"), Some(1));
+    assert_eq!(email_holder(&b, "moved@example.com"), Some(2));
+    assert!(conflicts(&b).await.is_empty());
+    assert_eq!(b.stats().unique_conflicts, 0);
+    assert_indexes_consistent(&b.store().tree::<User>());
+}

@@ -253,6 +253,25 @@ async fn oversized_and_unregistered_records_are_refused_before_writing() {
             .unwrap(),
         2
     );
+    // A batch applies in the order given: it may free a unique value and
+    // then give it to another record, as `Tree::put_many` allows. (Applied
+    // in hash order, each round fails about half the time.)
+    let mut held = "c@x".to_string();
+    for round in 0..10u64 {
+        let mut batch: Vec<User> = (0..30)
+            .map(|i| user(200 + round * 30 + i, &format!("{round}-{i}@x"), 1))
+            .collect();
+        let freed = std::mem::replace(&mut held, format!("z{round}@x"));
+        batch.insert(10, user(3, &held, 1));
+        batch.insert(20, user(100 + round, &freed, 1));
+        assert_eq!(a.put_records_locally(batch).await.unwrap(), 32);
+        let users = a.store().tree::<User>();
+        assert_eq!(
+            users.by_email(&freed).unwrap().map(|u| u.id),
+            Some(100 + round)
+        );
+        assert_eq!(users.by_email(&held).unwrap().map(|u| u.id), Some(3));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,6 +139,10 @@ fn commit_batch(
     let applied = {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
+        // In the order given: a batch may free a unique value and then give
+        // it to another record, as `Tree::put_many` allows.
+        let mut newest: Vec<(Vec<u8>, usize)> = newest.into_iter().collect();
+        newest.sort_unstable_by_key(|(_, i)| *i);
         {
             let table = txn.envelope_table()?;
             for (key, i) in newest {

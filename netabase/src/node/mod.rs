@@ -469,9 +469,11 @@ impl Netabase {
         .await
     }
 
-    /// Commits many records locally in one transaction (one fsync); peers get
-    /// them through catch-up, fetches and republication. Returns how many
-    /// were stored (records not newer than what is held are skipped).
+    /// Commits many records locally in one transaction (one fsync), in the
+    /// order given (so a record may take a unique value another record of
+    /// the batch gives up before it); peers get them through catch-up,
+    /// fetches and republication. Returns how many were stored (records not
+    /// newer than what is held are skipped).
     ///
     /// # Errors
     ///
