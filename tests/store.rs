@@ -629,3 +629,39 @@ fn a_model_without_secondary_keys_works() {
     assert!(netabase::NetabaseModel::secondary_keys(&blob).is_empty());
     assert_eq!(blobs.remove(&BlobKey([7; 16])).unwrap(), Some(blob));
 }
+
+#[test]
+fn a_second_write_on_the_thread_holding_one_is_an_error_not_a_deadlock() {
+    let store = Store::in_memory().unwrap();
+    let users = store.tree::<User>();
+    let txn = store.begin_write().unwrap();
+    // An auto-commit write needs a write transaction of its own: redb runs
+    // one at a time, so this thread would wait for itself forever.
+    let err = users.put(&user(1, "a@x", 1)).unwrap_err();
+    assert!(matches!(err, StoreError::WriteInProgress), "{err:?}");
+    assert!(err.to_string().contains("commit it first"), "{err}");
+    assert!(matches!(store.flush(), Err(StoreError::WriteInProgress)));
+    let err = store.write(|_| Ok::<_, StoreError>(())).unwrap_err();
+    assert!(matches!(err, StoreError::WriteInProgress), "{err:?}");
+    // Through the open transaction it works; reads never wait.
+    txn.open_tree::<User>()
+        .unwrap()
+        .put(&user(1, "a@x", 1))
+        .unwrap();
+    assert!(users.is_empty().unwrap());
+    // Another store is another lock.
+    Store::in_memory()
+        .unwrap()
+        .tree::<User>()
+        .put(&user(9, "z@x", 1))
+        .unwrap();
+    // Another thread simply waits for the commit.
+    let waiter = {
+        let users = store.tree::<User>();
+        std::thread::spawn(move || users.put(&user(2, "b@x", 1)))
+    };
+    txn.commit().unwrap();
+    waiter.join().unwrap().unwrap();
+    users.put(&user(3, "c@x", 1)).unwrap();
+    assert_eq!(users.len().unwrap(), 3);
+}

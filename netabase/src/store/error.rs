@@ -33,6 +33,12 @@ pub enum StoreError {
         #[source]
         source: EngineError,
     },
+    /// This thread already holds a write transaction on this store, and
+    /// redb runs one at a time: a second one (for example an auto-commit
+    /// `Tree::put` inside a `Store::write` closure) would wait for the first
+    /// forever. Write through the open transaction, or commit it first.
+    #[error("this thread already holds a write transaction on this store; write through it or commit it first")]
+    WriteInProgress,
     /// The database is closed: it is being reopened after a storage failure,
     /// or reopening it failed. Try again later.
     #[error("the database is closed while it reopens after a storage failure")]

@@ -193,6 +193,7 @@ impl StoreBuilder {
     fn finish(self, db: redb::Database, reopen: Option<Reopen>) -> Store {
         Store {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 db: RwLock::new(Some(Arc::new(db))),
                 durability: self.durability,
                 reopen,
@@ -217,12 +218,18 @@ pub struct Store {
 type Reopen = Box<dyn Fn() -> Result<redb::Database, StoreError> + Send + Sync>;
 
 struct Inner {
+    /// Tells this store from others, for the check that a thread does not
+    /// begin a second write transaction on it.
+    id: u64,
     /// The open database; `None` only while [`Store::reopen`] swaps it.
     db: RwLock<Option<Arc<redb::Database>>>,
     durability: Durability,
     /// `None` for in-memory databases, which have no disk to fail.
     reopen: Option<Reopen>,
 }
+
+/// The next store's id.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How long [`Store::reopen`] waits for calls still using the old database.
 const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -290,13 +297,18 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Storage`] if the database fails.
+    /// [`StoreError::WriteInProgress`] if this thread already holds a write
+    /// transaction on this store (waiting for it would wait forever: write
+    /// through it, or commit it first; a transaction counts as held by the
+    /// thread that began it, even once moved); [`StoreError::Storage`] if
+    /// the database fails.
     pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        write::check_not_held(self.inner.id)?;
         let txn = self
             .db()?
             .begin_write()
             .map_err(storage("begin a write transaction"))?;
-        WriteTransaction::new(txn, self.inner.durability)
+        WriteTransaction::new(txn, self.inner.durability, self.inner.id)
     }
 
     /// Runs `f` in a write transaction and commits if it returns `Ok`; on
@@ -382,10 +394,11 @@ impl Store {
     ///
     /// [`StoreError::Storage`] if the database cannot sync.
     pub fn flush(&self) -> Result<(), StoreError> {
+        write::check_not_held(self.inner.id)?;
         let txn = self
             .db()?
             .begin_write()
             .map_err(storage("begin a write transaction"))?;
-        WriteTransaction::new(txn, Durability::Immediate)?.commit()
+        WriteTransaction::new(txn, Durability::Immediate, self.inner.id)?.commit()
     }
 }

@@ -3,6 +3,8 @@
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
+use std::sync::Mutex;
+use std::thread::ThreadId;
 
 use redb::{ReadableTable, Table};
 
@@ -20,17 +22,64 @@ use crate::model::{IndexEntries, NetabaseModel};
 /// [`abort`](Self::abort)) discards every write.
 pub struct WriteTransaction {
     inner: redb::WriteTransaction,
+    _held: Held,
+}
+
+/// Which threads hold a write transaction on which store: redb lets one
+/// write transaction run at a time, so a thread asking for a second one on
+/// the same store would wait for itself forever. It gets an error instead.
+static HELD: Mutex<Vec<(u64, ThreadId)>> = Mutex::new(Vec::new());
+
+/// Marks a store's write transaction as held by the thread that began it,
+/// until dropped (wherever the transaction went meanwhile).
+struct Held {
+    store: u64,
+    thread: ThreadId,
+}
+
+impl Held {
+    fn held() -> std::sync::MutexGuard<'static, Vec<(u64, ThreadId)>> {
+        // The list stays consistent even if a holder panicked.
+        HELD.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = Held::held();
+        if let Some(i) = held
+            .iter()
+            .position(|entry| *entry == (self.store, self.thread))
+        {
+            held.swap_remove(i);
+        }
+    }
+}
+
+/// Fails if the calling thread holds a write transaction on store `store`.
+pub(crate) fn check_not_held(store: u64) -> Result<(), StoreError> {
+    let me = std::thread::current().id();
+    if Held::held().contains(&(store, me)) {
+        return Err(StoreError::WriteInProgress);
+    }
+    Ok(())
 }
 
 impl WriteTransaction {
     pub(crate) fn new(
         mut inner: redb::WriteTransaction,
         durability: Durability,
+        store: u64,
     ) -> Result<Self, StoreError> {
         inner
             .set_durability(durability.to_redb())
             .map_err(storage("set durability"))?;
-        Ok(WriteTransaction { inner })
+        let thread = std::thread::current().id();
+        Held::held().push((store, thread));
+        Ok(WriteTransaction {
+            inner,
+            _held: Held { store, thread },
+        })
     }
 
     /// Opens the tree of model `M` for writing, creating its tables if needed.
