@@ -139,10 +139,21 @@ fn commit_batch(
     let applied = {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
-        // In the order given: a batch may free a unique value and then give
-        // it to another record, as `Tree::put_many` allows.
+        // A local batch in the order given: it may free a unique value and
+        // then give it to another record, as `Tree::put_many` allows. Records
+        // from peers in version order, replaying the writers' history: a
+        // write that freed a value comes before a later one that took it.
         let mut newest: Vec<(Vec<u8>, usize)> = newest.into_iter().collect();
-        newest.sort_unstable_by_key(|(_, i)| *i);
+        if (0..envelopes.len()).all(|i| origin_of(i) == Origin::Local) {
+            newest.sort_unstable_by_key(|(_, i)| *i);
+        } else {
+            newest.sort_unstable_by(|(_, a), (_, b)| {
+                envelopes[*a]
+                    .version()
+                    .cmp(&envelopes[*b].version())
+                    .then(a.cmp(b))
+            });
+        }
         {
             let table = txn.envelope_table()?;
             for (key, i) in newest {
