@@ -37,9 +37,12 @@ async fn conflict_event(events: &mut broadcast::Receiver<Event>, id: u64) {
     .await;
 }
 
-/// a wrote user 1 and b user 2: (the earlier one, the later one), by version
-/// (within one millisecond, the writers' ids decide).
-fn earlier_first(a: &Netabase, b: &Netabase) -> (u64, u64) {
+/// a gives `email` to user 1 and b to user 2, before they meet; returns
+/// (the earlier of the two, the later), by version (within one millisecond,
+/// the writers' ids decide).
+async fn one_value_on_two_peers(a: &Netabase, b: &Netabase, email: &str) -> (u64, u64) {
+    a.put_record_locally(user(1, email, 1)).await.unwrap();
+    b.put_record_locally(user(2, email, 2)).await.unwrap();
     if a.record_version::<User>(&UserKey(1)) < b.record_version::<User>(&UserKey(2)) {
         (1, 2)
     } else {
@@ -64,15 +67,8 @@ async fn one_unique_value_written_on_two_peers_ends_the_same_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let (a, mut a_events) = start(&dir.path().join("a"), &[]).await;
     let (b, mut b_events) = start(&dir.path().join("b"), &[]).await;
-    // a gives the address to user 1, b to user 2. The earlier version keeps
-    // it (within one millisecond, the writers' ids decide).
-    a.put_record_locally(user(1, "same@example.com", 1))
-        .await
-        .unwrap();
-    b.put_record_locally(user(2, "same@example.com", 2))
-        .await
-        .unwrap();
-    let (first, second) = earlier_first(&a, &b);
+    // The earlier version keeps the address.
+    let (first, second) = one_value_on_two_peers(&a, &b, "same@example.com").await;
 
     b.dial(address_of(&a)).await.unwrap();
     sync_pair(&a, &b).await;
@@ -120,13 +116,7 @@ async fn a_conflict_resolved_by_a_delete_gives_the_value_to_the_other_record() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = start(&dir.path().join("a"), &[]).await;
     let (b, _) = start(&dir.path().join("b"), &[]).await;
-    a.put_record_locally(user(1, "x@example.com", 1))
-        .await
-        .unwrap();
-    b.put_record_locally(user(2, "x@example.com", 2))
-        .await
-        .unwrap();
-    let (first, second) = earlier_first(&a, &b);
+    let (first, second) = one_value_on_two_peers(&a, &b, "x@example.com").await;
     b.dial(address_of(&a)).await.unwrap();
     sync_pair(&a, &b).await;
     assert_eq!(conflicts(&b).await, [second]);

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bincode::Encode;
 use common::raw::{SyncRequest, SyncResponse};
 use common::*;
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
@@ -46,10 +46,6 @@ fn frame(message: &impl Encode) -> Vec<u8> {
     out
 }
 
-fn invalid(error: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
-}
-
 /// Reads the node's requests like the node does; writes responses as raw
 /// frames, well-formed or not.
 #[derive(Clone, Copy, Debug, Default)]
@@ -66,20 +62,7 @@ impl request_response::Codec for HostileCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<SyncRequest> {
-        let mut len = [0u8; 4];
-        io.read_exact(&mut len).await?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_MESSAGE_BYTES {
-            return Err(invalid(format!("a request of {len} bytes")));
-        }
-        let mut bytes = vec![0u8; len];
-        io.read_exact(&mut bytes).await?;
-        let (request, read) =
-            bincode::decode_from_slice(&bytes, bincode::config::standard()).map_err(invalid)?;
-        if read != len {
-            return Err(invalid("trailing bytes in a request"));
-        }
-        Ok(request)
+        common::raw::read_frame(io).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(

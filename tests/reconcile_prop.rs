@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use netabase::sync::reconcile::{
-    check_message, digest, initiate, message_cost, respond, respond_in, Context, ItemSet, ItemState,
+    check_message, digest, initiate, message_cost, respond_in, Context, ItemSet, ItemState,
 };
 use proptest::prelude::*;
 
@@ -31,13 +31,14 @@ fn expected_wants(me: &BTreeMap<u16, u64>, other: &BTreeMap<u16, u64>) -> Vec<Ve
         .collect()
 }
 
-/// Runs an exchange to its end with a reply budget per message (bytes of
-/// decoded size); returns what each side wants and the number of messages,
-/// after checking every message is well-formed and kept to the budget.
-fn exchange(
+/// Runs an exchange to its end, `a` answering in `a_cx` and `b` in
+/// `b_cx`; returns what each side wants and the number of messages, after
+/// checking every message is well-formed and kept to its sender's budget.
+fn run(
     a: &ItemSet,
     b: &ItemSet,
-    budget: Option<usize>,
+    a_cx: &Context,
+    b_cx: &Context,
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
     let (mut a_wants, mut b_wants) = (Vec::new(), Vec::new());
     let mut message = initiate(a);
@@ -46,27 +47,17 @@ fn exchange(
     while !message.is_empty() {
         rounds += 1;
         assert!(rounds < 5_000, "exchange does not end");
-        let (set, wants) = if b_turn {
-            (b, &mut b_wants)
+        let (set, cx, wants) = if b_turn {
+            (b, b_cx, &mut b_wants)
         } else {
-            (a, &mut a_wants)
+            (a, a_cx, &mut a_wants)
         };
-        let outcome = match budget {
-            None => respond(set, &message).unwrap(),
-            Some(budget) => {
-                let cx = Context {
-                    budget,
-                    ..Context::default()
-                };
-                let outcome = respond_in(set, &message, &cx).unwrap();
-                check_message(&outcome.reply).unwrap();
-                // Ranges handed back take up to half the budget again; past
-                // that, at most one item, a remainder and a folded range.
-                let cost = message_cost(&outcome.reply);
-                assert!(cost <= budget * 3 / 2 + 1024, "{cost} > {budget}");
-                outcome
-            }
-        };
+        let outcome = respond_in(set, &message, cx).unwrap();
+        check_message(&outcome.reply).unwrap();
+        // Ranges handed back take up to half the budget again; past that,
+        // at most one item, a remainder and a folded range.
+        let cost = message_cost(&outcome.reply);
+        assert!(cost <= cx.budget * 3 / 2 + 1024, "{cost} > {}", cx.budget);
         wants.extend(outcome.want);
         message = outcome.reply;
         b_turn = !b_turn;
@@ -76,6 +67,29 @@ fn exchange(
         wants.dedup();
     }
     (a_wants, b_wants, rounds)
+}
+
+/// [`run`] with both sides on the default context, or on a reply budget.
+fn exchange(
+    a: &ItemSet,
+    b: &ItemSet,
+    budget: Option<usize>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
+    let cx = Context {
+        budget: budget.unwrap_or(Context::default().budget),
+        ..Context::default()
+    };
+    run(a, b, &cx, &cx)
+}
+
+/// An exchange in which only the initiator fetches (as a node runs its own
+/// catch-up): returns what it wants.
+fn fetching_exchange(a: &ItemSet, b: &ItemSet) -> Vec<Vec<u8>> {
+    let fetching = Context {
+        fetching: true,
+        ..Context::default()
+    };
+    run(a, b, &fetching, &Context::default()).0
 }
 
 proptest! {
@@ -105,36 +119,6 @@ fn an_empty_peer_catching_up_on_a_large_set_gets_bounded_messages() {
     assert_eq!(a_wants.len(), big.len());
     assert!(b_wants.is_empty());
     assert!(rounds < 64, "{rounds} messages");
-}
-
-/// An exchange in which only the initiator fetches (as a node runs its own
-/// catch-up): returns what it wants.
-fn fetching_exchange(a: &ItemSet, b: &ItemSet) -> Vec<Vec<u8>> {
-    let fetching = Context {
-        fetching: true,
-        ..Context::default()
-    };
-    let mut wants = Vec::new();
-    let mut message = initiate(a);
-    let mut b_turn = true;
-    let mut rounds = 0;
-    while !message.is_empty() {
-        rounds += 1;
-        assert!(rounds < 5_000, "exchange does not end");
-        let outcome = if b_turn {
-            respond(b, &message).unwrap()
-        } else {
-            let outcome = respond_in(a, &message, &fetching).unwrap();
-            wants.extend(outcome.want.clone());
-            outcome
-        };
-        check_message(&outcome.reply).unwrap();
-        message = outcome.reply;
-        b_turn = !b_turn;
-    }
-    wants.sort();
-    wants.dedup();
-    wants
 }
 
 proptest! {

@@ -109,18 +109,30 @@ pub struct RawSyncCodec {
     pub read_answers: bool,
 }
 
+/// The largest message the node reads.
+const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
 fn invalid(error: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
-async fn read_frame<T: AsyncRead + Unpin + Send, M: Decode<()>>(io: &mut T) -> io::Result<M> {
+/// Reads one message as the node does: within its limit, with no bytes
+/// left over.
+pub async fn read_frame<T: AsyncRead + Unpin + Send, M: Decode<()>>(io: &mut T) -> io::Result<M> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let mut bytes = vec![0u8; u32::from_be_bytes(len) as usize];
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(invalid(format!("a message of {len} bytes")));
+    }
+    let mut bytes = vec![0u8; len];
     io.read_exact(&mut bytes).await?;
-    bincode::decode_from_slice(&bytes, bincode::config::standard())
-        .map(|(message, _)| message)
-        .map_err(invalid)
+    let (message, read) =
+        bincode::decode_from_slice(&bytes, bincode::config::standard()).map_err(invalid)?;
+    if read != len {
+        return Err(invalid("trailing bytes in a message"));
+    }
+    Ok(message)
 }
 
 async fn write_frame<T: AsyncWrite + Unpin + Send, M: Encode>(

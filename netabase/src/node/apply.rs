@@ -39,14 +39,11 @@ impl Refused {
     }
 }
 
-/// Commits `envelope` if it is newer than the version held, updates the
-/// Kademlia view and tells subscribers. Blocking: call from a blocking task.
-pub(crate) fn apply(
-    shared: &Shared,
-    envelope: &Envelope,
-    origin: Origin,
-) -> Result<Outcome, Refused> {
-    apply_staged(shared, envelope, origin, || {})
+/// Commits a locally signed `envelope` if it is newer than the version held,
+/// updates the Kademlia view and tells subscribers. Records from peers take
+/// the batch path ([`apply_batch`]). Blocking: call from a blocking task.
+pub(crate) fn apply(shared: &Shared, envelope: &Envelope) -> Result<Outcome, Refused> {
+    apply_staged(shared, envelope, || {})
 }
 
 /// [`apply`], calling `staged` once the envelope has passed every check and
@@ -54,22 +51,19 @@ pub(crate) fn apply(
 pub(crate) fn apply_staged(
     shared: &Shared,
     envelope: &Envelope,
-    origin: Origin,
     staged: impl FnOnce(),
 ) -> Result<Outcome, Refused> {
     let applied = (|| {
-        if origin == Origin::Local {
-            health::ready(shared).map_err(|error| Refused {
-                reason: Rejection::StorageFailed,
-                error: Some(error),
-            })?;
-        }
+        health::ready(shared).map_err(|error| Refused {
+            reason: Rejection::StorageFailed,
+            error: Some(error),
+        })?;
         let txn = shared.store.begin_write().map_err(storage)?;
         let (outcome, settled) = apply_in(shared, &txn, envelope)?;
         if outcome == Outcome::Applied {
             staged();
             txn.commit().map_err(storage)?;
-            announce(shared, envelope, origin);
+            announce(shared, envelope, Origin::Local);
             let key = envelope.record_key();
             announce_settled(shared, [&settled], &HashSet::from([&key]));
         }
@@ -105,20 +99,10 @@ pub(crate) fn apply_batch_from(
     envelopes: &[Envelope],
     origin_of: impl Fn(usize) -> Origin,
 ) -> Result<Vec<ModelId>, NodeError> {
-    if envelopes
-        .first()
-        .is_some_and(|_| origin_of(0) == Origin::Local)
-    {
+    let local = (0..envelopes.len()).all(|i| origin_of(i) == Origin::Local);
+    if local {
         health::ready(shared)?;
     }
-    commit_batch(shared, envelopes, origin_of).inspect_err(|error| health::check(shared, error))
-}
-
-fn commit_batch(
-    shared: &Shared,
-    envelopes: &[Envelope],
-    origin_of: impl Fn(usize) -> Origin,
-) -> Result<Vec<ModelId>, NodeError> {
     let reject = |i: usize, reason| {
         if matches!(origin_of(i), Origin::Peer(_)) {
             shared.counters.reject(reason)
@@ -135,25 +119,24 @@ fn commit_batch(
             }
         }
     }
-    let txn = shared.store.begin_write()?;
-    let applied = {
+    // A local batch in the order given: it may free a unique value and then
+    // give it to another record, as `Tree::put_many` allows. Records from
+    // peers in version order, replaying the writers' history: a write that
+    // freed a value comes before a later one that took it.
+    let mut newest: Vec<(Vec<u8>, usize)> = newest.into_iter().collect();
+    if local {
+        newest.sort_unstable_by_key(|(_, i)| *i);
+    } else {
+        newest.sort_unstable_by(|(_, a), (_, b)| {
+            envelopes[*a]
+                .version()
+                .cmp(&envelopes[*b].version())
+                .then(a.cmp(b))
+        });
+    }
+    let (applied, settled) = health::write(shared, |txn| {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
-        // A local batch in the order given: it may free a unique value and
-        // then give it to another record, as `Tree::put_many` allows. Records
-        // from peers in version order, replaying the writers' history: a
-        // write that freed a value comes before a later one that took it.
-        let mut newest: Vec<(Vec<u8>, usize)> = newest.into_iter().collect();
-        if (0..envelopes.len()).all(|i| origin_of(i) == Origin::Local) {
-            newest.sort_unstable_by_key(|(_, i)| *i);
-        } else {
-            newest.sort_unstable_by(|(_, a), (_, b)| {
-                envelopes[*a]
-                    .version()
-                    .cmp(&envelopes[*b].version())
-                    .then(a.cmp(b))
-            });
-        }
         {
             let table = txn.envelope_table()?;
             for (key, i) in newest {
@@ -182,7 +165,7 @@ fn commit_batch(
             let batch: Vec<&Envelope> = group.iter().map(|(_, i)| &envelopes[*i]).collect();
             let mut stored = Vec::with_capacity(group.len());
             let mut conflicting = Vec::new();
-            for ((key, i), result) in group.into_iter().zip(handler.apply_many(&txn, &batch)?) {
+            for ((key, i), result) in group.into_iter().zip(handler.apply_many(txn, &batch)?) {
                 match result {
                     Ok(()) => stored.push((key, i)),
                     Err(ApplyError::Envelope(error)) => reject(i, error.kind().into()),
@@ -206,13 +189,11 @@ fn commit_batch(
                 }
             }
             // Any write may free a value a listed conflict waits for.
-            settled.push(settle(shared, &txn, handler, model, &conflicting)?);
+            settled.push(settle(shared, txn, handler, model, &conflicting)?);
             applied.extend(stored);
         }
-        (applied, settled)
-    };
-    let (applied, settled) = applied;
-    txn.commit()?;
+        Ok((applied, settled))
+    })?;
     let conflicted: HashSet<&Vec<u8>> = settled.iter().flat_map(|s| &s.conflicted).collect();
     for (key, i) in &applied {
         let origin = origin_of(*i);
@@ -266,14 +247,16 @@ fn judge(held: Option<Vec<u8>>, envelope: &Envelope) -> Verdict {
 /// writer signing two records with one timestamp) the greater digest, so
 /// every peer keeps the same one.
 pub(crate) fn wins(envelope: &Envelope, held: &Envelope) -> bool {
-    match envelope.version().cmp(&held.version()) {
-        std::cmp::Ordering::Greater => true,
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => {
-            crate::sync::reconcile::digest(envelope.as_bytes())
-                > crate::sync::reconcile::digest(held.as_bytes())
-        }
-    }
+    precedence(envelope, held) == std::cmp::Ordering::Greater
+}
+
+/// The conflict rule's order: by version, then (one writer, one timestamp,
+/// two records) by envelope digest. Every peer orders the same way.
+pub(crate) fn precedence(a: &Envelope, b: &Envelope) -> std::cmp::Ordering {
+    a.version().cmp(&b.version()).then_with(|| {
+        crate::sync::reconcile::digest(a.as_bytes())
+            .cmp(&crate::sync::reconcile::digest(b.as_bytes()))
+    })
 }
 
 /// Writes `envelope` into `txn` if it is newer than what `txn` holds.
@@ -381,11 +364,7 @@ fn tell_conflict(shared: &Shared, record_key: &[u8]) {
     let Ok(envelope) = Envelope::from_trusted_bytes(&cached.bytes) else {
         return;
     };
-    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-    let model = registry
-        .get(envelope.model())
-        .map(|h| h.name())
-        .unwrap_or("?");
+    let model = model_name(shared, envelope.model()).unwrap_or("?");
     tracing::info!(
         model,
         "a synced record lost a unique value to an earlier one"
@@ -398,13 +377,15 @@ fn tell_conflict(shared: &Shared, record_key: &[u8]) {
     });
 }
 
+/// The name of a registered model, for events.
+pub(crate) fn model_name(shared: &Shared, model: ModelId) -> Option<&'static str> {
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    registry.get(model).map(|h| h.name())
+}
+
 /// Tells subscribers that the record in `envelope` changed.
 pub(crate) fn tell(shared: &Shared, envelope: &Envelope, kind: ChangeKind, origin: Origin) {
-    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-    let model = registry
-        .get(envelope.model())
-        .map(|h| h.name())
-        .unwrap_or("?");
+    let model = model_name(shared, envelope.model()).unwrap_or("?");
     // Nobody listening is fine: events are best-effort by design.
     let _ = shared.events.send(Event::Record {
         model,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::event::Event;
 use super::stats::Counters;
 use super::{NodeError, Shared};
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteTransaction};
 
 /// The first wait between probes; it doubles up to [`MAX_BACKOFF`].
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -46,6 +46,19 @@ pub(crate) fn ready(shared: &Shared) -> Result<(), NodeError> {
         return Ok(());
     }
     probe(shared).map_err(NodeError::Store)
+}
+
+/// Runs `f` in one write transaction and commits it if `f` returns `Ok`
+/// ([`Store::write`](crate::store::Store::write)); a storage I/O failure on
+/// the way marks the node degraded. Blocking.
+pub(crate) fn write<T>(
+    shared: &Shared,
+    f: impl FnOnce(&WriteTransaction) -> Result<T, NodeError>,
+) -> Result<T, NodeError> {
+    shared
+        .store
+        .write(f)
+        .inspect_err(|error| check(shared, error))
 }
 
 /// Looks at an error from a storage task: an I/O failure marks the node

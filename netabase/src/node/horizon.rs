@@ -77,23 +77,16 @@ pub(crate) fn caught_up(shared: &Shared, started: Timestamp) -> bool {
 
 /// Writes the in-memory catch-up watermark to the store. Blocking.
 pub(crate) fn persist_synced(shared: &Shared) -> Result<(), NodeError> {
-    (|| {
-        let txn = shared.store.begin_write()?;
+    health::write(shared, |txn| {
         // Read inside the transaction, so concurrent writers store the latest.
         txn.set_sync_meta(SYNCED_AT, shared.synced_at.load(Ordering::Acquire))?;
-        txn.commit()?;
         Ok(())
-    })()
-    .inspect_err(|error| health::check(shared, error))
+    })
 }
 
 /// Collects deletes older than the cutoff from the store and the Kademlia
 /// view. Blocking. Returns how many were collected.
 pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
-    collect(shared).inspect_err(|error| health::check(shared, error))
-}
-
-fn collect(shared: &Shared) -> Result<usize, NodeError> {
     let cutoff = gc_cutoff(shared);
     if cutoff == 0 {
         return Ok(0);
@@ -102,9 +95,8 @@ fn collect(shared: &Shared) -> Result<usize, NodeError> {
     if keys.is_empty() {
         return Ok(0);
     }
-    let txn = shared.store.begin_write()?;
-    let mut collected = Vec::with_capacity(keys.len());
-    {
+    let collected = health::write(shared, |txn| {
+        let mut collected = Vec::with_capacity(keys.len());
         let mut table = txn.envelope_table()?;
         for key in keys {
             // A newer put may have replaced the delete since the view was read.
@@ -117,8 +109,8 @@ fn collect(shared: &Shared) -> Result<usize, NodeError> {
                 collected.push(key);
             }
         }
-    }
-    txn.commit()?;
+        Ok(collected)
+    })?;
     for key in &collected {
         shared.cache.remove(key);
     }
@@ -141,19 +133,8 @@ pub(crate) fn drop_ghosts(
     ours: Watermarks,
     theirs: Watermarks,
 ) -> Result<usize, NodeError> {
-    drop_checked(shared, peer, keys, ours, theirs).inspect_err(|error| health::check(shared, error))
-}
-
-fn drop_checked(
-    shared: &Shared,
-    peer: PeerId,
-    keys: &[Vec<u8>],
-    ours: Watermarks,
-    theirs: Watermarks,
-) -> Result<usize, NodeError> {
-    let txn = shared.store.begin_write()?;
-    let mut dropped = Vec::new();
-    {
+    let dropped = health::write(shared, |txn| {
+        let mut dropped = Vec::new();
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut table = txn.envelope_table()?;
         for key in keys {
@@ -168,14 +149,14 @@ fn drop_checked(
             }
             if !envelope.is_tombstone() {
                 if let Some(handler) = registry.get(envelope.model()) {
-                    handler.remove(&txn, envelope.key())?;
+                    handler.remove(txn, envelope.key())?;
                 }
             }
             table.remove(key)?;
             dropped.push(envelope);
         }
-    }
-    txn.commit()?;
+        Ok(dropped)
+    })?;
     for envelope in &dropped {
         shared.cache.remove(&envelope.record_key());
         if !envelope.is_tombstone() {

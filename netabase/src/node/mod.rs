@@ -384,7 +384,7 @@ impl Netabase {
             let envelope =
                 Envelope::seal(&shared.keypair, &record, stamp::<M>(&shared, &record.key()))?;
             check_size(&shared, &envelope, M::NAME)?;
-            apply::apply_staged(&shared, &envelope, Origin::Local, || {
+            apply::apply_staged(&shared, &envelope, || {
                 let _ = staged_tx.send(envelope.clone());
             })
             .map(drop)
@@ -785,7 +785,7 @@ fn commit_local(
     model: &'static str,
 ) -> Result<(), NodeError> {
     check_size(shared, envelope, model)?;
-    apply::apply(shared, envelope, Origin::Local)
+    apply::apply(shared, envelope)
         .map(drop)
         .map_err(refused_error)
 }

@@ -7,9 +7,8 @@ use std::marker::PhantomData;
 use crate::codec::{self, Envelope, EnvelopeError};
 use crate::model::{ModelId, NetabaseModel};
 use crate::store::{StoreError, WriteTransaction};
-use crate::sync::reconcile;
 
-use super::NodeError;
+use super::{apply, NodeError};
 
 /// One registered model, type-erased.
 pub(crate) trait ModelHandler: Send + Sync + 'static {
@@ -127,25 +126,16 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             }
         }
         for pk in holders {
-            let key = codec::record_key(M::ID, &pk);
-            if !load(&key, &mut candidates)? {
-                // In the tree with no envelope: written straight into the
-                // store, not synced. It keeps its value.
-                continue;
-            }
+            // One in the tree with no envelope was written straight into the
+            // store, not synced: it is no candidate and keeps its value.
+            load(&codec::record_key(M::ID, &pk), &mut candidates)?;
         }
         // Take them all out, then put them back, earliest first.
         for (envelope, _) in candidates.values() {
             tree.remove_encoded(envelope.key())?;
         }
         let mut order: Vec<_> = candidates.iter().collect();
-        order.sort_by(|a, b| {
-            let (a, b) = (&a.1 .0, &b.1 .0);
-            a.version()
-                .cmp(&b.version())
-                .then_with(|| reconcile::digest(a.as_bytes()).cmp(&reconcile::digest(b.as_bytes())))
-        });
-        let was_listed: std::collections::HashSet<&Vec<u8>> = listed.iter().collect();
+        order.sort_by(|a, b| apply::precedence(&a.1 .0, &b.1 .0));
         let mut settled = Settled::default();
         for (key, (_, record)) in order {
             let Some(record) = record else {
@@ -154,7 +144,7 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             };
             match tree.put(record) {
                 Ok(_) => {
-                    if conflicts.remove(key)? && was_listed.contains(key) {
+                    if conflicts.remove(key)? {
                         settled.promoted.push(key.clone());
                     }
                 }

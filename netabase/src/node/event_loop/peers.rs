@@ -156,24 +156,8 @@ impl Peers {
     /// Housekeeping: peers whose ban ended (to unblock) and peers due a
     /// catch-up retry.
     pub(super) fn tick(&mut self, now: Instant) -> (Vec<PeerId>, Vec<PeerId>) {
-        let unbanned: Vec<PeerId> = self
-            .banned
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in &unbanned {
-            self.banned.remove(peer);
-        }
-        let due: Vec<PeerId> = self
-            .retries
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in &due {
-            self.retries.remove(peer);
-        }
+        let unbanned = take_due(&mut self.banned, now);
+        let due = take_due(&mut self.retries, now);
         let stale: Vec<InboundRequestId> = self
             .serving
             .iter()
@@ -185,4 +169,17 @@ impl Peers {
         }
         (unbanned, due)
     }
+}
+
+/// Removes and returns the peers whose time in `times` has come.
+fn take_due(times: &mut HashMap<PeerId, Instant>, now: Instant) -> Vec<PeerId> {
+    let due: Vec<PeerId> = times
+        .iter()
+        .filter(|(_, at)| **at <= now)
+        .map(|(peer, _)| *peer)
+        .collect();
+    for peer in &due {
+        times.remove(peer);
+    }
+    due
 }

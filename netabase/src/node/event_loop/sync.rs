@@ -292,16 +292,8 @@ impl EventLoop {
     }
 
     fn progress_event(&self, peer: PeerId, model: ModelId, progress: Progress) {
-        let name = {
-            let registry = self
-                .shared
-                .registry
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            match registry.get(model) {
-                Some(handler) => handler.name(),
-                None => return,
-            }
+        let Some(name) = apply::model_name(&self.shared, model) else {
+            return;
         };
         let _ = self.shared.events.send(Event::CatchUp {
             peer,
