@@ -17,8 +17,10 @@ use netabase::store::Lookup;
 use netabase::NetabaseModel;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// A short note.
+/// A short note. Named explicitly, so other programs that declare the same
+/// model (in any module) share its records.
 #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+#[netabase(name = "Note")]
 pub struct Note {
     #[primary_key]
     pub id: u64,

@@ -20,7 +20,9 @@ pub mod models {
         pub zip: u32,
     }
 
+    /// Named explicitly: its stored identity survives a move or rename.
     #[derive(NetabaseModel, Clone, Debug, PartialEq, Eq)]
+    #[netabase(name = "User")]
     pub struct User {
         #[primary_key]
         pub id: u64,
@@ -32,6 +34,7 @@ pub mod models {
         pub address: Option<Address>,
     }
 
+    /// Named by default: `netabase_workspace::models::Post`.
     #[derive(NetabaseModel, Clone, Debug, PartialEq, Eq)]
     pub struct Post {
         #[primary_key]

@@ -318,7 +318,10 @@ fn secondary_keys_are_typed() {
     assert!(keys.contains(&PostSecondaryKey::Editor(PostEditorKey("ed".into()))));
     assert!(keys.contains(&PostSecondaryKey::Score(PostScoreKey(-2))));
     assert_eq!(keys.len(), 5);
-    assert_eq!(<Post as netabase::NetabaseModel>::NAME, "Post");
+    assert_eq!(
+        <Post as netabase::NetabaseModel>::NAME,
+        "netabase_workspace::models::Post"
+    );
     assert_eq!(<Post as netabase::NetabaseModel>::INDEXES.len(), 4);
     assert!(<Post as netabase::NetabaseModel>::INDEXES[3].unique);
 }
@@ -479,7 +482,7 @@ fn malformed_payloads_are_errors() {
     bytes.push(0);
     assert!(matches!(
         codec::decode::<User>(&bytes),
-        Err(CodecError::TrailingBytes { extra: 1, .. })
+        Err(CodecError::Decode { .. })
     ));
 }
 

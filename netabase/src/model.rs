@@ -11,12 +11,19 @@ use crate::key::{KeyBuf, KeyEncode};
 pub trait NetabaseModel:
     bincode::Encode + bincode::Decode<()> + Sized + Send + Sync + 'static
 {
-    /// The model's name: the struct's ident. Part of the on-disk and wire format.
+    /// The model's stored name, its identity on disk and on the wire: the
+    /// one given with `#[netabase(name = "..")]`, else the module path and
+    /// the struct's ident (`my_app::models::User`). Moving or renaming a
+    /// model without an explicit name gives it a new identity (and new,
+    /// empty tables); name it explicitly to keep its data and its peers.
     const NAME: &'static str;
     /// Name of the redb table holding the records.
     const TABLE: &'static str;
     /// Short stable id derived from [`NAME`](Self::NAME).
     const ID: ModelId = ModelId::from_name(Self::NAME);
+    /// A hash of the model's fields (names, types and key roles, in order):
+    /// two different types registered under one name are told apart by it.
+    const SCHEMA: u64 = 0;
     /// The secondary indexes, in field order; entry `i` is index number `i`.
     const INDEXES: &'static [IndexSpec];
 

@@ -10,6 +10,8 @@ use crate::keyty::{self, Shape};
 
 pub struct Model<'a> {
     pub ident: &'a Ident,
+    /// The stored name given with `#[netabase(name = "..")]`.
+    pub name: Option<String>,
     pub vis: &'a Visibility,
     pub fields: Vec<Field<'a>>,
 }
@@ -82,8 +84,10 @@ impl<'a> Model<'a> {
             .iter()
             .filter_map(|field| Field::from_syn(cx, field))
             .collect();
+        let attrs = attr::parse_model(cx, &input.attrs);
         Some(Model {
             ident: &input.ident,
+            name: attrs.name,
             vis: &input.vis,
             fields,
         })

@@ -1,6 +1,7 @@
-//! Field attributes: `#[primary_key]`, `#[secondary_key]`,
-//! `#[secondary_key(unique)]`. Also spots near-misses of those names, which the
-//! compiler would otherwise report only as an unknown attribute.
+//! Attributes: `#[netabase(name = "..")]` on the struct; `#[primary_key]`,
+//! `#[secondary_key]` and `#[secondary_key(unique)]` on fields. Also spots
+//! near-misses of the field attributes' names, which the compiler would
+//! otherwise report only as an unknown attribute.
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
@@ -9,6 +10,69 @@ use crate::ctxt::Ctxt;
 
 pub const PRIMARY_KEY: &str = "primary_key";
 pub const SECONDARY_KEY: &str = "secondary_key";
+pub const NETABASE: &str = "netabase";
+
+/// What the `#[netabase(..)]` attributes on the struct ask for.
+#[derive(Default)]
+pub struct ModelAttrs {
+    /// The stored name given with `name = ".."`.
+    pub name: Option<String>,
+}
+
+pub fn parse_model(cx: &Ctxt, attrs: &[syn::Attribute]) -> ModelAttrs {
+    let mut out = ModelAttrs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident(NETABASE)) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                let name = lit.value();
+                if let Some(problem) = name_problem(&name) {
+                    cx.error_spanned_by(&lit, problem);
+                } else if out.name.is_some() {
+                    cx.error_spanned_by(&lit, "duplicate `name` option");
+                } else {
+                    out.name = Some(name);
+                }
+                Ok(())
+            } else {
+                let name = quote::ToTokens::to_token_stream(&meta.path).to_string();
+                cx.error_spanned_by(
+                    &meta.path,
+                    format!("unknown #[netabase] option `{name}`; the only option is `name = \"..\"`"),
+                );
+                skip_value(&meta)
+            }
+        });
+        if let Err(err) = result {
+            cx.push(err);
+        }
+    }
+    out
+}
+
+/// Why a stored model name is unusable, if it is: it names redb tables
+/// (`netabase/<name>/records`), so it must be non-empty and free of `/`.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("a model name cannot be empty")
+    } else if name.contains('/') {
+        Some("a model name cannot contain `/` (it is part of the model's table names)")
+    } else if name.len() > 200 {
+        Some("a model name can be at most 200 bytes long")
+    } else {
+        None
+    }
+}
+
+/// Skips an unknown option's value, if any, so parsing can go on.
+fn skip_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let _: syn::Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _: proc_macro2::Group = meta.input.parse()?;
+    }
+    Ok(())
+}
 
 /// What the attributes on one field ask for.
 #[derive(Default)]
@@ -73,13 +137,7 @@ fn parse_secondary_options(cx: &Ctxt, attr: &syn::Attribute) -> bool {
                 &meta.path,
                 format!("unknown #[secondary_key] option `{name}`; the only option is `unique`"),
             );
-            // Skip the option's value, if any, so parsing can go on.
-            if meta.input.peek(syn::Token![=]) {
-                let _: syn::Expr = meta.value()?.parse()?;
-            } else if meta.input.peek(syn::token::Paren) {
-                let _: proc_macro2::Group = meta.input.parse()?;
-            }
-            Ok(())
+            skip_value(&meta)
         }
     });
     if let Err(err) = result {

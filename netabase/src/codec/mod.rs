@@ -32,22 +32,16 @@ pub enum CodecError {
         #[source]
         source: bincode::error::EncodeError,
     },
-    /// The bytes are not a valid encoding of the model.
-    #[error("bytes are not a valid `{model}` record")]
+    /// The bytes are not a valid encoding of the model: corrupt, of another
+    /// model, or written while the model had other fields (a field added,
+    /// removed or retyped since reads this way, whatever the change).
+    #[error("bytes are not a valid `{model}` record (corrupt, or written while the model had other fields)")]
     Decode {
         /// The model's name.
         model: &'static str,
         /// What bincode reported.
         #[source]
         source: bincode::error::DecodeError,
-    },
-    /// The bytes decode but leave bytes unread: a different or newer layout.
-    #[error("`{model}` record has {extra} trailing bytes")]
-    TrailingBytes {
-        /// The model's name.
-        model: &'static str,
-        /// How many bytes were left over.
-        extra: usize,
     },
     /// The identity key refused to sign.
     #[error("could not sign a record with the node's identity key")]
@@ -103,8 +97,8 @@ pub fn encode<M: NetabaseModel>(model: &M) -> Result<Vec<u8>, CodecError> {
 ///
 /// # Errors
 ///
-/// [`CodecError::Decode`] for bytes that are not a `M`, [`CodecError::TrailingBytes`]
-/// for a valid `M` followed by more bytes. Never panics, whatever the bytes.
+/// [`CodecError::Decode`] for bytes that are not a `M`, including a valid
+/// `M` followed by more bytes. Never panics, whatever the bytes.
 pub fn decode<M: NetabaseModel>(bytes: &[u8]) -> Result<M, CodecError> {
     let (model, read) =
         bincode::decode_from_slice::<M, _>(bytes, CONFIG).map_err(|source| CodecError::Decode {
@@ -112,9 +106,12 @@ pub fn decode<M: NetabaseModel>(bytes: &[u8]) -> Result<M, CodecError> {
             source,
         })?;
     if read != bytes.len() {
-        return Err(CodecError::TrailingBytes {
+        return Err(CodecError::Decode {
             model: M::NAME,
-            extra: bytes.len() - read,
+            source: bincode::error::DecodeError::OtherString(format!(
+                "{} bytes left over after the record",
+                bytes.len() - read
+            )),
         });
     }
     Ok(model)

@@ -66,8 +66,9 @@ pub enum NodeError {
         /// The model's name.
         model: &'static str,
     },
-    /// Two registered models share a model id.
-    #[error("models `{first}` and `{second}` have the same model id; rename one")]
+    /// Two different models would be stored under one model id: the same
+    /// name with different fields, or (rarely) two names whose ids collide.
+    #[error("models `{first}` and `{second}` would share a model id (the same name with different fields, or colliding names); give one another name with #[netabase(name = \"..\")]")]
     ModelIdClash {
         /// The model registered first.
         first: &'static str,

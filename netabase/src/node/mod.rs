@@ -229,15 +229,24 @@ impl Netabase {
     /// Registers model `M`, so records of it from peers are accepted and land
     /// in its typed tree. Register every model before starting the swarm.
     ///
+    /// If `M`'s secondary indexes changed since this directory was last
+    /// used, they are rebuilt here (see [`Store::register`]); this blocks
+    /// on disk I/O for as long as that takes.
+    ///
     /// # Errors
     ///
-    /// [`NodeError::ModelIdClash`] if another registered model has the same id.
+    /// [`NodeError::ModelIdClash`] if another model is registered under the
+    /// same name with other fields (or, rarely, under a colliding id); a
+    /// store error if rebuilding an index fails (`M` is then not registered).
     pub fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
-        self.shared
+        let mut registry = self
+            .shared
             .registry
             .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .register::<M>()
+            .unwrap_or_else(|e| e.into_inner());
+        registry.check::<M>()?;
+        self.shared.store.register::<M>()?;
+        registry.register::<M>()
     }
 
     /// This node's peer id.
@@ -730,7 +739,7 @@ impl Netabase {
             .registry
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        if registry.contains(M::ID) {
+        if registry.is_registered::<M>() {
             Ok(())
         } else {
             Err(NodeError::NotRegistered { model: M::NAME })

@@ -13,6 +13,8 @@ use super::{apply, NodeError};
 /// One registered model, type-erased.
 pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// The model's schema hash ([`NetabaseModel::SCHEMA`]).
+    fn schema(&self) -> u64;
     /// Checks that the envelope holds a valid record of this model.
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
     /// Writes many envelopes' records (or deletes) of this model, opening its
@@ -59,6 +61,10 @@ struct Handler<M>(PhantomData<fn() -> M>);
 impl<M: NetabaseModel> ModelHandler for Handler<M> {
     fn name(&self) -> &'static str {
         M::NAME
+    }
+
+    fn schema(&self) -> u64 {
+        M::SCHEMA
     }
 
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError> {
@@ -167,15 +173,25 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn register<M: NetabaseModel>(&mut self) -> Result<(), NodeError> {
-        if let Some(existing) = self.models.get(&M::ID) {
-            if existing.name() == M::NAME {
-                return Ok(());
+    /// Fails if `M` cannot be registered beside the models already here.
+    pub(crate) fn check<M: NetabaseModel>(&self) -> Result<(), NodeError> {
+        match self.models.get(&M::ID) {
+            // The same type, or another with the same name and fields (a
+            // copy of the model): both read and write the same records.
+            Some(existing) if existing.name() != M::NAME || existing.schema() != M::SCHEMA => {
+                Err(NodeError::ModelIdClash {
+                    first: existing.name(),
+                    second: M::NAME,
+                })
             }
-            return Err(NodeError::ModelIdClash {
-                first: existing.name(),
-                second: M::NAME,
-            });
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn register<M: NetabaseModel>(&mut self) -> Result<(), NodeError> {
+        self.check::<M>()?;
+        if self.models.contains_key(&M::ID) {
+            return Ok(());
         }
         self.models
             .insert(M::ID, Box::new(Handler::<M>(PhantomData)));
@@ -186,7 +202,10 @@ impl Registry {
         self.models.get(&id).map(|h| h.as_ref())
     }
 
-    pub(crate) fn contains(&self, id: ModelId) -> bool {
-        self.models.contains_key(&id)
+    /// Whether `M` itself (or a copy: same name and fields) is registered.
+    pub(crate) fn is_registered<M: NetabaseModel>(&self) -> bool {
+        self.models
+            .get(&M::ID)
+            .is_some_and(|h| h.name() == M::NAME && h.schema() == M::SCHEMA)
     }
 }

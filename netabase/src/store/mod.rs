@@ -32,6 +32,7 @@
 
 mod envelopes;
 mod error;
+mod layout;
 mod lookup;
 mod read;
 mod records;
@@ -197,6 +198,7 @@ impl StoreBuilder {
                 db: RwLock::new(Some(Arc::new(db))),
                 durability: self.durability,
                 reopen,
+                checked: Arc::new(layout::Checked::default()),
             }),
         }
     }
@@ -226,6 +228,8 @@ struct Inner {
     durability: Durability,
     /// `None` for in-memory databases, which have no disk to fail.
     reopen: Option<Reopen>,
+    /// Models whose index layout was checked against the file.
+    checked: Arc<layout::Checked>,
 }
 
 /// The next store's id.
@@ -289,7 +293,7 @@ impl Store {
             .db()?
             .begin_read()
             .map_err(storage("begin a read transaction"))?;
-        Ok(ReadTransaction::new(txn))
+        Ok(ReadTransaction::new(txn, self.clone()))
     }
 
     /// Starts a write transaction with the store's durability, waiting for
@@ -308,7 +312,33 @@ impl Store {
             .db()?
             .begin_write()
             .map_err(storage("begin a write transaction"))?;
-        WriteTransaction::new(txn, self.inner.durability, self.inner.id)
+        WriteTransaction::new(
+            txn,
+            self.inner.durability,
+            self.inner.id,
+            self.inner.checked.clone(),
+        )
+    }
+
+    /// Checks model `M`'s secondary indexes against the ones this file was
+    /// written with, and rebuilds added or changed ones now (and drops
+    /// removed ones), in one transaction, logging what it did. Otherwise
+    /// this happens the first time the process opens `M`'s tree; call it at
+    /// start-up to pay for a rebuild there. Cheap once done.
+    ///
+    /// # Errors
+    ///
+    /// As [`WriteTransaction::open_tree`]: notably [`StoreError::Codec`] if a
+    /// stored record no longer decodes as `M`; nothing changes then.
+    pub fn register<M: NetabaseModel>(&self) -> Result<(), StoreError> {
+        if self.inner.checked.contains::<M>() {
+            return Ok(());
+        }
+        if layout::is_current::<M>(self.begin_read()?.raw())? {
+            self.inner.checked.insert::<M>();
+            return Ok(());
+        }
+        self.write(|txn| txn.open_tree::<M>().map(drop))
     }
 
     /// Runs `f` in a write transaction and commits if it returns `Ok`; on
@@ -399,6 +429,12 @@ impl Store {
             .db()?
             .begin_write()
             .map_err(storage("begin a write transaction"))?;
-        WriteTransaction::new(txn, Durability::Immediate, self.inner.id)?.commit()
+        WriteTransaction::new(
+            txn,
+            Durability::Immediate,
+            self.inner.id,
+            self.inner.checked.clone(),
+        )?
+        .commit()
     }
 }

@@ -2,11 +2,13 @@
 
 use std::cell::OnceCell;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::ops::RangeBounds;
 
 use redb::ReadOnlyTable;
 
 use super::error::{open_table_error, storage, StoreError};
+use super::layout;
 use super::lookup::{self, impl_lookup, TableAccess};
 use super::records::Records;
 use super::tables::{self, ByteBounds, Bytes, KeyBytes, ReadTable};
@@ -16,12 +18,16 @@ use crate::model::NetabaseModel;
 /// A read-only snapshot of the store. Trees opened from it see the data as of
 /// [`Store::begin_read`](super::Store::begin_read), whatever is committed later.
 pub struct ReadTransaction {
-    inner: redb::ReadTransaction,
+    inner: Arc<redb::ReadTransaction>,
+    store: super::Store,
 }
 
 impl ReadTransaction {
-    pub(crate) fn new(inner: redb::ReadTransaction) -> Self {
-        ReadTransaction { inner }
+    pub(crate) fn new(inner: redb::ReadTransaction, store: super::Store) -> Self {
+        ReadTransaction {
+            inner: Arc::new(inner),
+            store,
+        }
     }
 
     pub(crate) fn raw(&self) -> &redb::ReadTransaction {
@@ -31,13 +37,30 @@ impl ReadTransaction {
     /// Opens the tree of model `M`. Cheap: index tables are opened on their
     /// first lookup, and each table at most once per tree.
     ///
+    /// If the model's secondary indexes changed since the file was written
+    /// and no write has rebuilt them yet, they are rebuilt first (a write
+    /// transaction of its own), and this tree reads a snapshot taken after
+    /// that.
+    ///
     /// # Errors
     ///
-    /// Fails if the database cannot be read.
+    /// Fails if the database cannot be read, or as
+    /// [`WriteTransaction::open_tree`](super::WriteTransaction::open_tree)
+    /// if a rebuild fails ([`StoreError::WriteInProgress`] if this thread
+    /// holds the write transaction it needs).
     pub fn open_tree<M: NetabaseModel>(&self) -> Result<ReadTree<'_, M>, StoreError> {
+        let mut txn = self.inner.clone();
+        if !self.store.inner.checked.contains::<M>() {
+            if layout::is_current::<M>(&self.inner)? {
+                self.store.inner.checked.insert::<M>();
+            } else {
+                self.store.register::<M>()?;
+                txn = self.store.begin_read()?.inner;
+            }
+        }
         Ok(ReadTree {
-            txn: &self.inner,
-            records: open_optional(&self.inner, tables::records_table::<M>(), M::NAME)?,
+            records: open_optional(&txn, tables::records_table::<M>(), M::NAME)?,
+            txn,
             indexes: OnceCell::new(),
             _model: PhantomData,
         })
@@ -61,10 +84,10 @@ fn open_optional(
 /// The tree of model `M` within a [`ReadTransaction`]. Reads through
 /// [`Lookup`](super::Lookup) and the generated `<Model>Queries` trait.
 pub struct ReadTree<'txn, M> {
-    txn: &'txn redb::ReadTransaction,
+    txn: Arc<redb::ReadTransaction>,
     records: Option<ReadOnlyTable<KeyBytes, Bytes>>,
     indexes: OnceCell<Box<[OnceCell<Option<ReadTable>>]>>,
-    _model: PhantomData<fn() -> M>,
+    _model: PhantomData<fn(&'txn ()) -> M>,
 }
 
 impl<M: NetabaseModel> ReadTree<'_, M> {
@@ -117,7 +140,7 @@ impl<M: NetabaseModel> TableAccess<M> for ReadTree<'_, M> {
         if let Some(table) = cells[index].get() {
             return Ok(table.as_ref());
         }
-        let table = open_optional(self.txn, tables::index_table(spec), M::NAME)?;
+        let table = open_optional(&self.txn, tables::index_table(spec), M::NAME)?;
         Ok(cells[index].get_or_init(|| table).as_ref())
     }
 }

@@ -10,6 +10,7 @@ use redb::{ReadableTable, Table};
 
 use super::error::{open_table_error, storage, StoreError};
 use super::lookup::{self, impl_lookup, TableAccess};
+use super::layout::{self, Checked};
 use super::records::Records;
 use super::tables::{self, ByteBounds, Bytes, KeyBytes};
 use super::Durability;
@@ -22,6 +23,10 @@ use crate::model::{IndexEntries, NetabaseModel};
 /// [`abort`](Self::abort)) discards every write.
 pub struct WriteTransaction {
     inner: redb::WriteTransaction,
+    /// The store's record of which models' layouts are checked.
+    checked: std::sync::Arc<Checked>,
+    /// Models whose layout this transaction checked: recorded on commit.
+    checking: Mutex<Vec<(&'static str, std::any::TypeId)>>,
     _held: Held,
 }
 
@@ -70,6 +75,7 @@ impl WriteTransaction {
         mut inner: redb::WriteTransaction,
         durability: Durability,
         store: u64,
+        checked: std::sync::Arc<Checked>,
     ) -> Result<Self, StoreError> {
         inner
             .set_durability(durability.to_redb())
@@ -78,6 +84,8 @@ impl WriteTransaction {
         Held::held().push((store, thread));
         Ok(WriteTransaction {
             inner,
+            checked,
+            checking: Mutex::new(Vec::new()),
             _held: Held { store, thread },
         })
     }
@@ -86,28 +94,27 @@ impl WriteTransaction {
     /// Trees of different models can be open at once; the same model's tree
     /// can be open only once at a time.
     ///
+    /// The first time a process opens a model's tree, its secondary indexes
+    /// are checked against the ones the file was written with; added or
+    /// changed indexes are rebuilt from the records in this transaction
+    /// (and logged), removed ones dropped.
+    ///
     /// # Errors
     ///
     /// [`StoreError::TreeAlreadyOpen`] if this model's tree is already open in
-    /// this transaction; [`StoreError::Storage`] if the database fails.
+    /// this transaction; [`StoreError::Storage`] if the database fails; while
+    /// rebuilding an index, [`StoreError::Codec`] if a stored record no
+    /// longer decodes as `M`, or [`StoreError::UniqueViolation`] if an index
+    /// made unique finds a value two records share.
     pub fn open_tree<M: NetabaseModel>(&self) -> Result<WriteTree<'_, M>, StoreError> {
-        let records = self
-            .inner
-            .open_table(tables::records_table::<M>())
-            .map_err(open_table_error(M::NAME))?;
-        let indexes = M::INDEXES
-            .iter()
-            .map(|spec| self.inner.open_table(tables::index_table(spec)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(open_table_error(M::NAME))?;
-        Ok(WriteTree {
-            records,
-            indexes,
-            payload: Vec::new(),
-            old_entries: IndexEntries::new(),
-            new_entries: IndexEntries::new(),
-            _model: PhantomData,
-        })
+        if !self.checked.contains::<M>() {
+            layout::upgrade::<M>(&self.inner)?;
+            self.checking
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((M::TABLE, std::any::TypeId::of::<M>()));
+        }
+        WriteTree::open(&self.inner)
     }
 
     pub(crate) fn raw(&self) -> &redb::WriteTransaction {
@@ -122,7 +129,11 @@ impl WriteTransaction {
     /// [`StoreError::Storage`] if the commit fails (for example on a full
     /// disk); nothing of the transaction is then committed.
     pub fn commit(self) -> Result<(), StoreError> {
-        self.inner.commit().map_err(storage("commit"))
+        self.inner.commit().map_err(storage("commit"))?;
+        for (table, model) in self.checking.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            self.checked.insert_type(table, model);
+        }
+        Ok(())
     }
 
     /// Discards every write of this transaction.
@@ -145,6 +156,62 @@ pub struct WriteTree<'txn, M> {
     old_entries: IndexEntries,
     new_entries: IndexEntries,
     _model: PhantomData<fn() -> M>,
+}
+
+impl<'txn, M: NetabaseModel> WriteTree<'txn, M> {
+    pub(super) fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, StoreError> {
+        let records = txn
+            .open_table(tables::records_table::<M>())
+            .map_err(open_table_error(M::NAME))?;
+        let indexes = M::INDEXES
+            .iter()
+            .map(|spec| txn.open_table(tables::index_table(spec)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(open_table_error(M::NAME))?;
+        Ok(WriteTree {
+            records,
+            indexes,
+            payload: Vec::new(),
+            old_entries: IndexEntries::new(),
+            new_entries: IndexEntries::new(),
+            _model: PhantomData,
+        })
+    }
+
+    /// Fills the (empty) indexes numbered `which` from every record.
+    pub(super) fn rebuild_indexes(&mut self, which: &[usize]) -> Result<(), StoreError> {
+        let WriteTree {
+            records,
+            indexes,
+            new_entries,
+            ..
+        } = self;
+        for entry in records.iter().map_err(storage("read records"))? {
+            let (key, value) = entry.map_err(storage("read records"))?;
+            let key = key.value();
+            new_entries.clear();
+            codec::decode::<M>(value.value())?.index_entries(new_entries);
+            check_indexes::<M>(new_entries)?;
+            for (index, value) in new_entries.iter() {
+                if !which.contains(&index) {
+                    continue;
+                }
+                let spec = &M::INDEXES[index];
+                tables::check_key_len(M::NAME, value)?;
+                let entry = tables::index_entry_key(spec, value, key);
+                let previous = indexes[index]
+                    .insert(entry.as_slice(), tables::index_entry_value(spec, key))
+                    .map_err(storage("update an index"))?;
+                if spec.unique && previous.is_some_and(|owner| owner.value() != key) {
+                    return Err(StoreError::UniqueViolation {
+                        model: M::NAME,
+                        index: spec.name,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<M: NetabaseModel> WriteTree<'_, M> {

@@ -14,9 +14,17 @@ pub fn expand(model: &Model) -> TokenStream {
     };
     let p = private();
     let ident = model.ident;
-    let name = ident.to_string();
-    // Table names are part of the on-disk format: renaming a model moves its data.
-    let table = format!("netabase/{name}/records");
+    // The stored name is the model's identity on disk and on the wire: an
+    // explicit one survives moves and renames; the default, the module path
+    // plus the ident, tells apart same-named structs of different modules.
+    let name = match &model.name {
+        Some(name) => quote!(#name),
+        None => {
+            let ident = ident.to_string();
+            quote!(::core::concat!(::core::module_path!(), "::", #ident))
+        }
+    };
+    let table = quote!(::core::concat!("netabase/", #name, "/records"));
     let key = names::primary_key(model);
     let enum_ident = names::secondary_enum(model);
     let pk_field = primary.ident;
@@ -29,7 +37,7 @@ pub fn expand(model: &Model) -> TokenStream {
             continue;
         };
         let field_name = field.name();
-        let table = format!("netabase/{name}/index/{field_name}");
+        let table = quote!(::core::concat!("netabase/", #name, "/index/", #field_name));
         specs.push(quote! {
             #p::IndexSpec { name: #field_name, table: #table, unique: #unique }
         });
@@ -77,10 +85,12 @@ pub fn expand(model: &Model) -> TokenStream {
         }
     }
 
+    let schema = schema_hash(model);
     quote! {
         #[automatically_derived]
         impl #p::NetabaseModel for #ident {
             const NAME: &'static str = #name;
+            const SCHEMA: u64 = #schema;
             const TABLE: &'static str = #table;
             const INDEXES: &'static [#p::IndexSpec] = &[#(#specs),*];
             type Key = #key;
@@ -108,4 +118,25 @@ pub fn expand(model: &Model) -> TokenStream {
             }
         }
     }
+}
+
+/// A hash of the model's layout as written: each field's name, type and key
+/// role, in order. Two types registered under one name with different
+/// layouts are told apart by it.
+fn schema_hash(model: &Model) -> u64 {
+    let mut text = String::new();
+    for field in &model.fields {
+        let role = match &field.role {
+            Role::Plain => "",
+            Role::Primary { .. } => "primary",
+            Role::Secondary { unique: true, .. } => "unique",
+            Role::Secondary { unique: false, .. } => "secondary",
+        };
+        let ty = quote::ToTokens::to_token_stream(field.ty).to_string();
+        text.push_str(&format!("{}:{ty}:{role};", field.name()));
+    }
+    // FNV-1a, 64 bits: stable across compilers, unlike `DefaultHasher`.
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

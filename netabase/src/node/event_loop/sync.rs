@@ -583,7 +583,7 @@ impl EventLoop {
                 .registry
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
-            keys.retain(|key| model_of(key).is_some_and(|model| registry.contains(model)));
+            keys.retain(|key| model_of(key).is_some_and(|model| registry.get(model).is_some()));
         }
         if keys.is_empty() {
             return;

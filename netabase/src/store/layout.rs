@@ -1,0 +1,154 @@
+//! Each model's index layout as last written to the file
+//! (`netabase/layouts`: records table name -> one line per secondary index,
+//! its table and whether it is unique). When a model's indexes change
+//! between builds (a `#[secondary_key]` added, removed or made unique), the
+//! first write transaction that opens its tree rebuilds the changed indexes
+//! from the records, in that transaction, so no record is ever missing from
+//! an index it belongs to.
+
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::error::{storage, StoreError};
+use super::tables::{self, Bytes, KeyBytes};
+use crate::model::NetabaseModel;
+
+const LAYOUTS: TableDefinition<'static, &'static str, &'static str> =
+    TableDefinition::new("netabase/layouts");
+
+/// Which model type's layout each records table is known to have in the
+/// file, so a model is checked once per process, not on every transaction.
+/// By type: two types stored under one name (two versions of a model in
+/// one test, say) each check, and the last one checked is the file's.
+#[derive(Default)]
+pub(crate) struct Checked(Mutex<HashMap<&'static str, TypeId>>);
+
+impl Checked {
+    pub(crate) fn contains<M: NetabaseModel>(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(M::TABLE)
+            == Some(&TypeId::of::<M>())
+    }
+
+    pub(crate) fn insert<M: NetabaseModel>(&self) {
+        self.insert_type(M::TABLE, TypeId::of::<M>());
+    }
+
+    pub(crate) fn insert_type(&self, table: &'static str, model: TypeId) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(table, model);
+    }
+}
+
+/// `M`'s index layout in its stored form.
+fn layout<M: NetabaseModel>() -> String {
+    M::INDEXES
+        .iter()
+        .map(|spec| format!("{}\t{}\n", spec.table, if spec.unique { 'u' } else { 'n' }))
+        .collect()
+}
+
+/// Whether `M`'s stored layout is the current one (a model never written
+/// has nothing to rebuild).
+pub(crate) fn is_current<M: NetabaseModel>(
+    txn: &redb::ReadTransaction,
+) -> Result<bool, StoreError> {
+    let stored = match txn.open_table(LAYOUTS) {
+        Ok(table) => table
+            .get(M::TABLE)
+            .map_err(storage("read a model's layout"))?
+            .map(|v| v.value().to_owned()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(error) => return Err(storage("open the layout table")(error)),
+    };
+    match stored {
+        Some(stored) => Ok(stored == layout::<M>()),
+        None => match txn.open_table(tables::records_table::<M>()) {
+            Ok(records) => Ok(records.is_empty().map_err(storage("read records"))?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(true),
+            Err(error) => Err(storage("open a table")(error)),
+        },
+    }
+}
+
+/// Brings `M`'s indexes in line with its current layout, within `txn`:
+/// drops the tables of indexes that are gone, rebuilds new or changed ones
+/// from the records, and stores the layout. Returns whether it rebuilt.
+///
+/// # Errors
+///
+/// [`StoreError::Codec`] if a stored record no longer decodes as `M` (a
+/// field was added or removed), [`StoreError::UniqueViolation`] if an index
+/// made unique finds a value shared by two records; the transaction must
+/// then be dropped, and the file keeps its old layout.
+pub(crate) fn upgrade<M: NetabaseModel>(txn: &redb::WriteTransaction) -> Result<bool, StoreError> {
+    let current = layout::<M>();
+    let mut layouts = txn
+        .open_table(LAYOUTS)
+        .map_err(storage("open the layout table"))?;
+    let stored = layouts
+        .get(M::TABLE)
+        .map_err(storage("read a model's layout"))?
+        .map(|v| v.value().to_owned());
+    if stored.as_deref() == Some(current.as_str()) {
+        return Ok(false);
+    }
+    let records = txn
+        .open_table(tables::records_table::<M>())
+        .map_err(storage("open a table"))?;
+    let count = records.len().map_err(storage("read records"))?;
+    let old_lines: HashSet<&str> = match &stored {
+        Some(stored) => stored.lines().collect(),
+        // Written before layouts were kept: trust no index.
+        None if count > 0 => HashSet::new(),
+        // Nothing written yet: nothing to rebuild.
+        None => current.lines().collect(),
+    };
+    drop(records);
+    let new_lines: HashSet<&str> = current.lines().collect();
+    let mut dropped = 0;
+    for line in old_lines.difference(&new_lines) {
+        let name = line.split('\t').next().unwrap_or_default();
+        let definition: TableDefinition<'_, KeyBytes, Bytes> = TableDefinition::new(name);
+        // A table that is still in use (its unique flag changed) is rebuilt below.
+        if txn
+            .delete_table(definition)
+            .map_err(storage("drop an index"))?
+        {
+            dropped += 1;
+        }
+    }
+    let rebuild: Vec<usize> = M::INDEXES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !old_lines.contains(current.lines().nth(*i).unwrap_or_default()))
+        .map(|(i, _)| i)
+        .collect();
+    if !rebuild.is_empty() {
+        for &index in &rebuild {
+            let definition = tables::index_table(&M::INDEXES[index]);
+            txn.delete_table(definition)
+                .map_err(storage("clear an index"))?;
+        }
+        let mut tree = super::write::WriteTree::<M>::open(txn)?;
+        tree.rebuild_indexes(&rebuild)?;
+    }
+    layouts
+        .insert(M::TABLE, current.as_str())
+        .map_err(storage("write a model's layout"))?;
+    if !rebuild.is_empty() || dropped > 0 {
+        let rebuilt: Vec<&str> = rebuild.iter().map(|&i| M::INDEXES[i].name).collect();
+        tracing::info!(
+            model = M::NAME,
+            records = count,
+            ?rebuilt,
+            dropped,
+            "the model's secondary indexes changed: rebuilt them"
+        );
+    }
+    Ok(!rebuild.is_empty() || dropped > 0)
+}

@@ -1,0 +1,381 @@
+//! A model's identity and its schema changing under stored data: names
+//! that tell same-named structs apart, explicit names, indexes added,
+//! removed and made unique on an existing file, and fields changed.
+
+mod common;
+
+use netabase::node::{Netabase, NetabaseConfig, NodeError};
+use netabase::store::Lookup;
+use netabase::codec::CodecError;
+use netabase::{NetabaseModel, Store, StoreError};
+
+use game::ItemQueries as _;
+use v2::DocQueries as _;
+use v3::DocQueries as _;
+
+/// Four versions of one stored model, `Doc`, as its code changes.
+mod v1 {
+    use netabase::NetabaseModel;
+    /// No index on `tag`.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    #[netabase(name = "Doc")]
+    pub struct Doc {
+        #[primary_key]
+        pub id: u64,
+        pub tag: String,
+    }
+}
+
+mod v2 {
+    use netabase::NetabaseModel;
+    /// `tag` indexed.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    #[netabase(name = "Doc")]
+    pub struct Doc {
+        #[primary_key]
+        pub id: u64,
+        #[secondary_key]
+        pub tag: String,
+    }
+}
+
+mod v3 {
+    use netabase::NetabaseModel;
+    /// `tag` made unique.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    #[netabase(name = "Doc")]
+    pub struct Doc {
+        #[primary_key]
+        pub id: u64,
+        #[secondary_key(unique)]
+        pub tag: String,
+    }
+}
+
+mod v4 {
+    use netabase::NetabaseModel;
+    /// `tag` removed.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    #[netabase(name = "Doc")]
+    pub struct Doc {
+        #[primary_key]
+        pub id: u64,
+    }
+}
+
+/// Two structs named `Item` in different modules, no explicit names.
+mod shop {
+    use netabase::NetabaseModel;
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    pub struct Item {
+        #[primary_key]
+        pub id: u64,
+        pub price: u32,
+    }
+}
+
+mod game {
+    use netabase::NetabaseModel;
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    pub struct Item {
+        #[primary_key]
+        pub id: u64,
+        #[secondary_key]
+        pub name: String,
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir.join("db.redb")).unwrap()
+}
+
+fn tagged(store: &Store, tag: &str) -> Vec<u64> {
+    let txn = store.begin_read().unwrap();
+    let tree = txn.open_tree::<v2::Doc>().unwrap();
+    let mut ids: Vec<u64> = tree.by_tag(tag).unwrap().into_iter().map(|d| d.id).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn an_index_added_to_stored_records_is_built_on_first_read() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let docs = (0..100).map(|id| v1::Doc {
+            id,
+            tag: format!("t{}", id % 3),
+        });
+        store.tree::<v1::Doc>().put_many(docs).unwrap();
+    }
+    // A new build of the program, with the index: a plain read sees it whole.
+    let store = open(dir.path());
+    assert_eq!(tagged(&store, "t1").len(), 33);
+    common::assert_indexes_consistent::<v2::Doc, _>(
+        &store.begin_read().unwrap().open_tree::<v2::Doc>().unwrap(),
+    );
+    // Writes keep it up to date from then on.
+    store
+        .tree::<v2::Doc>()
+        .put(&v2::Doc {
+            id: 1,
+            tag: "moved".into(),
+        })
+        .unwrap();
+    assert_eq!(tagged(&store, "moved"), vec![1]);
+    assert_eq!(tagged(&store, "t1").len(), 32);
+}
+
+#[test]
+fn an_index_removed_then_added_back_is_rebuilt_with_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        store
+            .tree::<v2::Doc>()
+            .put_many((0..10).map(|id| v2::Doc {
+                id,
+                tag: "old".into(),
+            }))
+            .unwrap();
+        assert_eq!(tagged(&store, "old").len(), 10);
+    }
+    {
+        // Written while the field carried no index: the old entries would go stale.
+        let store = open(dir.path());
+        store.register::<v1::Doc>().unwrap();
+        store
+            .tree::<v1::Doc>()
+            .put_many((0..5).map(|id| v1::Doc {
+                id,
+                tag: "new".into(),
+            }))
+            .unwrap();
+    }
+    let store = open(dir.path());
+    store.register::<v2::Doc>().unwrap();
+    assert_eq!(tagged(&store, "new"), vec![0, 1, 2, 3, 4]);
+    assert_eq!(tagged(&store, "old"), vec![5, 6, 7, 8, 9]);
+    common::assert_indexes_consistent::<v2::Doc, _>(
+        &store.begin_read().unwrap().open_tree::<v2::Doc>().unwrap(),
+    );
+}
+
+#[test]
+fn two_versions_in_one_process_each_find_their_layout() {
+    let store = Store::in_memory().unwrap();
+    store
+        .tree::<v1::Doc>()
+        .put(&v1::Doc {
+            id: 1,
+            tag: "a".into(),
+        })
+        .unwrap();
+    assert_eq!(tagged(&store, "a"), vec![1]);
+    store
+        .tree::<v1::Doc>()
+        .put(&v1::Doc {
+            id: 2,
+            tag: "a".into(),
+        })
+        .unwrap();
+    assert_eq!(tagged(&store, "a"), vec![1, 2]);
+}
+
+#[test]
+fn making_an_index_unique_over_shared_values_fails_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .tree::<v2::Doc>()
+        .put_many([
+            v2::Doc {
+                id: 1,
+                tag: "same".into(),
+            },
+            v2::Doc {
+                id: 2,
+                tag: "same".into(),
+            },
+        ])
+        .unwrap();
+    let error = store.register::<v3::Doc>().unwrap_err();
+    assert!(
+        matches!(error, StoreError::UniqueViolation { index: "tag", .. }),
+        "{error:?}"
+    );
+    // Every read of the new version reports it; the old one still works.
+    assert!(store.begin_read().unwrap().open_tree::<v3::Doc>().is_err());
+    assert_eq!(tagged(&store, "same"), vec![1, 2]);
+    // Once the values differ, the unique index builds.
+    store
+        .tree::<v2::Doc>()
+        .put(&v2::Doc {
+            id: 2,
+            tag: "other".into(),
+        })
+        .unwrap();
+    store.register::<v3::Doc>().unwrap();
+    let txn = store.begin_read().unwrap();
+    let tree = txn.open_tree::<v3::Doc>().unwrap();
+    assert_eq!(tree.by_tag("same").unwrap().map(|d| d.id), Some(1));
+    assert_eq!(tree.by_tag("other").unwrap().map(|d| d.id), Some(2));
+}
+
+#[test]
+fn a_changed_field_list_reads_as_one_documented_decode_error() {
+    let store = Store::in_memory().unwrap();
+    store
+        .tree::<v2::Doc>()
+        .put(&v2::Doc {
+            id: 1,
+            tag: "x".into(),
+        })
+        .unwrap();
+    // A field removed: bytes left over.
+    let error = store.tree::<v4::Doc>().get(&v4::DocKey(1)).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Codec(CodecError::Decode { model: "Doc", .. })),
+        "{error:?}"
+    );
+    store.tree::<v4::Doc>().put(&v4::Doc { id: 2 }).unwrap();
+    // A field added: bytes missing. The same error.
+    let error = store.tree::<v1::Doc>().get(&v1::DocKey(2)).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Codec(CodecError::Decode { model: "Doc", .. })),
+        "{error:?}"
+    );
+    // An index over records that no longer decode cannot be built: the
+    // same error, and the file keeps its layout.
+    let error = store.register::<v2::Doc>().unwrap_err();
+    assert!(
+        matches!(error, StoreError::Codec(CodecError::Decode { .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn same_named_structs_of_different_modules_are_different_models() {
+    assert_ne!(shop::Item::NAME, game::Item::NAME);
+    assert!(shop::Item::NAME.ends_with("shop::Item"), "{}", shop::Item::NAME);
+    assert_ne!(shop::Item::ID, game::Item::ID);
+    assert_eq!(v1::Doc::NAME, "Doc");
+    assert_ne!(v1::Doc::SCHEMA, v2::Doc::SCHEMA);
+
+    let store = Store::in_memory().unwrap();
+    store
+        .tree::<shop::Item>()
+        .put(&shop::Item { id: 1, price: 5 })
+        .unwrap();
+    store
+        .tree::<game::Item>()
+        .put(&game::Item {
+            id: 1,
+            name: "sword".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        store.tree::<shop::Item>().get(&shop::ItemKey(1)).unwrap(),
+        Some(shop::Item { id: 1, price: 5 })
+    );
+    assert_eq!(
+        store
+            .tree::<game::Item>()
+            .by_name("sword")
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_node_tells_models_apart_and_refuses_a_clash() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Netabase::new_with_path(dir.path(), NetabaseConfig::loopback()).unwrap();
+    node.register::<shop::Item>().unwrap();
+    node.register::<game::Item>().unwrap();
+    // Registering again, or a copy with the same name and fields, is fine.
+    node.register::<shop::Item>().unwrap();
+    node.register::<v2::Doc>().unwrap();
+    let error = node.register::<v1::Doc>().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            NodeError::ModelIdClash {
+                first: "Doc",
+                second: "Doc"
+            }
+        ),
+        "{error:?}"
+    );
+    // The refused model stays unregistered; the first keeps working.
+    assert!(matches!(
+        node.put_record_locally(v1::Doc {
+            id: 1,
+            tag: "x".into()
+        })
+        .await,
+        Err(NodeError::NotRegistered { .. })
+    ));
+    node.put_record_locally(v2::Doc {
+        id: 1,
+        tag: "x".into(),
+    })
+    .await
+    .unwrap();
+    node.put_record_locally(shop::Item { id: 1, price: 3 })
+        .await
+        .unwrap();
+    node.put_record_locally(game::Item {
+        id: 1,
+        name: "bow".into(),
+    })
+    .await
+    .unwrap();
+    let shop: Vec<shop::Item> = node
+        .query_local_records::<shop::Item, _, _>(|t| t.iter()?.collect())
+        .await
+        .unwrap();
+    assert_eq!(shop, vec![shop::Item { id: 1, price: 3 }]);
+}
+
+#[tokio::test]
+async fn same_named_models_sync_into_their_own_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::open(&dir.path().join("a"), common::config(&[], |_| {})).await;
+    a.register::<shop::Item>().unwrap();
+    a.register::<game::Item>().unwrap();
+    a.start_swarm().await.unwrap();
+    a.put_record_locally(shop::Item { id: 7, price: 3 })
+        .await
+        .unwrap();
+    a.put_record_locally(game::Item {
+        id: 7,
+        name: "bow".into(),
+    })
+    .await
+    .unwrap();
+    let b = common::open(&dir.path().join("b"), common::config(&[&a], |_| {})).await;
+    b.register::<shop::Item>().unwrap();
+    b.register::<game::Item>().unwrap();
+    let mut events = b.subscribe_to_broadcasts();
+    b.start_swarm().await.unwrap();
+    assert_eq!(common::caught_up_with(&mut events, a.peer_id()).await, 2);
+    let shop: Vec<shop::Item> = b
+        .query_local_records::<shop::Item, _, _>(|t| t.iter()?.collect())
+        .await
+        .unwrap();
+    let game: Vec<game::Item> = b
+        .query_local_records::<game::Item, _, _>(|t| t.iter()?.collect())
+        .await
+        .unwrap();
+    assert_eq!(shop, vec![shop::Item { id: 7, price: 3 }]);
+    assert_eq!(
+        game,
+        vec![game::Item {
+            id: 7,
+            name: "bow".into()
+        }]
+    );
+    assert_eq!(b.stats().rejected_total(), 0);
+}
