@@ -340,7 +340,7 @@ impl Hostile {
                 events,
                 "a clean exchange with the hostile peer",
                 |e| match e {
-                    Some(Event::CaughtUp { peer, received }) if *peer == me => Some(*received),
+                    Some(Event::CaughtUp { peer, received, .. }) if *peer == me => Some(*received),
                     _ => None,
                 },
             )
@@ -639,7 +639,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
             &mut events,
             "the exchange with the hostile peer to end",
             |e| match e {
-                Some(Event::CaughtUp { peer, received }) if *peer == hostile_peer => {
+                Some(Event::CaughtUp { peer, received, .. }) if *peer == hostile_peer => {
                     Some(*received)
                 }
                 _ => None,
@@ -960,7 +960,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     .unwrap();
     let received = hostile
         .drive_until(&mut events, "catch-up with the good peer", |e| match e {
-            Some(Event::CaughtUp { peer, received }) if *peer == good_id => Some(*received),
+            Some(Event::CaughtUp { peer, received, .. }) if *peer == good_id => Some(*received),
             _ => None,
         })
         .await;
@@ -1016,7 +1016,7 @@ async fn records_older_than_the_floor_are_refused_on_every_path() {
     assert_eq!(keys, vec![user_key(72)]);
     let received = hostile
         .drive_until(&mut events, "the second catch-up", |e| match e {
-            Some(Event::CaughtUp { peer, received }) if *peer == me => Some(*received),
+            Some(Event::CaughtUp { peer, received, .. }) if *peer == me => Some(*received),
             _ => None,
         })
         .await;

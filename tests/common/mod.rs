@@ -156,7 +156,7 @@ pub async fn caught_up_with(events: &mut broadcast::Receiver<Event>, peer: PeerI
         &format!("a finished catch-up with {peer}"),
         events,
         |e| match e {
-            Event::CaughtUp { peer: p, received } if *p == peer => Some(*received),
+            Event::CaughtUp { peer: p, received, .. } if *p == peer => Some(*received),
             _ => None,
         },
     )

@@ -25,8 +25,14 @@ pub const ENVELOPE_FORMAT: u8 = 1;
 /// a signature over anything else the key signs (e.g. libp2p handshakes).
 const SIGNING_CONTEXT: &[u8] = b"netabase/envelope/v1\0";
 
-/// Largest envelope decoded at all, whatever the configured record limit.
-const HARD_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest envelope (signed record) netabase signs, sends or decodes at
+/// all, 1 MiB; a node's own limit, `NetabaseConfig::max_record_bytes`, is
+/// at most this. Records are small by design: a catch-up answer holds
+/// several, and a hostile peer's half-sent records are what each connection
+/// can make a node hold. Keep larger content elsewhere (a file, a blob
+/// store) and a reference or hash to it in the record.
+pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+const HARD_LIMIT: usize = MAX_ENVELOPE_BYTES;
 
 type WireConfig = Configuration<LittleEndian, Varint, Limit<HARD_LIMIT>>;
 const CONFIG: WireConfig = config::standard().with_limit::<HARD_LIMIT>();

@@ -5,14 +5,17 @@
 mod envelope;
 mod signature;
 
-pub use envelope::{record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT};
+pub use envelope::{
+    record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT, MAX_ENVELOPE_BYTES,
+};
 
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 
 use crate::model::NetabaseModel;
 
-/// Largest payload netabase encodes or decodes (64 MiB). Larger values are
-/// refused on write, so everything stored can be read back.
+/// Largest payload the store encodes or decodes (64 MiB). Larger values are
+/// refused on write, so everything stored can be read back. Records a node
+/// syncs are far smaller: see [`MAX_ENVELOPE_BYTES`].
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 type PayloadConfig = Configuration<LittleEndian, Varint, Limit<MAX_PAYLOAD_BYTES>>;

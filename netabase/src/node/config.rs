@@ -24,8 +24,16 @@ pub struct NetabaseConfig {
     pub listen_addresses: Vec<Multiaddr>,
     /// Peers dialled at start, as `/ip4/../tcp/../p2p/<peer id>` addresses.
     pub bootstrap_peers: Vec<Multiaddr>,
-    /// Largest signed record (envelope) accepted or published, in bytes.
-    /// Default 60 KiB; Kademlia's packet limit is raised to fit it.
+    /// Largest signed record (envelope: the encoded record plus about 120
+    /// bytes and its key) this node writes, accepts or serves, in bytes.
+    /// The one record limit of a node: every write path refuses a larger
+    /// record with [`NodeError::RecordTooLarge`](super::NodeError) before
+    /// anything is stored or published, and records from peers over it
+    /// are refused. Default 60 KiB; from [`MIN_RECORD_BYTES`](Self::MIN_RECORD_BYTES)
+    /// to [`MAX_RECORD_BYTES`](Self::MAX_RECORD_BYTES) (1 MiB), checked when
+    /// the node is opened. Use the same value on every peer: a peer with a
+    /// smaller limit refuses the larger records (and reports them in
+    /// [`Event::CaughtUp`](super::Event::CaughtUp)'s `refused`).
     pub max_record_bytes: usize,
     /// Peers that must acknowledge a published record for `put_record` to
     /// succeed. Default 1; never more than the peers that exist. A peer
@@ -94,6 +102,53 @@ impl Default for NetabaseConfig {
 }
 
 impl NetabaseConfig {
+    /// The largest `max_record_bytes` allowed: 1 MiB
+    /// ([`codec::MAX_ENVELOPE_BYTES`](crate::codec::MAX_ENVELOPE_BYTES)).
+    pub const MAX_RECORD_BYTES: usize = crate::codec::MAX_ENVELOPE_BYTES;
+    /// The smallest `max_record_bytes` allowed: 1 KiB, room for a delete of
+    /// a long key.
+    pub const MIN_RECORD_BYTES: usize = 1024;
+
+    /// Checks the values against their documented ranges; the node does
+    /// this when it opens.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Config`](super::NodeError::Config) naming the first
+    /// field out of range and why.
+    pub fn validate(&self) -> Result<(), super::NodeError> {
+        let invalid = |field: &'static str, reason: String| {
+            Err(super::NodeError::Config { field, reason })
+        };
+        if !(Self::MIN_RECORD_BYTES..=Self::MAX_RECORD_BYTES).contains(&self.max_record_bytes) {
+            return invalid(
+                "max_record_bytes",
+                format!(
+                    "{} is outside {}..={} bytes; keep larger content outside the record",
+                    self.max_record_bytes,
+                    Self::MIN_RECORD_BYTES,
+                    Self::MAX_RECORD_BYTES
+                ),
+            );
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "0 would refuse every peer".into());
+        }
+        if self.query_timeout.is_zero() {
+            return invalid("query_timeout", "0 would end every query at once".into());
+        }
+        if self.catch_up_interval.is_some_and(|d| d.is_zero())
+            || self.replication_interval.is_some_and(|d| d.is_zero())
+            || self.publication_interval.is_some_and(|d| d.is_zero())
+        {
+            return invalid(
+                "catch_up_interval, replication_interval or publication_interval",
+                "an interval of 0 would run without pause; use None to turn it off".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// A configuration listening on `127.0.0.1` only, on a free port: for
     /// tests and demos on one machine.
     pub fn loopback() -> Self {

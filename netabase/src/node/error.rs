@@ -17,6 +17,14 @@ pub enum NodeError {
     /// A record could not be encoded or signed.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A [`NetabaseConfig`](super::NetabaseConfig) value is out of range.
+    #[error("invalid configuration: {field}: {reason}")]
+    Config {
+        /// The field (or fields) at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The data directory or identity file could not be read or written.
     #[error("could not use {}", path.display())]
     Io {

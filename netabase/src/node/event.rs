@@ -111,6 +111,12 @@ pub enum Event {
         peer: PeerId,
         /// Records received and stored during the exchange.
         received: u64,
+        /// Records the peer holds that this node did not take: refused on
+        /// arrival (invalid, over `max_record_bytes`; see
+        /// [`NodeStats`](super::NodeStats) for the reasons), or of models
+        /// not registered here. With 0, both nodes now hold the same
+        /// versions of every record of the models registered here.
+        refused: u64,
     },
     /// A catch-up this node started with a peer ended without completing.
     /// Records stored before it ended stay stored; the next catch-up (on

@@ -142,6 +142,8 @@ impl Netabase {
     ///
     /// # Errors
     ///
+    /// [`NodeError::Config`] if a configuration value is out of range (see
+    /// [`NetabaseConfig::validate`]), before anything is opened;
     /// [`NodeError::Io`] if the directory or key cannot be created or read,
     /// [`NodeError::BadIdentity`] for a corrupt key file, [`NodeError::Store`]
     /// if the database cannot be opened (e.g. another process holds it).
@@ -149,6 +151,7 @@ impl Netabase {
         path: impl AsRef<Path>,
         config: NetabaseConfig,
     ) -> Result<Self, NodeError> {
+        config.validate()?;
         let dir = path.as_ref();
         let keypair = open_dir(dir)?;
         let store = Store::builder()
@@ -169,6 +172,7 @@ impl Netabase {
         store: Store,
         config: NetabaseConfig,
     ) -> Result<Self, NodeError> {
+        config.validate()?;
         let dir = path.as_ref();
         let keypair = open_dir(dir)?;
         Self::with_store(dir, keypair, store, config)

@@ -48,6 +48,8 @@ pub(super) enum Internal {
     Stored {
         peer: PeerId,
         received: Vec<(ModelId, u64)>,
+        /// Records refused on arrival.
+        refused: u64,
         failed: bool,
     },
 }
@@ -60,6 +62,8 @@ pub(super) struct Exchange {
     /// Nothing failed: a finished exchange means we hold all the peer held.
     pub(super) complete: bool,
     pub(super) received: u64,
+    /// Records the peer holds that this node did not take.
+    refused: u64,
     /// Messages sent so far.
     rounds: u32,
     /// Our next message, held back while many keys wait to be fetched.
@@ -87,6 +91,7 @@ impl EventLoop {
                 talking: true,
                 complete: true,
                 received: 0,
+                refused: 0,
                 rounds: 0,
                 held: None,
                 too_new: 0,
@@ -220,6 +225,7 @@ impl EventLoop {
             Internal::Stored {
                 peer,
                 received,
+                refused,
                 failed,
             } => {
                 let total: u64 = received.iter().map(|(_, n)| n).sum();
@@ -228,6 +234,7 @@ impl EventLoop {
                 }
                 if let Some(exchange) = self.exchanges.get_mut(&peer) {
                     exchange.received += total;
+                    exchange.refused += refused;
                     exchange.complete &= !failed;
                 }
                 self.pump_fetches(peer);
@@ -286,6 +293,7 @@ impl EventLoop {
             let _ = internal.send(Internal::Stored {
                 peer,
                 received: Vec::new(),
+                refused: 0,
                 failed,
             });
         });
@@ -362,9 +370,13 @@ impl EventLoop {
                 }
             });
         }
+        if exchange.refused > 0 {
+            tracing::info!(%peer, refused = exchange.refused, "caught up, refusing some of the peer's records");
+        }
         let _ = self.shared.events.send(Event::CaughtUp {
             peer,
             received: exchange.received,
+            refused: exchange.refused,
         });
     }
 
@@ -583,7 +595,11 @@ impl EventLoop {
                 .registry
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
+            let offered = keys.len();
             keys.retain(|key| model_of(key).is_some_and(|model| registry.get(model).is_some()));
+            if let Some(exchange) = self.exchanges.get_mut(&peer) {
+                exchange.refused += (offered - keys.len()) as u64;
+            }
         }
         if keys.is_empty() {
             return;
@@ -620,9 +636,9 @@ impl EventLoop {
         if records.len() < keys.len() {
             let bytes: usize = records.iter().map(|r| r.len() + 8).sum();
             // An honest peer stops short only when the next record would
-            // not fit in the response. What it did send is still stored.
-            if records.is_empty()
-                || bytes + self.shared.config.max_record_bytes < MAX_RESPONSE_BYTES
+            // not fit in the response: any record, whatever its limit, fits
+            // an empty one. What it did send is still stored.
+            if records.is_empty() || bytes + crate::codec::MAX_ENVELOPE_BYTES < MAX_RESPONSE_BYTES
             {
                 self.strike(peer, "cut a fetch answer short");
                 self.fail(peer, CatchUpFailure::OffProtocol);
@@ -649,13 +665,15 @@ impl EventLoop {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         tokio::task::spawn_blocking(move || {
+            let mut refused = 0;
             let valid: Vec<_> = apply::validate_batch(&shared, &pairs)
                 .into_iter()
                 .filter_map(|checked| match checked {
                     Ok(envelope) => Some(envelope),
-                    Err(refused) => {
-                        shared.counters.reject(refused.reason);
-                        tracing::debug!(%peer, reason = ?refused.reason, "dropped a fetched record");
+                    Err(why) => {
+                        refused += 1;
+                        shared.counters.reject(why.reason);
+                        tracing::debug!(%peer, reason = ?why.reason, "dropped a fetched record");
                         None
                     }
                 })
@@ -670,6 +688,7 @@ impl EventLoop {
             let _ = internal.send(Internal::Stored {
                 peer,
                 received,
+                refused,
                 failed,
             });
         });
