@@ -446,3 +446,23 @@ async fn a_put_refused_locally_is_never_published() {
     assert_eq!(ids, vec![1, 3]);
     assert_eq!(a.store().tree::<User>().len().unwrap(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dialled_side_publishes_as_soon_as_the_peer_connects() {
+    // The side that was dialled learns the peer's listen address only from
+    // Identify; publishing must not wait for it.
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, mut a_events) = common::start(&dir.path().join("a"), &[]).await;
+        let (b, _) = common::start(&dir.path().join("b"), &[&a]).await;
+        common::wait_for("B connecting to A", &mut a_events, |e| {
+            matches!(e, Event::PeerConnected(p) if *p == b.peer_id()).then_some(())
+        })
+        .await;
+        a.put_record(user(round, "first@x", 1))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        a.stop_swarm().await.unwrap();
+        b.stop_swarm().await.unwrap();
+    }
+}

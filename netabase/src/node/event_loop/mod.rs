@@ -93,6 +93,9 @@ pub(crate) struct EventLoop {
     exchanges: HashMap<PeerId, Exchange>,
     reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
     peers: Peers,
+    /// The remote address of a peer that dialled us, kept in the routing
+    /// table only until its real listen addresses are known.
+    ephemeral: HashMap<PeerId, Multiaddr>,
     storage: Storage,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -115,6 +118,7 @@ impl EventLoop {
             exchanges: HashMap::new(),
             reconciles: HashMap::new(),
             peers: Peers::default(),
+            ephemeral: HashMap::new(),
             storage: Storage::default(),
             internal,
             internal_rx,
@@ -288,11 +292,23 @@ impl EventLoop {
                 ..
             })) => {
                 // Identify's addresses do not reach the routing table on their own.
+                let ephemeral = self.ephemeral.remove(&peer_id);
+                // With port reuse the remote address is a listen address.
+                let listens_there = |e: &Multiaddr| {
+                    info.listen_addrs.is_empty() || info.listen_addrs.iter().any(|a| a == e)
+                };
+                let ephemeral = ephemeral.filter(|e| !listens_there(e));
                 for address in info.listen_addrs {
                     self.swarm
                         .behaviour_mut()
                         .kad
                         .add_address(&peer_id, address);
+                }
+                if let Some(ephemeral) = ephemeral {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .remove_address(&peer_id, &ephemeral);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(peers))) => {
@@ -312,14 +328,17 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                if endpoint.is_dialer() {
-                    // We know where we reached it; a listener's view of the
-                    // remote port is ephemeral, Identify brings the real one.
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                // The routing table needs an address before Kademlia sends
+                // the peer anything. The dialler knows where it reached the
+                // peer; the dialled side sees only the remote's ephemeral
+                // port, which still names the open connection, so a publish
+                // right after `PeerConnected` reaches it. Identify brings
+                // the real listen addresses and the ephemeral one is dropped.
+                let address = endpoint.get_remote_address().clone();
+                if !endpoint.is_dialer() {
+                    self.ephemeral.insert(peer_id, address.clone());
                 }
+                self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(Event::PeerConnected(peer_id));
                     // Each side fetches only in the exchange it started.
@@ -333,6 +352,9 @@ impl EventLoop {
             } => {
                 self.fetches.drop_peer(peer_id);
                 self.peers.drop_peer(&peer_id);
+                // Left in the table: with port reuse it may be where the
+                // peer listens, and Kademlia drops addresses it fails to dial.
+                self.ephemeral.remove(&peer_id);
                 self.fail(peer_id, CatchUpFailure::Disconnected);
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
