@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, NodeError, Origin};
 use netabase::store::Lookup;
-use netabase::{KeyEncode, PeerId};
+use netabase::{KeyEncode, PeerId, StoreError};
 use tokio::sync::broadcast;
 
 /// These tests exercise Kademlia's push and fetch, so catch-up (tested in
@@ -465,4 +465,34 @@ async fn the_dialled_side_publishes_as_soon_as_the_peer_connects() {
         a.stop_swarm().await.unwrap();
         b.stop_swarm().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_store_handle_reads_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::open(dir.path(), NetabaseConfig::loopback()).await;
+    node.put_record_locally(user(1, "a@x", 1)).await.unwrap();
+    let store = node.store().clone();
+    assert!(store.is_read_only());
+    let written = tokio::task::spawn_blocking(move || {
+        let users = store.tree::<User>();
+        assert_eq!(users.get(&UserKey(1)).unwrap().map(|u| u.age), Some(1));
+        assert!(users.by_email("a@x").unwrap().is_some());
+        (
+            users.put(&user(1, "b@x", 2)),
+            users.remove(&UserKey(1)),
+            store.begin_write().map(drop),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(matches!(written.0, Err(StoreError::ReadOnly)), "{written:?}");
+    assert!(matches!(written.1, Err(StoreError::ReadOnly)));
+    assert!(matches!(written.2, Err(StoreError::ReadOnly)));
+    // The node, the store and the record's version still agree.
+    assert_eq!(
+        node.get_record::<User>(UserKey(1)).await.unwrap(),
+        user(1, "a@x", 1)
+    );
+    assert_eq!(users(&node).await, vec![user(1, "a@x", 1)]);
 }

@@ -82,6 +82,8 @@ const REPUBLISH_IN_FLIGHT: usize = 32;
 /// State shared by the handle, the event loop and storage tasks.
 pub(crate) struct Shared {
     store: Store,
+    /// The same database, read-only: what [`Netabase::store`] hands out.
+    view: Store,
     keypair: Keypair,
     peer_id: PeerId,
     config: NetabaseConfig,
@@ -210,6 +212,7 @@ impl Netabase {
         clock.seed(issued);
         Ok(Netabase {
             shared: Arc::new(Shared {
+                view: store.read_only(),
                 store,
                 keypair,
                 peer_id,
@@ -258,9 +261,16 @@ impl Netabase {
         self.shared.peer_id
     }
 
-    /// The local store, for typed queries and transactions of your own.
+    /// The node's store, read-only: typed reads, queries and read
+    /// transactions of your own (blocking calls: from async code prefer
+    /// [`query_local_records`](Self::query_local_records)). Every write
+    /// through it fails with [`StoreError::ReadOnly`](crate::StoreError::ReadOnly):
+    /// a node's records change only through the node (`put_record`,
+    /// `remove_record`, ..), which signs and syncs them, so what peers hold,
+    /// what [`get_record`](Self::get_record) answers and what the store
+    /// holds never disagree.
     pub fn store(&self) -> &Store {
-        &self.shared.store
+        &self.shared.view
     }
 
     /// The addresses the swarm listens on (empty until it has started).

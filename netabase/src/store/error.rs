@@ -39,6 +39,12 @@ pub enum StoreError {
     /// forever. Write through the open transaction, or commit it first.
     #[error("this thread already holds a write transaction on this store; write through it or commit it first")]
     WriteInProgress,
+    /// A write through a read-only handle, such as a node's `store()`: a
+    /// node's records are
+    /// written through the node (`put_record`, `remove_record`, ..), which
+    /// signs them and syncs them to peers.
+    #[error("this store handle is read-only; write through the node (put_record, remove_record, ..) so the write is signed and synced")]
+    ReadOnly,
     /// The database is closed: it is being reopened after a storage failure,
     /// or reopening it failed. Try again later.
     #[error("the database is closed while it reopens after a storage failure")]

@@ -200,6 +200,7 @@ impl StoreBuilder {
                 reopen,
                 checked: Arc::new(layout::Checked::default()),
             }),
+            read_only: false,
         }
     }
 }
@@ -214,6 +215,8 @@ impl StoreBuilder {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Writes are refused through this handle (a node's view of its store).
+    read_only: bool,
 }
 
 /// Opens the database again, the way it was first opened.
@@ -242,6 +245,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("durability", &self.inner.durability)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -277,6 +281,22 @@ impl Store {
         self.inner.durability
     }
 
+    /// A handle to this database that reads only: every write through it
+    /// (and through its trees and transactions) fails with
+    /// [`StoreError::ReadOnly`]. A node hands these out, so no write goes
+    /// around its signing and sync.
+    pub fn read_only(&self) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            read_only: true,
+        }
+    }
+
+    /// Whether writes through this handle are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// The tree of model `M`, committing each write on its own.
     pub fn tree<M: NetabaseModel>(&self) -> Tree<M> {
         Tree::new(self.clone())
@@ -301,12 +321,16 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::WriteInProgress`] if this thread already holds a write
+    /// [`StoreError::ReadOnly`] through a [read-only](Self::read_only)
+    /// handle; [`StoreError::WriteInProgress`] if this thread already holds a write
     /// transaction on this store (waiting for it would wait forever: write
     /// through it, or commit it first; a transaction counts as held by the
     /// thread that began it, even once moved); [`StoreError::Storage`] if
     /// the database fails.
     pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         write::check_not_held(self.inner.id)?;
         let txn = self
             .db()?
@@ -378,11 +402,15 @@ impl Store {
     ///
     /// # Errors
     ///
+    /// [`StoreError::ReadOnly`] through a read-only handle;
     /// [`StoreError::Reopening`] if a write transaction stayed open on the
     /// old database (the store keeps it; try again), or the error opening
     /// the database again (the store is then closed until a reopen
     /// succeeds).
     pub fn reopen(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         let Some(open) = &self.inner.reopen else {
             return Ok(());
         };
