@@ -93,7 +93,7 @@ pub mod __private {
     pub use crate::key::{KeyBuf, KeyEncode, KeyType};
     pub use crate::model::{IndexEntries, IndexKey, IndexSpec, NetabaseModel, SecondaryKey};
     pub use crate::sample::Sample;
-    pub use crate::store::{Lookup, StoreError};
+    pub use crate::store::{Lookup, Records, StoreError};
     pub use bincode;
     pub use std::vec::Vec;
 }

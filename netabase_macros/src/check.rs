@@ -12,6 +12,32 @@ pub fn check(cx: &Ctxt, model: &Model) {
     check_primary_key(cx, model);
     check_key_types(cx, model);
     check_generated_names(cx, model);
+    check_lookup_names(cx, model);
+}
+
+/// Lookups are `by_<field>` and `by_<field>_range` for the primary key and
+/// every secondary key: a field named `<other>_range` would clash.
+fn check_lookup_names(cx: &Ctxt, model: &Model) {
+    let keyed: Vec<_> = model
+        .fields
+        .iter()
+        .filter(|f| !matches!(f.role, Role::Plain))
+        .collect();
+    for field in &keyed {
+        let name = field.name();
+        if let Some(other) = keyed
+            .iter()
+            .find(|o| format!("{}_range", o.name()) == name)
+        {
+            cx.error_spanned_by(
+                field.ident,
+                format!(
+                    "the lookup `by_{name}` would clash with the range lookup of `{}`; rename the field",
+                    other.name()
+                ),
+            );
+        }
+    }
 }
 
 fn check_primary_key(cx: &Ctxt, model: &Model) {

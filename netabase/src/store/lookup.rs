@@ -74,6 +74,28 @@ pub trait Lookup<M: NetabaseModel> {
         self.index_get(key.index(), &RawKey(value.as_slice()))
     }
 
+    /// The record with this primary key, given in any form that encodes
+    /// as the key does. Used by generated lookups; prefer `by_<key field>`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    #[doc(hidden)]
+    fn get_by<K: KeyEncode + ?Sized>(&self, key: &K) -> Result<Option<M>, StoreError>;
+
+    /// The records whose primary key, given in any form that encodes as
+    /// the key does, lies in `range`. Used by generated lookups; prefer
+    /// `by_<key field>_range`.
+    ///
+    /// # Errors
+    ///
+    /// As [`range`](Self::range).
+    #[doc(hidden)]
+    fn key_range<K: KeyEncode, R: RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> Result<Records<'_, M>, StoreError>;
+
     /// Records whose index `index` holds `value`. Used by generated lookups;
     /// prefer `by_<field>` or [`find`](Self::find).
     ///
@@ -149,9 +171,9 @@ pub(crate) trait TableAccess<M: NetabaseModel> {
     }
 }
 
-pub(crate) fn get<M: NetabaseModel, A: TableAccess<M>>(
+pub(crate) fn get<M: NetabaseModel, A: TableAccess<M>, K: KeyEncode + ?Sized>(
     tree: &A,
-    key: &M::Key,
+    key: &K,
 ) -> Result<Option<M>, StoreError> {
     let mut buf = KeyBuf::new();
     key.encode_key(&mut buf);
@@ -180,7 +202,7 @@ pub(crate) fn len<M: NetabaseModel, A: TableAccess<M>>(tree: &A) -> Result<u64, 
     }
 }
 
-pub(crate) fn range<M: NetabaseModel, A: TableAccess<M>, R: RangeBounds<M::Key>>(
+pub(crate) fn range<M: NetabaseModel, A: TableAccess<M>, K: KeyEncode, R: RangeBounds<K>>(
     tree: &A,
     range: R,
 ) -> Result<Records<'_, M>, StoreError> {
@@ -293,6 +315,15 @@ macro_rules! impl_lookup {
                 ))
             }
             fn range<R: std::ops::RangeBounds<M::Key>>(
+                &self,
+                range: R,
+            ) -> Result<Records<'_, M>, StoreError> {
+                lookup::range(self, range)
+            }
+            fn get_by<K: KeyEncode + ?Sized>(&self, key: &K) -> Result<Option<M>, StoreError> {
+                lookup::get(self, key)
+            }
+            fn key_range<K: KeyEncode, R: std::ops::RangeBounds<K>>(
                 &self,
                 range: R,
             ) -> Result<Records<'_, M>, StoreError> {

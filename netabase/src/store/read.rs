@@ -111,6 +111,15 @@ impl<M: NetabaseModel> ReadTree<'_, M> {
         self,
         range: R,
     ) -> Result<Records<'static, M>, StoreError> {
+        self.into_key_range_owned(range)
+    }
+
+    /// [`into_range_owned`](Self::into_range_owned) with the key in any
+    /// form that encodes as it does (`&str` for a `String` key).
+    pub(crate) fn into_key_range_owned<K: KeyEncode, R: RangeBounds<K>>(
+        self,
+        range: R,
+    ) -> Result<Records<'static, M>, StoreError> {
         let bounds = ByteBounds::new(range.start_bound(), range.end_bound());
         match (&self.records, bounds.as_range()) {
             (Some(records), Some(range)) => {

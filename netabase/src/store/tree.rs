@@ -118,6 +118,18 @@ impl<M: NetabaseModel> Lookup<M> for Tree<M> {
         txn.open_tree::<M>()?.into_range_owned(range)
     }
 
+    fn get_by<K: KeyEncode + ?Sized>(&self, key: &K) -> Result<Option<M>, StoreError> {
+        self.read(|tree| tree.get_by(key))
+    }
+
+    fn key_range<K: KeyEncode, R: RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> Result<Records<'_, M>, StoreError> {
+        let txn = self.store.begin_read()?;
+        txn.open_tree::<M>()?.into_key_range_owned(range)
+    }
+
     fn index_get<K: KeyEncode + ?Sized>(
         &self,
         index: usize,

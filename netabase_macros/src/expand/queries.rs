@@ -9,16 +9,17 @@ use super::{names, private};
 use crate::ast::{Model, Role};
 
 pub fn expand(model: &Model) -> TokenStream {
-    if model.primary().is_none() {
+    let Some(primary) = model.primary() else {
         return TokenStream::new();
-    }
+    };
     let p = private();
     let ident = model.ident;
     let vis = model.vis;
     let trait_ident = names::queries_trait(model);
     let trait_doc = format!(
-        "Lookups on the secondary indexes of [`{ident}`], available on every tree of \
-         `{ident}` (`Tree`, `ReadTree`, `WriteTree`). Bring it into scope with `use`."
+        "Lookups by the primary key (in its borrowed form) and on the secondary \
+         indexes of [`{ident}`], available on every tree of `{ident}` (`Tree`, \
+         `ReadTree`, `WriteTree`). Bring it into scope with `use`."
     );
     let methods = model.secondaries().enumerate().map(|(index, field)| {
         let Role::Secondary { key_ty, unique, .. } = &field.role else {
@@ -75,13 +76,54 @@ pub fn expand(model: &Model) -> TokenStream {
             }
         }
     });
+    let by_key = primary_lookups(model, primary);
     quote! {
         #[doc = #trait_doc]
         #vis trait #trait_ident: #p::Lookup<#ident> {
+            #by_key
             #(#methods)*
         }
 
         #[automatically_derived]
         impl<__T: #p::Lookup<#ident> + ?::core::marker::Sized> #trait_ident for __T {}
+    }
+}
+
+/// `by_<key>(value)` and `by_<key>_range(range)`: the primary key in its
+/// borrowed form (`&str` for a `String` key), with no newtype to build.
+fn primary_lookups(model: &Model, primary: &crate::ast::Field) -> TokenStream {
+    let p = private();
+    let ident = model.ident;
+    let name = primary.name();
+    let ty = primary.ty;
+    let by = format_ident!("by_{}", name, span = primary.ident.span());
+    let by_range = format_ident!("by_{}_range", name, span = primary.ident.span());
+    let key_ref = quote_spanned!(ty.span()=> <#ty as #p::KeyType>::Ref<'__k>);
+    let doc = format!(
+        "The [`{ident}`] whose primary key `{name}` equals `value`, if any: \
+         `get` without building the key type.\n\n# Errors\n\nFails if the database \
+         cannot be read or the record does not decode."
+    );
+    let range_doc = format!(
+        "The [`{ident}`] records whose primary key `{name}` lies in `range`, in key \
+         order: `range` without building the key type.\n\n# Errors\n\nFails if the \
+         database cannot be read; each item fails if its record does not decode."
+    );
+    quote! {
+        #[doc = #doc]
+        fn #by<'__k>(
+            &self,
+            value: #key_ref,
+        ) -> ::core::result::Result<::core::option::Option<#ident>, #p::StoreError> {
+            #p::Lookup::<#ident>::get_by(self, &value)
+        }
+
+        #[doc = #range_doc]
+        fn #by_range<'__k, __R: ::core::ops::RangeBounds<#key_ref>>(
+            &self,
+            range: __R,
+        ) -> ::core::result::Result<#p::Records<'_, #ident>, #p::StoreError> {
+            #p::Lookup::<#ident>::key_range(self, range)
+        }
     }
 }
