@@ -756,7 +756,9 @@ async fn caught_up(events: &mut broadcast::Receiver<Event>, peer: netabase::Peer
     bounded("a finished catch-up", async {
         loop {
             match events.recv().await {
-                Ok(Event::CaughtUp { peer: p, received, .. }) if p == peer => return received,
+                Ok(Event::CaughtUp {
+                    peer: p, received, ..
+                }) if p == peer => return received,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
             }

@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, Origin, Protocol};
+use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, Origin};
 use netabase::store::Lookup;
 use netabase::NetabaseModel;
 use tokio::sync::broadcast;
@@ -42,11 +42,11 @@ async fn start(
     config.write_quorum = NonZeroUsize::new(quorum).ok_or("quorum must be at least 1")?;
     if let Some(peer) = bootstrap {
         let address = peer
-            .listen_addresses()
+            .addresses()
             .first()
             .cloned()
             .ok_or("peer is not listening")?;
-        config.bootstrap_peers = vec![address.with(Protocol::P2p(peer.peer_id()))];
+        config.bootstrap_peers = vec![address];
     }
     let node = Netabase::new_with_path(&dir, config)?;
     node.register::<User>()?;
@@ -100,11 +100,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let (mut b_events, mut c_events) = (b.subscribe_to_broadcasts(), c.subscribe_to_broadcasts());
     println!("started 3 nodes in {:.1?}:", started.elapsed());
     for (name, node) in [("A", &a), ("B", &b), ("C", &c)] {
-        println!(
-            "  {name} {} on {:?}",
-            node.peer_id(),
-            node.listen_addresses()
-        );
+        println!("  {name} {} on {:?}", node.peer_id(), node.addresses());
     }
 
     // Wait until A has met both peers (bounded), so its first put has somewhere to go.
@@ -128,18 +124,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let t = Instant::now();
     for user in &users {
-        // Identify may still be filling A's routing table for the first put: retry briefly.
-        let mut tries = 0;
-        loop {
-            match a.put_record(user.clone()).await {
-                Ok(()) => break,
-                Err(netabase::node::NodeError::Publish { .. }) if tries < 40 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
+        a.put_record(user.clone()).await?;
     }
     println!("A: put_record x{RECORDS} (durable commit + Kademlia put, quorum 2) in {:.1?} ({:.2?} each)", t.elapsed(), t.elapsed() / RECORDS as u32);
 

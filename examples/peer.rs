@@ -12,7 +12,7 @@
 
 use std::error::Error;
 
-use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
+use netabase::node::{Event, Netabase, NetabaseConfig};
 use netabase::store::Lookup;
 use netabase::NetabaseModel;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -40,11 +40,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let node = Netabase::new_with_path(&dir, config)?;
     node.register::<Note>()?;
     node.start_swarm().await?;
-    for address in node.listen_addresses() {
-        println!(
-            "listening on {}",
-            address.with(Protocol::P2p(node.peer_id()))
-        );
+    for address in node.addresses() {
+        println!("listening on {address}");
     }
 
     let mut events = node.subscribe_to_broadcasts();
@@ -67,16 +64,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 let text = words.collect::<Vec<_>>().join(" ");
                 node.put_record(Note { id, text })
                     .await
-                    .map(|()| "published".to_string())
+                    .map(|version| format!("published as version {version:?}"))
             }
             (Some("get"), Some(Ok(id))) => node
                 .get_record::<Note>(NoteKey(id))
                 .await
                 .map(|n| format!("{n:?}")),
-            (Some("del"), Some(Ok(id))) => node
-                .remove_record::<Note>(NoteKey(id))
-                .await
-                .map(|()| "deleted".to_string()),
+            (Some("del"), Some(Ok(id))) => {
+                node.remove_record::<Note>(NoteKey(id)).await.map(|held| {
+                    if held {
+                        "deleted".to_string()
+                    } else {
+                        "deleted (it was not held here)".to_string()
+                    }
+                })
+            }
             (Some("list"), None) => {
                 let notes = node
                     .store()

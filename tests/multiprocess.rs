@@ -147,7 +147,7 @@ fn multiprocess_child() {
                 "local"
             } else {
                 match node.put_record(record(id)).await {
-                    Ok(()) => "published",
+                    Ok(_) => "published",
                     // Committed locally before publishing; catch-up delivers it.
                     Err(NodeError::Publish { .. }) => "unpublished",
                     Err(other) => panic!("put_record({id}) failed: {other}"),

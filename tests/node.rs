@@ -68,7 +68,7 @@ async fn connected_pair(
 async fn publish(node: &Netabase, record: User) {
     for _ in 0..100 {
         match node.put_record(record.clone()).await {
-            Ok(()) => return,
+            Ok(_) => return,
             Err(NodeError::Publish { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(other) => panic!("put_record failed: {other}"),
         }
@@ -486,7 +486,10 @@ async fn the_nodes_store_handle_reads_and_refuses_writes() {
     })
     .await
     .unwrap();
-    assert!(matches!(written.0, Err(StoreError::ReadOnly)), "{written:?}");
+    assert!(
+        matches!(written.0, Err(StoreError::ReadOnly)),
+        "{written:?}"
+    );
     assert!(matches!(written.1, Err(StoreError::ReadOnly)));
     assert!(matches!(written.2, Err(StoreError::ReadOnly)));
     // The node, the store and the record's version still agree.
@@ -495,4 +498,82 @@ async fn the_nodes_store_handle_reads_and_refuses_writes() {
         user(1, "a@x", 1)
     );
     assert_eq!(users(&node).await, vec![user(1, "a@x", 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_waits_for_the_connection_or_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = common::start(&dir.path().join("a"), &[]).await;
+    let (b, _) = common::start(&dir.path().join("b"), &[]).await;
+    let address = a.addresses()[0].clone();
+    assert!(address
+        .to_string()
+        .ends_with(&format!("/p2p/{}", a.peer_id())));
+    // Connected when it returns: publishing works at once.
+    assert_eq!(b.dial(address.clone()).await.unwrap(), a.peer_id());
+    b.put_record(user(1, "d@x", 1)).await.unwrap();
+    // Dialling a connected peer again is no error.
+    assert_eq!(b.dial(address.clone()).await.unwrap(), a.peer_id());
+    // Nobody listening: the reason comes back.
+    a.stop_swarm().await.unwrap();
+    assert!(a.listen_addresses().is_empty() && a.addresses().is_empty());
+    let (c, _) = common::start(&dir.path().join("c"), &[]).await;
+    let error = c.dial(address.clone()).await.unwrap_err();
+    assert!(matches!(error, NodeError::Dial { .. }), "{error:?}");
+    // Another peer id answering at an address is refused too.
+    let wrong = b.listen_addresses()[0]
+        .clone()
+        .with(netabase::node::Protocol::P2p(a.peer_id()));
+    let error = c.dial(wrong).await.unwrap_err();
+    assert!(matches!(error, NodeError::Dial { .. }), "{error:?}");
+    b.stop_swarm().await.unwrap();
+    c.stop_swarm().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_report_their_version_and_whether_a_delete_found_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = common::start(&dir.path().join("a"), &[]).await;
+    let (b, mut b_events) = common::start(&dir.path().join("b"), &[&a]).await;
+    common::caught_up_with(&mut b_events, a.peer_id()).await;
+    let first = a.put_record(user(1, "v@x", 1)).await.unwrap();
+    assert_eq!(a.record_version::<User>(&UserKey(1)), Some(first));
+    let second = a.put_record(user(1, "v@x", 2)).await.unwrap();
+    assert!(second > first);
+    assert!(a.remove_record::<User>(UserKey(1)).await.unwrap());
+    // Already deleted here: nothing written, nothing published.
+    let deleted = a.record_version::<User>(&UserKey(1));
+    assert!(!a.remove_record::<User>(UserKey(1)).await.unwrap());
+    assert_eq!(a.record_version::<User>(&UserKey(1)), deleted);
+    // Never held here: the delete still goes out (peers may hold it).
+    assert!(!a.remove_record::<User>(UserKey(2)).await.unwrap());
+    assert!(a.record_version::<User>(&UserKey(2)).is_some());
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_the_directory_before_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3u64 {
+        let node = Netabase::new_with_path(dir.path(), NetabaseConfig::loopback()).unwrap();
+        node.register::<User>().unwrap();
+        node.start_swarm().await.unwrap();
+        node.put_record_locally(user(round, &format!("{round}@x"), 1))
+            .await
+            .unwrap();
+        let clone = node.clone();
+        node.shutdown().await.unwrap();
+        // Every clone sees it closed.
+        assert!(matches!(
+            clone.put_record_locally(user(9, "t@x", 1)).await,
+            Err(NodeError::Store(StoreError::Closed))
+        ));
+        assert!(matches!(clone.catch_up().await, Err(NodeError::NotRunning)));
+        drop((node, clone));
+    }
+    // Reopened at once each time, nothing lost.
+    let node = Netabase::new_with_path(dir.path(), NetabaseConfig::loopback()).unwrap();
+    node.register::<User>().unwrap();
+    assert_eq!(users(&node).await.len(), 3);
 }

@@ -4,9 +4,9 @@
 
 mod common;
 
+use netabase::codec::CodecError;
 use netabase::node::{Netabase, NetabaseConfig, NodeError};
 use netabase::store::Lookup;
-use netabase::codec::CodecError;
 use netabase::{NetabaseModel, Store, StoreError};
 
 use game::ItemQueries as _;
@@ -92,7 +92,12 @@ fn open(dir: &std::path::Path) -> Store {
 fn tagged(store: &Store, tag: &str) -> Vec<u64> {
     let txn = store.begin_read().unwrap();
     let tree = txn.open_tree::<v2::Doc>().unwrap();
-    let mut ids: Vec<u64> = tree.by_tag(tag).unwrap().into_iter().map(|d| d.id).collect();
+    let mut ids: Vec<u64> = tree
+        .by_tag(tag)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
     ids.sort();
     ids
 }
@@ -235,14 +240,20 @@ fn a_changed_field_list_reads_as_one_documented_decode_error() {
     // A field removed: bytes left over.
     let error = store.tree::<v4::Doc>().get(&v4::DocKey(1)).unwrap_err();
     assert!(
-        matches!(error, StoreError::Codec(CodecError::Decode { model: "Doc", .. })),
+        matches!(
+            error,
+            StoreError::Codec(CodecError::Decode { model: "Doc", .. })
+        ),
         "{error:?}"
     );
     store.tree::<v4::Doc>().put(&v4::Doc { id: 2 }).unwrap();
     // A field added: bytes missing. The same error.
     let error = store.tree::<v1::Doc>().get(&v1::DocKey(2)).unwrap_err();
     assert!(
-        matches!(error, StoreError::Codec(CodecError::Decode { model: "Doc", .. })),
+        matches!(
+            error,
+            StoreError::Codec(CodecError::Decode { model: "Doc", .. })
+        ),
         "{error:?}"
     );
     // An index over records that no longer decode cannot be built: the
@@ -257,7 +268,11 @@ fn a_changed_field_list_reads_as_one_documented_decode_error() {
 #[test]
 fn same_named_structs_of_different_modules_are_different_models() {
     assert_ne!(shop::Item::NAME, game::Item::NAME);
-    assert!(shop::Item::NAME.ends_with("shop::Item"), "{}", shop::Item::NAME);
+    assert!(
+        shop::Item::NAME.ends_with("shop::Item"),
+        "{}",
+        shop::Item::NAME
+    );
     assert_ne!(shop::Item::ID, game::Item::ID);
     assert_eq!(v1::Doc::NAME, "Doc");
     assert_ne!(v1::Doc::SCHEMA, v2::Doc::SCHEMA);
@@ -279,11 +294,7 @@ fn same_named_structs_of_different_modules_are_different_models() {
         Some(shop::Item { id: 1, price: 5 })
     );
     assert_eq!(
-        store
-            .tree::<game::Item>()
-            .by_name("sword")
-            .unwrap()
-            .len(),
+        store.tree::<game::Item>().by_name("sword").unwrap().len(),
         1
     );
 }

@@ -705,7 +705,10 @@ fn a_damaged_file_is_a_typed_error_in_every_build() {
     assert!(refused > 10, "only {refused} damaged files were refused");
     // The undamaged file still opens with everything in it.
     std::fs::write(&path, &clean).unwrap();
-    assert_eq!(Store::open(&path).unwrap().tree::<User>().len().unwrap(), 2000);
+    assert_eq!(
+        Store::open(&path).unwrap().tree::<User>().len().unwrap(),
+        2000
+    );
 }
 
 #[test]
@@ -715,19 +718,34 @@ fn primary_keys_are_looked_up_in_their_borrowed_form() {
     for slug in ["apple", "banana", "cherry", "date"] {
         posts.put(&post(slug, &[], None, 0)).unwrap();
     }
-    assert_eq!(posts.by_slug("banana").unwrap().map(|p| p.slug), Some("banana".into()));
+    assert_eq!(
+        posts.by_slug("banana").unwrap().map(|p| p.slug),
+        Some("banana".into())
+    );
     assert!(posts.by_slug("fig").unwrap().is_none());
     let slugs = |records: netabase::store::Records<'_, Post>| -> Vec<String> {
         records.map(|p| p.unwrap().slug).collect()
     };
-    assert_eq!(slugs(posts.by_slug_range("b".."d").unwrap()), ["banana", "cherry"]);
-    assert_eq!(slugs(posts.by_slug_range("cherry"..).unwrap()), ["cherry", "date"]);
+    assert_eq!(
+        slugs(posts.by_slug_range("b".."d").unwrap()),
+        ["banana", "cherry"]
+    );
+    assert_eq!(
+        slugs(posts.by_slug_range("cherry"..).unwrap()),
+        ["cherry", "date"]
+    );
     assert_eq!(slugs(posts.by_slug_range(..="apple").unwrap()), ["apple"]);
     let users = store.tree::<User>();
-    users.put_many((0..10).map(|i| user(i, &format!("{i}@x"), 1))).unwrap();
+    users
+        .put_many((0..10).map(|i| user(i, &format!("{i}@x"), 1)))
+        .unwrap();
     let txn = store.begin_read().unwrap();
     let tree = txn.open_tree::<User>().unwrap();
-    let ids: Vec<u64> = tree.by_id_range(3..6).unwrap().map(|u| u.unwrap().id).collect();
+    let ids: Vec<u64> = tree
+        .by_id_range(3..6)
+        .unwrap()
+        .map(|u| u.unwrap().id)
+        .collect();
     assert_eq!(ids, [3, 4, 5]);
     assert_eq!(tree.by_id(9).unwrap().map(|u| u.id), Some(9));
 }

@@ -38,7 +38,9 @@ pub fn parse_model(cx: &Ctxt, attrs: &[syn::Attribute]) -> ModelAttrs {
                 let name = quote::ToTokens::to_token_stream(&meta.path).to_string();
                 cx.error_spanned_by(
                     &meta.path,
-                    format!("unknown #[netabase] option `{name}`; the only option is `name = \"..\"`"),
+                    format!(
+                        "unknown #[netabase] option `{name}`; the only option is `name = \"..\"`"
+                    ),
                 );
                 skip_value(&meta)
             }

@@ -25,10 +25,7 @@ fn check_lookup_names(cx: &Ctxt, model: &Model) {
         .collect();
     for field in &keyed {
         let name = field.name();
-        if let Some(other) = keyed
-            .iter()
-            .find(|o| format!("{}_range", o.name()) == name)
-        {
+        if let Some(other) = keyed.iter().find(|o| format!("{}_range", o.name()) == name) {
             cx.error_spanned_by(
                 field.ident,
                 format!(

@@ -64,9 +64,7 @@ pub const NET_WAIT: Duration = Duration::from_secs(60);
 
 /// A started node's dialable address, `/ip4/../tcp/../p2p/<id>`.
 pub fn address_of(node: &Netabase) -> Multiaddr {
-    node.listen_addresses()[0]
-        .clone()
-        .with(Protocol::P2p(node.peer_id()))
+    node.addresses()[0].clone()
 }
 
 /// Waits (bounded by [`NET_WAIT`]) for the first event that `pick` accepts.
@@ -156,7 +154,9 @@ pub async fn caught_up_with(events: &mut broadcast::Receiver<Event>, peer: PeerI
         &format!("a finished catch-up with {peer}"),
         events,
         |e| match e {
-            Event::CaughtUp { peer: p, received, .. } if *p == peer => Some(*received),
+            Event::CaughtUp {
+                peer: p, received, ..
+            } if *p == peer => Some(*received),
             _ => None,
         },
     )

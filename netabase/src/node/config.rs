@@ -117,9 +117,8 @@ impl NetabaseConfig {
     /// [`NodeError::Config`](super::NodeError::Config) naming the first
     /// field out of range and why.
     pub fn validate(&self) -> Result<(), super::NodeError> {
-        let invalid = |field: &'static str, reason: String| {
-            Err(super::NodeError::Config { field, reason })
-        };
+        let invalid =
+            |field: &'static str, reason: String| Err(super::NodeError::Config { field, reason });
         if !(Self::MIN_RECORD_BYTES..=Self::MAX_RECORD_BYTES).contains(&self.max_record_bytes) {
             return invalid(
                 "max_record_bytes",

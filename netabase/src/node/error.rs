@@ -52,6 +52,14 @@ pub enum NodeError {
     /// The swarm could not be built.
     #[error("could not build the network stack")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A dial made no connection.
+    #[error("could not connect to {address}: {reason}")]
+    Dial {
+        /// The address dialled.
+        address: Multiaddr,
+        /// Why, as the network stack reported it.
+        reason: String,
+    },
     /// The operation needs a running swarm: call `start_swarm` first.
     #[error("the swarm is not running; call start_swarm first")]
     NotRunning,

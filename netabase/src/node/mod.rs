@@ -76,6 +76,8 @@ const EVENT_BUFFER: usize = 4096;
 const COMMAND_BUFFER: usize = 1024;
 /// How long `start_swarm` waits for its first listen address.
 const LISTEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long [`Netabase::shutdown`] waits for storage tasks to finish.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Own records republished at once when the swarm starts.
 const REPUBLISH_IN_FLIGHT: usize = 32;
 
@@ -273,7 +275,9 @@ impl Netabase {
         &self.shared.view
     }
 
-    /// The addresses the swarm listens on (empty until it has started).
+    /// The addresses the swarm listens on (empty while it is stopped),
+    /// without the peer id: see [`addresses`](Self::addresses) for ones to
+    /// dial.
     pub fn listen_addresses(&self) -> Vec<Multiaddr> {
         self.shared
             .listen_addrs
@@ -370,20 +374,98 @@ impl Netabase {
         if let Err(error) = running.task.await {
             tracing::warn!(%error, "the swarm task ended abnormally");
         }
+        // Nothing listens there any more.
+        self.shared
+            .listen_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         Ok(())
     }
 
-    /// Dials a peer at `address` (`/ip4/../tcp/../p2p/<peer id>`).
+    /// Stops the swarm if it runs, waits for every storage task of this
+    /// node to finish, and closes its database, so the data directory can
+    /// be opened again as soon as this returns (dropping a node instead
+    /// releases it a little later, once its last task ends). Every later
+    /// call on this node, through any clone, fails ([`NodeError::Store`]
+    /// with [`StoreError::Closed`](crate::StoreError::Closed), or
+    /// [`NodeError::NotRunning`]). Read transactions you still hold keep
+    /// the file open until you drop them.
     ///
     /// # Errors
     ///
-    /// [`NodeError::NotRunning`] if the swarm is not running.
-    pub async fn dial(&self, address: Multiaddr) -> Result<(), NodeError> {
-        self.send(Command::Dial { address }).await
+    /// [`NodeError::Stopped`] if storage tasks were still running after
+    /// [`SHUTDOWN_WAIT`] (the database is closed anyway, and released when
+    /// they end).
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        match self.stop_swarm().await {
+            Ok(()) | Err(NodeError::NotRunning) => {}
+            Err(error) => return Err(error),
+        }
+        // Every handle holds one `running` and one `shared`; tasks hold only
+        // `shared`. Once the counts match, no task is left.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        let mut idle = false;
+        while tokio::time::Instant::now() < deadline {
+            if Arc::strong_count(&self.shared) <= Arc::strong_count(&self.running) {
+                idle = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        self.shared.store.close();
+        tracing::debug!(peer_id = %self.shared.peer_id, "node shut down");
+        if idle {
+            Ok(())
+        } else {
+            Err(NodeError::Stopped)
+        }
+    }
+
+    /// Dials a peer at `address` (`/ip4/../tcp/../p2p/<peer id>`, as
+    /// [`addresses`](Self::addresses) gives them) and waits until the
+    /// connection is up (at most `query_timeout`). Returns the peer's id.
+    /// A peer already connected is not dialled again.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRunning`] if the swarm is not running;
+    /// [`NodeError::Dial`] with the reason if no connection was made
+    /// (refused, unreachable, another peer id answered, over the connection
+    /// limits, or timed out).
+    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, NodeError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Dial {
+            address: address.clone(),
+            reply,
+        })
+        .await?;
+        match tokio::time::timeout(self.shared.config.query_timeout, done).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => Err(NodeError::Dial {
+                address,
+                reason: format!(
+                    "no connection within {:?} (query_timeout)",
+                    self.shared.config.query_timeout
+                ),
+            }),
+        }
+    }
+
+    /// Addresses other nodes can dial this one at, each ending in
+    /// `/p2p/<peer id>` (empty while the swarm is stopped): pass one to
+    /// [`dial`](Self::dial) or to another node's `bootstrap_peers`.
+    pub fn addresses(&self) -> Vec<Multiaddr> {
+        self.listen_addresses()
+            .into_iter()
+            .map(|address| address.with(Protocol::P2p(self.shared.peer_id)))
+            .collect()
     }
 
     /// Commits `record` locally and publishes it to the network with the
-    /// configured write quorum; returns once both are done.
+    /// configured write quorum; returns once both are done, with the
+    /// version written (see [`record_version`](Self::record_version)).
     ///
     /// The record is signed, checked (size, unique indexes) and written into
     /// a local transaction first, so a record this node refuses is never
@@ -399,7 +481,7 @@ impl Netabase {
     /// committed locally and is republished later). If the final commit
     /// itself fails (a failing disk), that error is returned; peers may then
     /// hold the record already, and catch-up brings it back here.
-    pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<(), NodeError> {
+    pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<Version, NodeError> {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         let (staged_tx, staged) = oneshot::channel();
@@ -410,16 +492,17 @@ impl Netabase {
             apply::apply_staged(&shared, &envelope, || {
                 let _ = staged_tx.send(envelope.clone());
             })
-            .map(drop)
+            .map(|_| envelope.version())
             .map_err(refused_error)
         });
         let Ok(envelope) = staged.await else {
-            // Refused before the commit (or nothing to write): nothing was published.
+            // Refused before the commit, or already held exactly: nothing
+            // to publish.
             return commit.await.map_err(NodeError::Task)?;
         };
         let (published, committed) = tokio::join!(self.publish(&envelope), commit);
-        committed.map_err(NodeError::Task)??;
-        published
+        let version = committed.map_err(NodeError::Task)??;
+        published.map(|()| version)
     }
 
     /// Deletes the record of `M` with this primary key: commits a signed
@@ -427,12 +510,24 @@ impl Netabase {
     /// entries, then publishes it so peers delete it too. A tombstone loses to
     /// a strictly newer put and beats older ones, like any version.
     ///
+    /// Returns whether this node held the record. A delete is written and
+    /// published even when it did not (the record may exist on peers this
+    /// node has not caught up with), unless the node already holds a delete
+    /// of it: then nothing is written and `false` is returned.
+    ///
     /// # Errors
     ///
     /// As [`put_record`](Self::put_record).
-    pub async fn remove_record<M: NetabaseModel>(&self, key: M::Key) -> Result<(), NodeError> {
+    pub async fn remove_record<M: NetabaseModel>(&self, key: M::Key) -> Result<bool, NodeError> {
+        let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
+        let held = self.shared.cache.get(&record_key).map(|c| !c.tombstone);
+        if held == Some(false) {
+            self.check_registered::<M>()?;
+            return Ok(false);
+        }
         let envelope = self.remove_record_locally::<M>(key).await?;
-        self.publish(&envelope).await
+        self.publish(&envelope).await?;
+        Ok(held.unwrap_or(false))
     }
 
     /// Deletes the record of `M` with this primary key locally only (a

@@ -45,6 +45,10 @@ pub enum StoreError {
     /// signs them and syncs them to peers.
     #[error("this store handle is read-only; write through the node (put_record, remove_record, ..) so the write is signed and synced")]
     ReadOnly,
+    /// The store was closed ([`Store::close`](super::Store::close), or the
+    /// node's `shutdown`).
+    #[error("the store is closed")]
+    Closed,
     /// The database is closed: it is being reopened after a storage failure,
     /// or reopening it failed. Try again later.
     #[error("the database is closed while it reopens after a storage failure")]

@@ -28,7 +28,10 @@ pub(crate) struct Checked(Mutex<HashMap<&'static str, TypeId>>);
 
 impl Checked {
     pub(crate) fn contains<M: NetabaseModel>(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(M::TABLE)
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(M::TABLE)
             == Some(&TypeId::of::<M>())
     }
 

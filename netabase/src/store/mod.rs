@@ -235,6 +235,7 @@ impl StoreBuilder {
                 durability: self.durability,
                 reopen,
                 checked: Arc::new(layout::Checked::default()),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
             read_only: false,
         }
@@ -269,6 +270,8 @@ struct Inner {
     reopen: Option<Reopen>,
     /// Models whose index layout was checked against the file.
     checked: Arc<layout::Checked>,
+    /// Set by [`Store::close`]: the database stays closed.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The next store's id.
@@ -421,12 +424,19 @@ impl Store {
     /// The open database. The lock is held only to clone the handle, never
     /// across a redb call, so a reopen waits for no transaction.
     fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
-        self.inner
+        let db = self
+            .inner
             .db
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(StoreError::Reopening)
+            .clone();
+        db.ok_or_else(|| {
+            if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+                StoreError::Closed
+            } else {
+                StoreError::Reopening
+            }
+        })
     }
 
     /// Closes the database and opens it again. After a storage I/O error
@@ -446,6 +456,9 @@ impl Store {
     pub fn reopen(&self) -> Result<(), StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly);
+        }
+        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Closed);
         }
         let Some(open) = &self.inner.reopen else {
             return Ok(());
@@ -479,6 +492,23 @@ impl Store {
         *slot = Some(Arc::new(db));
         tracing::info!("reopened the store");
         Ok(())
+    }
+
+    /// Closes the database for every clone of this store: later calls fail
+    /// with [`StoreError::Closed`]. The file is released once transactions
+    /// still open on it end. A closed store cannot be reopened; open the
+    /// file again instead.
+    pub fn close(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        let db = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(db);
     }
 
     /// Makes every commit so far durable. Needed only with

@@ -2,8 +2,8 @@
 
 use std::cell::OnceCell;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::ops::RangeBounds;
+use std::sync::Arc;
 
 use redb::ReadOnlyTable;
 

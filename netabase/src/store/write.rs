@@ -9,8 +9,8 @@ use std::thread::ThreadId;
 use redb::{ReadableTable, Table};
 
 use super::error::{open_table_error, storage, StoreError};
-use super::lookup::{self, impl_lookup, TableAccess};
 use super::layout::{self, Checked};
+use super::lookup::{self, impl_lookup, TableAccess};
 use super::records::Records;
 use super::tables::{self, ByteBounds, Bytes, KeyBytes};
 use super::Durability;
@@ -130,7 +130,11 @@ impl WriteTransaction {
     /// disk); nothing of the transaction is then committed.
     pub fn commit(self) -> Result<(), StoreError> {
         self.inner.commit().map_err(storage("commit"))?;
-        for (table, model) in self.checking.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        for (table, model) in self
+            .checking
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+        {
             self.checked.insert_type(table, model);
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::kad::{self, GetRecordOk, PutRecordError, QueryId, QueryResult, Quorum, Record};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, mdns, request_response, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,8 +43,11 @@ pub(crate) enum Command {
     },
     /// Store a record at these peers only (a newer version for stale peers).
     PutTo { record: Record, peers: Vec<PeerId> },
-    /// Dial an address (e.g. a bootstrap peer).
-    Dial { address: Multiaddr },
+    /// Dial an address; the reply comes when the connection is up or failed.
+    Dial {
+        address: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NodeError>>,
+    },
     /// Reconcile with every connected peer now.
     CatchUp,
     /// Stop the loop.
@@ -96,6 +99,8 @@ pub(crate) struct EventLoop {
     /// The remote address of a peer that dialled us, kept in the routing
     /// table only until its real listen addresses are known.
     ephemeral: HashMap<PeerId, Multiaddr>,
+    /// Dials a caller waits on, by connection.
+    dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
     storage: Storage,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -119,6 +124,7 @@ impl EventLoop {
             reconciles: HashMap::new(),
             peers: Peers::default(),
             ephemeral: HashMap::new(),
+            dials: HashMap::new(),
             storage: Storage::default(),
             internal,
             internal_rx,
@@ -201,13 +207,31 @@ impl EventLoop {
                     .kad
                     .put_record_to(record, peers.into_iter(), quorum);
             }
-            Command::Dial { address } => {
-                if let Err(error) = self.swarm.dial(address.clone()) {
-                    tracing::warn!(%address, %error, "could not dial");
-                }
-            }
+            Command::Dial { address, reply } => self.dial(address, reply),
             Command::CatchUp => self.reconcile_with_all(),
             Command::Shutdown => {}
+        }
+    }
+
+    fn dial(&mut self, address: Multiaddr, reply: oneshot::Sender<Result<PeerId, NodeError>>) {
+        if let Some(peer) = super::peer_of(&address) {
+            if self.swarm.is_connected(&peer) {
+                let _ = reply.send(Ok(peer));
+                return;
+            }
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::from(address.clone());
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.dials.insert(id, (address, reply));
+            }
+            Err(error) => {
+                let _ = reply.send(Err(NodeError::Dial {
+                    address,
+                    reason: error.to_string(),
+                }));
+            }
         }
     }
 
@@ -326,8 +350,12 @@ impl EventLoop {
                 peer_id,
                 num_established,
                 endpoint,
+                connection_id,
                 ..
             } => {
+                if let Some((_, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
                 // The routing table needs an address before Kademlia sends
                 // the peer anything. The dialler knows where it reached the
                 // peer; the dialled side sees only the remote's ephemeral
@@ -338,7 +366,10 @@ impl EventLoop {
                 if !endpoint.is_dialer() {
                     self.ephemeral.insert(peer_id, address.clone());
                 }
-                self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer_id, address);
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(Event::PeerConnected(peer_id));
                     // Each side fetches only in the exchange it started.
@@ -359,6 +390,18 @@ impl EventLoop {
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some((address, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NodeError::Dial {
+                        address,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(peer_id = %self.shared.peer_id, %address, "listening");
                 self.shared.listening_on(address);

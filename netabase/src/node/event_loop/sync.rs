@@ -638,8 +638,7 @@ impl EventLoop {
             // An honest peer stops short only when the next record would
             // not fit in the response: any record, whatever its limit, fits
             // an empty one. What it did send is still stored.
-            if records.is_empty() || bytes + crate::codec::MAX_ENVELOPE_BYTES < MAX_RESPONSE_BYTES
-            {
+            if records.is_empty() || bytes + crate::codec::MAX_ENVELOPE_BYTES < MAX_RESPONSE_BYTES {
                 self.strike(peer, "cut a fetch answer short");
                 self.fail(peer, CatchUpFailure::OffProtocol);
             } else {
