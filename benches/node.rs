@@ -193,7 +193,7 @@ impl NetabaseNet {
 async fn publish_once(node: &Netabase, record: Note) {
     for _ in 0..200 {
         match bounded("put_record", node.put_record(record.clone())).await {
-            Ok(()) => return,
+            Ok(_) => return,
             Err(NodeError::Publish { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(other) => panic!("put_record failed: {other}"),
         }

@@ -311,12 +311,25 @@ impl Hostile {
         }
     }
 
+    /// Has `node` dial this peer (its swarm is driven meanwhile: the
+    /// dial waits for the handshake) and returns the node's first
+    /// reconciliation message.
+    async fn dialled_by(&mut self, node: &Netabase) -> (SyncRequest, Channel) {
+        let dial = tokio::spawn({
+            let node = node.clone();
+            let address = self.address.clone();
+            async move { node.dial(address).await }
+        });
+        let reconcile = self.next_request("first reconciliation").await;
+        dial.await.unwrap().unwrap();
+        reconcile
+    }
+
     /// A new hostile peer the node has dialled, with the node's first
     /// reconciliation message.
     async fn connect(node: &Netabase) -> (Self, (SyncRequest, Channel)) {
         let mut hostile = Hostile::start().await;
-        node.dial(hostile.address.clone()).await.unwrap();
-        let reconcile = hostile.next_request("first reconciliation").await;
+        let reconcile = hostile.dialled_by(node).await;
         (hostile, reconcile)
     }
 
@@ -605,8 +618,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
             ),
         ]
     };
-    node.dial(hostile.address.clone()).await.unwrap();
-    let reconcile = hostile.next_request("first reconciliation").await;
+    let reconcile = hostile.dialled_by(&node).await;
     // Sanity of the mirrored wire format: the node lists what it holds.
     match &reconcile.0 {
         SyncRequest::Reconcile(_, parts) => assert!(

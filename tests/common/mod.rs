@@ -12,7 +12,7 @@ use std::time::Duration;
 use netabase::model::IndexEntries;
 use std::path::Path;
 
-use netabase::node::{Event, Multiaddr, Netabase, NetabaseConfig, NodeError, Protocol};
+use netabase::node::{Event, Multiaddr, Netabase, NetabaseConfig, NodeError};
 use netabase::store::Lookup;
 use netabase::{KeyEncode, NetabaseModel};
 use netabase::{PeerId, StoreError};

@@ -85,7 +85,7 @@ const REPUBLISH_IN_FLIGHT: usize = 32;
 pub(crate) struct Shared {
     store: Store,
     /// The same database, read-only: what [`Netabase::store`] hands out.
-    view: Store,
+    read_only_store: Store,
     keypair: Keypair,
     peer_id: PeerId,
     config: NetabaseConfig,
@@ -214,7 +214,7 @@ impl Netabase {
         clock.seed(issued);
         Ok(Netabase {
             shared: Arc::new(Shared {
-                view: store.read_only(),
+                read_only_store: store.read_only(),
                 store,
                 keypair,
                 peer_id,
@@ -271,8 +271,10 @@ impl Netabase {
     /// `remove_record`, ..), which signs and syncs them, so what peers hold,
     /// what [`get_record`](Self::get_record) answers and what the store
     /// holds never disagree.
+    // The read-only handle, not the node's own, on purpose.
+    #[allow(clippy::misnamed_getters)]
     pub fn store(&self) -> &Store {
-        &self.shared.view
+        &self.shared.read_only_store
     }
 
     /// The addresses the swarm listens on (empty while it is stopped),
