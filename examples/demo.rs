@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, Origin};
+use netabase::node::{ChangeKind, Event, Netabase, NetabaseConfig, Origin, WriteQuorum};
 use netabase::store::Lookup;
 use netabase::NetabaseModel;
 use tokio::sync::broadcast;
@@ -39,7 +39,8 @@ async fn start(
     quorum: usize,
 ) -> Result<Netabase, Box<dyn Error>> {
     let mut config = NetabaseConfig::loopback();
-    config.write_quorum = NonZeroUsize::new(quorum).ok_or("quorum must be at least 1")?;
+    config.write_quorum =
+        WriteQuorum::AtLeast(NonZeroUsize::new(quorum).ok_or("quorum must be at least 1")?);
     if let Some(peer) = bootstrap {
         let address = peer
             .addresses()
@@ -90,6 +91,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("netabase-demo"));
+    // Each run starts from empty node directories (only the three it
+    // makes), so what it reports (a fetch from the network, records
+    // arriving) is this run's doing.
+    for node in ["a", "b", "c"] {
+        let dir = root.join(node);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
     let started = Instant::now();
 
     // A publishes with a write quorum of 2: both other nodes must store each record.

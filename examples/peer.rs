@@ -47,11 +47,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut events = node.subscribe_to_broadcasts();
     tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
-            match event {
-                Event::Record {
-                    kind, origin, key, ..
-                } => println!("<- {kind:?} of note {key:?} from {origin:?}"),
-                other => println!("<- {other:?}"),
+            match (&event, event.key::<Note>()) {
+                (Event::Record { kind, origin, .. }, Some(NoteKey(id))) => {
+                    println!("<- {kind:?} of note {id} from {origin:?}")
+                }
+                _ => println!("<- {event:?}"),
             }
         }
     });
@@ -87,10 +87,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(format!("{notes:?}"))
             }
-            (Some("sync"), None) => node
-                .catch_up()
-                .await
-                .map(|()| "reconciling with every connected peer".to_string()),
+            (Some("sync"), None) => node.catch_up().await.map(|peers| match peers.len() {
+                0 => "no peer is connected: nothing to sync with".to_string(),
+                n => format!("reconciling with {n} connected peer(s)"),
+            }),
             (Some("quit"), None) => break,
             _ => Ok(
                 "commands: put <id> <text> | get <id> | del <id> | list | sync | quit".to_string(),

@@ -147,9 +147,9 @@ fn multiprocess_child() {
                 "local"
             } else {
                 match node.put_record(record(id)).await {
-                    Ok(_) => "published",
+                    Ok(published) if published.replicated => "published",
                     // Committed locally before publishing; catch-up delivers it.
-                    Err(NodeError::Publish { .. }) => "unpublished",
+                    Ok(_) | Err(NodeError::Publish { .. }) => "unpublished",
                     Err(other) => panic!("put_record({id}) failed: {other}"),
                 }
             };

@@ -68,8 +68,10 @@ async fn connected_pair(
 async fn publish(node: &Netabase, record: User) {
     for _ in 0..100 {
         match node.put_record(record.clone()).await {
-            Ok(_) => return,
-            Err(NodeError::Publish { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok(published) if published.replicated => return,
+            Ok(_) | Err(NodeError::Publish { .. }) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             Err(other) => panic!("put_record failed: {other}"),
         }
     }
@@ -81,7 +83,7 @@ async fn a_put_on_one_node_reaches_the_others_typed_and_indexed() {
     let dir = tempfile::tempdir().unwrap();
     // A quorum of 2 in a 3-node network: the put succeeds once both others hold it.
     let quorum_two = NetabaseConfig {
-        write_quorum: std::num::NonZeroUsize::new(2).unwrap(),
+        write_quorum: netabase::node::WriteQuorum::AtLeast(std::num::NonZeroUsize::new(2).unwrap()),
         ..NetabaseConfig::loopback()
     };
     let a = node_with(&dir.path().join("a"), &[], quorum_two).await;
@@ -459,9 +461,11 @@ async fn the_dialled_side_publishes_as_soon_as_the_peer_connects() {
             matches!(e, Event::PeerConnected(p) if *p == b.peer_id()).then_some(())
         })
         .await;
-        a.put_record(user(round, "first@x", 1))
+        let published = a
+            .put_record(user(round, "first@x", 1))
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(published.replicated, "round {round}: not replicated");
         a.stop_swarm().await.unwrap();
         b.stop_swarm().await.unwrap();
     }
@@ -511,7 +515,7 @@ async fn dial_waits_for_the_connection_or_says_why_not() {
         .ends_with(&format!("/p2p/{}", a.peer_id())));
     // Connected when it returns: publishing works at once.
     assert_eq!(b.dial(address.clone()).await.unwrap(), a.peer_id());
-    b.put_record(user(1, "d@x", 1)).await.unwrap();
+    assert!(b.put_record(user(1, "d@x", 1)).await.unwrap().replicated);
     // Dialling a connected peer again is no error.
     assert_eq!(b.dial(address.clone()).await.unwrap(), a.peer_id());
     // Nobody listening: the reason comes back.
@@ -536,9 +540,9 @@ async fn writes_report_their_version_and_whether_a_delete_found_a_record() {
     let (a, _) = common::start(&dir.path().join("a"), &[]).await;
     let (b, mut b_events) = common::start(&dir.path().join("b"), &[&a]).await;
     common::caught_up_with(&mut b_events, a.peer_id()).await;
-    let first = a.put_record(user(1, "v@x", 1)).await.unwrap();
+    let first = a.put_record(user(1, "v@x", 1)).await.unwrap().version;
     assert_eq!(a.record_version::<User>(&UserKey(1)), Some(first));
-    let second = a.put_record(user(1, "v@x", 2)).await.unwrap();
+    let second = a.put_record(user(1, "v@x", 2)).await.unwrap().version;
     assert!(second > first);
     assert!(a.remove_record::<User>(UserKey(1)).await.unwrap());
     // Already deleted here: nothing written, nothing published.
@@ -550,6 +554,39 @@ async fn writes_report_their_version_and_whether_a_delete_found_a_record() {
     assert!(a.record_version::<User>(&UserKey(2)).is_some());
     a.stop_swarm().await.unwrap();
     b.stop_swarm().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_writes_locally_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alone, _) = common::start(dir.path(), &[]).await;
+    let published = alone.put_record(user(1, "alone@x", 1)).await.unwrap();
+    assert!(!published.replicated);
+    assert_eq!(
+        alone.record_version::<User>(&UserKey(1)),
+        Some(published.version)
+    );
+    assert!(!alone.remove_record::<User>(UserKey(2)).await.unwrap());
+    // Asking for peers that do not exist is an error that says what happened.
+    let strict = tempfile::tempdir().unwrap();
+    let (node, _) = common::start_with(strict.path(), &[], |c| {
+        c.write_quorum = netabase::node::WriteQuorum::AtLeast(std::num::NonZeroUsize::MIN);
+    })
+    .await;
+    let error = node.put_record(user(1, "a@x", 1)).await.unwrap_err();
+    assert!(matches!(
+        error,
+        NodeError::Publish {
+            stored: 0,
+            required: 1,
+            ..
+        }
+    ));
+    assert!(
+        error.to_string().starts_with("committed locally"),
+        "{error}"
+    );
+    assert_eq!(users(&node).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,10 @@ pub enum Error {
     /// From the codec.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// From the node.
+    #[cfg(feature = "native")]
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
 }
 
 /// `Result` with [`enum@Error`] as the error.

@@ -93,6 +93,44 @@ pub trait KeyEncode {
 pub trait KeyType: KeyEncode + Clone + Ord + Hash + Debug + Send + Sync + 'static {
     /// The borrowed form used in lookups.
     type Ref<'a>: KeyEncode + Copy;
+
+    /// Reads one encoded value from the front of `bytes`, advancing past
+    /// it; `None` if the bytes are not an encoding of this type. Turns the
+    /// key bytes of an event back into a typed key. The provided
+    /// implementation decodes nothing: implement it for your own key types
+    /// to make their keys decodable.
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        let _ = bytes;
+        None
+    }
+}
+
+/// The first `N` bytes of `bytes`, advancing past them.
+fn take<const N: usize>(bytes: &mut &[u8]) -> Option<[u8; N]> {
+    let (head, rest) = bytes.split_first_chunk::<N>()?;
+    *bytes = rest;
+    Some(*head)
+}
+
+/// Reverses [`encode_bytes`].
+fn decode_bytes(bytes: &mut &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = *bytes;
+    loop {
+        let zero = rest.iter().position(|&b| b == 0)?;
+        out.extend_from_slice(&rest[..zero]);
+        match rest.get(zero + 1)? {
+            0x00 => {
+                *bytes = &rest[zero + 2..];
+                return Some(out);
+            }
+            0xFF => {
+                out.push(0);
+                rest = &rest[zero + 2..];
+            }
+            _ => return None,
+        }
+    }
 }
 
 impl<T: KeyEncode + ?Sized> KeyEncode for &T {
@@ -112,6 +150,10 @@ macro_rules! unsigned {
         }
         impl KeyType for $t {
             type Ref<'a> = $t;
+
+            fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+                take(bytes).map(<$t>::from_be_bytes)
+            }
         }
     )*};
 }
@@ -128,6 +170,11 @@ macro_rules! signed {
         }
         impl KeyType for $t {
             type Ref<'a> = $t;
+
+            fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+                let flipped = <$u>::from_be_bytes(take(bytes)?);
+                Some((flipped ^ (1 << (<$u>::BITS - 1))) as $t)
+            }
         }
     )*};
 }
@@ -143,6 +190,14 @@ impl KeyEncode for bool {
 }
 impl KeyType for bool {
     type Ref<'a> = bool;
+
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        match take::<1>(bytes)? {
+            [0] => Some(false),
+            [1] => Some(true),
+            _ => None,
+        }
+    }
 }
 
 impl KeyEncode for char {
@@ -153,6 +208,10 @@ impl KeyEncode for char {
 }
 impl KeyType for char {
     type Ref<'a> = char;
+
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        char::from_u32(u32::from_be_bytes(take(bytes)?))
+    }
 }
 
 /// Escapes `0x00` as `0x00 0xFF` and terminates with `0x00 0x00`: prefix-free,
@@ -183,6 +242,10 @@ impl KeyEncode for String {
 }
 impl KeyType for String {
     type Ref<'a> = &'a str;
+
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        String::from_utf8(decode_bytes(bytes)?).ok()
+    }
 }
 
 impl KeyEncode for [u8] {
@@ -199,6 +262,10 @@ impl KeyEncode for Vec<u8> {
 }
 impl KeyType for Vec<u8> {
     type Ref<'a> = &'a [u8];
+
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        decode_bytes(bytes)
+    }
 }
 
 /// Fixed-size byte arrays are stored verbatim: equal lengths need no terminator.
@@ -210,6 +277,10 @@ impl<const N: usize> KeyEncode for [u8; N] {
 }
 impl<const N: usize> KeyType for [u8; N] {
     type Ref<'a> = &'a [u8; N];
+
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        take(bytes)
+    }
 }
 
 /// The smallest byte string greater than every string that starts with
@@ -261,6 +332,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn round_trip<T: KeyType + PartialEq>(values: &[T]) {
+        for value in values {
+            let bytes = enc(value);
+            let mut rest = bytes.as_slice();
+            assert_eq!(T::decode_key(&mut rest).as_ref(), Some(value));
+            assert!(rest.is_empty(), "{value:?} left bytes");
+            // A truncated encoding never reads back as the value, whole.
+            let mut short = &bytes[..bytes.len().saturating_sub(1)];
+            let decoded = T::decode_key(&mut short);
+            assert!(bytes.is_empty() || !(decoded.as_ref() == Some(value) && short.is_empty()));
+        }
+    }
+
+    #[test]
+    fn every_provided_key_type_decodes_what_it_encodes() {
+        round_trip(&[0u8, 7, u8::MAX]);
+        round_trip(&[0u64, 1 << 40, u64::MAX]);
+        round_trip(&[u128::MAX, 3]);
+        round_trip(&[i64::MIN, -1, 0, 1, i64::MAX]);
+        round_trip(&[i8::MIN, -1, 0, i8::MAX]);
+        round_trip(&[i128::MIN, -5, i128::MAX]);
+        round_trip(&[false, true]);
+        round_trip(&['a', '\u{10FFFF}', '\0']);
+        round_trip(&["".to_string(), "\0".into(), "a\0b\0".into(), "héllo".into()]);
+        round_trip(&[vec![], vec![0u8, 0, 255, 0], vec![1, 2, 3]]);
+        round_trip(&[[0u8; 16], [255u8; 16]]);
+        // Malformed bytes are refused.
+        assert_eq!(String::decode_key(&mut &[b'a', 0, 7][..]), None);
+        assert_eq!(String::decode_key(&mut &[0xC3, 0, 0][..]), None);
+        assert_eq!(bool::decode_key(&mut &[2][..]), None);
+        assert_eq!(char::decode_key(&mut &[0, 0, 0xD8, 0][..]), None);
+        assert_eq!(u32::decode_key(&mut &[1, 2][..]), None);
     }
 
     #[test]

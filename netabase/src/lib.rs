@@ -33,6 +33,34 @@
 //! # }
 //! ```
 //!
+//! ## The node
+//!
+//! [`node::Netabase`] keeps those trees on every device: each write is
+//! signed, committed locally, and shared with peers over libp2p (Kademlia
+//! for pushes and fetches, set reconciliation to catch up after time
+//! apart). Every record from a peer is validated before it is stored, and
+//! every change, local or remote, is an [`node::Event`].
+//!
+//! ```no_run
+//! # #[cfg(feature = "native")]
+//! # async fn run() -> netabase::Result<()> {
+//! use netabase::node::{Netabase, NetabaseConfig};
+//! # #[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+//! # pub struct Note { #[primary_key] pub id: u64, pub text: String }
+//!
+//! let node = Netabase::new_with_path("./my-node", NetabaseConfig::default())?;
+//! node.register::<Note>()?;
+//! node.start_swarm().await?;
+//! let written = node.put_record(Note { id: 1, text: "hello".into() }).await?;
+//! let mut events = node.subscribe_to_broadcasts(); // every change, typed keys via `event.key::<Note>()`
+//! let note = node.get_record::<Note>(NoteKey(1)).await?; // local, else from peers
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The repository's README has the whole guide: configuration, events, how
+//! sync works and what it withstands.
+//!
 //! ## What the derive generates
 //!
 //! For `struct User` with `#[primary_key] id: u64` and `#[secondary_key] email: String`:

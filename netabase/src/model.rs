@@ -40,6 +40,14 @@ pub trait NetabaseModel:
     fn index_entries(&self, out: &mut IndexEntries);
     /// This record's secondary keys, typed.
     fn secondary_keys(&self) -> Vec<Self::SecondaryKey>;
+
+    /// The typed primary key from its encoding (an event's `key`); `None`
+    /// if the bytes are not exactly one key of this model, or its key type
+    /// cannot decode (see [`KeyType::decode_key`](crate::KeyType::decode_key)).
+    fn key_from_bytes(bytes: &[u8]) -> Option<Self::Key> {
+        let _ = bytes;
+        None
+    }
 }
 
 /// One secondary index of a model.

@@ -21,6 +21,10 @@ const CONNECTIONS_PER_PEER: u32 = 2;
 /// Inbound streams per connection being read or answered at once (per
 /// protocol handler); libp2p's default is 100.
 const STREAMS_PER_CONNECTION: usize = 8;
+/// How long a connection no protocol uses stays open. Long: peers that
+/// sync keep their connection between catch-ups (libp2p's default of 60 s
+/// would close it between two), and a peer that went away is redialled.
+pub(crate) const IDLE_CONNECTION: Duration = Duration::from_secs(60 * 60);
 /// The Identify protocol version string.
 const IDENTIFY_PROTOCOL: &str = "/netabase/id/1.0.0";
 
@@ -96,7 +100,7 @@ pub(crate) fn build_swarm(
             })
         })
         .map_err(|e| NodeError::Transport(Box::new(e)))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
         .build();
     Ok(swarm)
 }

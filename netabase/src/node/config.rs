@@ -7,6 +7,27 @@ use libp2p::Multiaddr;
 
 use crate::store::Durability;
 
+/// How many peers must acknowledge a write for it to succeed.
+///
+/// A peer acknowledges on receipt (Kademlia answers before the node has
+/// checked the record), then validates and stores it; one that drops it
+/// after acknowledging (overloaded, or killed first) gets it through
+/// catch-up. Either way the write is committed locally first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteQuorum {
+    /// Publish to the peers there are and succeed whatever they answer:
+    /// with none connected (a lone node, offline) the write is local only,
+    /// and [`Published::replicated`](super::Published::replicated) says so.
+    /// Catch-up and republication bring it to peers later. The default.
+    #[default]
+    Available,
+    /// At least this many peers must acknowledge, or the write returns
+    /// [`NodeError::Publish`](super::NodeError::Publish) (it stays committed
+    /// locally). More than the peers that exist always fails.
+    AtLeast(NonZeroUsize),
+}
+
 /// How a [`Netabase`](super::Netabase) node listens, finds peers and syncs.
 ///
 /// Start from `NetabaseConfig::default()` and change what you need:
@@ -35,12 +56,10 @@ pub struct NetabaseConfig {
     /// smaller limit refuses the larger records (and reports them in
     /// [`Event::CaughtUp`](super::Event::CaughtUp)'s `refused`).
     pub max_record_bytes: usize,
-    /// Peers that must acknowledge a published record for `put_record` to
-    /// succeed. Default 1; never more than the peers that exist. A peer
-    /// acknowledges on receipt (Kademlia answers before the node has checked
-    /// the record), then validates and stores it; one that drops it after
-    /// acknowledging (overloaded, or killed first) gets it through catch-up.
-    pub write_quorum: NonZeroUsize,
+    /// How many peers must acknowledge a published record for `put_record`
+    /// (and `remove_record`) to succeed. Default
+    /// [`WriteQuorum::Available`]: whoever is reachable, none included.
+    pub write_quorum: WriteQuorum,
     /// How often stored records are re-sent to the closest peers. Default 1 hour.
     pub replication_interval: Option<Duration>,
     /// How often this node republishes its own records. Default 12 hours;
@@ -85,7 +104,7 @@ impl Default for NetabaseConfig {
                 .expect("a valid literal address")],
             bootstrap_peers: Vec::new(),
             max_record_bytes: 60 * 1024,
-            write_quorum: NonZeroUsize::MIN,
+            write_quorum: WriteQuorum::Available,
             replication_interval: Some(Duration::from_secs(60 * 60)),
             publication_interval: Some(Duration::from_secs(12 * 60 * 60)),
             catch_up: true,

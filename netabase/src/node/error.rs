@@ -91,8 +91,11 @@ pub enum NodeError {
         /// The model refused.
         second: &'static str,
     },
-    /// The record was committed locally, but not enough peers acknowledged it.
-    #[error("record committed locally but acknowledged by {stored} of the {required} peers required{}", if *timed_out { " before the query timed out" } else { "" })]
+    /// The record was committed locally, but fewer peers than
+    /// [`WriteQuorum::AtLeast`](super::WriteQuorum::AtLeast) asks for
+    /// acknowledged it. It stays committed and reaches peers through
+    /// catch-up and republication.
+    #[error("committed locally, but replicated to only {stored} of the {required} peers the write quorum asks for{}; it stays committed and reaches peers through catch-up", if *timed_out { " before the query timed out" } else { "" })]
     Publish {
         /// Peers that acknowledged it. A peer acknowledges on receipt, then
         /// validates and stores the record on its own.

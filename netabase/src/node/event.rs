@@ -3,7 +3,7 @@
 
 use libp2p::PeerId;
 
-use crate::model::ModelId;
+use crate::model::{ModelId, NetabaseModel};
 
 /// Where a change came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,4 +142,21 @@ pub enum Event {
     PeerConnected(PeerId),
     /// The last connection to a peer closed.
     PeerDisconnected(PeerId),
+}
+
+impl Event {
+    /// The typed primary key of the record this event is about, if it is a
+    /// [`Record`](Event::Record) or [`UniqueConflict`](Event::UniqueConflict)
+    /// event of model `M` (`None` for other models and other events):
+    /// `event.key::<User>()` gives `Some(UserKey(7))`.
+    pub fn key<M: NetabaseModel>(&self) -> Option<M::Key> {
+        match self {
+            Event::Record { model_id, key, .. } | Event::UniqueConflict { model_id, key, .. }
+                if *model_id == M::ID =>
+            {
+                M::key_from_bytes(key)
+            }
+            _ => None,
+        }
+    }
 }

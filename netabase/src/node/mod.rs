@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 
 pub use behaviour::KAD_PROTOCOL;
 pub use catchup::SYNC_PROTOCOL;
-pub use config::NetabaseConfig;
+pub use config::{NetabaseConfig, WriteQuorum};
 pub use error::NodeError;
 pub use event::{CatchUpFailure, ChangeKind, Event, Origin};
 pub use libp2p::multiaddr::{Multiaddr, Protocol};
@@ -80,6 +80,19 @@ const LISTEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Own records republished at once when the swarm starts.
 const REPUBLISH_IN_FLIGHT: usize = 32;
+
+/// What [`Netabase::put_record`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The version written (see [`Netabase::record_version`]).
+    pub version: Version,
+    /// Whether the write quorum of peers acknowledged it. `false` only with
+    /// [`WriteQuorum::Available`] when no peer took it (none connected, or
+    /// none answered within `query_timeout`): the record is committed
+    /// locally and reaches peers through catch-up and republication.
+    pub replicated: bool,
+}
 
 /// State shared by the handle, the event loop and storage tasks.
 pub(crate) struct Shared {
@@ -326,14 +339,20 @@ impl Netabase {
                 })?;
         }
         for address in &shared.config.bootstrap_peers {
-            if let Some(peer) = peer_of(address) {
-                swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, address.clone());
-            }
-            if let Err(error) = swarm.dial(address.clone()) {
-                tracing::warn!(%address, %error, "could not dial a bootstrap peer");
+            match peer_of(address) {
+                Some(peer) => {
+                    // Dialled (and redialled) by the event loop.
+                    swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, address.clone());
+                }
+                None => {
+                    tracing::warn!(%address, "a bootstrap address without /p2p/<peer id> is dialled once, never redialled");
+                    if let Err(error) = swarm.dial(address.clone()) {
+                        tracing::warn!(%address, %error, "could not dial a bootstrap peer");
+                    }
+                }
             }
         }
         let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
@@ -466,8 +485,10 @@ impl Netabase {
     }
 
     /// Commits `record` locally and publishes it to the network with the
-    /// configured write quorum; returns once both are done, with the
-    /// version written (see [`record_version`](Self::record_version)).
+    /// configured [`write_quorum`](NetabaseConfig::write_quorum); returns
+    /// once both are done, with the version written and whether peers took
+    /// it (with the default quorum a lone node's write succeeds, locally
+    /// only, and says so).
     ///
     /// The record is signed, checked (size, unique indexes) and written into
     /// a local transaction first, so a record this node refuses is never
@@ -479,11 +500,12 @@ impl Netabase {
     /// [`NodeError::RecordTooLarge`] or a store error such as a unique
     /// violation before anything is written or published;
     /// [`NodeError::NotRunning`] (after the local commit) if the swarm is
-    /// stopped; [`NodeError::Publish`] if too few peers stored it (it stays
-    /// committed locally and is republished later). If the final commit
+    /// stopped; with [`WriteQuorum::AtLeast`], [`NodeError::Publish`] if too
+    /// few peers stored it (it stays committed locally and is republished
+    /// later). If the final commit
     /// itself fails (a failing disk), that error is returned; peers may then
     /// hold the record already, and catch-up brings it back here.
-    pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<Version, NodeError> {
+    pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<Published, NodeError> {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         let (staged_tx, staged) = oneshot::channel();
@@ -500,11 +522,18 @@ impl Netabase {
         let Ok(envelope) = staged.await else {
             // Refused before the commit, or already held exactly: nothing
             // to publish.
-            return commit.await.map_err(NodeError::Task)?;
+            let version = commit.await.map_err(NodeError::Task)??;
+            return Ok(Published {
+                version,
+                replicated: false,
+            });
         };
         let (published, committed) = tokio::join!(self.publish(&envelope), commit);
         let version = committed.map_err(NodeError::Task)??;
-        published.map(|()| version)
+        Ok(Published {
+            version,
+            replicated: published?,
+        })
     }
 
     /// Deletes the record of `M` with this primary key: commits a signed
@@ -555,16 +584,30 @@ impl Netabase {
         .await
     }
 
-    async fn publish(&self, envelope: &Envelope) -> Result<(), NodeError> {
+    /// Publishes a committed envelope with the write quorum; returns
+    /// whether peers took it.
+    async fn publish(&self, envelope: &Envelope) -> Result<bool, NodeError> {
         let record = kad_record(&envelope.record_key(), envelope.as_bytes());
         let (reply, rx) = oneshot::channel();
+        let quorum = match self.shared.config.write_quorum {
+            WriteQuorum::AtLeast(n) => Quorum::N(n),
+            WriteQuorum::Available => Quorum::One,
+        };
         self.send(Command::Publish {
             record,
-            quorum: Quorum::N(self.shared.config.write_quorum),
+            quorum,
             reply,
         })
         .await?;
-        rx.await.map_err(|_| NodeError::Stopped)?
+        match rx.await.map_err(|_| NodeError::Stopped)? {
+            Ok(()) => Ok(true),
+            Err(NodeError::Publish { .. })
+                if self.shared.config.write_quorum == WriteQuorum::Available =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Commits `record` locally only; it reaches peers when they fetch it or
@@ -782,14 +825,17 @@ impl Netabase {
     }
 
     /// Reconciles with every connected peer now, as happens on connect and
-    /// every `catch_up_interval`. Returns at once; progress arrives as
+    /// every `catch_up_interval`. Returns at once, with the peers it
+    /// reconciles with (none: no peer is connected); progress arrives as
     /// [`Event::CatchUp`] and each finished exchange as [`Event::CaughtUp`].
     ///
     /// # Errors
     ///
     /// [`NodeError::NotRunning`] if the swarm is not running.
-    pub async fn catch_up(&self) -> Result<(), NodeError> {
-        self.send(Command::CatchUp).await
+    pub async fn catch_up(&self) -> Result<Vec<PeerId>, NodeError> {
+        let (reply, peers) = oneshot::channel();
+        self.send(Command::CatchUp { reply }).await?;
+        peers.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Collects deletes older than the tombstone horizon now (the node also

@@ -28,6 +28,7 @@ pub fn expand(model: &Model) -> TokenStream {
     let key = names::primary_key(model);
     let enum_ident = names::secondary_enum(model);
     let pk_field = primary.ident;
+    let pk_ty = primary.ty;
 
     let mut specs = Vec::new();
     let mut entries = Vec::new();
@@ -109,6 +110,16 @@ pub fn expand(model: &Model) -> TokenStream {
             #[inline]
             fn index_entries(&self, out: &mut #p::IndexEntries) {
                 #(#entries)*
+            }
+
+            fn key_from_bytes(bytes: &[u8]) -> ::core::option::Option<#key> {
+                let mut rest = bytes;
+                let value = <#pk_ty as #p::KeyType>::decode_key(&mut rest)?;
+                if rest.is_empty() {
+                    ::core::option::Option::Some(#key(value))
+                } else {
+                    ::core::option::Option::None
+                }
             }
 
             fn secondary_keys(&self) -> #p::Vec<#enum_ident> {

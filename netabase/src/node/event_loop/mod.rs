@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::kad::{self, GetRecordOk, PutRecordError, QueryId, QueryResult, Quorum, Record};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, mdns, request_response, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -49,15 +50,17 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<PeerId, NodeError>>,
     },
     /// Reconcile with every connected peer now.
-    CatchUp,
+    CatchUp { reply: oneshot::Sender<Vec<PeerId>> },
     /// Stop the loop.
     Shutdown,
 }
 
 mod peers;
+mod redial;
 mod sync;
 
 use peers::Peers;
+use redial::Redial;
 use sync::{Exchange, Internal};
 
 /// How soon a peer whose pushes were dropped (its queue was full) is caught
@@ -99,6 +102,8 @@ pub(crate) struct EventLoop {
     /// The remote address of a peer that dialled us, kept in the routing
     /// table only until its real listen addresses are known.
     ephemeral: HashMap<PeerId, Multiaddr>,
+    /// Known peers and when to dial them again.
+    redial: Redial,
     /// Dials a caller waits on, by connection.
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
     storage: Storage,
@@ -113,6 +118,15 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
     ) -> Self {
         let (internal, internal_rx) = mpsc::unbounded_channel();
+        // Bootstrap peers are dialled at the first tick, then redialled
+        // until they answer and whenever they go away.
+        let mut redial = Redial::default();
+        let now = std::time::Instant::now();
+        for address in &shared.config.bootstrap_peers {
+            if let Some(peer) = super::peer_of(address) {
+                redial.bootstrap(peer, address.clone(), now);
+            }
+        }
         EventLoop {
             swarm,
             shared,
@@ -124,6 +138,7 @@ impl EventLoop {
             reconciles: HashMap::new(),
             peers: Peers::default(),
             ephemeral: HashMap::new(),
+            redial,
             dials: HashMap::new(),
             storage: Storage::default(),
             internal,
@@ -150,7 +165,7 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                 },
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
-                _ = catch_up.tick() => self.reconcile_with_all(),
+                _ = catch_up.tick() => { self.reconcile_with_all(); }
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = self.shared.health.changed.notified() => self.watch_storage(),
                 _ = gc.tick() => {
@@ -208,7 +223,9 @@ impl EventLoop {
                     .put_record_to(record, peers.into_iter(), quorum);
             }
             Command::Dial { address, reply } => self.dial(address, reply),
-            Command::CatchUp => self.reconcile_with_all(),
+            Command::CatchUp { reply } => {
+                let _ = reply.send(self.reconcile_with_all());
+            }
             Command::Shutdown => {}
         }
     }
@@ -220,7 +237,7 @@ impl EventLoop {
                 return;
             }
         }
-        let opts = libp2p::swarm::dial_opts::DialOpts::from(address.clone());
+        let opts = DialOpts::from(address.clone());
         let id = opts.connection_id();
         match self.swarm.dial(opts) {
             Ok(()) => {
@@ -284,7 +301,21 @@ impl EventLoop {
 
     fn housekeeping(&mut self) {
         self.watch_storage();
-        let (unbanned, due) = self.peers.tick(std::time::Instant::now());
+        let now = std::time::Instant::now();
+        for (peer, addresses) in self.redial.due(now) {
+            if self.peers.is_banned(&peer) || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(error) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, %error, "could not redial a known peer");
+                self.redial.failed(peer, now);
+            }
+        }
+        let (unbanned, due) = self.peers.tick(now);
         // Slots freed by requests whose end was never reported.
         self.serve_waiting();
         for peer in unbanned {
@@ -300,11 +331,13 @@ impl EventLoop {
         }
     }
 
-    fn reconcile_with_all(&mut self) {
+    /// Starts a catch-up with every connected peer; returns them.
+    fn reconcile_with_all(&mut self) -> Vec<PeerId> {
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        for peer in peers {
+        for &peer in &peers {
             self.start_reconcile(peer);
         }
+        peers
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -316,6 +349,7 @@ impl EventLoop {
                 ..
             })) => {
                 // Identify's addresses do not reach the routing table on their own.
+                self.redial.learn(peer_id, &info.listen_addrs);
                 let ephemeral = self.ephemeral.remove(&peer_id);
                 // With port reuse the remote address is a listen address.
                 let listens_there = |e: &Multiaddr| {
@@ -356,6 +390,7 @@ impl EventLoop {
                 if let Some((_, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
+                self.redial.connected(peer_id);
                 // The routing table needs an address before Kademlia sends
                 // the peer anything. The dialler knows where it reached the
                 // peer; the dialled side sees only the remote's ephemeral
@@ -386,6 +421,7 @@ impl EventLoop {
                 // Left in the table: with port reuse it may be where the
                 // peer listens, and Kademlia drops addresses it fails to dial.
                 self.ephemeral.remove(&peer_id);
+                self.redial.disconnected(peer_id, std::time::Instant::now());
                 self.fail(peer_id, CatchUpFailure::Disconnected);
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
@@ -393,8 +429,13 @@ impl EventLoop {
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,
-                ..
+                peer_id,
             } => {
+                if let Some(peer) = peer_id {
+                    if !self.swarm.is_connected(&peer) {
+                        self.redial.failed(peer, std::time::Instant::now());
+                    }
+                }
                 if let Some((address, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Err(NodeError::Dial {
                         address,

@@ -410,6 +410,7 @@ impl EventLoop {
             Counters::bump(&self.shared.counters.peers_banned);
             tracing::warn!(%peer, "disconnecting a peer that keeps breaking the catch-up protocol");
             self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.redial.forget(&peer);
             self.fail(peer, CatchUpFailure::OffProtocol);
         }
     }
