@@ -30,10 +30,19 @@ async fn assert_identical(nodes: &[&Netabase]) {
                 .map(|u| (u.id, u.name))
                 .collect();
             let theirs: Vec<(u64, String)> = first.iter().map(|u| (u.id, u.name.clone())).collect();
+            // Which versions differ, to tell a missing write from a stale one.
+            let versions = |n: &Netabase| -> Vec<(u64, Option<netabase::sync::Version>)> {
+                (0..300)
+                    .map(|id| (id, n.record_version::<User>(&UserKey(id))))
+                    .filter(|(_, v)| v.is_some())
+                    .collect()
+            };
             panic!(
-                "fingerprints differ: {} holds {mine:?}, {} holds {theirs:?}",
+                "fingerprints differ: {} holds {mine:?} at {:?}, {} holds {theirs:?} at {:?}",
                 node.peer_id(),
-                nodes[0].peer_id()
+                versions(node),
+                nodes[0].peer_id(),
+                versions(nodes[0]),
             );
         }
         assert_eq!(users(node).await, first, "typed records differ");

@@ -283,6 +283,40 @@ impl<const N: usize> KeyType for [u8; N] {
     }
 }
 
+/// Peer ids are keys (a profile keyed by its owner): their bytes (a
+/// multihash), escaped and terminated like byte strings. Their order is
+/// the order of those bytes, which is also `PeerId`'s own order.
+impl KeyEncode for libp2p_identity::PeerId {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        encode_bytes(&self.to_bytes(), out);
+    }
+}
+impl KeyType for libp2p_identity::PeerId {
+    type Ref<'a> = libp2p_identity::PeerId;
+
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        libp2p_identity::PeerId::from_bytes(&decode_bytes(bytes)?).ok()
+    }
+}
+
+/// Public keys are keys too: their protobuf encoding, escaped and
+/// terminated. For ed25519 keys (netabase's own) that orders them by their
+/// bytes, as `PublicKey`'s own order does.
+impl KeyEncode for libp2p_identity::PublicKey {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        encode_bytes(&self.encode_protobuf(), out);
+    }
+}
+impl KeyType for libp2p_identity::PublicKey {
+    type Ref<'a> = &'a libp2p_identity::PublicKey;
+
+    fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+        libp2p_identity::PublicKey::try_decode_protobuf(&decode_bytes(bytes)?).ok()
+    }
+}
+
 /// The smallest byte string greater than every string that starts with
 /// `prefix`, or `None` if there is none (all bytes `0xFF`).
 pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<KeyBuf> {
@@ -360,6 +394,24 @@ mod tests {
         round_trip(&["".to_string(), "\0".into(), "a\0b\0".into(), "héllo".into()]);
         round_trip(&[vec![], vec![0u8, 0, 255, 0], vec![1, 2, 3]]);
         round_trip(&[[0u8; 16], [255u8; 16]]);
+        let peers: Vec<libp2p_identity::PeerId> =
+            (0..8).map(|_| libp2p_identity::PeerId::random()).collect();
+        round_trip(&peers);
+        let keys: Vec<libp2p_identity::PublicKey> = (0..8)
+            .map(|_| libp2p_identity::Keypair::generate_ed25519().public())
+            .collect();
+        round_trip(&keys);
+        // Encoded order is the types' own order.
+        let mut sorted = peers.clone();
+        sorted.sort();
+        let mut by_bytes = peers.clone();
+        by_bytes.sort_by_key(enc);
+        assert_eq!(sorted, by_bytes);
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let mut by_bytes = keys.clone();
+        by_bytes.sort_by_key(|k| enc(k));
+        assert_eq!(sorted, by_bytes);
         // Malformed bytes are refused.
         assert_eq!(String::decode_key(&mut &[b'a', 0, 7][..]), None);
         assert_eq!(String::decode_key(&mut &[0xC3, 0, 0][..]), None);
