@@ -390,3 +390,46 @@ async fn same_named_models_sync_into_their_own_trees() {
     );
     assert_eq!(b.stats().rejected_total(), 0);
 }
+
+mod profiles {
+    use netabase::{NetabaseModel, PeerId, PublicKey};
+    /// Keyed by its owner, with identities in plain, optional and list fields.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    pub struct Profile {
+        #[primary_key]
+        pub owner: PeerId,
+        #[secondary_key]
+        pub friends: Vec<PeerId>,
+        #[secondary_key]
+        pub signing_key: Option<PublicKey>,
+        pub name: String,
+    }
+}
+
+#[test]
+fn identities_are_keys_and_fields() {
+    use profiles::{Profile, ProfileKey, ProfileQueries as _};
+    let store = Store::in_memory().unwrap();
+    let (me, friend) = (netabase::PeerId::random(), netabase::PeerId::random());
+    let key = netabase::Keypair::generate_ed25519().public();
+    let profile = Profile {
+        owner: me,
+        friends: vec![friend],
+        signing_key: Some(key.clone()),
+        name: "me".into(),
+    };
+    store.tree::<Profile>().put(&profile).unwrap();
+    let tree = store.tree::<Profile>();
+    assert_eq!(tree.get(&ProfileKey(me)).unwrap(), Some(profile.clone()));
+    assert_eq!(tree.by_owner(me).unwrap(), Some(profile.clone()));
+    assert_eq!(tree.by_friends(friend).unwrap(), vec![profile.clone()]);
+    assert_eq!(tree.by_signing_key(&key).unwrap(), vec![profile.clone()]);
+    let bytes = netabase::codec::encode(&profile).unwrap();
+    assert_eq!(netabase::codec::decode::<Profile>(&bytes).unwrap(), profile);
+    // Typed keys come back from their bytes.
+    let encoded = netabase::KeyEncode::to_key_bytes(&ProfileKey(me));
+    assert_eq!(
+        Profile::key_from_bytes(encoded.as_slice()),
+        Some(ProfileKey(me))
+    );
+}

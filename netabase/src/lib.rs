@@ -118,6 +118,9 @@ pub use bincode::{Decode, Encode};
 /// What generated code refers to. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::codec::field::{
+        DecodeAny, DecodeIdentity, EncodeAny, EncodeIdentity, Field, Tag,
+    };
     pub use crate::key::{KeyBuf, KeyEncode, KeyType};
     pub use crate::model::{IndexEntries, IndexKey, IndexSpec, NetabaseModel, SecondaryKey};
     pub use crate::sample::Sample;

@@ -3,6 +3,8 @@
 //! without bound) and the signed [`Envelope`] records travel in.
 
 mod envelope;
+#[doc(hidden)]
+pub mod field;
 mod signature;
 
 pub use envelope::{
