@@ -410,7 +410,7 @@ mod tests {
         let mut sorted = keys.clone();
         sorted.sort();
         let mut by_bytes = keys.clone();
-        by_bytes.sort_by_key(|k| enc(k));
+        by_bytes.sort_by_key(enc);
         assert_eq!(sorted, by_bytes);
         // Malformed bytes are refused.
         assert_eq!(String::decode_key(&mut &[b'a', 0, 7][..]), None);

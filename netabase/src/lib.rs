@@ -93,6 +93,7 @@ pub mod key;
 pub mod model;
 #[cfg(feature = "native")]
 pub mod node;
+pub mod rules;
 pub mod sample;
 pub mod store;
 pub mod sync;
@@ -100,6 +101,7 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use key::{KeyEncode, KeyType};
 pub use model::{IndexKey, ModelId, NetabaseModel, SecondaryKey};
+pub use rules::{Refusal, WriteRule};
 pub use sample::Sample;
 pub use store::{Durability, Lookup, Store, StoreError};
 
@@ -123,8 +125,10 @@ pub mod __private {
     };
     pub use crate::key::{KeyBuf, KeyEncode, KeyType};
     pub use crate::model::{IndexEntries, IndexKey, IndexSpec, NetabaseModel, SecondaryKey};
+    pub use crate::rules;
     pub use crate::sample::Sample;
     pub use crate::store::{Lookup, Records, StoreError};
     pub use bincode;
+    pub use libp2p_identity::PeerId;
     pub use std::vec::Vec;
 }

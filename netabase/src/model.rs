@@ -31,6 +31,10 @@ pub trait NetabaseModel:
     type Key: KeyEncode + Clone + Debug + Eq + Ord + Hash + Send + Sync + 'static;
     /// The enum over this model's secondary keys (`UserSecondaryKey`).
     type SecondaryKey: SecondaryKey<Model = Self>;
+    /// Who may write records of this model, checked by every peer: the
+    /// rule named with `#[netabase(write = "..")]` ([`rules`](crate::rules)),
+    /// [`Anyone`](crate::rules::Anyone) by default.
+    type Rule: crate::rules::WriteRule<Self>;
 
     /// This record's primary key.
     fn key(&self) -> Self::Key;
@@ -40,6 +44,12 @@ pub trait NetabaseModel:
     fn index_entries(&self, out: &mut IndexEntries);
     /// This record's secondary keys, typed.
     fn secondary_keys(&self) -> Vec<Self::SecondaryKey>;
+
+    /// The owner its `#[owner]` field names (for the owner rule); `None`
+    /// for a model without one.
+    fn owner(&self) -> Option<libp2p_identity::PeerId> {
+        None
+    }
 
     /// The typed primary key from its encoding (an event's `key`); `None`
     /// if the bytes are not exactly one key of this model, or its key type

@@ -12,6 +12,8 @@ pub struct Model<'a> {
     pub ident: &'a Ident,
     /// The stored name given with `#[netabase(name = "..")]`.
     pub name: Option<String>,
+    /// The write rule given with `#[netabase(write = ..)]`.
+    pub write: Option<attr::WriteAttr>,
     pub vis: &'a Visibility,
     pub fields: Vec<Field<'a>>,
 }
@@ -20,6 +22,8 @@ pub struct Field<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
     pub role: Role<'a>,
+    /// Span of its `#[owner]`, if it names the record's owner.
+    pub owner: Option<Span>,
 }
 
 pub enum Role<'a> {
@@ -88,6 +92,7 @@ impl<'a> Model<'a> {
         Some(Model {
             ident: &input.ident,
             name: attrs.name,
+            write: attrs.write,
             vis: &input.vis,
             fields,
         })
@@ -97,6 +102,16 @@ impl<'a> Model<'a> {
         self.fields
             .iter()
             .find(|f| matches!(f.role, Role::Primary { .. }))
+    }
+
+    /// The field marked `#[owner]` (the first, if several are).
+    pub fn owner(&self) -> Option<&Field<'a>> {
+        self.fields.iter().find(|f| f.owner.is_some())
+    }
+
+    /// Whether the write rule is the built-in one called `name`.
+    pub fn rule_is(&self, name: &str) -> bool {
+        matches!(&self.write, Some(attr::WriteAttr::Named(lit)) if lit.value() == name)
     }
 
     pub fn secondaries(&self) -> impl Iterator<Item = &Field<'a>> {
@@ -135,6 +150,7 @@ impl<'a> Field<'a> {
             ident,
             ty: &field.ty,
             role,
+            owner: attrs.owner,
         })
     }
 

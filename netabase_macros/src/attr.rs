@@ -11,19 +11,60 @@ use crate::ctxt::Ctxt;
 pub const PRIMARY_KEY: &str = "primary_key";
 pub const SECONDARY_KEY: &str = "secondary_key";
 pub const NETABASE: &str = "netabase";
+pub const OWNER: &str = "owner";
+
+/// The write rules the derive knows by name.
+pub const RULES: [&str; 3] = ["anyone", "owner", "immutable"];
 
 /// What the `#[netabase(..)]` attributes on the struct ask for.
 #[derive(Default)]
 pub struct ModelAttrs {
     /// The stored name given with `name = ".."`.
     pub name: Option<String>,
+    /// The write rule given with `write = ".."` or `write = Type`.
+    pub write: Option<WriteAttr>,
+}
+
+/// `write = "<rule>"` (a built-in rule, by name) or `write = Type` (a type
+/// implementing `WriteRule`).
+pub enum WriteAttr {
+    Named(syn::LitStr),
+    Custom(syn::Path),
 }
 
 pub fn parse_model(cx: &Ctxt, attrs: &[syn::Attribute]) -> ModelAttrs {
     let mut out = ModelAttrs::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident(NETABASE)) {
         let result = attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("name") {
+            if meta.path.is_ident("write") {
+                let value = meta.value()?;
+                let write = if value.peek(syn::LitStr) {
+                    let lit: syn::LitStr = value.parse()?;
+                    let name = lit.value();
+                    if !RULES.contains(&name.as_str()) {
+                        let hint = RULES
+                            .iter()
+                            .find(|known| edit_distance(&name, known) <= 2)
+                            .map(|known| format!("; did you mean `{known}`?"))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "; the rules are {}, or a type implementing `netabase::WriteRule`",
+                                    RULES.map(|r| format!("`{r}`")).join(", ")
+                                )
+                            });
+                        cx.error_spanned_by(&lit, format!("unknown write rule `{name}`{hint}"));
+                    }
+                    WriteAttr::Named(lit)
+                } else {
+                    WriteAttr::Custom(value.parse()?)
+                };
+                if out.write.is_some() {
+                    cx.error_spanned_by(&meta.path, "duplicate `write` option");
+                } else {
+                    out.write = Some(write);
+                }
+                Ok(())
+            } else if meta.path.is_ident("name") {
                 let lit: syn::LitStr = meta.value()?.parse()?;
                 let name = lit.value();
                 if let Some(problem) = name_problem(&name) {
@@ -39,7 +80,7 @@ pub fn parse_model(cx: &Ctxt, attrs: &[syn::Attribute]) -> ModelAttrs {
                 cx.error_spanned_by(
                     &meta.path,
                     format!(
-                        "unknown #[netabase] option `{name}`; the only option is `name = \"..\"`"
+                        "unknown #[netabase] option `{name}`; the options are `name = \"..\"` and `write = ..`"
                     ),
                 );
                 skip_value(&meta)
@@ -83,6 +124,8 @@ pub struct FieldAttrs {
     pub primary: Option<Span>,
     /// Span of the first `#[secondary_key]` and whether it is unique.
     pub secondary: Option<(Span, bool)>,
+    /// Span of the first `#[owner]`.
+    pub owner: Option<Span>,
 }
 
 pub fn parse_field(cx: &Ctxt, field: &syn::Field) -> FieldAttrs {
@@ -99,6 +142,17 @@ pub fn parse_field(cx: &Ctxt, field: &syn::Field) -> FieldAttrs {
             match attrs.primary {
                 Some(_) => cx.error_spanned_by(path, "duplicate #[primary_key] on this field"),
                 None => attrs.primary = Some(path.span()),
+            }
+        } else if path.is_ident(OWNER) {
+            if let Err(err) = attr.meta.require_path_only() {
+                cx.push(syn::Error::new(
+                    err.span(),
+                    "#[owner] takes no options; write it as `#[owner]`",
+                ));
+            }
+            match attrs.owner {
+                Some(_) => cx.error_spanned_by(path, "duplicate #[owner] on this field"),
+                None => attrs.owner = Some(path.span()),
             }
         } else if path.is_ident(SECONDARY_KEY) {
             let unique = parse_secondary_options(cx, attr);

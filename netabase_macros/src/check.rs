@@ -13,6 +13,58 @@ pub fn check(cx: &Ctxt, model: &Model) {
     check_key_types(cx, model);
     check_generated_names(cx, model);
     check_lookup_names(cx, model);
+    check_owner(cx, model);
+}
+
+/// `write = "owner"` needs exactly one `#[owner]` field, a `PeerId`; and
+/// `#[owner]` means nothing under another rule.
+fn check_owner(cx: &Ctxt, model: &Model) {
+    let owners: Vec<_> = model.fields.iter().filter(|f| f.owner.is_some()).collect();
+    if model.rule_is("owner") {
+        match owners.as_slice() {
+            [] => cx.error_spanned_by(
+                model.ident,
+                format!(
+                    "model `{}` has `write = \"owner\"` but no #[owner] field; mark the \
+                     `netabase::PeerId` field naming each record's owner with #[owner]",
+                    model.ident
+                ),
+            ),
+            [_] => {}
+            [_, rest @ ..] => {
+                for field in rest {
+                    if let Some(span) = field.owner {
+                        cx.push(syn::Error::new(
+                            span,
+                            "duplicate #[owner]: a record has exactly one owner field",
+                        ));
+                    }
+                }
+            }
+        }
+        for field in &owners {
+            if !keyty::is_named(field.ty, "PeerId") {
+                cx.error_spanned_by(
+                    field.ty,
+                    format!(
+                        "the #[owner] field `{}` must be a `netabase::PeerId`: the peer whose \
+                         key signs the record",
+                        field.name()
+                    ),
+                );
+            }
+        }
+    } else {
+        for field in &owners {
+            if let Some(span) = field.owner {
+                cx.push(syn::Error::new(
+                    span,
+                    "#[owner] names the record's owner for the owner rule; add \
+                     #[netabase(write = \"owner\")] to the struct",
+                ));
+            }
+        }
+    }
 }
 
 /// Lookups are `by_<field>` and `by_<field>_range` for the primary key and

@@ -94,6 +94,21 @@ fn single_generic_arg<'a>(ty: &'a Type, wrapper: &str) -> Option<&'a Type> {
     }
 }
 
+/// Whether `ty` is spelled as a path ending in `name` (`PeerId`,
+/// `netabase::PeerId`), with no generics.
+pub fn is_named(ty: &Type, name: &str) -> bool {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == name && s.arguments.is_empty()),
+        Type::Paren(inner) => is_named(&inner.elem, name),
+        Type::Group(inner) => is_named(&inner.elem, name),
+        _ => false,
+    }
+}
+
 fn is_ident(ty: &Type, name: &str) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident(name))
 }

@@ -20,7 +20,7 @@ use syn::{parse_macro_input, DeriveInput};
 
 /// Derives `netabase::model::NetabaseModel` and the companion key types for a
 /// struct with named fields. See the `netabase` crate for the full reference.
-#[proc_macro_derive(NetabaseModel, attributes(netabase, primary_key, secondary_key))]
+#[proc_macro_derive(NetabaseModel, attributes(netabase, owner, primary_key, secondary_key))]
 pub fn derive_netabase_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand_derive(&input).into()

@@ -18,8 +18,11 @@ use crate::key::{KeyBuf, KeyEncode};
 use crate::model::{ModelId, NetabaseModel};
 use crate::sync::{Timestamp, Version};
 
-/// The envelope format this version writes and accepts.
-pub const ENVELOPE_FORMAT: u8 = 1;
+/// The envelope format this version writes (it also reads format 1, which
+/// has no authority field).
+pub const ENVELOPE_FORMAT: u8 = 2;
+/// The first format: no authority field.
+const FORMAT_1: u8 = 1;
 
 /// Domain separation: a signature over a netabase envelope is never valid as
 /// a signature over anything else the key signs (e.g. libp2p handshakes).
@@ -49,7 +52,8 @@ struct Signed {
     public_key: Vec<u8>,
 }
 
-/// The same fields, borrowed, for encoding without copies.
+/// The same fields, borrowed, for encoding without copies; then, from
+/// format 2, the authority the model's write rule reads (an owner chain).
 #[derive(Encode)]
 struct SignedRef<'a> {
     format: u8,
@@ -59,6 +63,7 @@ struct SignedRef<'a> {
     timestamp: u64,
     tombstone: bool,
     public_key: &'a [u8],
+    authority: &'a [u8],
 }
 
 /// Where the signature is in a parsed envelope, and the key to check it with.
@@ -178,6 +183,7 @@ pub struct Envelope {
     tombstone: bool,
     public_key: PublicKey,
     writer: PeerId,
+    authority: Vec<u8>,
     bytes: Vec<u8>,
 }
 
@@ -195,7 +201,46 @@ impl Envelope {
         let mut key = KeyBuf::new();
         record.encode_key(&mut key);
         let payload = super::encode(record)?;
-        Self::sign(keypair, M::ID, key.as_slice(), payload, timestamp, false)
+        Self::sign(
+            keypair,
+            M::ID,
+            key.as_slice(),
+            payload,
+            timestamp,
+            false,
+            Vec::new(),
+        )
+    }
+
+    /// [`seal`](Self::seal) (or, with `None`, [`seal_tombstone`](Self::seal_tombstone))
+    /// carrying `authority`: what the model's write rule needs beyond the
+    /// record (an owner chain).
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError`] if the record does not encode or signing fails.
+    #[doc(hidden)]
+    pub fn seal_with_authority<M: NetabaseModel>(
+        keypair: &Keypair,
+        key: &M::Key,
+        record: Option<&M>,
+        timestamp: Timestamp,
+        authority: Vec<u8>,
+    ) -> Result<Self, CodecError> {
+        let key = key.to_key_bytes();
+        let (payload, tombstone) = match record {
+            Some(record) => (super::encode(record)?, false),
+            None => (Vec::new(), true),
+        };
+        Self::sign(
+            keypair,
+            M::ID,
+            key.as_slice(),
+            payload,
+            timestamp,
+            tombstone,
+            authority,
+        )
     }
 
     /// Signs a delete of the record with `key`, made at `timestamp`.
@@ -209,7 +254,15 @@ impl Envelope {
         timestamp: Timestamp,
     ) -> Result<Self, CodecError> {
         let key = key.to_key_bytes();
-        Self::sign(keypair, M::ID, key.as_slice(), Vec::new(), timestamp, true)
+        Self::sign(
+            keypair,
+            M::ID,
+            key.as_slice(),
+            Vec::new(),
+            timestamp,
+            true,
+            Vec::new(),
+        )
     }
 
     /// Signs arbitrary parts without checking that they agree (the key need
@@ -227,7 +280,15 @@ impl Envelope {
         timestamp: Timestamp,
         tombstone: bool,
     ) -> Result<Self, CodecError> {
-        Self::sign(keypair, model, key, payload, timestamp, tombstone)
+        Self::sign(
+            keypair,
+            model,
+            key,
+            payload,
+            timestamp,
+            tombstone,
+            Vec::new(),
+        )
     }
 
     fn sign(
@@ -237,6 +298,7 @@ impl Envelope {
         payload: Vec<u8>,
         timestamp: Timestamp,
         tombstone: bool,
+        authority: Vec<u8>,
     ) -> Result<Self, CodecError> {
         let public_key = keypair.public();
         let encoded_key = public_key.encode_protobuf();
@@ -248,6 +310,7 @@ impl Envelope {
             timestamp: timestamp.0,
             tombstone,
             public_key: &encoded_key,
+            authority: &authority,
         };
         let mut bytes =
             bincode::encode_to_vec(&signed, CONFIG).map_err(|source| CodecError::Encode {
@@ -271,6 +334,7 @@ impl Envelope {
             tombstone,
             writer: public_key.to_peer_id(),
             public_key,
+            authority,
             bytes,
         })
     }
@@ -355,17 +419,26 @@ impl Envelope {
             });
         }
         // Refuse unknown formats before trusting the layout that follows.
-        match bytes.first() {
-            Some(&ENVELOPE_FORMAT) => {}
+        let format = match bytes.first() {
+            Some(&format @ (FORMAT_1 | ENVELOPE_FORMAT)) => format,
             Some(&other) => return Err(EnvelopeError::UnsupportedFormat(other)),
             None => {
                 return Err(EnvelopeError::Malformed(
                     bincode::error::DecodeError::UnexpectedEnd { additional: 1 },
                 ))
             }
-        }
-        let (signed, signed_len): (Signed, usize) =
+        };
+        let (signed, mut signed_len): (Signed, usize) =
             bincode::decode_from_slice(bytes, CONFIG).map_err(EnvelopeError::Malformed)?;
+        let authority = if format == FORMAT_1 {
+            Vec::new()
+        } else {
+            let (authority, len): (Vec<u8>, usize) =
+                bincode::decode_from_slice(&bytes[signed_len..], CONFIG)
+                    .map_err(EnvelopeError::Malformed)?;
+            signed_len += len;
+            authority
+        };
         let (signature, signature_len): (&[u8], usize) =
             bincode::borrow_decode_from_slice(&bytes[signed_len..], CONFIG)
                 .map_err(EnvelopeError::Malformed)?;
@@ -385,6 +458,7 @@ impl Envelope {
                 tombstone: signed.tombstone,
                 writer: writer.peer_id,
                 public_key: writer.public_key,
+                authority,
                 bytes: bytes.to_vec(),
             },
             Unverified {
@@ -428,6 +502,12 @@ impl Envelope {
     /// The writer's public key.
     pub fn public_key(&self) -> &PublicKey {
         &self.public_key
+    }
+
+    /// What the model's write rule reads beyond the record (an owner
+    /// chain); empty for most rules. Covered by the signature.
+    pub fn authority(&self) -> &[u8] {
+        &self.authority
     }
 
     /// The version that decides conflicts.

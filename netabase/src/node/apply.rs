@@ -89,7 +89,15 @@ pub(crate) fn apply_batch(
     envelopes: &[Envelope],
     origin: Origin,
 ) -> Result<Vec<ModelId>, NodeError> {
-    apply_batch_from(shared, envelopes, |_| origin)
+    apply_batch_from(shared, envelopes, |_| origin).map(|applied| applied.models)
+}
+
+/// What a batch did: the model of each record stored, and how many
+/// records from peers were refused (not counting stale ones: then the peer
+/// is behind, not refused).
+pub(crate) struct Applied {
+    pub(crate) models: Vec<ModelId>,
+    pub(crate) refused: u64,
 }
 
 /// [`apply_batch`] where each envelope has its own origin (`origin_of(i)`
@@ -98,14 +106,19 @@ pub(crate) fn apply_batch_from(
     shared: &Shared,
     envelopes: &[Envelope],
     origin_of: impl Fn(usize) -> Origin,
-) -> Result<Vec<ModelId>, NodeError> {
+) -> Result<Applied, NodeError> {
     let local = (0..envelopes.len()).all(|i| origin_of(i) == Origin::Local);
     if local {
         health::ready(shared)?;
     }
+    let refused = std::sync::atomic::AtomicU64::new(0);
     let reject = |i: usize, reason| {
         if matches!(origin_of(i), Origin::Peer(_)) {
-            shared.counters.reject(reason)
+            shared.counters.reject(reason);
+            // Stale is no refusal: the peer is behind, and fetches ours.
+            if reason != Rejection::Stale {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
         }
     };
     // Within a batch only the newest version of a key can win.
@@ -145,13 +158,27 @@ pub(crate) fn apply_batch_from(
                     reject(i, Rejection::UnknownModel);
                     continue;
                 }
-                match judge(table.get(&key)?, envelope) {
+                let held = table.get(&key)?;
+                match judge(held.as_deref(), envelope) {
                     Verdict::Write => {}
                     Verdict::Unchanged => continue,
                     Verdict::Stale => {
                         reject(i, Rejection::Stale);
                         continue;
                     }
+                }
+                if let Err(refusal) =
+                    allowed(handler_of(&registry, envelope), envelope, held.as_deref())
+                {
+                    if local {
+                        return Err(NodeError::NotAllowed {
+                            model: handler_of(&registry, envelope).map_or("?", |h| h.name()),
+                            refusal,
+                        });
+                    }
+                    reject(i, Rejection::NotAllowed);
+                    tracing::debug!(writer = %envelope.writer(), %refusal, "refused a write the model's rule forbids");
+                    continue;
                 }
                 by_model.entry(envelope.model()).or_default().push((key, i));
             }
@@ -208,7 +235,10 @@ pub(crate) fn apply_batch_from(
     }
     let fresh: HashSet<&Vec<u8>> = applied.iter().map(|(k, _)| k).collect();
     announce_settled(shared, &settled, &fresh);
-    Ok(applied.iter().map(|(_, i)| envelopes[*i].model()).collect())
+    Ok(Applied {
+        models: applied.iter().map(|(_, i)| envelopes[*i].model()).collect(),
+        refused: refused.into_inner(),
+    })
 }
 
 fn storage(error: StoreError) -> Refused {
@@ -228,7 +258,7 @@ enum Verdict {
     Stale,
 }
 
-fn judge(held: Option<Vec<u8>>, envelope: &Envelope) -> Verdict {
+fn judge(held: Option<&[u8]>, envelope: &Envelope) -> Verdict {
     let Some(held) = held else {
         return Verdict::Write;
     };
@@ -236,10 +266,39 @@ fn judge(held: Option<Vec<u8>>, envelope: &Envelope) -> Verdict {
         return Verdict::Unchanged;
     }
     // Stored envelopes were verified on the way in; only the version is needed.
-    match Envelope::from_trusted_bytes(&held) {
+    match Envelope::from_trusted_bytes(held) {
         Ok(held) if !wins(envelope, &held) => Verdict::Stale,
         _ => Verdict::Write,
     }
+}
+
+fn handler_of<'r>(
+    registry: &'r super::registry::Registry,
+    envelope: &Envelope,
+) -> Option<&'r dyn ModelHandler> {
+    registry.get(envelope.model())
+}
+
+/// Whether the model's write rule lets `envelope` replace `held` (stored
+/// bytes, verified when they came in). Unregistered models are refused
+/// elsewhere.
+fn allowed(
+    handler: Option<&dyn ModelHandler>,
+    envelope: &Envelope,
+    held: Option<&[u8]>,
+) -> Result<(), crate::rules::Refusal> {
+    let Some(handler) = handler else {
+        return Ok(());
+    };
+    let held = held.and_then(|bytes| Envelope::from_trusted_bytes(bytes).ok());
+    handler.allow(envelope, held.as_ref())
+}
+
+/// Whether the model's write rule refuses `envelope` replacing `held`.
+pub(crate) fn rule_refuses(shared: &Shared, envelope: &Envelope, held: &Envelope) -> bool {
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    handler_of(&registry, envelope)
+        .is_some_and(|handler| handler.allow(envelope, Some(held)).is_err())
 }
 
 /// Whether `envelope` beats `held` under the conflict rule: the greater
@@ -271,11 +330,19 @@ fn apply_in(
         .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
     let record_key = envelope.record_key();
     let mut table = txn.envelope_table().map_err(storage)?;
-    match judge(table.get(&record_key).map_err(storage)?, envelope) {
+    let held = table.get(&record_key).map_err(storage)?;
+    match judge(held.as_deref(), envelope) {
         Verdict::Write => {}
         Verdict::Unchanged => return Ok((Outcome::Unchanged, Settled::default())),
         Verdict::Stale => return Err(Refused::new(Rejection::Stale)),
     }
+    allowed(Some(handler), envelope, held.as_deref()).map_err(|refusal| Refused {
+        reason: Rejection::NotAllowed,
+        error: Some(NodeError::NotAllowed {
+            model: handler.name(),
+            refusal,
+        }),
+    })?;
     let written = handler
         .apply_many(txn, &[envelope])
         .map_err(storage)?
@@ -450,6 +517,15 @@ fn check_remote(
             handler
                 .check(&envelope)
                 .map_err(|e| Refused::new(e.kind().into()))?;
+            // A copy answering `get_record` is judged by the rule too,
+            // against what this node holds, before anyone sees it.
+            let held = shared.cache.get(record_key);
+            allowed(
+                Some(handler),
+                &envelope,
+                held.as_ref().map(|c| &c.bytes[..]),
+            )
+            .map_err(|_| Refused::new(Rejection::NotAllowed))?;
         }
     }
     shared

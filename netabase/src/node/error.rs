@@ -109,6 +109,15 @@ pub enum NodeError {
     /// example, a newer version of the record is already stored).
     #[error("the write was refused: {0:?}")]
     Refused(super::Rejection),
+    /// The model's write rule refuses this write (see
+    /// [`rules`](crate::rules)): nothing was written or published.
+    #[error("the write rule of `{model}` refuses this write: {refusal}")]
+    NotAllowed {
+        /// The model's name.
+        model: &'static str,
+        /// Why.
+        refusal: crate::rules::Refusal,
+    },
     /// The record is neither local nor found on the network.
     #[error("record not found locally or on the network")]
     NotFound,

@@ -510,8 +510,7 @@ impl Netabase {
         let shared = self.shared.clone();
         let (staged_tx, staged) = oneshot::channel();
         let commit = tokio::task::spawn_blocking(move || {
-            let envelope =
-                Envelope::seal(&shared.keypair, &record, stamp::<M>(&shared, &record.key()))?;
+            let envelope = seal(&shared, &record.key(), Some(&record))?;
             check_size(&shared, &envelope, M::NAME)?;
             apply::apply_staged(&shared, &envelope, || {
                 let _ = staged_tx.send(envelope.clone());
@@ -576,8 +575,7 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
-            let envelope =
-                Envelope::seal_tombstone::<M>(&shared.keypair, &key, stamp::<M>(&shared, &key))?;
+            let envelope = seal::<M>(&shared, &key, None)?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -624,8 +622,7 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
-            let envelope =
-                Envelope::seal(&shared.keypair, &record, stamp::<M>(&shared, &record.key()))?;
+            let envelope = seal(&shared, &record.key(), Some(&record))?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -655,11 +652,7 @@ impl Netabase {
             let envelopes = records
                 .iter()
                 .map(|record| {
-                    let envelope = Envelope::seal(
-                        &shared.keypair,
-                        record,
-                        stamp::<M>(&shared, &record.key()),
-                    )?;
+                    let envelope = seal(&shared, &record.key(), Some(record))?;
                     check_size(&shared, &envelope, M::NAME)?;
                     Ok(envelope)
                 })
@@ -707,17 +700,20 @@ impl Netabase {
                 Err(refused) => self.shared.counters.reject(refused.reason),
             }
         }
-        let Some((peer, envelope)) = valid
-            .iter()
-            .reduce(|best, copy| {
-                if apply::wins(&copy.1, &best.1) {
-                    copy
-                } else {
-                    best
+        // Oldest first: each newer copy must follow from the best so far
+        // under the model's write rule (a forger's rival chain does not),
+        // as it would have to if this node held the older one.
+        valid.sort_by(|a, b| apply::precedence(&a.1, &b.1));
+        let mut best: Option<&(Option<PeerId>, Envelope)> = None;
+        for copy in &valid {
+            match best {
+                Some(held) if apply::rule_refuses(&self.shared, &copy.1, &held.1) => {
+                    self.shared.counters.reject(Rejection::NotAllowed);
                 }
-            })
-            .cloned()
-        else {
+                _ => best = Some(copy),
+            }
+        }
+        let Some((peer, envelope)) = best.cloned() else {
             // Records written straight into `store()` are local but unsigned.
             let store = self.shared.store.clone();
             return self
@@ -941,6 +937,57 @@ fn stamp<M: NetabaseModel>(shared: &Shared, key: &M::Key) -> crate::sync::Timest
     let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
     let held = shared.cache.get(&record_key).map(|c| c.version.timestamp);
     shared.clock.now_after(held)
+}
+
+/// Signs a local write of `record` (`None`: a delete) under `key`, with
+/// what the model's write rule needs it to carry (the owner chain, extended
+/// when the owner hands the record over). Blocking-safe.
+fn seal<M: NetabaseModel>(
+    shared: &Shared,
+    key: &M::Key,
+    record: Option<&M>,
+) -> Result<Envelope, NodeError> {
+    use crate::rules::{Entry, WriteRule};
+    let timestamp = stamp::<M>(shared, key);
+    if !<M::Rule as WriteRule<M>>::CHECKS {
+        return Ok(match record {
+            Some(record) => Envelope::seal(&shared.keypair, record, timestamp)?,
+            None => Envelope::seal_tombstone::<M>(&shared.keypair, key, timestamp)?,
+        });
+    }
+    let key_bytes = key.to_key_bytes();
+    let record_key = codec::record_key(M::ID, key_bytes.as_slice());
+    let held = shared
+        .cache
+        .get(&record_key)
+        .and_then(|cached| Envelope::from_trusted_bytes(&cached.bytes).ok());
+    let held_record = held.as_ref().and_then(|e| e.open::<M>().ok().flatten());
+    let write = Entry {
+        model: M::ID,
+        key: key_bytes.as_slice(),
+        record,
+        writer: shared.peer_id,
+        version: Version {
+            timestamp,
+            writer: shared.peer_id,
+        },
+        authority: &[],
+    };
+    let held = held
+        .as_ref()
+        .map(|envelope| registry::entry(envelope, held_record.as_ref()));
+    let authority = <M::Rule as WriteRule<M>>::authorize(&write, held.as_ref(), &shared.keypair)
+        .map_err(|refusal| NodeError::NotAllowed {
+            model: M::NAME,
+            refusal,
+        })?;
+    Ok(Envelope::seal_with_authority(
+        &shared.keypair,
+        key,
+        record,
+        timestamp,
+        authority,
+    )?)
 }
 
 /// Commits a locally signed envelope, refusing it up front if it is over the

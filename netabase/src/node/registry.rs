@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 
 use crate::codec::{self, Envelope, EnvelopeError};
 use crate::model::{ModelId, NetabaseModel};
+use crate::rules::{Entry, Refusal, WriteRule};
 use crate::store::{StoreError, WriteTransaction};
 
 use super::{apply, NodeError};
@@ -17,6 +18,9 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn schema(&self) -> u64;
     /// Checks that the envelope holds a valid record of this model.
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
+    /// Whether the model's write rule lets `write` replace `held` (the
+    /// envelope held for its key, if any).
+    fn allow(&self, write: &Envelope, held: Option<&Envelope>) -> Result<(), Refusal>;
     /// Writes many envelopes' records (or deletes) of this model, opening its
     /// tree once; one result per envelope, in order. A refused record leaves
     /// the tree as it was.
@@ -69,6 +73,22 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
 
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError> {
         envelope.open::<M>().map(drop)
+    }
+
+    fn allow(&self, write: &Envelope, held: Option<&Envelope>) -> Result<(), Refusal> {
+        if !<M::Rule as WriteRule<M>>::CHECKS {
+            return Ok(());
+        }
+        // Both were verified and decode (checked on the way in).
+        let record = write
+            .open::<M>()
+            .map_err(|e| Refusal::custom(e.to_string()))?;
+        let held_record = match held {
+            Some(held) => held.open::<M>().ok().flatten(),
+            None => None,
+        };
+        let held = held.map(|held| entry(held, held_record.as_ref()));
+        <M::Rule as WriteRule<M>>::check(&entry(write, record.as_ref()), held.as_ref())
     }
 
     fn apply_many(
@@ -163,6 +183,18 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             }
         }
         Ok(settled)
+    }
+}
+
+/// A verified envelope as a write rule sees it.
+pub(crate) fn entry<'a, M>(envelope: &'a Envelope, record: Option<&'a M>) -> Entry<'a, M> {
+    Entry {
+        model: envelope.model(),
+        key: envelope.key(),
+        record,
+        writer: envelope.writer(),
+        version: envelope.version(),
+        authority: envelope.authority(),
     }
 }
 

@@ -39,6 +39,9 @@ pub enum Rejection {
     /// was deleted here and the delete since collected (see the README's
     /// "How sync works").
     Expired,
+    /// The model's write rule refuses it: not signed by the record's owner,
+    /// a change to an immutable record, or a custom rule's refusal.
+    NotAllowed,
 }
 
 impl From<RejectReason> for Rejection {
@@ -55,7 +58,7 @@ impl From<RejectReason> for Rejection {
     }
 }
 
-const ALL: [Rejection; 13] = [
+const ALL: [Rejection; 14] = [
     Rejection::TooLarge,
     Rejection::Malformed,
     Rejection::UnsupportedFormat,
@@ -69,6 +72,7 @@ const ALL: [Rejection; 13] = [
     Rejection::StorageFailed,
     Rejection::Overloaded,
     Rejection::Expired,
+    Rejection::NotAllowed,
 ];
 
 /// A snapshot of a node's counters.

@@ -87,6 +87,27 @@ pub fn expand(model: &Model) -> TokenStream {
     }
 
     let schema = schema_hash(model);
+    let rule = match &model.write {
+        None => quote!(#p::rules::Anyone),
+        Some(crate::attr::WriteAttr::Named(lit)) => match lit.value().as_str() {
+            "owner" => quote!(#p::rules::Owner),
+            "immutable" => quote!(#p::rules::Immutable),
+            _ => quote!(#p::rules::Anyone),
+        },
+        Some(crate::attr::WriteAttr::Custom(path)) => quote!(#path),
+    };
+    let owner_fn = match model.owner() {
+        Some(field) => {
+            let f = field.ident;
+            let ty = field.ty;
+            quote_spanned! {ty.span()=>
+                fn owner(&self) -> ::core::option::Option<#p::PeerId> {
+                    ::core::option::Option::Some(::core::clone::Clone::clone(&self.#f))
+                }
+            }
+        }
+        None => TokenStream::new(),
+    };
     quote! {
         #[automatically_derived]
         impl #p::NetabaseModel for #ident {
@@ -96,6 +117,7 @@ pub fn expand(model: &Model) -> TokenStream {
             const INDEXES: &'static [#p::IndexSpec] = &[#(#specs),*];
             type Key = #key;
             type SecondaryKey = #enum_ident;
+            type Rule = #rule;
 
             #[inline]
             fn key(&self) -> #key {
@@ -121,6 +143,8 @@ pub fn expand(model: &Model) -> TokenStream {
                     ::core::option::Option::None
                 }
             }
+
+            #owner_fn
 
             fn secondary_keys(&self) -> #p::Vec<#enum_ident> {
                 let mut keys = #p::Vec::new();

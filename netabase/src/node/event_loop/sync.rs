@@ -678,8 +678,12 @@ impl EventLoop {
                     }
                 })
                 .collect();
-            let (received, failed) = match apply::apply_batch(&shared, &valid, Origin::Peer(peer)) {
-                Ok(models) => (count_by_model(&models), false),
+            let origin = Origin::Peer(peer);
+            let (received, failed) = match apply::apply_batch_from(&shared, &valid, |_| origin) {
+                Ok(applied) => {
+                    refused += applied.refused;
+                    (count_by_model(&applied.models), false)
+                }
                 Err(error) => {
                     tracing::warn!(%peer, error = %crate::error::chain(&error), "could not store fetched records");
                     (Vec::new(), true)

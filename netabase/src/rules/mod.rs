@@ -1,0 +1,166 @@
+//! Who may write a model's records. A rule is declared with the derive,
+//! `#[netabase(write = "..")]`, and checked by every peer on every path a
+//! record enters (a local write, a Kademlia push, a catch-up batch, a copy
+//! answering `get_record`), against the version that peer holds. The same
+//! rule on the same two versions gives the same answer on every peer.
+//!
+//! - [`Anyone`] (the default): any signed write wins by the conflict rule.
+//! - [`Owner`]: a record names its owner in an `#[owner]` field; only the
+//!   owner writes or deletes it, and only the owner hands it to another.
+//! - [`Immutable`]: the first version of a key is the last.
+//! - Your own: implement [`WriteRule`] and name the type,
+//!   `#[netabase(write = MyRule)]`.
+
+mod owner;
+
+use std::borrow::Cow;
+
+use crate::model::{ModelId, NetabaseModel};
+use crate::sync::Version;
+use crate::Keypair;
+use libp2p_identity::PeerId;
+
+pub use owner::{Chain, MAX_TRANSFERS};
+
+/// One version of a record as a rule sees it: the new write, or the one
+/// held.
+#[derive(Debug)]
+pub struct Entry<'a, M> {
+    /// The model's id (part of what owner chains sign).
+    pub model: ModelId,
+    /// The encoded primary key.
+    pub key: &'a [u8],
+    /// The record; `None` for a delete.
+    pub record: Option<&'a M>,
+    /// Who signed this version.
+    pub writer: PeerId,
+    /// Its version (timestamp, writer).
+    pub version: Version,
+    /// What the rule carries with the record beyond it (an owner chain).
+    pub authority: &'a [u8],
+}
+
+/// Why a rule refused a write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Not signed by the record's owner (or not handed over by the owner).
+    NotOwner,
+    /// The key already holds a record, and the model's records never change.
+    Immutable,
+    /// The rule's own reason.
+    Custom(Cow<'static, str>),
+}
+
+impl Refusal {
+    /// A refusal with your own reason, for custom rules.
+    pub fn custom(reason: impl Into<Cow<'static, str>>) -> Self {
+        Refusal::Custom(reason.into())
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotOwner => f.write_str("not written by the record's owner"),
+            Refusal::Immutable => f.write_str("the record exists and never changes"),
+            Refusal::Custom(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Who may write records of `M`. `check` must depend only on its arguments
+/// (never on the time, the node, or randomness): every peer runs it on the
+/// same two versions, and they must agree, or peers diverge.
+pub trait WriteRule<M: NetabaseModel>: 'static {
+    /// Whether the rule looks at writes at all; `false` (only [`Anyone`])
+    /// spares decoding the held version.
+    const CHECKS: bool = true;
+
+    /// Whether `write` may replace `held` (the version this peer holds for
+    /// the key; `None` if it holds none). Runs only for writes the conflict
+    /// rule would let in (newer than what is held).
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`]: the write is not stored, counted as
+    /// `Rejection::NotAllowed` (from a peer) or returned as
+    /// `NodeError::NotAllowed` (local).
+    fn check(write: &Entry<'_, M>, held: Option<&Entry<'_, M>>) -> Result<(), Refusal>;
+
+    /// What a local write by `signer` carries beyond the record (an owner
+    /// chain, extended when the owner hands the record over). Most rules
+    /// carry nothing.
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] if `signer` may not make this write at all.
+    #[doc(hidden)]
+    fn authorize(
+        write: &Entry<'_, M>,
+        held: Option<&Entry<'_, M>>,
+        signer: &Keypair,
+    ) -> Result<Vec<u8>, Refusal> {
+        let _ = (write, held, signer);
+        Ok(Vec::new())
+    }
+}
+
+/// Anyone may write or delete any record; the conflict rule (newest
+/// version wins) decides between writes. Suits data every peer may edit.
+/// It protects nothing against a peer that writes on purpose: any peer can
+/// overwrite or delete any record with a later timestamp.
+#[derive(Debug)]
+pub struct Anyone;
+
+impl<M: NetabaseModel> WriteRule<M> for Anyone {
+    const CHECKS: bool = false;
+
+    fn check(_: &Entry<'_, M>, _: Option<&Entry<'_, M>>) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
+/// The first version of a key is the only one: no later version and no
+/// delete is accepted once a peer holds it (receiving the same version
+/// again is no error). For append-only logs and content-addressed data.
+/// Two different first versions of one key (two writers racing on the same
+/// key) split the peers that got each: use keys no two writers share (a
+/// hash of the content, or random ids).
+#[derive(Debug)]
+pub struct Immutable;
+
+impl<M: NetabaseModel> WriteRule<M> for Immutable {
+    fn check(write: &Entry<'_, M>, held: Option<&Entry<'_, M>>) -> Result<(), Refusal> {
+        if held.is_some() || write.record.is_none() {
+            return Err(Refusal::Immutable);
+        }
+        Ok(())
+    }
+}
+
+/// Only a record's owner writes it: the `#[owner]` field names the owner,
+/// who must sign every version, and a delete. The owner hands the record to
+/// another peer by writing it with the new owner named; each such handover
+/// is signed into a chain the record carries (at most [`MAX_TRANSFERS`]), so
+/// a peer that missed the handover (it was away) still accepts the new
+/// owner's writes. A peer holding nothing for a key accepts the first
+/// self-consistent owner it is offered.
+#[derive(Debug)]
+pub struct Owner;
+
+impl<M: NetabaseModel> WriteRule<M> for Owner {
+    fn check(write: &Entry<'_, M>, held: Option<&Entry<'_, M>>) -> Result<(), Refusal> {
+        owner::check(write, held)
+    }
+
+    fn authorize(
+        write: &Entry<'_, M>,
+        held: Option<&Entry<'_, M>>,
+        signer: &Keypair,
+    ) -> Result<Vec<u8>, Refusal> {
+        owner::authorize(write, held, signer)
+    }
+}

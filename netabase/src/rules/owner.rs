@@ -1,0 +1,245 @@
+//! The owner rule's chain: who first owned a record, and each handover
+//! since, signed by the owner who made it. Every version of the record
+//! carries the whole chain, so a peer that holds an old version checks a
+//! new one by seeing that the chain it holds is a prefix of the new one,
+//! whatever handovers it missed. Checking needs nothing but the two
+//! versions: every peer decides the same.
+
+use bincode::{Decode, Encode};
+use libp2p_identity::{PeerId, PublicKey};
+
+use super::{Entry, Refusal};
+use crate::model::NetabaseModel;
+use crate::Keypair;
+
+/// Handovers a record's chain may hold; a record handed over more often
+/// than that is refused (write it under a new key).
+pub const MAX_TRANSFERS: usize = 32;
+
+/// Domain separation for handover signatures.
+const LINK_CONTEXT: &[u8] = b"netabase/owner/v1\0";
+
+/// A record's owners: the first, then each handover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    root: PeerId,
+    links: Vec<Link>,
+}
+
+/// One handover: to whom, when (the timestamp of the write that made it),
+/// signed by the owner before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Link {
+    to: PeerId,
+    at: u64,
+    signature: Vec<u8>,
+}
+
+#[derive(Encode, Decode)]
+struct Wire {
+    root: Vec<u8>,
+    links: Vec<(Vec<u8>, u64, Vec<u8>)>,
+}
+
+impl Chain {
+    /// The owner now: the last handover's recipient, or the first owner.
+    pub fn owner(&self) -> PeerId {
+        self.links.last().map_or(self.root, |link| link.to)
+    }
+
+    /// The owner before the last handover, if there was one.
+    fn previous(&self) -> Option<PeerId> {
+        match self.links.len() {
+            0 => None,
+            1 => Some(self.root),
+            n => Some(self.links[n - 2].to),
+        }
+    }
+
+    /// Handovers so far.
+    pub fn transfers(&self) -> usize {
+        self.links.len()
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let wire = Wire {
+            root: self.root.to_bytes(),
+            links: self
+                .links
+                .iter()
+                .map(|l| (l.to.to_bytes(), l.at, l.signature.clone()))
+                .collect(),
+        };
+        // Encoding plain bytes and integers cannot fail.
+        bincode::encode_to_vec(&wire, bincode::config::standard()).unwrap_or_default()
+    }
+
+    /// The chain in an envelope's authority bytes; `None` if they are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let config = bincode::config::standard().with_limit::<{ 64 * 1024 }>();
+        let (wire, read): (Wire, usize) = bincode::decode_from_slice(bytes, config).ok()?;
+        if read != bytes.len() || wire.links.len() > MAX_TRANSFERS {
+            return None;
+        }
+        let links = wire
+            .links
+            .into_iter()
+            .map(|(to, at, signature)| {
+                Some(Link {
+                    to: PeerId::from_bytes(&to).ok()?,
+                    at,
+                    signature,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Chain {
+            root: PeerId::from_bytes(&wire.root).ok()?,
+            links,
+        })
+    }
+
+    /// Whether every handover is signed by the owner before it, for this
+    /// model's record under `key`.
+    fn verify(&self, model: u32, key: &[u8]) -> bool {
+        let mut from = self.root;
+        for link in &self.links {
+            let Some(public) = public_key(&from) else {
+                return false;
+            };
+            if !public.verify(&message(model, key, &link.to, link.at), &link.signature) {
+                return false;
+            }
+            from = link.to;
+        }
+        true
+    }
+
+    fn extends(&self, held: &Chain) -> bool {
+        self.root == held.root
+            && self.links.len() >= held.links.len()
+            && self.links[..held.links.len()] == held.links[..]
+    }
+}
+
+/// What a handover signature covers.
+fn message(model: u32, key: &[u8], to: &PeerId, at: u64) -> Vec<u8> {
+    let to = to.to_bytes();
+    let mut out = Vec::with_capacity(LINK_CONTEXT.len() + 4 + 4 + key.len() + to.len() + 8);
+    out.extend_from_slice(LINK_CONTEXT);
+    out.extend_from_slice(&model.to_be_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&to);
+    out.extend_from_slice(&at.to_be_bytes());
+    out
+}
+
+/// The public key inside an ed25519 peer id: an identity multihash (code
+/// 0, then the length, then the protobuf-encoded key). Ids hashing a larger
+/// key (RSA) hold no key, and cannot own records.
+fn public_key(peer: &PeerId) -> Option<PublicKey> {
+    match peer.to_bytes().as_slice() {
+        [0, len, digest @ ..] if usize::from(*len) == digest.len() => {
+            PublicKey::try_decode_protobuf(digest).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The owner named by a version's record.
+fn named<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<PeerId> {
+    entry.record.and_then(NetabaseModel::owner)
+}
+
+/// The chain a held version carries. A version written before the model
+/// had the owner rule carries none: its record's owner is the first owner.
+fn held_chain<M: NetabaseModel>(held: &Entry<'_, M>) -> Option<Chain> {
+    if held.authority.is_empty() {
+        return named(held).map(|root| Chain {
+            root,
+            links: Vec::new(),
+        });
+    }
+    Chain::decode(held.authority)
+}
+
+pub(super) fn check<M: NetabaseModel>(
+    write: &Entry<'_, M>,
+    held: Option<&Entry<'_, M>>,
+) -> Result<(), Refusal> {
+    let chain = Chain::decode(write.authority).ok_or(Refusal::NotOwner)?;
+    if !chain.verify(write.model.0, write.key) {
+        return Err(Refusal::NotOwner);
+    }
+    let owner = chain.owner();
+    match write.record {
+        Some(_) => {
+            if named(write) != Some(owner) {
+                return Err(Refusal::NotOwner);
+            }
+            // The owner writes; or the one before hands it over, in the
+            // very write stamped with the handover.
+            let hands_over = chain.previous() == Some(write.writer)
+                && chain.links.last().map(|l| l.at) == Some(write.version.timestamp.0);
+            if write.writer != owner && !hands_over {
+                return Err(Refusal::NotOwner);
+            }
+        }
+        None => {
+            if write.writer != owner {
+                return Err(Refusal::NotOwner);
+            }
+        }
+    }
+    if let Some(held) = held {
+        // A held delete without a chain (from before the rule) binds nothing.
+        if let Some(held_chain) = held_chain(held) {
+            if !chain.extends(&held_chain) {
+                return Err(Refusal::NotOwner);
+            }
+        } else if !held.authority.is_empty() {
+            return Err(Refusal::NotOwner);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn authorize<M: NetabaseModel>(
+    write: &Entry<'_, M>,
+    held: Option<&Entry<'_, M>>,
+    signer: &Keypair,
+) -> Result<Vec<u8>, Refusal> {
+    let me = signer.public().to_peer_id();
+    let chain = match held.and_then(held_chain) {
+        None => {
+            // A new record is created by its owner (a delete of nothing by
+            // whoever makes it).
+            if write.record.is_some() && named(write) != Some(me) {
+                return Err(Refusal::NotOwner);
+            }
+            Chain {
+                root: me,
+                links: Vec::new(),
+            }
+        }
+        Some(mut chain) => {
+            if chain.owner() != me {
+                return Err(Refusal::NotOwner);
+            }
+            if let Some(to) = named(write).filter(|to| *to != me) {
+                if chain.links.len() >= MAX_TRANSFERS {
+                    return Err(Refusal::custom(
+                        "the record was handed over too often; write it under a new key",
+                    ));
+                }
+                let at = write.version.timestamp.0;
+                let signature = signer
+                    .sign(&message(write.model.0, write.key, &to, at))
+                    .map_err(|_| Refusal::NotOwner)?;
+                chain.links.push(Link { to, at, signature });
+            }
+            chain
+        }
+    };
+    Ok(chain.encode())
+}

@@ -1,0 +1,477 @@
+//! Who may write: the owner, immutable and custom rules, enforced on every
+//! path a record enters (local writes, Kademlia pushes, catch-up, copies
+//! answering `get_record`), by every peer, without breaking convergence.
+
+mod common;
+
+use common::*;
+use netabase::codec::{record_key, Envelope};
+use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Rejection};
+use netabase::rules::{Entry, Refusal, WriteRule};
+use netabase::sync::Timestamp;
+use netabase::{KeyEncode, Keypair, NetabaseModel, PeerId, Store};
+
+/// A profile only its owner edits; the owner may hand it to someone else.
+#[derive(NetabaseModel, Clone, Debug, PartialEq)]
+#[netabase(name = "Profile", write = "owner")]
+pub struct Profile {
+    #[primary_key]
+    pub handle: String,
+    #[owner]
+    pub owner: PeerId,
+    pub bio: String,
+}
+
+/// An append-only log entry.
+#[derive(NetabaseModel, Clone, Debug, PartialEq)]
+#[netabase(name = "LogEntry", write = "immutable")]
+pub struct LogEntry {
+    #[primary_key]
+    pub id: u64,
+    pub text: String,
+}
+
+/// A counter that may only grow, and is never deleted.
+#[derive(NetabaseModel, Clone, Debug, PartialEq)]
+#[netabase(name = "Counter", write = GrowOnly)]
+pub struct Counter {
+    #[primary_key]
+    pub id: u64,
+    pub value: u64,
+}
+
+pub struct GrowOnly;
+
+impl WriteRule<Counter> for GrowOnly {
+    fn check(write: &Entry<'_, Counter>, held: Option<&Entry<'_, Counter>>) -> Result<(), Refusal> {
+        match (write.record, held.and_then(|h| h.record)) {
+            (None, _) => Err(Refusal::custom("counters are never deleted")),
+            (Some(new), Some(old)) if new.value < old.value => {
+                Err(Refusal::custom("a counter may only grow"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn profile(handle: &str, owner: &Netabase, bio: &str) -> Profile {
+    Profile {
+        handle: handle.into(),
+        owner: owner.peer_id(),
+        bio: bio.into(),
+    }
+}
+
+async fn rules_node(
+    dir: &std::path::Path,
+    bootstrap: &[&Netabase],
+    tweak: impl FnOnce(&mut NetabaseConfig),
+) -> Netabase {
+    let node = open(dir, config(bootstrap, tweak)).await;
+    for result in [
+        node.register::<Profile>(),
+        node.register::<LogEntry>(),
+        node.register::<Counter>(),
+    ] {
+        result.unwrap();
+    }
+    node
+}
+
+/// Starts a node with the rule models, subscribed before it starts.
+async fn start_rules(
+    dir: &std::path::Path,
+    bootstrap: &[&Netabase],
+) -> (Netabase, tokio::sync::broadcast::Receiver<Event>) {
+    start_rules_with(dir, bootstrap, |_| {}).await
+}
+
+async fn start_rules_with(
+    dir: &std::path::Path,
+    bootstrap: &[&Netabase],
+    tweak: impl FnOnce(&mut NetabaseConfig),
+) -> (Netabase, tokio::sync::broadcast::Receiver<Event>) {
+    let node = rules_node(dir, bootstrap, tweak).await;
+    let events = node.subscribe_to_broadcasts();
+    node.start_swarm().await.unwrap();
+    (node, events)
+}
+
+fn not_allowed<T: std::fmt::Debug>(result: Result<T, NodeError>) {
+    assert!(
+        matches!(result, Err(NodeError::NotAllowed { .. })),
+        "{result:?}"
+    );
+}
+
+async fn bio(node: &Netabase, handle: &str) -> Option<(PeerId, String)> {
+    let handle = handle.to_string();
+    node.query_local_records::<Profile, _, _>(move |t| {
+        use netabase::store::Lookup;
+        t.get(&ProfileKey(handle))
+    })
+    .await
+    .unwrap()
+    .map(|p| (p.owner, p.bio))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_writes_follow_the_rules_and_are_never_published_when_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start_rules(&dir.path().join("a"), &[]).await;
+    let (b, mut b_events) = start_rules(&dir.path().join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+
+    a.put_record(profile("ada", &a, "hello")).await.unwrap();
+    a.put_record(LogEntry {
+        id: 1,
+        text: "first".into(),
+    })
+    .await
+    .unwrap();
+    a.put_record(Counter { id: 1, value: 5 }).await.unwrap();
+    round(&b, &a).await;
+    assert_eq!(bio(&b, "ada").await, Some((a.peer_id(), "hello".into())));
+
+    // B may not edit, delete or take A's profile, nor create one for A.
+    not_allowed(b.put_record(profile("ada", &a, "defaced")).await);
+    not_allowed(b.put_record(profile("ada", &b, "mine now")).await);
+    not_allowed(b.remove_record::<Profile>(ProfileKey("ada".into())).await);
+    not_allowed(b.put_record(profile("new", &a, "in A's name")).await);
+    // Nobody changes or deletes a log entry, not even its writer.
+    not_allowed(
+        a.put_record(LogEntry {
+            id: 1,
+            text: "rewritten".into(),
+        })
+        .await,
+    );
+    not_allowed(a.remove_record::<LogEntry>(LogEntryKey(1)).await);
+    // The custom rule: up only, never deleted.
+    not_allowed(a.put_record(Counter { id: 1, value: 4 }).await);
+    not_allowed(a.remove_record::<Counter>(CounterKey(1)).await);
+    a.put_record(Counter { id: 1, value: 6 }).await.unwrap();
+    // A batch with one refused write writes nothing.
+    not_allowed(
+        b.put_records_locally(vec![profile("bea", &b, "ok"), profile("ada", &b, "not ok")])
+            .await,
+    );
+    assert_eq!(bio(&b, "bea").await, None);
+
+    // Nothing refused reached A.
+    round(&a, &b).await;
+    assert_eq!(bio(&a, "ada").await, Some((a.peer_id(), "hello".into())));
+    assert_eq!(a.stats().rejected(Rejection::NotAllowed), 0);
+
+    // The owner hands the profile over; from then on only B writes it.
+    a.put_record(profile("ada", &b, "handed to B"))
+        .await
+        .unwrap();
+    round(&b, &a).await;
+    b.put_record(profile("ada", &b, "B writes")).await.unwrap();
+    not_allowed(a.put_record(profile("ada", &a, "A takes it back")).await);
+    round(&a, &b).await;
+    assert_eq!(bio(&a, "ada").await, Some((b.peer_id(), "B writes".into())));
+    assert_eq!(a.sync_fingerprint(), b.sync_fingerprint());
+}
+
+/// Writes `envelopes` into a fresh node directory's store, as a peer that
+/// signs what it likes would hold them, and opens a node there: it serves
+/// them in catch-up and answers `get_record` with them.
+async fn forger(
+    dir: &std::path::Path,
+    envelopes: &[Envelope],
+    bootstrap: &[&Netabase],
+) -> Netabase {
+    std::fs::create_dir_all(dir).unwrap();
+    {
+        let store = Store::open(dir.join("netabase.redb")).unwrap();
+        let txn = store.begin_write().unwrap();
+        {
+            let mut table = txn.envelope_table().unwrap();
+            for envelope in envelopes {
+                table
+                    .insert(&envelope.record_key(), envelope.as_bytes())
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let (node, _) = start_rules(dir, bootstrap).await;
+    node
+}
+
+/// A chain claiming `from` handed the record to `to`, signed by `signer`
+/// (the same wire form the node writes).
+fn chain(root: PeerId, links: &[(PeerId, u64, Vec<u8>)]) -> Vec<u8> {
+    let links: Vec<(Vec<u8>, u64, Vec<u8>)> = links
+        .iter()
+        .map(|(to, at, sig)| (to.to_bytes(), *at, sig.clone()))
+        .collect();
+    netabase::bincode::encode_to_vec(
+        (root.to_bytes(), links),
+        netabase::bincode::config::standard(),
+    )
+    .unwrap()
+}
+
+fn handover_signature(signer: &Keypair, handle: &str, to: PeerId, at: u64) -> Vec<u8> {
+    let key = ProfileKey(handle.into()).to_key_bytes();
+    let to = to.to_bytes();
+    let mut message = b"netabase/owner/v1\0".to_vec();
+    message.extend_from_slice(&Profile::ID.0.to_be_bytes());
+    message.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    message.extend_from_slice(key.as_slice());
+    message.extend_from_slice(&to);
+    message.extend_from_slice(&at.to_be_bytes());
+    signer.sign(&message).unwrap()
+}
+
+/// Every way a peer signing with its own key can try to take a record that
+/// is not its own.
+fn forgeries(mallory: &Keypair, owner: PeerId, handles: [&str; 4]) -> Vec<Envelope> {
+    let me = mallory.public().to_peer_id();
+    let at = now().0 + 1_000;
+    let mine = |handle: &str| Profile {
+        handle: handle.into(),
+        owner: me,
+        bio: "taken".into(),
+    };
+    vec![
+        // Its own chain, naming itself: a rival first owner.
+        Envelope::seal_with_authority(
+            mallory,
+            &ProfileKey(handles[0].into()),
+            Some(&mine(handles[0])),
+            Timestamp(at),
+            chain(me, &[]),
+        )
+        .unwrap(),
+        // A delete on its own authority.
+        Envelope::seal_with_authority::<Profile>(
+            mallory,
+            &ProfileKey(handles[1].into()),
+            None,
+            Timestamp(at),
+            chain(me, &[]),
+        )
+        .unwrap(),
+        // A handover from the owner that the owner never signed.
+        Envelope::seal_with_authority(
+            mallory,
+            &ProfileKey(handles[2].into()),
+            Some(&mine(handles[2])),
+            Timestamp(at),
+            chain(
+                owner,
+                &[(me, at, handover_signature(mallory, handles[2], me, at))],
+            ),
+        )
+        .unwrap(),
+        // The owner's own chain and name, signed by someone else.
+        Envelope::seal_with_authority(
+            mallory,
+            &ProfileKey(handles[3].into()),
+            Some(&Profile {
+                handle: handles[3].into(),
+                owner,
+                bio: "put words in the owner's mouth".into(),
+            }),
+            Timestamp(at),
+            chain(owner, &[]),
+        )
+        .unwrap(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_take_a_record_through_any_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start_rules(&dir.path().join("a"), &[]).await;
+    let handles = ["p0", "p1", "p2", "p3", "q0", "q1", "q2", "q3"];
+    for handle in handles {
+        a.put_record_locally(profile(handle, &a, "by A"))
+            .await
+            .unwrap();
+    }
+    a.put_record_locally(LogEntry {
+        id: 7,
+        text: "kept".into(),
+    })
+    .await
+    .unwrap();
+    let (v, mut v_events) = start_rules(&dir.path().join("v"), &[&a]).await;
+    caught_up_with(&mut v_events, a.peer_id()).await;
+    let before = v.sync_fingerprint();
+    let mallory = Keypair::generate_ed25519();
+
+    // 1. Pushed straight over Kademlia.
+    let mut kad = raw::kad_swarm(&mallory);
+    raw::kad_dial(&mut kad, &v);
+    let pushed = forgeries(&mallory, a.peer_id(), ["p0", "p1", "p2", "p3"]);
+    let rewrite = Envelope::seal(
+        &mallory,
+        &LogEntry {
+            id: 7,
+            text: "rewritten".into(),
+        },
+        Timestamp(now().0 + 1_000),
+    )
+    .unwrap();
+    for envelope in pushed.iter().chain([&rewrite]) {
+        raw::push(
+            &mut kad,
+            v.peer_id(),
+            envelope.record_key(),
+            envelope.as_bytes().to_vec(),
+            None,
+        )
+        .await;
+    }
+    tokio::time::timeout(NET_WAIT, async {
+        while v.stats().rejected(Rejection::NotAllowed) < 5 {
+            let _ = v_events.recv().await;
+        }
+    })
+    .await
+    .expect("the pushes are refused");
+    assert_eq!(v.sync_fingerprint(), before);
+
+    // 2. Offered in catch-up by a peer holding them.
+    let offered = forgeries(&mallory, a.peer_id(), ["q0", "q1", "q2", "q3"]);
+    let x = forger(&dir.path().join("x"), &offered, &[&v]).await;
+    let refused = wait_for("V's catch-up with the forger", &mut v_events, |e| match e {
+        Event::CaughtUp { peer, refused, .. } if *peer == x.peer_id() => Some(*refused),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, 4);
+    assert_eq!(v.stats().rejected(Rejection::NotAllowed), 9);
+    assert_eq!(v.sync_fingerprint(), before);
+    for handle in handles {
+        assert_eq!(bio(&v, handle).await, Some((a.peer_id(), "by A".into())));
+    }
+
+    // 3. As the answer to a `get_record`, from a node that holds nothing
+    // for the key (no catch-up: it asks the DHT). The owner's copy and the
+    // forger's newer one both arrive; the forger's does not follow from
+    // the owner's, so the owner's is returned and kept.
+    a.put_record_locally(profile("late", &a, "by A, later"))
+        .await
+        .unwrap();
+    let late = forgeries(&mallory, a.peer_id(), ["late", "-", "-", "-"]);
+    let y = forger(&dir.path().join("y"), &late[..1], &[]).await;
+    let (w, _) = start_rules_with(&dir.path().join("w"), &[&a, &y], |c| c.catch_up = false).await;
+    let fetched = w
+        .get_record::<Profile>(ProfileKey("late".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (fetched.owner, fetched.bio.as_str()),
+        (a.peer_id(), "by A, later")
+    );
+    assert!(
+        w.stats().rejected(Rejection::NotAllowed) >= 1,
+        "{:?}",
+        w.stats()
+    );
+
+    // Honest peers still sync with each other.
+    a.put_record(profile("p0", &a, "A again")).await.unwrap();
+    round(&v, &a).await;
+    assert_eq!(bio(&v, "p0").await, Some((a.peer_id(), "A again".into())));
+    for node in [&a, &v, &w, &x, &y] {
+        node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_is_accepted_in_any_arrival_order_and_peers_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start_rules(&dir.path().join("a"), &[]).await;
+    let (b, mut b_events) = start_rules(&dir.path().join("b"), &[&a]).await;
+    let (c, mut c_events) = start_rules(&dir.path().join("c"), &[&a, &b]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+    a.put_record(profile("doc", &a, "v1")).await.unwrap();
+    c.put_record(profile("cdoc", &c, "c1")).await.unwrap();
+    for (node, peer) in [(&b, &a), (&c, &a), (&b, &c), (&a, &c)] {
+        round(node, peer).await;
+    }
+
+    // C goes away. A hands "doc" to B, B edits it twice; C edits its own.
+    c.stop_swarm().await.unwrap();
+    a.put_record(profile("doc", &b, "handed")).await.unwrap();
+    round(&b, &a).await;
+    b.put_record(profile("doc", &b, "B's first")).await.unwrap();
+    b.put_record(profile("doc", &b, "B's second"))
+        .await
+        .unwrap();
+    // A no longer may.
+    not_allowed(a.put_record(profile("doc", &a, "A again")).await);
+    c.put_record_locally(profile("cdoc", &c, "c2"))
+        .await
+        .unwrap();
+
+    // C comes back holding "doc" as A's, and meets only B's latest write: the
+    // chain it carries proves the handover C missed.
+    c.start_swarm().await.unwrap();
+    c.dial(address_of(&b)).await.unwrap();
+    c.dial(address_of(&a)).await.unwrap();
+    for _ in 0..3 {
+        for (node, peer) in [(&c, &b), (&c, &a), (&a, &c), (&b, &c), (&a, &b)] {
+            round(node, peer).await;
+        }
+        if [&b, &c]
+            .iter()
+            .all(|n| n.sync_fingerprint() == a.sync_fingerprint())
+        {
+            break;
+        }
+    }
+    for node in [&a, &b, &c] {
+        assert_eq!(node.sync_fingerprint(), a.sync_fingerprint());
+        assert_eq!(
+            bio(node, "doc").await,
+            Some((b.peer_id(), "B's second".into()))
+        );
+        assert_eq!(bio(node, "cdoc").await, Some((c.peer_id(), "c2".into())));
+        assert_eq!(
+            node.stats().rejected(Rejection::NotAllowed),
+            0,
+            "{:?}",
+            node.stats()
+        );
+    }
+
+    // The newest write arriving before the handover it depends on: a fresh
+    // node is pushed B's latest write first, then the handover.
+    let (d, mut d_events) = start_rules(&dir.path().join("d"), &[]).await;
+    let mallory = Keypair::generate_ed25519();
+    let mut kad = raw::kad_swarm(&mallory);
+    raw::kad_dial(&mut kad, &d);
+    let latest = b.store().begin_read().unwrap().envelope(&record_key(
+        Profile::ID,
+        ProfileKey("doc".into()).to_key_bytes().as_slice(),
+    ));
+    let latest = latest.unwrap().unwrap();
+    raw::push(
+        &mut kad,
+        d.peer_id(),
+        record_key(
+            Profile::ID,
+            ProfileKey("doc".into()).to_key_bytes().as_slice(),
+        ),
+        latest,
+        None,
+    )
+    .await;
+    wait_for("D stores B's write", &mut d_events, |e| {
+        matches!(e, Event::Record { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(
+        bio(&d, "doc").await,
+        Some((b.peer_id(), "B's second".into()))
+    );
+}
