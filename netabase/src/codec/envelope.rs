@@ -583,3 +583,45 @@ fn signing_message(signed: &[u8]) -> Vec<u8> {
     message.extend_from_slice(signed);
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Format 1, as the previous release wrote it: no authority field.
+    #[derive(Encode)]
+    struct Format1<'a> {
+        format: u8,
+        model: u32,
+        key: &'a [u8],
+        payload: &'a [u8],
+        timestamp: u64,
+        tombstone: bool,
+        public_key: &'a [u8],
+    }
+
+    #[test]
+    fn envelopes_of_the_first_format_still_verify() {
+        let keypair = Keypair::generate_ed25519();
+        let public = keypair.public().encode_protobuf();
+        let signed = Format1 {
+            format: FORMAT_1,
+            model: 7,
+            key: b"k\0\0",
+            payload: b"",
+            timestamp: 42,
+            tombstone: true,
+            public_key: &public,
+        };
+        let mut bytes = bincode::encode_to_vec(&signed, CONFIG).unwrap();
+        let signature = keypair.sign(&signing_message(&bytes)).unwrap();
+        bincode::encode_into_std_write(&signature, &mut bytes, CONFIG).unwrap();
+        let envelope = Envelope::from_bytes(&bytes, HARD_LIMIT).unwrap();
+        assert_eq!(envelope.model(), ModelId(7));
+        assert!(envelope.is_tombstone() && envelope.authority().is_empty());
+        assert_eq!(envelope.version().timestamp, Timestamp(42));
+        // A byte flipped in the signed part fails, as for format 2.
+        bytes[3] ^= 1;
+        assert!(Envelope::from_bytes(&bytes, HARD_LIMIT).is_err());
+    }
+}
