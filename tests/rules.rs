@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use netabase::codec::{record_key, Envelope};
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Rejection};
-use netabase::rules::{Entry, Refusal, WriteRule};
+use netabase::rules::{Context, Entry, Refusal, WriteRule};
 use netabase::sync::Timestamp;
 use netabase::{KeyEncode, Keypair, NetabaseModel, PeerId, Store};
 
@@ -43,7 +43,11 @@ pub struct Counter {
 pub struct GrowOnly;
 
 impl WriteRule<Counter> for GrowOnly {
-    fn check(write: &Entry<'_, Counter>, held: Option<&Entry<'_, Counter>>) -> Result<(), Refusal> {
+    fn check(
+        write: &Entry<'_, Counter>,
+        held: Option<&Entry<'_, Counter>>,
+        _: &dyn Context,
+    ) -> Result<(), Refusal> {
         match (write.record, held.and_then(|h| h.record)) {
             (None, _) => Err(Refusal::custom("counters are never deleted")),
             (Some(new), Some(old)) if new.value < old.value => {
@@ -474,4 +478,213 @@ async fn a_handover_is_accepted_in_any_arrival_order_and_peers_converge() {
         bio(&d, "doc").await,
         Some((b.peer_id(), "B's second".into()))
     );
+}
+
+/// A shared document only members write.
+#[derive(NetabaseModel, Clone, Debug, PartialEq)]
+#[netabase(name = "Doc", write = "members")]
+pub struct Doc {
+    #[primary_key]
+    pub id: u64,
+    pub text: String,
+}
+
+/// Starts a node syncing `Doc`, with `admin` as its admin.
+async fn member_node(
+    dir: &std::path::Path,
+    bootstrap: &[&Netabase],
+    admin: Option<PeerId>,
+) -> (Netabase, tokio::sync::broadcast::Receiver<Event>) {
+    let node = Netabase::new_with_path(
+        dir,
+        config(bootstrap, |c| {
+            if let Some(admin) = admin {
+                c.admins.insert(Doc::NAME.to_string(), vec![admin]);
+            }
+        }),
+    )
+    .unwrap();
+    node.register::<Doc>().unwrap();
+    let events = node.subscribe_to_broadcasts();
+    node.start_swarm().await.unwrap();
+    (node, events)
+}
+
+fn identity(dir: &std::path::Path) -> Keypair {
+    Keypair::from_protobuf_encoding(&std::fs::read(dir.join("identity.key")).unwrap()).unwrap()
+}
+
+async fn doc(node: &Netabase, id: u64) -> Option<String> {
+    node.query_local_records::<Doc, _, _>(move |t| {
+        use netabase::store::Lookup;
+        t.get(&DocKey(id))
+    })
+    .await
+    .unwrap()
+    .map(|d| d.text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_write_while_their_membership_lasts() {
+    let dir = tempfile::tempdir().unwrap();
+    // The admin's id is needed in every configuration: take it from its key.
+    let a_dir = dir.path().join("a");
+    let admin = {
+        let node = Netabase::new_with_path(&a_dir, NetabaseConfig::loopback()).unwrap();
+        let id = node.peer_id();
+        node.shutdown().await.unwrap();
+        id
+    };
+    let (a, _) = member_node(&a_dir, &[], Some(admin)).await;
+    let (b, mut b_events) = member_node(&dir.path().join("b"), &[&a], Some(admin)).await;
+    let (c, mut c_events) = member_node(&dir.path().join("c"), &[&a], Some(admin)).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+
+    // Only admins grant; B is not a member yet.
+    not_allowed(b.grant::<Doc>(c.peer_id()).await);
+    not_allowed(
+        b.put_record(Doc {
+            id: 1,
+            text: "too early".into(),
+        })
+        .await,
+    );
+    a.grant::<Doc>(b.peer_id()).await.unwrap();
+    round(&b, &a).await;
+    assert_eq!(b.members::<Doc>(), vec![b.peer_id()]);
+    b.put_record(Doc {
+        id: 1,
+        text: "B's".into(),
+    })
+    .await
+    .unwrap();
+    for (node, peer) in [(&a, &b), (&c, &a), (&c, &b)] {
+        round(node, peer).await;
+    }
+    assert_eq!(doc(&c, 1).await.as_deref(), Some("B's"));
+    // C is no member: refused at home, and by peers if it forges one.
+    not_allowed(
+        c.put_record(Doc {
+            id: 1,
+            text: "C's".into(),
+        })
+        .await,
+    );
+
+    // A revokes B, telling nobody yet. B, unaware, writes again; C gets
+    // that write before it hears of the revocation, A refuses it.
+    let membership = netabase::rules::Membership {
+        id: netabase::rules::Membership::id(Doc::ID, &b.peer_id()),
+        model: Doc::ID.0,
+        member: b.peer_id(),
+        periods: vec![(0, Some(now().0))],
+    };
+    a.put_record_locally(membership).await.unwrap();
+    let late = Envelope::seal(
+        &identity(&dir.path().join("b")),
+        &Doc {
+            id: 1,
+            text: "after revocation".into(),
+        },
+        Timestamp(now().0 + 10),
+    )
+    .unwrap();
+    let mallory = Keypair::generate_ed25519();
+    let mut kad = raw::kad_swarm(&mallory);
+    for node in [&c, &a] {
+        raw::kad_dial(&mut kad, node);
+        raw::push(
+            &mut kad,
+            node.peer_id(),
+            late.record_key(),
+            late.as_bytes().to_vec(),
+            None,
+        )
+        .await;
+    }
+    wait_for("C stores B's late write", &mut c_events, |e| {
+        matches!(e, Event::Record { writer, .. } if *writer == b.peer_id()).then_some(())
+    })
+    .await;
+    assert_eq!(doc(&c, 1).await.as_deref(), Some("after revocation"));
+    // When C learns of the revocation it drops that write, then fetches
+    // the version before it: A and C agree again.
+    for _ in 0..3 {
+        round(&c, &a).await;
+        if c.sync_fingerprint() == a.sync_fingerprint() {
+            break;
+        }
+    }
+    assert_eq!(doc(&c, 1).await.as_deref(), Some("B's"));
+    assert_eq!(doc(&a, 1).await.as_deref(), Some("B's"));
+    assert_eq!(c.sync_fingerprint(), a.sync_fingerprint());
+    assert!(a.stats().rejected(Rejection::NotAllowed) >= 1);
+    // B, once told, is refused at home too; its earlier write stands.
+    round(&b, &a).await;
+    assert!(b.members::<Doc>().is_empty());
+    not_allowed(
+        b.put_record(Doc {
+            id: 2,
+            text: "B after".into(),
+        })
+        .await,
+    );
+    round(&b, &a).await;
+    assert_eq!(doc(&b, 1).await.as_deref(), Some("B's"));
+    assert_eq!(b.sync_fingerprint(), a.sync_fingerprint());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_arrives_before_its_membership_is_taken_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("a");
+    let admin = {
+        let node = Netabase::new_with_path(&a_dir, NetabaseConfig::loopback()).unwrap();
+        let id = node.peer_id();
+        node.shutdown().await.unwrap();
+        id
+    };
+    let (a, _) = member_node(&a_dir, &[], Some(admin)).await;
+    let (d, mut d_events) = member_node(&dir.path().join("d"), &[&a], Some(admin)).await;
+    caught_up_with(&mut d_events, a.peer_id()).await;
+    a.grant::<Doc>(d.peer_id()).await.unwrap();
+    round(&d, &a).await;
+    d.put_record_locally(Doc {
+        id: 5,
+        text: "D's".into(),
+    })
+    .await
+    .unwrap();
+    // P meets only D, and is pushed D's write before anything else.
+    let (p, mut p_events) = member_node(&dir.path().join("p"), &[], Some(admin)).await;
+    let written = d
+        .store()
+        .begin_read()
+        .unwrap()
+        .envelope(&record_key(Doc::ID, DocKey(5).to_key_bytes().as_slice()));
+    let written = written.unwrap().unwrap();
+    let mallory = Keypair::generate_ed25519();
+    let mut kad = raw::kad_swarm(&mallory);
+    raw::kad_dial(&mut kad, &p);
+    let key = record_key(Doc::ID, DocKey(5).to_key_bytes().as_slice());
+    raw::push(&mut kad, p.peer_id(), key, written, None).await;
+    tokio::time::timeout(NET_WAIT, async {
+        while p.stats().rejected(Rejection::NotAllowed) == 0 {
+            let _ = p_events.recv().await;
+        }
+    })
+    .await
+    .expect("refused before its membership");
+    assert_eq!(doc(&p, 5).await, None);
+    // Catching up with D brings the membership, then the write.
+    p.dial(address_of(&d)).await.unwrap();
+    for _ in 0..3 {
+        round(&p, &d).await;
+        if p.sync_fingerprint() == d.sync_fingerprint() {
+            break;
+        }
+    }
+    assert_eq!(doc(&p, 5).await.as_deref(), Some("D's"));
+    assert_eq!(p.sync_fingerprint(), d.sync_fingerprint());
 }

@@ -87,6 +87,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+// The derive names `::netabase`; this lets the crate derive its own models.
+extern crate self as netabase;
+
 pub mod codec;
 mod error;
 pub mod key;

@@ -14,7 +14,7 @@ pub const NETABASE: &str = "netabase";
 pub const OWNER: &str = "owner";
 
 /// The write rules the derive knows by name.
-pub const RULES: [&str; 3] = ["anyone", "owner", "immutable"];
+pub const RULES: [&str; 4] = ["anyone", "owner", "immutable", "members"];
 
 /// What the `#[netabase(..)]` attributes on the struct ask for.
 #[derive(Default)]

@@ -42,6 +42,7 @@ pub fn unkeyable_reason(ty: &Type) -> Option<String> {
                     "`{name}` cannot be a key: floating-point numbers have no total order \
                      (NaN, -0.0); store an integer (e.g. fixed-point) or the bits instead"
                 )),
+                "Vec" if single_generic_arg(ty, "Vec").is_some_and(|t| is_ident(t, "u8")) => None,
                 "Option" | "Vec" if single_generic_arg(ty, &name).is_some() => Some(format!(
                     "`{name}<..>` cannot be nested in a key; a secondary key may be `Option<T>` \
                      or `Vec<T>` of a key type T, a primary key must be a plain key type"

@@ -167,9 +167,12 @@ pub(crate) fn apply_batch_from(
                         continue;
                     }
                 }
-                if let Err(refusal) =
-                    allowed(handler_of(&registry, envelope), envelope, held.as_deref())
-                {
+                if let Err(refusal) = allowed(
+                    shared,
+                    handler_of(&registry, envelope),
+                    envelope,
+                    held.as_deref(),
+                ) {
                     if local {
                         return Err(NodeError::NotAllowed {
                             model: handler_of(&registry, envelope).map_or("?", |h| h.name()),
@@ -283,6 +286,7 @@ fn handler_of<'r>(
 /// bytes, verified when they came in). Unregistered models are refused
 /// elsewhere.
 fn allowed(
+    shared: &Shared,
     handler: Option<&dyn ModelHandler>,
     envelope: &Envelope,
     held: Option<&[u8]>,
@@ -291,14 +295,21 @@ fn allowed(
         return Ok(());
     };
     let held = held.and_then(|bytes| Envelope::from_trusted_bytes(bytes).ok());
-    handler.allow(envelope, held.as_ref())
+    handler.allow(
+        envelope,
+        held.as_ref(),
+        &super::members::NodeContext(shared),
+    )
 }
 
 /// Whether the model's write rule refuses `envelope` replacing `held`.
 pub(crate) fn rule_refuses(shared: &Shared, envelope: &Envelope, held: &Envelope) -> bool {
     let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-    handler_of(&registry, envelope)
-        .is_some_and(|handler| handler.allow(envelope, Some(held)).is_err())
+    handler_of(&registry, envelope).is_some_and(|handler| {
+        handler
+            .allow(envelope, Some(held), &super::members::NodeContext(shared))
+            .is_err()
+    })
 }
 
 /// Whether `envelope` beats `held` under the conflict rule: the greater
@@ -336,7 +347,7 @@ fn apply_in(
         Verdict::Unchanged => return Ok((Outcome::Unchanged, Settled::default())),
         Verdict::Stale => return Err(Refused::new(Rejection::Stale)),
     }
-    allowed(Some(handler), envelope, held.as_deref()).map_err(|refusal| Refused {
+    allowed(shared, Some(handler), envelope, held.as_deref()).map_err(|refusal| Refused {
         reason: Rejection::NotAllowed,
         error: Some(NodeError::NotAllowed {
             model: handler.name(),
@@ -411,9 +422,17 @@ fn announce_settled<'a>(
     }
 }
 
-/// After a commit: updates the Kademlia view and tells subscribers.
+/// After a commit: updates the Kademlia view and tells subscribers. A
+/// changed membership may leave writes its member made uncovered: those go.
 fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
     shared.cache.insert(envelope);
+    if envelope.model() == <crate::rules::Membership as crate::NetabaseModel>::ID {
+        if let Ok(Some(membership)) = envelope.open::<crate::rules::Membership>() {
+            if let Err(error) = super::members::drop_uncovered(shared, &membership) {
+                tracing::warn!(%error, "could not drop writes a revocation no longer covers");
+            }
+        }
+    }
     let kind = if envelope.is_tombstone() {
         ChangeKind::Delete
     } else {
@@ -521,6 +540,7 @@ fn check_remote(
             // against what this node holds, before anyone sees it.
             let held = shared.cache.get(record_key);
             allowed(
+                shared,
                 Some(handler),
                 &envelope,
                 held.as_ref().map(|c| &c.bytes[..]),

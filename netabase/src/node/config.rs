@@ -90,6 +90,10 @@ pub struct NetabaseConfig {
     pub mdns: bool,
     /// Durability of local commits. Default [`Durability::Immediate`].
     pub durability: Durability,
+    /// The admins of models under the members rule, by model name
+    /// (`Doc::NAME`): the peers whose grants and revocations of
+    /// memberships count. Give every peer the same. Default: none.
+    pub admins: std::collections::BTreeMap<String, Vec<libp2p::PeerId>>,
     /// Milliseconds this node's clock reads ahead of the system clock
     /// (negative: behind). Simulates a machine with a wrong clock, in tests.
     #[doc(hidden)]
@@ -115,6 +119,7 @@ impl Default for NetabaseConfig {
             max_connections: 256,
             mdns: false,
             durability: Durability::Immediate,
+            admins: std::collections::BTreeMap::new(),
             clock_skew_ms: 0,
         }
     }

@@ -38,6 +38,7 @@ mod health;
 mod horizon;
 mod identity;
 mod inbound;
+mod members;
 mod record_store;
 mod registry;
 mod stats;
@@ -117,6 +118,8 @@ pub(crate) struct Shared {
     conflicts_listed: std::sync::atomic::AtomicBool,
     /// When this node last completed a catch-up (a timestamp; 0: never).
     synced_at: std::sync::atomic::AtomicU64,
+    /// The admins `config.admins` names, by model id.
+    admins: std::collections::HashMap<crate::model::ModelId, Vec<PeerId>>,
 }
 
 impl Shared {
@@ -225,7 +228,7 @@ impl Netabase {
         let clock =
             Clock::system(config.max_clock_drift.as_millis() as u64).skewed(config.clock_skew_ms);
         clock.seed(issued);
-        Ok(Netabase {
+        let node = Netabase {
             shared: Arc::new(Shared {
                 read_only_store: store.read_only(),
                 store,
@@ -242,10 +245,14 @@ impl Netabase {
                 health: health::Health::default(),
                 conflicts_listed: std::sync::atomic::AtomicBool::new(conflicts_listed),
                 synced_at: std::sync::atomic::AtomicU64::new(synced_at),
+                admins: members::admins_by_model(&config.admins),
                 config,
             }),
             running: Arc::new(tokio::sync::Mutex::new(None)),
-        })
+        };
+        // Memberships are everyone's business: the members rule reads them.
+        node.register::<crate::rules::Membership>()?;
+        Ok(node)
     }
 
     /// Registers model `M`, so records of it from peers are accepted and land
@@ -800,6 +807,81 @@ impl Netabase {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// Grants `member` a membership of `M` (a model under the members
+    /// rule) from now on: a [`Membership`](crate::rules::Membership) record
+    /// signed by this node, which `config.admins` must name an admin of
+    /// `M`, published like any write. A member revoked before gets a new
+    /// period; its writes from earlier periods stay valid.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotAllowed`] if this node is not an admin of `M`; as
+    /// [`put_record`](Self::put_record) otherwise.
+    pub async fn grant<M: NetabaseModel>(&self, member: PeerId) -> Result<Published, NodeError> {
+        self.change_membership::<M>(member, true).await
+    }
+
+    /// Revokes `member`'s membership of `M` from now on: its writes
+    /// stamped from now are refused by every peer, and peers that accepted
+    /// some before they learned of the revocation drop them; its earlier
+    /// writes stay.
+    ///
+    /// # Errors
+    ///
+    /// As [`grant`](Self::grant).
+    pub async fn revoke<M: NetabaseModel>(&self, member: PeerId) -> Result<Published, NodeError> {
+        self.change_membership::<M>(member, false).await
+    }
+
+    /// The peers whose membership of `M` is open now, as this node knows
+    /// (from memory; no I/O).
+    pub fn members<M: NetabaseModel>(&self) -> Vec<PeerId> {
+        let prefix = M::ID.0.to_be_bytes();
+        let mut out: Vec<PeerId> = self
+            .shared
+            .cache
+            .with_prefix(&crate::codec::record_key(
+                <crate::rules::Membership as NetabaseModel>::ID,
+                &[],
+            ))
+            .into_iter()
+            .filter_map(|(_, cached)| {
+                Envelope::from_trusted_bytes(&cached.bytes)
+                    .ok()?
+                    .open::<crate::rules::Membership>()
+                    .ok()?
+            })
+            .filter(|m| m.id.starts_with(&prefix) && m.is_open())
+            .map(|m| m.member)
+            .collect();
+        out.sort();
+        out
+    }
+
+    async fn change_membership<M: NetabaseModel>(
+        &self,
+        member: PeerId,
+        open: bool,
+    ) -> Result<Published, NodeError> {
+        self.check_registered::<M>()?;
+        let now = self.shared.clock.now().0;
+        let mut periods = members::membership(&self.shared, M::ID, &member)
+            .map(|m| m.periods)
+            .unwrap_or_default();
+        match (periods.last_mut(), open) {
+            (Some((_, until @ None)), false) => *until = Some(now),
+            (Some((_, None)), true) | (None, false) | (Some((_, Some(_))), false) => {}
+            (_, true) => periods.push((now, None)),
+        }
+        self.put_record(crate::rules::Membership {
+            id: crate::rules::Membership::id(M::ID, &member),
+            model: M::ID.0,
+            member,
+            periods,
         })
         .await
     }

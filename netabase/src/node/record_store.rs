@@ -89,6 +89,15 @@ impl RecordCache {
             .collect()
     }
 
+    /// Every record whose key starts with `prefix` (a model's records).
+    pub(crate) fn with_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Cached)> {
+        read(&self.records)
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect()
+    }
+
     fn all(&self) -> Vec<(Vec<u8>, Cached)> {
         read(&self.records)
             .iter()

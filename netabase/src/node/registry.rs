@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use crate::codec::{self, Envelope, EnvelopeError};
 use crate::model::{ModelId, NetabaseModel};
-use crate::rules::{Entry, Refusal, WriteRule};
+use crate::rules::{Context, Entry, Refusal, WriteRule};
 use crate::store::{StoreError, WriteTransaction};
 
 use super::{apply, NodeError};
@@ -20,7 +20,12 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
     /// Whether the model's write rule lets `write` replace `held` (the
     /// envelope held for its key, if any).
-    fn allow(&self, write: &Envelope, held: Option<&Envelope>) -> Result<(), Refusal>;
+    fn allow(
+        &self,
+        write: &Envelope,
+        held: Option<&Envelope>,
+        cx: &dyn Context,
+    ) -> Result<(), Refusal>;
     /// Writes many envelopes' records (or deletes) of this model, opening its
     /// tree once; one result per envelope, in order. A refused record leaves
     /// the tree as it was.
@@ -75,7 +80,12 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
         envelope.open::<M>().map(drop)
     }
 
-    fn allow(&self, write: &Envelope, held: Option<&Envelope>) -> Result<(), Refusal> {
+    fn allow(
+        &self,
+        write: &Envelope,
+        held: Option<&Envelope>,
+        cx: &dyn Context,
+    ) -> Result<(), Refusal> {
         if !<M::Rule as WriteRule<M>>::CHECKS {
             return Ok(());
         }
@@ -88,7 +98,7 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             None => None,
         };
         let held = held.map(|held| entry(held, held_record.as_ref()));
-        <M::Rule as WriteRule<M>>::check(&entry(write, record.as_ref()), held.as_ref())
+        <M::Rule as WriteRule<M>>::check(&entry(write, record.as_ref()), held.as_ref(), cx)
     }
 
     fn apply_many(

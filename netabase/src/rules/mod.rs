@@ -8,18 +8,22 @@
 //! - [`Owner`]: a record names its owner in an `#[owner]` field; only the
 //!   owner writes or deletes it, and only the owner hands it to another.
 //! - [`Immutable`]: the first version of a key is the last.
+//! - [`Members`]: only peers an admin of the model granted a membership
+//!   (a signed, synced [`Membership`] record) write, while it lasts.
 //! - Your own: implement [`WriteRule`] and name the type,
 //!   `#[netabase(write = MyRule)]`.
 
+mod members;
 mod owner;
 
 use std::borrow::Cow;
 
 use crate::model::{ModelId, NetabaseModel};
-use crate::sync::Version;
+use crate::sync::{Timestamp, Version};
 use crate::Keypair;
 use libp2p_identity::PeerId;
 
+pub use members::{Members, Membership, MembershipKey, MembershipRule};
 pub use owner::{Chain, MAX_TRANSFERS};
 
 /// One version of a record as a rule sees it: the new write, or the one
@@ -48,6 +52,9 @@ pub enum Refusal {
     NotOwner,
     /// The key already holds a record, and the model's records never change.
     Immutable,
+    /// The writer holds no membership of the model covering the write's
+    /// time (or, for a membership record, is not an admin of its model).
+    NotMember,
     /// The rule's own reason.
     Custom(Cow<'static, str>),
 }
@@ -64,12 +71,36 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::NotOwner => f.write_str("not written by the record's owner"),
             Refusal::Immutable => f.write_str("the record exists and never changes"),
+            Refusal::NotMember => f.write_str("the writer is not a member of the model"),
             Refusal::Custom(reason) => f.write_str(reason),
         }
     }
 }
 
 impl std::error::Error for Refusal {}
+
+/// What a rule may look up beyond the two versions it compares: the
+/// memberships this peer holds and the admins its configuration names.
+pub trait Context {
+    /// Whether an admin of `model` granted `peer` a membership covering
+    /// the time `at`.
+    fn is_member(&self, model: ModelId, peer: &PeerId, at: Timestamp) -> bool;
+    /// Whether this peer's configuration names `peer` an admin of `model`.
+    fn is_admin(&self, model: ModelId, peer: &PeerId) -> bool;
+}
+
+/// A context with no memberships and no admins (rules that need neither).
+#[derive(Debug, Default)]
+pub struct NoContext;
+
+impl Context for NoContext {
+    fn is_member(&self, _: ModelId, _: &PeerId, _: Timestamp) -> bool {
+        false
+    }
+    fn is_admin(&self, _: ModelId, _: &PeerId) -> bool {
+        false
+    }
+}
 
 /// Who may write records of `M`. `check` must depend only on its arguments
 /// (never on the time, the node, or randomness): every peer runs it on the
@@ -88,7 +119,11 @@ pub trait WriteRule<M: NetabaseModel>: 'static {
     /// The [`Refusal`]: the write is not stored, counted as
     /// `Rejection::NotAllowed` (from a peer) or returned as
     /// `NodeError::NotAllowed` (local).
-    fn check(write: &Entry<'_, M>, held: Option<&Entry<'_, M>>) -> Result<(), Refusal>;
+    fn check(
+        write: &Entry<'_, M>,
+        held: Option<&Entry<'_, M>>,
+        cx: &dyn Context,
+    ) -> Result<(), Refusal>;
 
     /// What a local write by `signer` carries beyond the record (an owner
     /// chain, extended when the owner hands the record over). Most rules
@@ -118,7 +153,7 @@ pub struct Anyone;
 impl<M: NetabaseModel> WriteRule<M> for Anyone {
     const CHECKS: bool = false;
 
-    fn check(_: &Entry<'_, M>, _: Option<&Entry<'_, M>>) -> Result<(), Refusal> {
+    fn check(_: &Entry<'_, M>, _: Option<&Entry<'_, M>>, _: &dyn Context) -> Result<(), Refusal> {
         Ok(())
     }
 }
@@ -133,7 +168,11 @@ impl<M: NetabaseModel> WriteRule<M> for Anyone {
 pub struct Immutable;
 
 impl<M: NetabaseModel> WriteRule<M> for Immutable {
-    fn check(write: &Entry<'_, M>, held: Option<&Entry<'_, M>>) -> Result<(), Refusal> {
+    fn check(
+        write: &Entry<'_, M>,
+        held: Option<&Entry<'_, M>>,
+        _: &dyn Context,
+    ) -> Result<(), Refusal> {
         if held.is_some() || write.record.is_none() {
             return Err(Refusal::Immutable);
         }
@@ -152,7 +191,11 @@ impl<M: NetabaseModel> WriteRule<M> for Immutable {
 pub struct Owner;
 
 impl<M: NetabaseModel> WriteRule<M> for Owner {
-    fn check(write: &Entry<'_, M>, held: Option<&Entry<'_, M>>) -> Result<(), Refusal> {
+    fn check(
+        write: &Entry<'_, M>,
+        held: Option<&Entry<'_, M>>,
+        _: &dyn Context,
+    ) -> Result<(), Refusal> {
         owner::check(write, held)
     }
 

@@ -92,6 +92,7 @@ pub fn expand(model: &Model) -> TokenStream {
         Some(crate::attr::WriteAttr::Named(lit)) => match lit.value().as_str() {
             "owner" => quote!(#p::rules::Owner),
             "immutable" => quote!(#p::rules::Immutable),
+            "members" => quote!(#p::rules::Members),
             _ => quote!(#p::rules::Anyone),
         },
         Some(crate::attr::WriteAttr::Custom(path)) => quote!(#path),
