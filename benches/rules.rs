@@ -217,9 +217,19 @@ async fn fresh_catch_up(source: &Netabase, admin: PeerId) -> Duration {
     fresh.start_swarm().await.unwrap();
     bounded("the fresh node's catch-up", async {
         loop {
-            if let Ok(Event::CaughtUp { peer, received, .. }) = events.recv().await {
+            if let Ok(Event::CaughtUp {
+                peer,
+                received,
+                refused,
+            }) = events.recv().await
+            {
                 if peer == source.peer_id() {
-                    assert_eq!(received, CATCH_UP);
+                    // Caught up means holding what the source holds.
+                    assert_eq!(
+                        fresh.sync_fingerprint(),
+                        source.sync_fingerprint(),
+                        "caught up with {received} received, {refused} refused"
+                    );
                     return;
                 }
             }

@@ -1048,6 +1048,7 @@ fn seal<M: NetabaseModel>(
         model: M::ID,
         key: key_bytes.as_slice(),
         record,
+        delete: record.is_none(),
         writer: shared.peer_id,
         version: Version {
             timestamp,

@@ -89,13 +89,20 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
         if !<M::Rule as WriteRule<M>>::CHECKS {
             return Ok(());
         }
-        // Both were verified and decode (checked on the way in).
-        let record = write
-            .open::<M>()
-            .map_err(|e| Refusal::custom(e.to_string()))?;
+        // Both were verified and decode (checked on the way in); each is
+        // decoded only if the rule reads it.
+        let record = if <M::Rule as WriteRule<M>>::READS_WRITE {
+            write
+                .open::<M>()
+                .map_err(|e| Refusal::custom(e.to_string()))?
+        } else {
+            None
+        };
         let held_record = match held {
-            Some(held) => held.open::<M>().ok().flatten(),
-            None => None,
+            Some(held) if <M::Rule as WriteRule<M>>::READS_HELD || held.authority().is_empty() => {
+                held.open::<M>().ok().flatten()
+            }
+            _ => None,
         };
         let held = held.map(|held| entry(held, held_record.as_ref()));
         <M::Rule as WriteRule<M>>::check(&entry(write, record.as_ref()), held.as_ref(), cx)
@@ -202,6 +209,7 @@ pub(crate) fn entry<'a, M>(envelope: &'a Envelope, record: Option<&'a M>) -> Ent
         model: envelope.model(),
         key: envelope.key(),
         record,
+        delete: envelope.is_tombstone(),
         writer: envelope.writer(),
         version: envelope.version(),
         authority: envelope.authority(),

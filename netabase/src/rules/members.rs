@@ -22,6 +22,9 @@ use crate::sync::Timestamp;
 pub struct Members;
 
 impl<M: NetabaseModel> WriteRule<M> for Members {
+    const READS_WRITE: bool = false;
+    const READS_HELD: bool = false;
+
     fn check(
         write: &Entry<'_, M>,
         _: Option<&Entry<'_, M>>,

@@ -34,8 +34,11 @@ pub struct Entry<'a, M> {
     pub model: ModelId,
     /// The encoded primary key.
     pub key: &'a [u8],
-    /// The record; `None` for a delete.
+    /// The record; `None` for a delete, or when the rule said it does not
+    /// read records ([`WriteRule::READS_WRITE`], [`WriteRule::READS_HELD`]).
     pub record: Option<&'a M>,
+    /// Whether this version is a delete.
+    pub delete: bool,
     /// Who signed this version.
     pub writer: PeerId,
     /// Its version (timestamp, writer).
@@ -107,8 +110,13 @@ impl Context for NoContext {
 /// same two versions, and they must agree, or peers diverge.
 pub trait WriteRule<M: NetabaseModel>: 'static {
     /// Whether the rule looks at writes at all; `false` (only [`Anyone`])
-    /// spares decoding the held version.
+    /// spares every check.
     const CHECKS: bool = true;
+    /// Whether `check` reads the new write's `record` (else it is left
+    /// `None`, and decoding it spared).
+    const READS_WRITE: bool = true;
+    /// Whether `check` reads the held version's `record`.
+    const READS_HELD: bool = true;
 
     /// Whether `write` may replace `held` (the version this peer holds for
     /// the key; `None` if it holds none). Runs only for writes the conflict
@@ -168,12 +176,15 @@ impl<M: NetabaseModel> WriteRule<M> for Anyone {
 pub struct Immutable;
 
 impl<M: NetabaseModel> WriteRule<M> for Immutable {
+    const READS_WRITE: bool = false;
+    const READS_HELD: bool = false;
+
     fn check(
         write: &Entry<'_, M>,
         held: Option<&Entry<'_, M>>,
         _: &dyn Context,
     ) -> Result<(), Refusal> {
-        if held.is_some() || write.record.is_none() {
+        if held.is_some() || write.delete {
             return Err(Refusal::Immutable);
         }
         Ok(())
@@ -191,6 +202,10 @@ impl<M: NetabaseModel> WriteRule<M> for Immutable {
 pub struct Owner;
 
 impl<M: NetabaseModel> WriteRule<M> for Owner {
+    // The held version's chain is in its authority; its record is read
+    // only for a version written before the model had the rule.
+    const READS_HELD: bool = false;
+
     fn check(
         write: &Entry<'_, M>,
         held: Option<&Entry<'_, M>>,

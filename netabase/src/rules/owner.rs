@@ -173,7 +173,7 @@ pub(super) fn check<M: NetabaseModel>(
     }
     let owner = chain.owner();
     match write.record {
-        Some(_) => {
+        Some(_) if !write.delete => {
             if named(write) != Some(owner) {
                 return Err(Refusal::NotOwner);
             }
@@ -185,8 +185,8 @@ pub(super) fn check<M: NetabaseModel>(
                 return Err(Refusal::NotOwner);
             }
         }
-        None => {
-            if write.writer != owner {
+        _ => {
+            if !write.delete || write.writer != owner {
                 return Err(Refusal::NotOwner);
             }
         }
