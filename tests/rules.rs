@@ -142,6 +142,11 @@ async fn local_writes_follow_the_rules_and_are_never_published_when_refused() {
     not_allowed(b.put_record(profile("ada", &b, "mine now")).await);
     not_allowed(b.remove_record::<Profile>(ProfileKey("ada".into())).await);
     not_allowed(b.put_record(profile("new", &a, "in A's name")).await);
+    // Nor delete a key nobody holds: a delete would claim it ahead of its owner.
+    not_allowed(
+        b.remove_record::<Profile>(ProfileKey("unclaimed".into()))
+            .await,
+    );
     // Nobody changes or deletes a log entry, not even its writer.
     not_allowed(
         a.put_record(LogEntry {

@@ -4,6 +4,10 @@
 //! new one by seeing that the chain it holds is a prefix of the new one,
 //! whatever handovers it missed. Checking needs nothing but the two
 //! versions: every peer decides the same.
+//!
+//! A record never handed over carries no chain at all (an empty
+//! authority): its owner field, or a delete's signer, is the whole chain.
+//! That keeps the common case as small and cheap as a record under no rule.
 
 use bincode::{Decode, Encode};
 use libp2p_identity::{PeerId, PublicKey};
@@ -151,23 +155,29 @@ fn named<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<PeerId> {
     entry.record.and_then(NetabaseModel::owner)
 }
 
-/// The chain a held version carries. A version written before the model
-/// had the owner rule carries none: its record's owner is the first owner.
-fn held_chain<M: NetabaseModel>(held: &Entry<'_, M>) -> Option<Chain> {
-    if held.authority.is_empty() {
-        return named(held).map(|root| Chain {
+/// The chain a version carries: decoded, or (an empty authority) its
+/// owner alone: the record's owner field, or a delete's signer. `None` for
+/// bytes that are no chain.
+fn chain_of<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<Chain> {
+    if entry.authority.is_empty() {
+        let root = if entry.delete {
+            Some(entry.writer)
+        } else {
+            named(entry)
+        };
+        return root.map(|root| Chain {
             root,
             links: Vec::new(),
         });
     }
-    Chain::decode(held.authority)
+    Chain::decode(entry.authority)
 }
 
 pub(super) fn check<M: NetabaseModel>(
     write: &Entry<'_, M>,
     held: Option<&Entry<'_, M>>,
 ) -> Result<(), Refusal> {
-    let chain = Chain::decode(write.authority).ok_or(Refusal::NotOwner)?;
+    let chain = chain_of(write).ok_or(Refusal::NotOwner)?;
     if !chain.verify(write.model.0, write.key) {
         return Err(Refusal::NotOwner);
     }
@@ -191,15 +201,17 @@ pub(super) fn check<M: NetabaseModel>(
             }
         }
     }
-    if let Some(held) = held {
-        // A held delete without a chain (from before the rule) binds nothing.
-        if let Some(held_chain) = held_chain(held) {
+    match held {
+        Some(held) => {
+            let held_chain = chain_of(held).ok_or(Refusal::NotOwner)?;
             if !chain.extends(&held_chain) {
                 return Err(Refusal::NotOwner);
             }
-        } else if !held.authority.is_empty() {
-            return Err(Refusal::NotOwner);
         }
+        // Deleting what one does not hold would let anyone claim a key
+        // ahead of its owner with a delete.
+        None if write.delete => return Err(Refusal::NotOwner),
+        None => {}
     }
     Ok(())
 }
@@ -210,11 +222,11 @@ pub(super) fn authorize<M: NetabaseModel>(
     signer: &Keypair,
 ) -> Result<Vec<u8>, Refusal> {
     let me = signer.public().to_peer_id();
-    let chain = match held.and_then(held_chain) {
+    let chain = match held.and_then(chain_of) {
         None => {
-            // A new record is created by its owner (a delete of nothing by
-            // whoever makes it).
-            if write.record.is_some() && named(write) != Some(me) {
+            // A new record is created by its owner; nothing held, nothing
+            // to delete.
+            if write.delete || named(write) != Some(me) {
                 return Err(Refusal::NotOwner);
             }
             Chain {
@@ -241,5 +253,9 @@ pub(super) fn authorize<M: NetabaseModel>(
             chain
         }
     };
+    // Never handed over: the owner field (or the signer) says it all.
+    if chain.links.is_empty() && chain.root == me {
+        return Ok(Vec::new());
+    }
     Ok(chain.encode())
 }
