@@ -608,10 +608,14 @@ async fn members_write_while_their_membership_lasts() {
         )
         .await;
     }
-    wait_for("C stores B's late write", &mut c_events, |e| {
-        matches!(e, Event::Record { writer, .. } if *writer == b.peer_id()).then_some(())
+    let late_version = late.version();
+    tokio::time::timeout(NET_WAIT, async {
+        while c.record_version::<Doc>(&DocKey(1)) != Some(late_version) {
+            let _ = c_events.recv().await;
+        }
     })
-    .await;
+    .await
+    .expect("C stores B's late write");
     assert_eq!(doc(&c, 1).await.as_deref(), Some("after revocation"));
     // When C learns of the revocation it drops that write, then fetches
     // the version before it: A and C agree again.
