@@ -130,7 +130,7 @@ pub mod __private {
     pub use crate::model::{IndexEntries, IndexKey, IndexSpec, NetabaseModel, SecondaryKey};
     pub use crate::rules;
     pub use crate::sample::Sample;
-    pub use crate::store::{Lookup, Records, StoreError};
+    pub use crate::store::{LiveQuery, Lookup, Records, Store, StoreError};
     pub use bincode;
     pub use libp2p_identity::PeerId;
     pub use std::vec::Vec;

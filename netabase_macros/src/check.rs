@@ -143,6 +143,10 @@ fn check_generated_names(cx: &Ctxt, model: &Model) {
         "the secondary-key enum",
     );
     seen.insert(names::queries_trait(model).to_string(), "the lookup trait");
+    seen.insert(
+        names::watch_trait(model).to_string(),
+        "the live-query trait",
+    );
     for field in model.secondaries() {
         let name = names::field_key(model, field).to_string();
         if let Some(other) = seen.get(&name) {

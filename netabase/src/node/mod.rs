@@ -42,6 +42,7 @@ mod members;
 mod record_store;
 mod registry;
 mod stats;
+mod watch;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -58,6 +59,7 @@ pub use error::NodeError;
 pub use event::{CatchUpFailure, ChangeKind, Event, Origin};
 pub use libp2p::multiaddr::{Multiaddr, Protocol};
 pub use stats::{NodeStats, Rejection};
+pub use watch::{NodeChange, NodeChanges};
 
 use crate::codec::{self, Envelope};
 use crate::model::NetabaseModel;
@@ -927,6 +929,32 @@ impl Netabase {
         let shared = self.shared.clone();
         self.blocking(move || horizon::collect_tombstones(&shared))
             .await
+    }
+
+    /// Every change to the records of `M` from now on, typed: key, record
+    /// (`None` for a delete), version and origin, whichever way it came
+    /// (a local write, a peer's push, catch-up, a fetched copy, a record a
+    /// returning peer showed was deleted). The record is decoded once for
+    /// every watcher. A watcher more than 4,096 changes behind is told how
+    /// many it missed (see [`NodeChanges::next`]). For a set that stays
+    /// current, see the store's live queries (`store().watch_by_..`).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRegistered`] if `M` is not registered.
+    pub fn watch<M: NetabaseModel>(&self) -> Result<NodeChanges<M>, NodeError> {
+        let registry = self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if !registry.is_registered::<M>() {
+            return Err(NodeError::NotRegistered { model: M::NAME });
+        }
+        registry
+            .watch::<M>()
+            .map(NodeChanges::new)
+            .ok_or(NodeError::NotRegistered { model: M::NAME })
     }
 
     /// A stream of every change to this node's records, local or remote, and

@@ -2,13 +2,14 @@
 //! peers reach the right typed tree.
 
 use std::collections::{BTreeMap, HashMap};
-use std::marker::PhantomData;
 
 use crate::codec::{self, Envelope, EnvelopeError};
 use crate::model::{ModelId, NetabaseModel};
 use crate::rules::{Context, Entry, Refusal, WriteRule};
 use crate::store::{StoreError, WriteTransaction};
 
+use super::event::Origin;
+use super::watch::NodeChange;
 use super::{apply, NodeError};
 
 /// One registered model, type-erased.
@@ -18,6 +19,10 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn schema(&self) -> u64;
     /// Checks that the envelope holds a valid record of this model.
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
+    /// Sends a committed change to this model's typed watchers, if any.
+    fn announce(&self, envelope: &Envelope, origin: Origin);
+    /// The handler itself, to reach its typed parts.
+    fn as_any(&self) -> &dyn std::any::Any;
     /// Whether the model's write rule lets `write` replace `held` (the
     /// envelope held for its key, if any).
     fn allow(
@@ -65,7 +70,10 @@ pub(crate) enum ApplyError {
     Store(StoreError),
 }
 
-struct Handler<M>(PhantomData<fn() -> M>);
+struct Handler<M: NetabaseModel> {
+    /// Typed changes for [`Netabase::watch`](super::Netabase::watch).
+    changes: tokio::sync::broadcast::Sender<NodeChange<M>>,
+}
 
 impl<M: NetabaseModel> ModelHandler for Handler<M> {
     fn name(&self) -> &'static str {
@@ -78,6 +86,37 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
 
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError> {
         envelope.open::<M>().map(drop)
+    }
+
+    fn announce(&self, envelope: &Envelope, origin: Origin) {
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
+        // Stored envelopes decode; the record once, shared by every watcher.
+        let Ok(record) = envelope.open::<M>() else {
+            return;
+        };
+        let key = match &record {
+            Some(record) => Some(record.key()),
+            None => M::key_from_bytes(envelope.key()),
+        };
+        let Some(key) = key else {
+            tracing::debug!(
+                model = M::NAME,
+                "a delete's key does not decode: not sent to typed watchers"
+            );
+            return;
+        };
+        let _ = self.changes.send(NodeChange {
+            key,
+            record: record.map(std::sync::Arc::new),
+            version: envelope.version(),
+            origin,
+        });
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn allow(
@@ -243,9 +282,25 @@ impl Registry {
         if self.models.contains_key(&M::ID) {
             return Ok(());
         }
-        self.models
-            .insert(M::ID, Box::new(Handler::<M>(PhantomData)));
+        self.models.insert(
+            M::ID,
+            Box::new(Handler::<M> {
+                changes: tokio::sync::broadcast::channel(crate::store::WATCH_BUFFER).0,
+            }),
+        );
         Ok(())
+    }
+
+    /// A receiver of `M`'s typed changes, if `M` is registered.
+    pub(crate) fn watch<M: NetabaseModel>(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<NodeChange<M>>> {
+        let handler = self
+            .models
+            .get(&M::ID)?
+            .as_any()
+            .downcast_ref::<Handler<M>>()?;
+        Some(handler.changes.subscribe())
     }
 
     pub(crate) fn get(&self, id: ModelId) -> Option<&dyn ModelHandler> {

@@ -258,7 +258,7 @@ pub(crate) fn index_range<M: NetabaseModel, A: TableAccess<M>, K: KeyEncode, R: 
 }
 
 /// Resolves every index entry within `bounds` to its record.
-fn index_scan<M: NetabaseModel, A: TableAccess<M>>(
+pub(crate) fn index_scan<M: NetabaseModel, A: TableAccess<M>>(
     tree: &A,
     index: usize,
     bounds: &ByteBounds,

@@ -38,6 +38,7 @@ mod read;
 mod records;
 mod tables;
 mod tree;
+mod watch;
 mod write;
 
 use std::sync::{Arc, RwLock};
@@ -48,6 +49,7 @@ pub use read::{ReadTransaction, ReadTree};
 pub use records::Records;
 pub use tables::MAX_KEY_BYTES;
 pub use tree::Tree;
+pub use watch::{Change, Changes, LiveChange, LiveError, LiveQuery, WatchError, WATCH_BUFFER};
 pub use write::{WriteTransaction, WriteTree};
 
 use error::storage;
@@ -236,6 +238,7 @@ impl StoreBuilder {
                 reopen,
                 checked: Arc::new(layout::Checked::default()),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                hub: Arc::new(watch::Hub::default()),
             }),
             read_only: false,
         }
@@ -272,6 +275,8 @@ struct Inner {
     checked: Arc<layout::Checked>,
     /// Set by [`Store::close`]: the database stays closed.
     closed: std::sync::atomic::AtomicBool,
+    /// Watchers of each model's changes.
+    hub: Arc<watch::Hub>,
 }
 
 /// The next store's id.
@@ -380,7 +385,30 @@ impl Store {
             self.inner.durability,
             self.inner.id,
             self.inner.checked.clone(),
+            self.inner.hub.clone(),
         )
+    }
+
+    /// Runs `f` holding the write lock (a write transaction, even through a
+    /// read-only handle) and drops the transaction: `f` reads with every
+    /// earlier writer committed and no later one begun.
+    fn with_write_lock<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        write::check_not_held(self.inner.id)?;
+        let txn = self
+            .db()?
+            .begin_write()
+            .map_err(storage("begin a write transaction"))?;
+        let txn = WriteTransaction::new(
+            txn,
+            self.inner.durability,
+            self.inner.id,
+            self.inner.checked.clone(),
+            self.inner.hub.clone(),
+        )?;
+        f(&txn)
     }
 
     /// Checks model `M`'s secondary indexes against the ones this file was
@@ -528,6 +556,7 @@ impl Store {
             Durability::Immediate,
             self.inner.id,
             self.inner.checked.clone(),
+            self.inner.hub.clone(),
         )?
         .commit()
     }

@@ -210,6 +210,24 @@ impl ByteBounds {
         }
     }
 
+    /// Whether `key` lies within the bounds.
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        if self.empty {
+            return false;
+        }
+        let above_start = match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let below_end = match &self.end {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        above_start && below_end
+    }
+
     /// The bounds as redb takes them; `None` if the range is empty (redb
     /// panics on a start above the end).
     pub(crate) fn as_range(&self) -> Option<RawBounds<'_>> {

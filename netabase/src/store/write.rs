@@ -13,10 +13,12 @@ use super::layout::{self, Checked};
 use super::lookup::{self, impl_lookup, TableAccess};
 use super::records::Records;
 use super::tables::{self, ByteBounds, Bytes, KeyBytes};
+use super::watch::{Change, Hub};
 use super::Durability;
 use crate::codec;
 use crate::key::{KeyBuf, KeyEncode};
 use crate::model::{IndexEntries, NetabaseModel};
+use tokio::sync::broadcast;
 
 /// A write transaction over any number of trees. Nothing is visible to
 /// readers, or durable, until [`commit`](Self::commit); dropping it (or
@@ -27,6 +29,10 @@ pub struct WriteTransaction {
     checked: std::sync::Arc<Checked>,
     /// Models whose layout this transaction checked: recorded on commit.
     checking: Mutex<Vec<(&'static str, std::any::TypeId)>>,
+    /// The store's watchers.
+    hub: std::sync::Arc<Hub>,
+    /// Changes to send to watchers once the transaction commits.
+    pending: Pending,
     _held: Held,
 }
 
@@ -76,6 +82,7 @@ impl WriteTransaction {
         durability: Durability,
         store: u64,
         checked: std::sync::Arc<Checked>,
+        hub: std::sync::Arc<Hub>,
     ) -> Result<Self, StoreError> {
         inner
             .set_durability(durability.to_redb())
@@ -86,6 +93,8 @@ impl WriteTransaction {
             inner,
             checked,
             checking: Mutex::new(Vec::new()),
+            hub,
+            pending: Mutex::new(Vec::new()),
             _held: Held { store, thread },
         })
     }
@@ -114,7 +123,9 @@ impl WriteTransaction {
                 .unwrap_or_else(|e| e.into_inner())
                 .push((M::TABLE, std::any::TypeId::of::<M>()));
         }
-        WriteTree::open(&self.inner)
+        let mut tree = WriteTree::open(&self.inner)?;
+        tree.watch = self.hub.sender::<M>().map(|sender| (sender, &self.pending));
+        Ok(tree)
     }
 
     pub(crate) fn raw(&self) -> &redb::WriteTransaction {
@@ -137,6 +148,9 @@ impl WriteTransaction {
         {
             self.checked.insert_type(table, model);
         }
+        for send in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            send();
+        }
         Ok(())
     }
 
@@ -152,15 +166,20 @@ impl WriteTransaction {
 
 /// The tree of model `M` within a [`WriteTransaction`]: writes plus every read
 /// of [`Lookup`](super::Lookup), which sees this transaction's own writes.
-pub struct WriteTree<'txn, M> {
+pub struct WriteTree<'txn, M: NetabaseModel> {
     records: Table<'txn, KeyBytes, Bytes>,
     indexes: Vec<Table<'txn, KeyBytes, Bytes>>,
     // Reused across puts so a batch allocates only while buffers grow.
     payload: Vec<u8>,
     old_entries: IndexEntries,
     new_entries: IndexEntries,
+    /// Where this tree's changes go on commit, if anyone watches `M`.
+    watch: Option<(broadcast::Sender<Change<M>>, &'txn Pending)>,
     _model: PhantomData<fn() -> M>,
 }
+
+/// Sends to run when a transaction commits.
+type Pending = Mutex<Vec<Box<dyn FnOnce() + Send>>>;
 
 impl<'txn, M: NetabaseModel> WriteTree<'txn, M> {
     pub(super) fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, StoreError> {
@@ -178,8 +197,36 @@ impl<'txn, M: NetabaseModel> WriteTree<'txn, M> {
             payload: Vec::new(),
             old_entries: IndexEntries::new(),
             new_entries: IndexEntries::new(),
+            watch: None,
             _model: PhantomData,
         })
+    }
+
+    /// Queues a change for `M`'s watchers, sent if the transaction commits.
+    fn changed(&self, key: M::Key, record: Option<M>) {
+        if let Some((sender, pending)) = &self.watch {
+            let sender = sender.clone();
+            let change = Change {
+                key,
+                record: record.map(std::sync::Arc::new),
+            };
+            pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Box::new(move || {
+                    // Watchers that left are no error.
+                    let _ = sender.send(change);
+                }));
+        }
+    }
+
+    /// Records with an entry of index `index` within `bounds`.
+    pub(super) fn index_in(
+        &self,
+        index: usize,
+        bounds: &tables::ByteBounds,
+    ) -> Result<Vec<M>, StoreError> {
+        lookup::index_scan(self, index, bounds)
     }
 
     /// Fills the (empty) indexes numbered `which` from every record.
@@ -242,7 +289,10 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
                 .records
                 .insert(key.as_slice(), self.payload.as_slice())
                 .map_err(storage("write a record"))?;
-            return Ok(old.is_some());
+            let replaced = old.is_some();
+            drop(old);
+            self.watched_put(record);
+            return Ok(replaced);
         }
 
         // Everything that can refuse the put happens before the first write,
@@ -289,7 +339,18 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
                     .map_err(storage("update an index"))?;
             }
         }
+        self.watched_put(record);
         Ok(replaced)
+    }
+
+    /// Queues a put for watchers: the record as written, decoded from the
+    /// bytes just stored (a model need not be `Clone`).
+    fn watched_put(&self, record: &M) {
+        if self.watch.is_some() {
+            if let Ok(copy) = codec::decode::<M>(&self.payload) {
+                self.changed(record.key(), Some(copy));
+            }
+        }
     }
 
     /// Fails if a unique value in `new_entries` belongs to a record other than `key`.
@@ -401,6 +462,7 @@ impl<M: NetabaseModel> WriteTree<'_, M> {
                 .remove(entry.as_slice())
                 .map_err(storage("update an index"))?;
         }
+        self.changed(old.key(), None);
         Ok(Some(old))
     }
 }

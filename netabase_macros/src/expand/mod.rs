@@ -52,6 +52,10 @@ pub mod names {
         format_ident!("{}Queries", model.ident)
     }
 
+    pub fn watch_trait(model: &Model) -> Ident {
+        format_ident!("{}Watch", model.ident)
+    }
+
     pub fn field_key(model: &Model, field: &Field) -> Ident {
         format_ident!("{}{}Key", model.ident, pascal_case(&field.name()))
     }

@@ -77,7 +77,10 @@ pub fn expand(model: &Model) -> TokenStream {
         }
     });
     let by_key = primary_lookups(model, primary);
+    let live = live_queries(model);
     quote! {
+        #live
+
         #[doc = #trait_doc]
         #vis trait #trait_ident: #p::Lookup<#ident> {
             #by_key
@@ -124,6 +127,80 @@ fn primary_lookups(model: &Model, primary: &crate::ast::Field) -> TokenStream {
             range: __R,
         ) -> ::core::result::Result<#p::Records<'_, #ident>, #p::StoreError> {
             #p::Lookup::<#ident>::key_range(self, range)
+        }
+    }
+}
+
+/// `<Model>Watch`: `watch_by_<field>(..)` and `watch_by_<field>_range(..)`
+/// on a `Store`, starting live queries of the same sets as the lookups.
+fn live_queries(model: &Model) -> TokenStream {
+    let p = private();
+    let ident = model.ident;
+    let vis = model.vis;
+    let trait_ident = names::watch_trait(model);
+    let trait_doc = format!(
+        "Live queries of [`{ident}`] by its secondary indexes, on a `Store` (a node's \
+         `store()` too): the matching records now, then each change to that set. \
+         Bring it into scope with `use`."
+    );
+    let (decls, impls): (Vec<_>, Vec<_>) = model
+        .secondaries()
+        .enumerate()
+        .map(|(index, field)| {
+            let Role::Secondary { key_ty, .. } = &field.role else {
+                return (TokenStream::new(), TokenStream::new());
+            };
+            let name = field.name();
+            let watch = format_ident!("watch_by_{}", name, span = field.ident.span());
+            let watch_range = format_ident!("watch_by_{}_range", name, span = field.ident.span());
+            let key_ref = quote_spanned!(key_ty.span()=> <#key_ty as #p::KeyType>::Ref<'__k>);
+            let doc = format!(
+                "A live query of the [`{ident}`] records whose `{name}` equals `value`.\
+                 \n\n# Errors\n\nA store error if the first read fails."
+            );
+            let range_doc = format!(
+                "A live query of the [`{ident}`] records whose `{name}` lies in `range`.\
+                 \n\n# Errors\n\nA store error if the first read fails."
+            );
+            let result = quote! {
+                ::core::result::Result<#p::LiveQuery<#ident>, #p::StoreError>
+            };
+            let decl = quote! {
+                #[doc = #doc]
+                fn #watch<'__k>(&self, value: #key_ref) -> #result;
+                #[doc = #range_doc]
+                fn #watch_range<'__k, __R: ::core::ops::RangeBounds<#key_ref>>(
+                    &self,
+                    range: __R,
+                ) -> #result;
+            };
+            let body = quote! {
+                fn #watch<'__k>(&self, value: #key_ref) -> #result {
+                    self.watch_index::<#ident, _>(
+                        #index,
+                        ::core::ops::Bound::Included(&value),
+                        ::core::ops::Bound::Included(&value),
+                    )
+                }
+                fn #watch_range<'__k, __R: ::core::ops::RangeBounds<#key_ref>>(
+                    &self,
+                    range: __R,
+                ) -> #result {
+                    self.watch_index::<#ident, _>(#index, range.start_bound(), range.end_bound())
+                }
+            };
+            (decl, body)
+        })
+        .unzip();
+    quote! {
+        #[doc = #trait_doc]
+        #vis trait #trait_ident {
+            #(#decls)*
+        }
+
+        #[automatically_derived]
+        impl #trait_ident for #p::Store {
+            #(#impls)*
         }
     }
 }
