@@ -14,7 +14,7 @@
 //! | `swarm_lifecycle` | `start_swarm` + first connection to a running node + `stop_swarm` | swarm build + listen + dial + `ConnectionEstablished` + drop |
 //! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
-//! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event | tokio broadcast send until 1 / 8 receivers got it |
+//! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event (`netabase`), or the typed change (`netabase_typed`, `node.watch`) | tokio broadcast send until 1 / 8 receivers got it |
 //!
 //! `dht_put_record/netabase/.._eventual` and `dht_get_record/netabase/.._eventual`
 //! run the same with `Durability::Eventual` on every node: no fsync, so the
@@ -842,6 +842,45 @@ fn event_subscription(c: &mut Criterion) {
                             let record = note(id);
                             let start = Instant::now();
                             bounded("put_record_locally", node.put_record_locally(record))
+                                .await
+                                .expect("put_record_locally");
+                            let end = last_report(&mut reports, subscribers)
+                                .await
+                                .unwrap_or_else(Instant::now);
+                            total += end.saturating_duration_since(start);
+                        }
+                        total
+                    })
+                })
+            });
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+        // The same writes, watched as typed changes (`node.watch::<Note>()`:
+        // the record decoded once and shared) instead of untyped events.
+        for subscribers in [1, 8] {
+            let (tx, mut reports) = mpsc::unbounded_channel();
+            let tasks: Vec<JoinHandle<()>> = (0..subscribers)
+                .map(|_| {
+                    let mut changes = node.watch::<Note>().expect("Note is registered");
+                    let tx = tx.clone();
+                    rt.spawn(async move {
+                        while let Ok(change) = changes.next().await {
+                            black_box(&change.record);
+                            if tx.send(Instant::now()).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            group.bench_function(BenchmarkId::new("netabase_typed", subscribers), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            id += 1;
+                            let start = Instant::now();
+                            bounded("put_record_locally", node.put_record_locally(note(id)))
                                 .await
                                 .expect("put_record_locally");
                             let end = last_report(&mut reports, subscribers)
