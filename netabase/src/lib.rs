@@ -90,6 +90,8 @@
 // The derive names `::netabase`; this lets the crate derive its own models.
 extern crate self as netabase;
 
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod codec;
 mod error;
 pub mod key;
