@@ -204,3 +204,24 @@ async fn a_node_sends_typed_changes_from_every_path() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_copy_is_a_typed_change_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    a.put_record_locally(user(7, "seven@x", 70)).await.unwrap();
+    // C syncs only through the DHT: what it fetches is kept, and announced.
+    let (c, _) = start_with(&dir.path().join("c"), &[&a], |c| c.catch_up = false).await;
+    let mut changes = c.watch::<User>().unwrap();
+    let mut live = c.store().watch_all::<User>().unwrap();
+    assert_eq!(c.get_record::<User>(UserKey(7)).await.unwrap().age, 70);
+    let change = tokio::time::timeout(WAIT, changes.next()).await.unwrap().unwrap();
+    assert_eq!(
+        (change.key, change.origin, change.version.writer),
+        (UserKey(7), Origin::Peer(a.peer_id()), a.peer_id())
+    );
+    let entered = tokio::time::timeout(WAIT, live.next()).await.unwrap().unwrap();
+    assert!(matches!(entered, LiveChange::Entered(u) if u.id == 7));
+    a.shutdown().await.unwrap();
+    c.shutdown().await.unwrap();
+}
