@@ -344,6 +344,8 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
     })
     .await
     .expect("the pushes are refused");
+    // Not driven from here on: gone, so no query waits on it.
+    drop(kad);
     assert_eq!(v.sync_fingerprint(), before);
 
     // 2. Offered in catch-up by a peer holding them.
@@ -577,6 +579,10 @@ async fn members_write_while_their_membership_lasts() {
         .await,
     );
 
+    // Each round asks every connected peer: wait until C's exchange with A
+    // (started by the last round, with B) is over, so none carries what
+    // A writes next.
+    round(&c, &a).await;
     // A revokes B, telling nobody yet. B, unaware, writes again; C gets
     // that write before it hears of the revocation, A refuses it.
     let membership = netabase::rules::Membership {

@@ -215,12 +215,18 @@ async fn a_fetched_copy_is_a_typed_change_too() {
     let mut changes = c.watch::<User>().unwrap();
     let mut live = c.store().watch_all::<User>().unwrap();
     assert_eq!(c.get_record::<User>(UserKey(7)).await.unwrap().age, 70);
-    let change = tokio::time::timeout(WAIT, changes.next()).await.unwrap().unwrap();
+    let change = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (change.key, change.origin, change.version.writer),
         (UserKey(7), Origin::Peer(a.peer_id()), a.peer_id())
     );
-    let entered = tokio::time::timeout(WAIT, live.next()).await.unwrap().unwrap();
+    let entered = tokio::time::timeout(WAIT, live.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(entered, LiveChange::Entered(u) if u.id == 7));
     a.shutdown().await.unwrap();
     c.shutdown().await.unwrap();
