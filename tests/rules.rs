@@ -517,6 +517,15 @@ async fn member_node(
     (node, events)
 }
 
+/// The peer id a node directory has (its identity is made on first open):
+/// the admin's id is needed in every configuration before it starts.
+async fn peer_id_of(dir: &std::path::Path) -> PeerId {
+    let node = Netabase::new_with_path(dir, NetabaseConfig::loopback()).unwrap();
+    let id = node.peer_id();
+    node.shutdown().await.unwrap();
+    id
+}
+
 fn identity(dir: &std::path::Path) -> Keypair {
     Keypair::from_protobuf_encoding(&std::fs::read(dir.join("identity.key")).unwrap()).unwrap()
 }
@@ -534,14 +543,8 @@ async fn doc(node: &Netabase, id: u64) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_write_while_their_membership_lasts() {
     let dir = tempfile::tempdir().unwrap();
-    // The admin's id is needed in every configuration: take it from its key.
     let a_dir = dir.path().join("a");
-    let admin = {
-        let node = Netabase::new_with_path(&a_dir, NetabaseConfig::loopback()).unwrap();
-        let id = node.peer_id();
-        node.shutdown().await.unwrap();
-        id
-    };
+    let admin = peer_id_of(&a_dir).await;
     let (a, _) = member_node(&a_dir, &[], Some(admin)).await;
     let (b, mut b_events) = member_node(&dir.path().join("b"), &[&a], Some(admin)).await;
     let (c, mut c_events) = member_node(&dir.path().join("c"), &[&a], Some(admin)).await;
@@ -654,12 +657,7 @@ async fn members_write_while_their_membership_lasts() {
 async fn a_write_that_arrives_before_its_membership_is_taken_later() {
     let dir = tempfile::tempdir().unwrap();
     let a_dir = dir.path().join("a");
-    let admin = {
-        let node = Netabase::new_with_path(&a_dir, NetabaseConfig::loopback()).unwrap();
-        let id = node.peer_id();
-        node.shutdown().await.unwrap();
-        id
-    };
+    let admin = peer_id_of(&a_dir).await;
     let (a, _) = member_node(&a_dir, &[], Some(admin)).await;
     let (d, mut d_events) = member_node(&dir.path().join("d"), &[&a], Some(admin)).await;
     caught_up_with(&mut d_events, a.peer_id()).await;

@@ -471,13 +471,14 @@ pub(crate) fn model_name(shared: &Shared, model: ModelId) -> Option<&'static str
 
 /// Tells subscribers that the record in `envelope` changed.
 pub(crate) fn tell(shared: &Shared, envelope: &Envelope, kind: ChangeKind, origin: Origin) {
-    {
+    let model = {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(handler) = registry.get(envelope.model()) {
+        let handler = registry.get(envelope.model());
+        if let Some(handler) = handler {
             handler.announce(envelope, origin);
         }
-    }
-    let model = model_name(shared, envelope.model()).unwrap_or("?");
+        handler.map_or("?", |h| h.name())
+    };
     // Nobody listening is fine: events are best-effort by design.
     let _ = shared.events.send(Event::Record {
         model,

@@ -124,15 +124,17 @@ pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
     Ok(collected.len())
 }
 
-/// Drops records `peer` showed to be ghosts (see the module docs), after
-/// checking each again against the store. Blocking.
-pub(crate) fn drop_ghosts(
+/// Drops the envelopes held under `keys` that `doomed` still condemns when
+/// checked again inside the transaction (each may have been replaced
+/// meanwhile), with their typed records; then updates the Kademlia view and
+/// tells subscribers of each record gone, as coming from `origin`.
+/// Blocking. Returns what was dropped.
+pub(crate) fn drop_held(
     shared: &Shared,
-    peer: PeerId,
     keys: &[Vec<u8>],
-    ours: Watermarks,
-    theirs: Watermarks,
-) -> Result<usize, NodeError> {
+    origin: Origin,
+    doomed: impl Fn(&Envelope) -> bool,
+) -> Result<Vec<Envelope>, NodeError> {
     let dropped = health::write(shared, |txn| {
         let mut dropped = Vec::new();
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
@@ -144,7 +146,7 @@ pub(crate) fn drop_ghosts(
             else {
                 continue;
             };
-            if !reconcile::is_ghost(envelope.version().timestamp.0, ours, theirs) {
+            if !doomed(&envelope) {
                 continue;
             }
             if !envelope.is_tombstone() {
@@ -160,9 +162,24 @@ pub(crate) fn drop_ghosts(
     for envelope in &dropped {
         shared.cache.remove(&envelope.record_key());
         if !envelope.is_tombstone() {
-            apply::tell(shared, envelope, ChangeKind::Delete, Origin::Peer(peer));
+            apply::tell(shared, envelope, ChangeKind::Delete, origin);
         }
     }
+    Ok(dropped)
+}
+
+/// Drops records `peer` showed to be ghosts (see the module docs), after
+/// checking each again against the store. Blocking.
+pub(crate) fn drop_ghosts(
+    shared: &Shared,
+    peer: PeerId,
+    keys: &[Vec<u8>],
+    ours: Watermarks,
+    theirs: Watermarks,
+) -> Result<usize, NodeError> {
+    let dropped = drop_held(shared, keys, Origin::Peer(peer), |envelope| {
+        reconcile::is_ghost(envelope.version().timestamp.0, ours, theirs)
+    })?;
     shared.counters.ghosts(dropped.len() as u64);
     if !dropped.is_empty() {
         tracing::info!(%peer, dropped = dropped.len(), "dropped records deleted while this node was away");

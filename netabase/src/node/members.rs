@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use libp2p_identity::PeerId;
 
-use super::event::{ChangeKind, Origin};
-use super::{apply, health, NodeError, Shared};
+use super::event::Origin;
+use super::{NodeError, Shared};
 use crate::codec::{self, Envelope};
 use crate::model::{ModelId, NetabaseModel};
 use crate::rules::{Context, Membership, MembershipKey};
@@ -79,39 +79,9 @@ pub(crate) fn drop_uncovered(shared: &Shared, membership: &Membership) -> Result
     if doomed.is_empty() {
         return Ok(0);
     }
-    let dropped = health::write(shared, |txn| {
-        let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        let mut table = txn.envelope_table()?;
-        let mut dropped = Vec::new();
-        for key in &doomed {
-            let Some(envelope) = table
-                .get(key)?
-                .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
-            else {
-                continue;
-            };
-            // Re-checked inside the transaction: it may have been replaced.
-            if envelope.writer() != membership.member
-                || membership.covers(envelope.version().timestamp)
-            {
-                continue;
-            }
-            if !envelope.is_tombstone() {
-                if let Some(handler) = registry.get(envelope.model()) {
-                    handler.remove(txn, envelope.key())?;
-                }
-            }
-            table.remove(key)?;
-            dropped.push(envelope);
-        }
-        Ok(dropped)
+    let dropped = super::horizon::drop_held(shared, &doomed, Origin::Local, |envelope| {
+        envelope.writer() == membership.member && !membership.covers(envelope.version().timestamp)
     })?;
-    for envelope in &dropped {
-        shared.cache.remove(&envelope.record_key());
-        if !envelope.is_tombstone() {
-            apply::tell(shared, envelope, ChangeKind::Delete, Origin::Local);
-        }
-    }
     if !dropped.is_empty() {
         tracing::info!(
             member = %membership.member,
