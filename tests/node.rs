@@ -486,6 +486,7 @@ async fn the_nodes_store_handle_reads_and_refuses_writes() {
             users.put(&user(1, "b@x", 2)),
             users.remove(&UserKey(1)),
             store.begin_write().map(drop),
+            store.close(),
         )
     })
     .await
@@ -496,6 +497,8 @@ async fn the_nodes_store_handle_reads_and_refuses_writes() {
     );
     assert!(matches!(written.1, Err(StoreError::ReadOnly)));
     assert!(matches!(written.2, Err(StoreError::ReadOnly)));
+    // Nor may it close the node's database.
+    assert!(matches!(written.3, Err(StoreError::ReadOnly)));
     // The node, the store and the record's version still agree.
     assert_eq!(
         node.get_record::<User>(UserKey(1)).await.unwrap(),

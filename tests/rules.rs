@@ -337,13 +337,13 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
         )
         .await;
     }
-    tokio::time::timeout(NET_WAIT, async {
-        while v.stats().rejected(Rejection::NotAllowed) < 5 {
-            let _ = v_events.recv().await;
-        }
-    })
-    .await
-    .expect("the pushes are refused");
+    wait_until(
+        "the pushes are refused",
+        &mut v_events,
+        || v.stats().rejected(Rejection::NotAllowed) >= 5,
+        || v.stats(),
+    )
+    .await;
     // Not driven from here on: gone, so no query waits on it.
     drop(kad);
     assert_eq!(v.sync_fingerprint(), before);
@@ -517,6 +517,23 @@ async fn member_node(
     (node, events)
 }
 
+/// Pushes `envelope` to `node` from a raw Kademlia peer.
+async fn push_to(
+    kad: &mut libp2p::Swarm<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>>,
+    node: &Netabase,
+    envelope: &Envelope,
+) {
+    raw::kad_dial(kad, node);
+    raw::push(
+        kad,
+        node.peer_id(),
+        envelope.record_key(),
+        envelope.as_bytes().to_vec(),
+        None,
+    )
+    .await;
+}
+
 /// The peer id a node directory has (its identity is made on first open):
 /// the admin's id is needed in every configuration before it starts.
 async fn peer_id_of(dir: &std::path::Path) -> PeerId {
@@ -582,12 +599,10 @@ async fn members_write_while_their_membership_lasts() {
         .await,
     );
 
-    // Each round asks every connected peer: wait until C's exchange with A
-    // (started by the last round, with B) is over, so none carries what
-    // A writes next.
-    round(&c, &a).await;
-    // A revokes B, telling nobody yet. B, unaware, writes again; C gets
-    // that write before it hears of the revocation, A refuses it.
+    // A revokes B while away from everyone, so that no exchange in flight
+    // carries the revocation before A is back. B, unaware, writes again,
+    // and C takes that write.
+    a.stop_swarm().await.unwrap();
     let membership = netabase::rules::Membership {
         id: netabase::rules::Membership::id(Doc::ID, &b.peer_id()),
         model: Doc::ID.0,
@@ -606,29 +621,31 @@ async fn members_write_while_their_membership_lasts() {
     .unwrap();
     let mallory = Keypair::generate_ed25519();
     let mut kad = raw::kad_swarm(&mallory);
-    for node in [&c, &a] {
-        raw::kad_dial(&mut kad, node);
-        raw::push(
-            &mut kad,
-            node.peer_id(),
-            late.record_key(),
-            late.as_bytes().to_vec(),
-            None,
-        )
-        .await;
-    }
+    push_to(&mut kad, &c, &late).await;
     let late_version = late.version();
-    tokio::time::timeout(NET_WAIT, async {
-        while c.record_version::<Doc>(&DocKey(1)) != Some(late_version) {
-            let _ = c_events.recv().await;
-        }
-    })
-    .await
-    .expect("C stores B's late write");
+    wait_until(
+        "C stores B's late write",
+        &mut c_events,
+        || c.record_version::<Doc>(&DocKey(1)) == Some(late_version),
+        || (c.record_version::<Doc>(&DocKey(1)), c.stats()),
+    )
+    .await;
     assert_eq!(doc(&c, 1).await.as_deref(), Some("after revocation"));
+    // A is back: it refuses that write.
+    a.start_swarm().await.unwrap();
+    push_to(&mut kad, &a, &late).await;
+    let mut a_events = a.subscribe_to_broadcasts();
+    wait_until(
+        "A refuses B's late write",
+        &mut a_events,
+        || a.stats().rejected(Rejection::NotAllowed) >= 1,
+        || a.stats(),
+    )
+    .await;
     // When C learns of the revocation it drops that write, then fetches
     // the version before it: A and C agree again.
-    for _ in 0..3 {
+    c.dial(address_of(&a)).await.unwrap();
+    for _ in 0..4 {
         round(&c, &a).await;
         if c.sync_fingerprint() == a.sync_fingerprint() {
             break;
@@ -637,8 +654,8 @@ async fn members_write_while_their_membership_lasts() {
     assert_eq!(doc(&c, 1).await.as_deref(), Some("B's"));
     assert_eq!(doc(&a, 1).await.as_deref(), Some("B's"));
     assert_eq!(c.sync_fingerprint(), a.sync_fingerprint());
-    assert!(a.stats().rejected(Rejection::NotAllowed) >= 1);
     // B, once told, is refused at home too; its earlier write stands.
+    b.dial(address_of(&a)).await.unwrap();
     round(&b, &a).await;
     assert!(b.members::<Doc>().is_empty());
     not_allowed(
@@ -682,13 +699,13 @@ async fn a_write_that_arrives_before_its_membership_is_taken_later() {
     raw::kad_dial(&mut kad, &p);
     let key = record_key(Doc::ID, DocKey(5).to_key_bytes().as_slice());
     raw::push(&mut kad, p.peer_id(), key, written, None).await;
-    tokio::time::timeout(NET_WAIT, async {
-        while p.stats().rejected(Rejection::NotAllowed) == 0 {
-            let _ = p_events.recv().await;
-        }
-    })
-    .await
-    .expect("refused before its membership");
+    wait_until(
+        "refused before its membership",
+        &mut p_events,
+        || p.stats().rejected(Rejection::NotAllowed) > 0,
+        || p.stats(),
+    )
+    .await;
     assert_eq!(doc(&p, 5).await, None);
     // Catching up with D brings the membership, then the write.
     p.dial(address_of(&d)).await.unwrap();

@@ -337,7 +337,10 @@ async fn deletes_collected_after_the_horizon_do_not_come_back_from_a_peer_that_w
     tokio::time::sleep(HORIZON * 2).await;
     round(&c, &a).await;
     round(&a, &c).await;
+    // Watchers hear of a collected delete, as the delete once more.
+    let mut a_changes = a.watch::<User>().unwrap();
     assert_eq!(a.collect_tombstones().await.unwrap(), 2);
+    assert_eq!(deletes_heard(&mut a_changes, 2).await, [1, 5]);
     assert_eq!(c.collect_tombstones().await.unwrap(), 2);
     assert_eq!(a.record_version::<User>(&UserKey(1)), None);
     // And b writes while away: that is new data, not a ghost.
@@ -347,6 +350,7 @@ async fn deletes_collected_after_the_horizon_do_not_come_back_from_a_peer_that_w
     // b comes back: it republishes user 5 (its own) and offers 1 and 5 in
     // catch-up; both are recognised as deleted, and b drops them.
     let mut b_events = b.subscribe_to_broadcasts();
+    let mut b_changes = b.watch::<User>().unwrap();
     b.start_swarm().await.unwrap();
     caught_up_with(&mut b_events, a.peer_id()).await;
     converge(&[&a, &b, &c]).await;
@@ -354,6 +358,26 @@ async fn deletes_collected_after_the_horizon_do_not_come_back_from_a_peer_that_w
     let ids: Vec<u64> = users(&a).await.iter().map(|u| u.id).collect();
     assert_eq!(ids, vec![2, 3, 4, 6]);
     assert_eq!(b.stats().ghosts_dropped, 2);
+    // Each ghost b dropped reached its watchers as a typed delete.
+    assert_eq!(deletes_heard(&mut b_changes, 2).await, [1, 5]);
+}
+
+/// The keys of the first `n` deletes a watcher hears of (puts are passed
+/// over), sorted; bounded by `NET_WAIT`.
+async fn deletes_heard(changes: &mut netabase::node::NodeChanges<User>, n: usize) -> Vec<u64> {
+    let mut keys = Vec::new();
+    tokio::time::timeout(NET_WAIT, async {
+        while keys.len() < n {
+            let change = changes.next().await.unwrap();
+            if change.record.is_none() {
+                keys.push(change.key.0);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("heard only these deletes: {keys:?}"));
+    keys.sort_unstable();
+    keys
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

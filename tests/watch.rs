@@ -231,3 +231,19 @@ async fn a_fetched_copy_is_a_typed_change_too() {
     a.shutdown().await.unwrap();
     c.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_watcher_that_falls_behind_is_told_how_many_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), netabase::node::NetabaseConfig::loopback()).await;
+    let mut changes = node.watch::<User>().unwrap();
+    let count = WATCH_BUFFER as u64 + 25;
+    node.put_records_locally((0..count).map(|i| user(i, &format!("{i}@x"), 1)).collect())
+        .await
+        .unwrap();
+    assert!(matches!(changes.next().await, Err(WatchError::Missed(25))));
+    // Then it goes on with the oldest still buffered, in order.
+    assert_eq!(changes.next().await.unwrap().key.0, 25);
+    assert_eq!(changes.next().await.unwrap().key.0, 26);
+    node.shutdown().await.unwrap();
+}

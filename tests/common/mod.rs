@@ -90,6 +90,35 @@ pub async fn wait_for<T>(
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Waits (bounded by [`NET_WAIT`]) until `done` holds, checking it after
+/// every event and at least every 20 ms: some outcomes, such as a refusal
+/// counted in `stats()`, emit no event of their own. On time-out, panics
+/// with `what` and `explain()`.
+pub async fn wait_until<D: Debug>(
+    what: &str,
+    events: &mut broadcast::Receiver<Event>,
+    mut done: impl FnMut() -> bool,
+    explain: impl FnOnce() -> D,
+) {
+    // What arrived meanwhile, for the failure message.
+    let mut seen = Vec::new();
+    let waited = tokio::time::timeout(NET_WAIT, async {
+        while !done() {
+            tokio::select! {
+                event = events.recv() => seen.extend(event.ok()),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!(
+            "timed out waiting for {what}: {:?}; events meanwhile: {seen:#?}",
+            explain()
+        );
+    }
+}
+
 /// The tests' configuration: loopback, these bootstrap peers, catch-up only
 /// when asked (or on connect), then `tweak`.
 pub fn config(bootstrap: &[&Netabase], tweak: impl FnOnce(&mut NetabaseConfig)) -> NetabaseConfig {

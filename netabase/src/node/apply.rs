@@ -475,7 +475,7 @@ pub(crate) fn tell(shared: &Shared, envelope: &Envelope, kind: ChangeKind, origi
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         let handler = registry.get(envelope.model());
         if let Some(handler) = handler {
-            handler.announce(envelope, origin);
+            handler.announce(envelope, kind, origin);
         }
         handler.map_or("?", |h| h.name())
     };

@@ -103,16 +103,20 @@ pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
             let still = table
                 .get(&key)?
                 .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
-                .is_some_and(|e| e.is_tombstone() && e.version().timestamp.0 < cutoff);
-            if still {
+                .filter(|e| e.is_tombstone() && e.version().timestamp.0 < cutoff);
+            if let Some(tombstone) = still {
                 table.remove(&key)?;
-                collected.push(key);
+                collected.push((key, tombstone));
             }
         }
         Ok(collected)
     })?;
-    for key in &collected {
+    for (key, tombstone) in &collected {
         shared.cache.remove(key);
+        // Nothing readable changes (the record was gone already), but the
+        // delete itself is forgotten: watchers that mirror what the node
+        // holds hear of it as the delete once more.
+        apply::tell(shared, tombstone, ChangeKind::Delete, Origin::Local);
     }
     shared.counters.collected(collected.len() as u64);
     if !collected.is_empty() {

@@ -443,7 +443,8 @@ impl Netabase {
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-        self.shared.store.close();
+        // The node's own handle writes: closing it is never refused.
+        let _ = self.shared.store.close();
         tracing::debug!(peer_id = %self.shared.peer_id, "node shut down");
         if idle {
             Ok(())
@@ -934,7 +935,8 @@ impl Netabase {
     /// Every change to the records of `M` from now on, typed: key, record
     /// (`None` for a delete), version and origin, whichever way it came
     /// (a local write, a peer's push, catch-up, a fetched copy, a record a
-    /// returning peer showed was deleted). The record is decoded once for
+    /// returning peer showed was deleted, a delete collected past the
+    /// horizon, sent as that delete once more). The record is decoded once for
     /// every watcher. A watcher more than 4,096 changes behind is told how
     /// many it missed (see [`NodeChanges::next`]). For a set that stays
     /// current, see the store's live queries (`store().watch_by_..`).

@@ -8,7 +8,7 @@ use crate::model::{ModelId, NetabaseModel};
 use crate::rules::{Context, Entry, Refusal, WriteRule};
 use crate::store::{StoreError, WriteTransaction};
 
-use super::event::Origin;
+use super::event::{ChangeKind, Origin};
 use super::watch::NodeChange;
 use super::{apply, NodeError};
 
@@ -20,7 +20,9 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     /// Checks that the envelope holds a valid record of this model.
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError>;
     /// Sends a committed change to this model's typed watchers, if any.
-    fn announce(&self, envelope: &Envelope, origin: Origin);
+    /// `kind` is what happened to the record: a `Delete` of a put's
+    /// envelope (a ghost or a revoked write dropped) sends no record.
+    fn announce(&self, envelope: &Envelope, kind: ChangeKind, origin: Origin);
     /// The handler itself, to reach its typed parts.
     fn as_any(&self) -> &dyn std::any::Any;
     /// Whether the model's write rule lets `write` replace `held` (the
@@ -88,13 +90,17 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
         envelope.open::<M>().map(drop)
     }
 
-    fn announce(&self, envelope: &Envelope, origin: Origin) {
+    fn announce(&self, envelope: &Envelope, kind: ChangeKind, origin: Origin) {
         if self.changes.receiver_count() == 0 {
             return;
         }
         // Stored envelopes decode; the record once, shared by every watcher.
-        let Ok(record) = envelope.open::<M>() else {
-            return;
+        let record = match kind {
+            ChangeKind::Put => match envelope.open::<M>() {
+                Ok(record) => record,
+                Err(_) => return,
+            },
+            ChangeKind::Delete => None,
         };
         let key = match &record {
             Some(record) => Some(record.key()),

@@ -126,8 +126,9 @@ impl StoreBuilder {
     /// [`StoreError::AlreadyOpen`] if another `Store` or process has the file
     /// open; [`StoreError::Open`] if it cannot be created or read, is not a
     /// redb database, or is damaged (a page fails its checksum; see
-    /// [`check_integrity`](Self::check_integrity)). A damaged file is never
-    /// changed by the attempt.
+    /// [`check_integrity`](Self::check_integrity)). A file left by an
+    /// unclean shutdown (a killed process) is not damaged: redb repairs its
+    /// allocator state on open, as after any crash, and that is logged.
     #[cfg(feature = "native")]
     pub fn open(self, path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
@@ -526,7 +527,16 @@ impl Store {
     /// with [`StoreError::Closed`]. The file is released once transactions
     /// still open on it end. A closed store cannot be reopened; open the
     /// file again instead.
-    pub fn close(&self) {
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::ReadOnly`] through a [read-only](Self::read_only)
+    /// handle: the database is not its to close (a node's store handle
+    /// would otherwise close the node's own database).
+    pub fn close(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         self.inner
             .closed
             .store(true, std::sync::atomic::Ordering::Release);
@@ -537,6 +547,7 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         drop(db);
+        Ok(())
     }
 
     /// Makes every commit so far durable. Needed only with
