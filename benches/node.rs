@@ -4,8 +4,8 @@
 //! absolute times (see `/work/shared/PERF.md`).
 //!
 //! ```text
-//! cargo bench --bench node                                   # the suite
-//! cargo bench --bench node -- --profile-time=5 dht_put       # flamegraphs under target/criterion
+//! cargo bench --features bench --bench node                                   # the suite
+//! cargo bench --features bench --bench node -- --profile-time=5 dht_put       # flamegraphs under target/criterion
 //! ```
 //!
 //! | group | netabase | floor |

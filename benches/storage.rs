@@ -4,8 +4,8 @@
 //! `netabase/<Model>/..` : `raw_redb/<Model>/..`, not absolute times.
 //!
 //! ```text
-//! cargo bench --bench storage                          # the suite
-//! cargo bench --bench storage -- --profile-time=5      # flamegraphs under target/criterion
+//! cargo bench --features bench --bench storage                          # the suite
+//! cargo bench --features bench --bench storage -- --profile-time=5 local_record_storage  # flamegraphs under target/criterion
 //! ```
 
 mod common;

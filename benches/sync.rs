@@ -4,8 +4,8 @@
 //! absolute times (see `/work/shared/PERF.md`).
 //!
 //! ```text
-//! cargo bench --bench sync                                  # the suite
-//! cargo bench --bench sync -- --profile-time=5 catch_up     # flamegraphs under target/criterion
+//! cargo bench --features bench --bench sync                                  # the suite
+//! cargo bench --features bench --bench sync -- --profile-time=5 catch_up     # flamegraphs under target/criterion
 //! ```
 //!
 //! | group | netabase | floor |

@@ -39,7 +39,8 @@
 //! signed, committed locally, and shared with peers over libp2p (Kademlia
 //! for pushes and fetches, set reconciliation to catch up after time
 //! apart). Every record from a peer is validated before it is stored, and
-//! every change, local or remote, is an [`node::Event`].
+//! every change, local or remote, is an [`node::Event`] and, typed, a
+//! [`node::NodeChange`] on [`node::Netabase::watch`].
 //!
 //! ```no_run
 //! # #[cfg(feature = "native")]
@@ -54,6 +55,7 @@
 //! let written = node.put_record(Note { id: 1, text: "hello".into() }).await?;
 //! let mut events = node.subscribe_to_broadcasts(); // every change, typed keys via `event.key::<Note>()`
 //! let note = node.get_record::<Note>(NoteKey(1)).await?; // local, else from peers
+//! let mut notes = node.watch::<Note>()?; // typed changes: key, record, version, origin
 //! node.shutdown().await?;
 //! # Ok(()) }
 //! ```
@@ -69,6 +71,9 @@
 //!   `UserSecondaryKey::{Email(UserEmailKey), ..}` over them;
 //! - `impl NetabaseModel for User` and the bincode encoding of `User`;
 //! - `UserQueries`: `by_email(..)` and `by_email_range(..)` on every tree of `User`;
+//! - `UserWatch`: live queries `watch_by_email(..)` and
+//!   `watch_by_email_range(..)` on a [`Store`]: the matching set, then each
+//!   record that enters, changes within or leaves it;
 //! - `impl Sample for User` when every field type implements [`Sample`].
 //!
 //! Companion names are the model's ident plus a suffix, with the model's
