@@ -1,6 +1,7 @@
 //! The benches `netabase::bench_main!` generates, for the storage benches'
-//! own models (whose hand-written floors are in `benches/storage.rs`): what
-//! a user gets for theirs with five lines.
+//! own models: what a user gets for theirs with five lines, node groups
+//! included. `benches/storage.rs` runs the generated storage groups beside
+//! its hand-written floors.
 //!
 //! ```text
 //! cargo bench --features bench --bench generated

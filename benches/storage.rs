@@ -429,6 +429,15 @@ fn config() -> Criterion {
         .with_profiler(PProfProfiler::new(100, Output::Flamegraph(None)))
 }
 
+/// The groups `netabase::bench_main!` generates (what a user gets for their
+/// own models), for the same sample models, in the same run as the
+/// hand-written floors above: `User/put/durable/..` reads against
+/// `local_record_storage/raw_redb/User/..`, and so on.
+fn generated(c: &mut Criterion) {
+    netabase::bench::storage::<common::models::User>(c);
+    netabase::bench::storage::<common::models::Post>(c);
+}
+
 criterion_group! {
     name = benches;
     config = config();
@@ -439,5 +448,6 @@ criterion_group! {
         unique_index_lookup,
         non_unique_range_lookup,
         put_many_10000,
+        generated,
 }
 criterion_main!(benches);

@@ -183,7 +183,10 @@ async fn restart_keeps_data_and_identity_and_serves_records() {
         ));
         a.stop_swarm().await.unwrap();
         assert!(matches!(a.stop_swarm().await, Err(NodeError::NotRunning)));
-        (a.peer_id(), ada)
+        let id = a.peer_id();
+        // A dropped node releases its directory a moment later; this waits.
+        a.shutdown().await.unwrap();
+        (id, ada)
     };
 
     let a = node(&a_dir, &[]).await;

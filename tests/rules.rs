@@ -365,24 +365,35 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
 
     // 3. As the answer to a `get_record`, from a node that holds nothing
     // for the key (no catch-up: it asks the DHT). The owner's copy and the
-    // forger's newer one both arrive; the forger's does not follow from
-    // the owner's, so the owner's is returned and kept.
-    a.put_record_locally(profile("late", &a, "by A, later"))
-        .await
-        .unwrap();
-    let late = forgeries(&mallory, a.peer_id(), ["late", "-", "-", "-"]);
-    let y = forger(&dir.path().join("y"), &late[..1], &[]).await;
+    // forger's newer one both arrive, for each kind of forgery; the
+    // forger's does not follow from the owner's, so the owner's is
+    // returned and kept.
+    let late_handles = ["r0", "r1", "r2", "r3"];
+    for handle in late_handles {
+        a.put_record_locally(profile(handle, &a, "by A, later"))
+            .await
+            .unwrap();
+    }
+    let late = forgeries(&mallory, a.peer_id(), late_handles);
+    let y = forger(&dir.path().join("y"), &late, &[]).await;
     let (w, _) = start_rules_with(&dir.path().join("w"), &[&a, &y], |c| c.catch_up = false).await;
-    let fetched = w
-        .get_record::<Profile>(ProfileKey("late".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        (fetched.owner, fetched.bio.as_str()),
-        (a.peer_id(), "by A, later")
-    );
+    for handle in late_handles {
+        let fetched = w
+            .get_record::<Profile>(ProfileKey(handle.into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            (fetched.owner, fetched.bio.as_str()),
+            (a.peer_id(), "by A, later"),
+            "{handle}"
+        );
+        assert_eq!(
+            w.record_version::<Profile>(&ProfileKey(handle.into())),
+            a.record_version::<Profile>(&ProfileKey(handle.into()))
+        );
+    }
     assert!(
-        w.stats().rejected(Rejection::NotAllowed) >= 1,
+        w.stats().rejected(Rejection::NotAllowed) >= 4,
         "{:?}",
         w.stats()
     );
