@@ -108,6 +108,16 @@ fn not_allowed<T: std::fmt::Debug>(result: Result<T, NodeError>) {
     );
 }
 
+async fn counter(node: &Netabase, id: u64) -> Option<u64> {
+    node.query_local_records::<Counter, _, _>(move |t| {
+        use netabase::store::Lookup;
+        t.get(&CounterKey(id))
+    })
+    .await
+    .unwrap()
+    .map(|c| c.value)
+}
+
 async fn bio(node: &Netabase, handle: &str) -> Option<(PeerId, String)> {
     let handle = handle.to_string();
     node.query_local_records::<Profile, _, _>(move |t| {
@@ -192,6 +202,14 @@ async fn forger(
     envelopes: &[Envelope],
     bootstrap: &[&Netabase],
 ) -> Netabase {
+    holding(dir, envelopes);
+    let (node, _) = start_rules(dir, bootstrap).await;
+    node
+}
+
+/// Writes `envelopes` straight into the store a node at `dir` will open,
+/// with no check: what a peer that forged or kept them would serve.
+fn holding(dir: &std::path::Path, envelopes: &[Envelope]) {
     std::fs::create_dir_all(dir).unwrap();
     {
         let store = Store::open(dir.join("netabase.redb")).unwrap();
@@ -206,8 +224,6 @@ async fn forger(
         }
         txn.commit().unwrap();
     }
-    let (node, _) = start_rules(dir, bootstrap).await;
-    node
 }
 
 /// A chain claiming `from` handed the record to `to`, signed by `signer`
@@ -309,6 +325,9 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
     })
     .await
     .unwrap();
+    a.put_record_locally(Counter { id: 2, value: 10 })
+        .await
+        .unwrap();
     let (v, mut v_events) = start_rules(&dir.path().join("v"), &[&a]).await;
     caught_up_with(&mut v_events, a.peer_id()).await;
     let before = v.sync_fingerprint();
@@ -327,7 +346,14 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
         Timestamp(now().0 + 1_000),
     )
     .unwrap();
-    for envelope in pushed.iter().chain([&rewrite]) {
+    // A newer counter that shrank: the custom rule refuses it.
+    let shrunk = Envelope::seal(
+        &mallory,
+        &Counter { id: 2, value: 1 },
+        Timestamp(now().0 + 1_000),
+    )
+    .unwrap();
+    for envelope in pushed.iter().chain([&rewrite, &shrunk]) {
         raw::push(
             &mut kad,
             v.peer_id(),
@@ -340,7 +366,7 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
     wait_until(
         "the pushes are refused",
         &mut v_events,
-        || v.stats().rejected(Rejection::NotAllowed) >= 5,
+        || v.stats().rejected(Rejection::NotAllowed) >= 6,
         || v.stats(),
     )
     .await;
@@ -349,15 +375,17 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
     assert_eq!(v.sync_fingerprint(), before);
 
     // 2. Offered in catch-up by a peer holding them.
-    let offered = forgeries(&mallory, a.peer_id(), ["q0", "q1", "q2", "q3"]);
+    // The immutable record's rewrite and the shrunk counter too.
+    let mut offered = forgeries(&mallory, a.peer_id(), ["q0", "q1", "q2", "q3"]);
+    offered.extend([rewrite.clone(), shrunk.clone()]);
     let x = forger(&dir.path().join("x"), &offered, &[&v]).await;
     let refused = wait_for("V's catch-up with the forger", &mut v_events, |e| match e {
         Event::CaughtUp { peer, refused, .. } if *peer == x.peer_id() => Some(*refused),
         _ => None,
     })
     .await;
-    assert_eq!(refused, 4);
-    assert_eq!(v.stats().rejected(Rejection::NotAllowed), 9);
+    assert_eq!(refused, 6);
+    assert_eq!(v.stats().rejected(Rejection::NotAllowed), 12);
     assert_eq!(v.sync_fingerprint(), before);
     for handle in handles {
         assert_eq!(bio(&v, handle).await, Some((a.peer_id(), "by A".into())));
@@ -374,9 +402,27 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
             .await
             .unwrap();
     }
-    let late = forgeries(&mallory, a.peer_id(), late_handles);
+    let mut late = forgeries(&mallory, a.peer_id(), late_handles);
+    a.put_record_locally(LogEntry {
+        id: 8,
+        text: "kept too".into(),
+    })
+    .await
+    .unwrap();
+    late.push(
+        Envelope::seal(
+            &mallory,
+            &LogEntry {
+                id: 8,
+                text: "rewritten".into(),
+            },
+            Timestamp(now().0 + 1_000),
+        )
+        .unwrap(),
+    );
     let y = forger(&dir.path().join("y"), &late, &[]).await;
-    let (w, _) = start_rules_with(&dir.path().join("w"), &[&a, &y], |c| c.catch_up = false).await;
+    let (w, mut w_events) =
+        start_rules_with(&dir.path().join("w"), &[&a, &y], |c| c.catch_up = false).await;
     for handle in late_handles {
         let fetched = w
             .get_record::<Profile>(ProfileKey(handle.into()))
@@ -387,13 +433,25 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
             (a.peer_id(), "by A, later"),
             "{handle}"
         );
-        assert_eq!(
-            w.record_version::<Profile>(&ProfileKey(handle.into())),
-            a.record_version::<Profile>(&ProfileKey(handle.into()))
-        );
     }
+    let entry = w.get_record::<LogEntry>(LogEntryKey(8)).await.unwrap();
+    assert_eq!(entry.text, "kept too");
+    // What it returned it stores in the background: the owner's versions.
+    let versions = |node: &Netabase| -> Vec<_> {
+        late_handles
+            .iter()
+            .map(|h| node.record_version::<Profile>(&ProfileKey((*h).into())))
+            .collect()
+    };
+    wait_until(
+        "W stores the owner's copies",
+        &mut w_events,
+        || versions(&w) == versions(&a),
+        || (versions(&w), w.stats()),
+    )
+    .await;
     assert!(
-        w.stats().rejected(Rejection::NotAllowed) >= 4,
+        w.stats().rejected(Rejection::NotAllowed) >= 5,
         "{:?}",
         w.stats()
     );
@@ -417,6 +475,7 @@ async fn a_handover_is_accepted_in_any_arrival_order_and_peers_converge() {
     caught_up_with(&mut c_events, a.peer_id()).await;
     a.put_record(profile("doc", &a, "v1")).await.unwrap();
     c.put_record(profile("cdoc", &c, "c1")).await.unwrap();
+    a.put_record(Counter { id: 1, value: 3 }).await.unwrap();
     for (node, peer) in [(&b, &a), (&c, &a), (&b, &c), (&a, &c)] {
         round(node, peer).await;
     }
@@ -432,6 +491,12 @@ async fn a_handover_is_accepted_in_any_arrival_order_and_peers_converge() {
     // A no longer may.
     not_allowed(a.put_record(profile("doc", &a, "A again")).await);
     c.put_record_locally(profile("cdoc", &c, "c2"))
+        .await
+        .unwrap();
+    // Conflicting writes to one counter, each valid where it is made: A
+    // grows it to 5, C (later, away) to 7. The newer one wins everywhere.
+    a.put_record(Counter { id: 1, value: 5 }).await.unwrap();
+    c.put_record_locally(Counter { id: 1, value: 7 })
         .await
         .unwrap();
 
@@ -458,6 +523,7 @@ async fn a_handover_is_accepted_in_any_arrival_order_and_peers_converge() {
             Some((b.peer_id(), "B's second".into()))
         );
         assert_eq!(bio(node, "cdoc").await, Some((c.peer_id(), "c2".into())));
+        assert_eq!(counter(node, 1).await, Some(7));
         assert_eq!(
             node.stats().rejected(Rejection::NotAllowed),
             0,
@@ -643,9 +709,9 @@ async fn members_write_while_their_membership_lasts() {
     .await;
     assert_eq!(doc(&c, 1).await.as_deref(), Some("after revocation"));
     // A is back: it refuses that write.
+    let mut a_events = a.subscribe_to_broadcasts();
     a.start_swarm().await.unwrap();
     push_to(&mut kad, &a, &late).await;
-    let mut a_events = a.subscribe_to_broadcasts();
     wait_until(
         "A refuses B's late write",
         &mut a_events,
@@ -653,6 +719,18 @@ async fn members_write_while_their_membership_lasts() {
         || a.stats(),
     )
     .await;
+    // And offered in catch-up by a peer that kept it.
+    let keeper_dir = dir.path().join("keeper");
+    holding(&keeper_dir, std::slice::from_ref(&late));
+    let (keeper, _) = member_node(&keeper_dir, &[&a], Some(admin)).await;
+    let refused = wait_for("A's catch-up with the keeper", &mut a_events, |e| match e {
+        Event::CaughtUp { peer, refused, .. } if *peer == keeper.peer_id() => Some(*refused),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, 1);
+    assert_eq!(a.stats().rejected(Rejection::NotAllowed), 2);
+    keeper.shutdown().await.unwrap();
     // When C learns of the revocation it drops that write, then fetches
     // the version before it: A and C agree again.
     c.dial(address_of(&a)).await.unwrap();
