@@ -22,6 +22,17 @@ pub struct Profile {
     pub bio: String,
 }
 
+/// One record per peer, keyed by its owner: nobody else can create it, so
+/// no two first owners can race for a key.
+#[derive(NetabaseModel, Clone, Debug, PartialEq)]
+#[netabase(name = "Home", write = "owner")]
+pub struct Home {
+    #[primary_key]
+    #[owner]
+    pub owner: PeerId,
+    pub motto: String,
+}
+
 /// An append-only log entry.
 #[derive(NetabaseModel, Clone, Debug, PartialEq)]
 #[netabase(name = "LogEntry", write = "immutable")]
@@ -76,6 +87,7 @@ async fn rules_node(
         node.register::<Profile>(),
         node.register::<LogEntry>(),
         node.register::<Counter>(),
+        node.register::<Home>(),
     ] {
         result.unwrap();
     }
@@ -152,6 +164,20 @@ async fn local_writes_follow_the_rules_and_are_never_published_when_refused() {
     not_allowed(b.put_record(profile("ada", &b, "mine now")).await);
     not_allowed(b.remove_record::<Profile>(ProfileKey("ada".into())).await);
     not_allowed(b.put_record(profile("new", &a, "in A's name")).await);
+    // A record keyed by its owner is created by that owner alone.
+    not_allowed(
+        b.put_record(Home {
+            owner: a.peer_id(),
+            motto: "squatted".into(),
+        })
+        .await,
+    );
+    b.put_record(Home {
+        owner: b.peer_id(),
+        motto: "mine".into(),
+    })
+    .await
+    .unwrap();
     // Nor delete a key nobody holds: a delete would claim it ahead of its owner.
     not_allowed(
         b.remove_record::<Profile>(ProfileKey("unclaimed".into()))
@@ -182,8 +208,65 @@ async fn local_writes_follow_the_rules_and_are_never_published_when_refused() {
     assert_eq!(bio(&a, "ada").await, Some((a.peer_id(), "hello".into())));
     assert_eq!(a.stats().rejected(Rejection::NotAllowed), 0);
 
-    // The owner hands the profile over; from then on only B writes it.
-    a.put_record(profile("ada", &b, "handed to B"))
+    // The owner cannot hand the profile to B before B accepts it, nor
+    // with an acceptance that is not B's, and a peer refuses a handover
+    // signed by the owner alone.
+    let refused = a.put_record(profile("ada", &b, "unasked")).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(NodeError::NotAllowed {
+                refusal: Refusal::NotAccepted,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let own = a
+        .accept_ownership::<Profile>(ProfileKey("ada".into()))
+        .await
+        .unwrap();
+    not_allowed(a.hand_over(profile("ada", &b, "unasked"), own).await);
+    let at = now().0 + 1_000;
+    let a_key = identity(&dir.path().join("a"));
+    let forced = Envelope::seal_with_authority(
+        &a_key,
+        &ProfileKey("ada".into()),
+        Some(&profile("ada", &b, "forced on B")),
+        Timestamp(at),
+        chain(
+            a.peer_id(),
+            &[(
+                b.peer_id(),
+                at,
+                handover_signature(&a_key, "ada", b.peer_id(), at),
+                vec![0; 64],
+            )],
+        ),
+    )
+    .unwrap();
+    let mut kad = raw::kad_swarm(&Keypair::generate_ed25519());
+    push_to(&mut kad, &b, &forced).await;
+    wait_until(
+        "B refuses a handover it never accepted",
+        &mut b_events,
+        || b.stats().rejected(Rejection::NotAllowed) == 1,
+        || b.stats(),
+    )
+    .await;
+    drop(kad);
+    assert_eq!(bio(&b, "ada").await, Some((a.peer_id(), "hello".into())));
+
+    // B accepts it, the owner hands it over, and from then on only B
+    // writes it. The acceptance travels as bytes, as an application
+    // would send it; it serves that one handover.
+    let accepted = b
+        .accept_ownership::<Profile>(ProfileKey("ada".into()))
+        .await
+        .unwrap();
+    assert_eq!(accepted.new_owner(), b.peer_id());
+    let accepted = netabase::rules::Acceptance::from_bytes(&accepted.to_bytes()).unwrap();
+    a.hand_over(profile("ada", &b, "handed to B"), accepted.clone())
         .await
         .unwrap();
     round(&b, &a).await;
@@ -192,6 +275,32 @@ async fn local_writes_follow_the_rules_and_are_never_published_when_refused() {
     round(&a, &b).await;
     assert_eq!(bio(&a, "ada").await, Some((b.peer_id(), "B writes".into())));
     assert_eq!(a.sync_fingerprint(), b.sync_fingerprint());
+
+    // An acceptance serves one handover: B hands the profile back to A
+    // (which accepts it), and B's old acceptance cannot bring it to B again.
+    let back = a
+        .accept_ownership::<Profile>(ProfileKey("ada".into()))
+        .await
+        .unwrap();
+    b.hand_over(profile("ada", &a, "back to A"), back)
+        .await
+        .unwrap();
+    round(&a, &b).await;
+    assert_eq!(
+        bio(&a, "ada").await,
+        Some((a.peer_id(), "back to A".into()))
+    );
+    let replayed = a.hand_over(profile("ada", &b, "again"), accepted).await;
+    assert!(
+        matches!(
+            &replayed,
+            Err(NodeError::NotAllowed {
+                refusal: Refusal::NotAccepted,
+                ..
+            })
+        ),
+        "{replayed:?}"
+    );
 }
 
 /// Writes `envelopes` into a fresh node directory's store, as a peer that
@@ -228,10 +337,10 @@ fn holding(dir: &std::path::Path, envelopes: &[Envelope]) {
 
 /// A chain claiming `from` handed the record to `to`, signed by `signer`
 /// (the same wire form the node writes).
-fn chain(root: PeerId, links: &[(PeerId, u64, Vec<u8>)]) -> Vec<u8> {
-    let links: Vec<(Vec<u8>, u64, Vec<u8>)> = links
+fn chain(root: PeerId, links: &[(PeerId, u64, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let links: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>)> = links
         .iter()
-        .map(|(to, at, sig)| (to.to_bytes(), *at, sig.clone()))
+        .map(|(to, at, sig, accepted)| (to.to_bytes(), *at, sig.clone(), accepted.clone()))
         .collect();
     netabase::bincode::encode_to_vec(
         (root.to_bytes(), links),
@@ -249,6 +358,20 @@ fn handover_signature(signer: &Keypair, handle: &str, to: PeerId, at: u64) -> Ve
     message.extend_from_slice(key.as_slice());
     message.extend_from_slice(&to);
     message.extend_from_slice(&at.to_be_bytes());
+    signer.sign(&message).unwrap()
+}
+
+/// `signer`'s acceptance of `handle` from `from` at `position` (the wire
+/// form the node signs).
+fn acceptance_signature(signer: &Keypair, handle: &str, from: PeerId, position: u32) -> Vec<u8> {
+    let key = ProfileKey(handle.into()).to_key_bytes();
+    let mut message = b"netabase/owner/accept/v1\0".to_vec();
+    message.extend_from_slice(&Profile::ID.0.to_be_bytes());
+    message.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    message.extend_from_slice(key.as_slice());
+    message.extend_from_slice(&from.to_bytes());
+    message.extend_from_slice(&signer.public().to_peer_id().to_bytes());
+    message.extend_from_slice(&position.to_be_bytes());
     signer.sign(&message).unwrap()
 }
 
@@ -289,7 +412,12 @@ fn forgeries(mallory: &Keypair, owner: PeerId, handles: [&str; 4]) -> Vec<Envelo
             Timestamp(at),
             chain(
                 owner,
-                &[(me, at, handover_signature(mallory, handles[2], me, at))],
+                &[(
+                    me,
+                    at,
+                    handover_signature(mallory, handles[2], me, at),
+                    acceptance_signature(mallory, handles[2], owner, 0),
+                )],
             ),
         )
         .unwrap(),
@@ -482,7 +610,13 @@ async fn a_handover_is_accepted_in_any_arrival_order_and_peers_converge() {
 
     // C goes away. A hands "doc" to B, B edits it twice; C edits its own.
     c.stop_swarm().await.unwrap();
-    a.put_record(profile("doc", &b, "handed")).await.unwrap();
+    let accepted = b
+        .accept_ownership::<Profile>(ProfileKey("doc".into()))
+        .await
+        .unwrap();
+    a.hand_over(profile("doc", &b, "handed"), accepted)
+        .await
+        .unwrap();
     round(&b, &a).await;
     b.put_record(profile("doc", &b, "B's first")).await.unwrap();
     b.put_record(profile("doc", &b, "B's second"))

@@ -516,11 +516,86 @@ impl Netabase {
     /// itself fails (a failing disk), that error is returned; peers may then
     /// hold the record already, and catch-up brings it back here.
     pub async fn put_record<M: NetabaseModel>(&self, record: M) -> Result<Published, NodeError> {
+        self.put_record_with(record, None).await
+    }
+
+    /// Hands a record of a model under `write = "owner"` to the peer that
+    /// signed `acceptance` (from [`accept_ownership`](Self::accept_ownership)
+    /// on its node): `record` names that peer as its owner, and is written
+    /// and published like [`put_record`](Self::put_record). From then on only
+    /// the new owner writes it. A plain `put_record` naming another owner is
+    /// refused ([`Refusal::NotAccepted`](crate::rules::Refusal::NotAccepted)):
+    /// nobody is made the owner of a record it did not accept.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_record`](Self::put_record); [`NodeError::NotAllowed`] if this
+    /// node does not own the record, or `acceptance` is not the named
+    /// owner's, for this key, from this node, at the record's current
+    /// handover count (an acceptance serves one handover).
+    pub async fn hand_over<M: NetabaseModel>(
+        &self,
+        record: M,
+        acceptance: crate::rules::Acceptance,
+    ) -> Result<Published, NodeError> {
+        self.put_record_with(record, Some(acceptance)).await
+    }
+
+    /// This node's acceptance of the record of `M` under `key` from its
+    /// current owner, for that owner's [`hand_over`](Self::hand_over): send
+    /// it there (`Acceptance::to_bytes`). The record is looked up like
+    /// [`get_record`](Self::get_record) (local, else from peers), since the
+    /// acceptance names its current owner and handover count.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_record`](Self::get_record); [`NodeError::NotAllowed`] if the
+    /// record names no owner (its model is not under `write = "owner"`).
+    pub async fn accept_ownership<M: NetabaseModel>(
+        &self,
+        key: M::Key,
+    ) -> Result<crate::rules::Acceptance, NodeError> {
+        use crate::rules::{Acceptance, Chain, Refusal};
+        self.get_record::<M>(key.clone()).await?;
+        let key_bytes = key.to_key_bytes();
+        let record_key = codec::record_key(M::ID, key_bytes.as_slice());
+        let refused = |refusal| NodeError::NotAllowed {
+            model: M::NAME,
+            refusal,
+        };
+        let held = self
+            .shared
+            .cache
+            .get(&record_key)
+            .and_then(|cached| Envelope::from_trusted_bytes(&cached.bytes).ok())
+            .ok_or(NodeError::NotFound)?;
+        let (owner, handovers) = if held.authority().is_empty() {
+            let record = held.open::<M>().ok().flatten().ok_or(NodeError::NotFound)?;
+            (record.owner().ok_or(refused(Refusal::NotOwner))?, 0)
+        } else {
+            let chain = Chain::decode(held.authority()).ok_or(refused(Refusal::NotOwner))?;
+            (chain.owner(), chain.transfers())
+        };
+        Acceptance::sign(
+            &self.shared.keypair,
+            M::ID,
+            key_bytes.as_slice(),
+            owner,
+            handovers,
+        )
+        .map_err(refused)
+    }
+
+    async fn put_record_with<M: NetabaseModel>(
+        &self,
+        record: M,
+        consent: Option<crate::rules::Acceptance>,
+    ) -> Result<Published, NodeError> {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         let (staged_tx, staged) = oneshot::channel();
         let commit = tokio::task::spawn_blocking(move || {
-            let envelope = seal(&shared, &record.key(), Some(&record))?;
+            let envelope = seal(&shared, &record.key(), Some(&record), consent.as_ref())?;
             check_size(&shared, &envelope, M::NAME)?;
             apply::apply_staged(&shared, &envelope, || {
                 let _ = staged_tx.send(envelope.clone());
@@ -585,7 +660,7 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
-            let envelope = seal::<M>(&shared, &key, None)?;
+            let envelope = seal::<M>(&shared, &key, None, None)?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -632,7 +707,7 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
-            let envelope = seal(&shared, &record.key(), Some(&record))?;
+            let envelope = seal(&shared, &record.key(), Some(&record), None)?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -662,7 +737,7 @@ impl Netabase {
             let envelopes = records
                 .iter()
                 .map(|record| {
-                    let envelope = seal(&shared, &record.key(), Some(record))?;
+                    let envelope = seal(&shared, &record.key(), Some(record), None)?;
                     check_size(&shared, &envelope, M::NAME)?;
                     Ok(envelope)
                 })
@@ -1058,6 +1133,7 @@ fn seal<M: NetabaseModel>(
     shared: &Shared,
     key: &M::Key,
     record: Option<&M>,
+    consent: Option<&crate::rules::Acceptance>,
 ) -> Result<Envelope, NodeError> {
     use crate::rules::{Entry, WriteRule};
     let timestamp = stamp::<M>(shared, key);
@@ -1089,11 +1165,12 @@ fn seal<M: NetabaseModel>(
     let held = held
         .as_ref()
         .map(|envelope| registry::entry(envelope, held_record.as_ref()));
-    let authority = <M::Rule as WriteRule<M>>::authorize(&write, held.as_ref(), &shared.keypair)
-        .map_err(|refusal| NodeError::NotAllowed {
-            model: M::NAME,
-            refusal,
-        })?;
+    let authority =
+        <M::Rule as WriteRule<M>>::authorize(&write, held.as_ref(), &shared.keypair, consent)
+            .map_err(|refusal| NodeError::NotAllowed {
+                model: M::NAME,
+                refusal,
+            })?;
     Ok(Envelope::seal_with_authority(
         &shared.keypair,
         key,

@@ -24,7 +24,7 @@ use crate::Keypair;
 use libp2p_identity::PeerId;
 
 pub use members::{Members, Membership, MembershipKey, MembershipRule};
-pub use owner::{Chain, MAX_TRANSFERS};
+pub use owner::{Acceptance, Chain, MAX_TRANSFERS};
 
 /// One version of a record as a rule sees it: the new write, or the one
 /// held.
@@ -58,6 +58,9 @@ pub enum Refusal {
     /// The writer holds no membership of the model covering the write's
     /// time (or, for a membership record, is not an admin of its model).
     NotMember,
+    /// A handover to a peer that has not accepted the record: get its
+    /// [`Acceptance`] and hand the record over with it.
+    NotAccepted,
     /// The rule's own reason.
     Custom(Cow<'static, str>),
 }
@@ -75,6 +78,9 @@ impl std::fmt::Display for Refusal {
             Refusal::NotOwner => f.write_str("not written by the record's owner"),
             Refusal::Immutable => f.write_str("the record exists and never changes"),
             Refusal::NotMember => f.write_str("the writer is not a member of the model"),
+            Refusal::NotAccepted => f.write_str(
+                "the new owner has not accepted the record (hand it over with its acceptance)",
+            ),
             Refusal::Custom(reason) => f.write_str(reason),
         }
     }
@@ -134,8 +140,8 @@ pub trait WriteRule<M: NetabaseModel>: 'static {
     ) -> Result<(), Refusal>;
 
     /// What a local write by `signer` carries beyond the record (an owner
-    /// chain, extended when the owner hands the record over). Most rules
-    /// carry nothing.
+    /// chain, extended when the owner hands the record over with the new
+    /// owner's `consent`). Most rules carry nothing.
     ///
     /// # Errors
     ///
@@ -145,8 +151,9 @@ pub trait WriteRule<M: NetabaseModel>: 'static {
         write: &Entry<'_, M>,
         held: Option<&Entry<'_, M>>,
         signer: &Keypair,
+        consent: Option<&Acceptance>,
     ) -> Result<Vec<u8>, Refusal> {
-        let _ = (write, held, signer);
+        let _ = (write, held, signer, consent);
         Ok(Vec::new())
     }
 }
@@ -193,8 +200,9 @@ impl<M: NetabaseModel> WriteRule<M> for Immutable {
 
 /// Only a record's owner writes it: the `#[owner]` field names the owner,
 /// who must sign every version, and a delete. The owner hands the record to
-/// another peer by writing it with the new owner named; each such handover
-/// is signed into a chain the record carries (at most [`MAX_TRANSFERS`]), so
+/// another peer that accepted it ([`Acceptance`]) by writing it with the new
+/// owner named; each such handover, signed by both, goes into a chain the
+/// record carries (at most [`MAX_TRANSFERS`]), so
 /// a peer that missed the handover (it was away) still accepts the new
 /// owner's writes. A peer holding nothing for a key accepts the first
 /// self-consistent owner it is offered.
@@ -218,7 +226,8 @@ impl<M: NetabaseModel> WriteRule<M> for Owner {
         write: &Entry<'_, M>,
         held: Option<&Entry<'_, M>>,
         signer: &Keypair,
+        consent: Option<&Acceptance>,
     ) -> Result<Vec<u8>, Refusal> {
-        owner::authorize(write, held, signer)
+        owner::authorize(write, held, signer, consent)
     }
 }

@@ -5,6 +5,13 @@
 //! whatever handovers it missed. Checking needs nothing but the two
 //! versions: every peer decides the same.
 //!
+//! A handover needs both owners: the new owner first signs an
+//! [`Acceptance`] of that key from the current owner, at the chain's next
+//! position; the current owner then writes the record naming the new owner,
+//! with a link signed by itself and carrying the acceptance. Nobody is made
+//! the owner of a record it did not ask for, and the handover is still one
+//! write by the current owner, so no write of its can race it.
+//!
 //! A record never handed over carries no chain at all (an empty
 //! authority): its owner field, or a delete's signer, is the whole chain.
 //! That keeps the common case as small and cheap as a record under no rule.
@@ -22,6 +29,8 @@ pub const MAX_TRANSFERS: usize = 32;
 
 /// Domain separation for handover signatures.
 const LINK_CONTEXT: &[u8] = b"netabase/owner/v1\0";
+/// Domain separation for acceptances (the new owner's side of a handover).
+const ACCEPT_CONTEXT: &[u8] = b"netabase/owner/accept/v1\0";
 
 /// A record's owners: the first, then each handover.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,18 +40,129 @@ pub struct Chain {
 }
 
 /// One handover: to whom, when (the timestamp of the write that made it),
-/// signed by the owner before it.
+/// signed by the owner before it, and accepted by the new owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Link {
     to: PeerId,
     at: u64,
     signature: Vec<u8>,
+    acceptance: Vec<u8>,
 }
 
 #[derive(Encode, Decode)]
 struct Wire {
     root: Vec<u8>,
-    links: Vec<(Vec<u8>, u64, Vec<u8>)>,
+    links: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>)>,
+}
+
+/// A peer's consent to own one record: signed by the new owner (`to`),
+/// for the record's key, from its current owner (`from`), at the chain's
+/// next position (so it serves that one handover and no later one). Made
+/// by `Netabase::accept_ownership` on the new owner's node, carried to the
+/// current owner however the application likes ([`to_bytes`](Self::to_bytes),
+/// [`from_bytes`](Self::from_bytes)), and used by its `Netabase::hand_over`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acceptance {
+    model: u32,
+    key: Vec<u8>,
+    from: PeerId,
+    to: PeerId,
+    position: u32,
+    signature: Vec<u8>,
+}
+
+#[derive(Encode, Decode)]
+struct AcceptanceWire {
+    model: u32,
+    key: Vec<u8>,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    position: u32,
+    signature: Vec<u8>,
+}
+
+impl Acceptance {
+    /// `signer`'s acceptance of the record of model `model` under `key`
+    /// from `from`, whose chain holds `position` handovers so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::NotOwner`] if the key cannot sign (not ed25519).
+    pub fn sign(
+        signer: &Keypair,
+        model: crate::model::ModelId,
+        key: &[u8],
+        from: PeerId,
+        position: usize,
+    ) -> Result<Self, Refusal> {
+        let to = signer.public().to_peer_id();
+        let position = u32::try_from(position).map_err(|_| Refusal::NotOwner)?;
+        let signature = signer
+            .sign(&accept_message(model.0, key, &from, &to, position))
+            .map_err(|_| Refusal::NotOwner)?;
+        Ok(Acceptance {
+            model: model.0,
+            key: key.to_vec(),
+            from,
+            to,
+            position,
+            signature,
+        })
+    }
+
+    /// Who accepts the record: its owner once handed over.
+    pub fn new_owner(&self) -> PeerId {
+        self.to
+    }
+
+    /// Who it is accepted from: the owner when it was signed.
+    pub fn from(&self) -> PeerId {
+        self.from
+    }
+
+    /// The acceptance as bytes, to send to the current owner.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let wire = AcceptanceWire {
+            model: self.model,
+            key: self.key.clone(),
+            from: self.from.to_bytes(),
+            to: self.to.to_bytes(),
+            position: self.position,
+            signature: self.signature.clone(),
+        };
+        // Encoding plain bytes and integers cannot fail.
+        bincode::encode_to_vec(&wire, bincode::config::standard()).unwrap_or_default()
+    }
+
+    /// An acceptance from [`to_bytes`](Self::to_bytes); `None` for bytes
+    /// that are not one (its signature is checked when it is used).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let config = bincode::config::standard().with_limit::<{ 64 * 1024 }>();
+        let (wire, read): (AcceptanceWire, usize) =
+            bincode::decode_from_slice(bytes, config).ok()?;
+        if read != bytes.len() {
+            return None;
+        }
+        Some(Acceptance {
+            model: wire.model,
+            key: wire.key,
+            from: PeerId::from_bytes(&wire.from).ok()?,
+            to: PeerId::from_bytes(&wire.to).ok()?,
+            position: wire.position,
+            signature: wire.signature,
+        })
+    }
+
+    /// Whether this accepts the handover of `model`'s record under `key`
+    /// from `from` to `to` at `position`, signed by `to`.
+    fn accepts(&self, model: u32, key: &[u8], from: &PeerId, to: &PeerId, position: usize) -> bool {
+        self.model == model
+            && self.key == key
+            && self.from == *from
+            && self.to == *to
+            && usize::try_from(self.position).is_ok_and(|p| p == position)
+            && accepted(model, key, from, to, position, &self.signature)
+    }
 }
 
 impl Chain {
@@ -71,7 +191,14 @@ impl Chain {
             links: self
                 .links
                 .iter()
-                .map(|l| (l.to.to_bytes(), l.at, l.signature.clone()))
+                .map(|l| {
+                    (
+                        l.to.to_bytes(),
+                        l.at,
+                        l.signature.clone(),
+                        l.acceptance.clone(),
+                    )
+                })
                 .collect(),
         };
         // Encoding plain bytes and integers cannot fail.
@@ -88,11 +215,12 @@ impl Chain {
         let links = wire
             .links
             .into_iter()
-            .map(|(to, at, signature)| {
+            .map(|(to, at, signature, acceptance)| {
                 Some(Link {
                     to: PeerId::from_bytes(&to).ok()?,
                     at,
                     signature,
+                    acceptance,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
@@ -102,15 +230,17 @@ impl Chain {
         })
     }
 
-    /// Whether every handover is signed by the owner before it, for this
-    /// model's record under `key`.
+    /// Whether every handover is signed by the owner before it and
+    /// accepted by the owner after it, for this model's record under `key`.
     fn verify(&self, model: u32, key: &[u8]) -> bool {
         let mut from = self.root;
-        for link in &self.links {
+        for (position, link) in self.links.iter().enumerate() {
             let Some(public) = public_key(&from) else {
                 return false;
             };
-            if !public.verify(&message(model, key, &link.to, link.at), &link.signature) {
+            if !public.verify(&message(model, key, &link.to, link.at), &link.signature)
+                || !accepted(model, key, &from, &link.to, position, &link.acceptance)
+            {
                 return false;
             }
             from = link.to;
@@ -136,6 +266,38 @@ fn message(model: u32, key: &[u8], to: &PeerId, at: u64) -> Vec<u8> {
     out.extend_from_slice(&to);
     out.extend_from_slice(&at.to_be_bytes());
     out
+}
+
+/// What an acceptance signature covers.
+fn accept_message(model: u32, key: &[u8], from: &PeerId, to: &PeerId, position: u32) -> Vec<u8> {
+    let (from, to) = (from.to_bytes(), to.to_bytes());
+    let mut out = Vec::with_capacity(ACCEPT_CONTEXT.len() + 12 + key.len() + from.len() + to.len());
+    out.extend_from_slice(ACCEPT_CONTEXT);
+    out.extend_from_slice(&model.to_be_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&from);
+    out.extend_from_slice(&to);
+    out.extend_from_slice(&position.to_be_bytes());
+    out
+}
+
+/// Whether `signature` is `to`'s acceptance of the handover from `from`
+/// at `position`.
+fn accepted(
+    model: u32,
+    key: &[u8],
+    from: &PeerId,
+    to: &PeerId,
+    position: usize,
+    signature: &[u8],
+) -> bool {
+    let Ok(position) = u32::try_from(position) else {
+        return false;
+    };
+    public_key(to).is_some_and(|public| {
+        public.verify(&accept_message(model, key, from, to, position), signature)
+    })
 }
 
 /// The public key inside an ed25519 peer id: an identity multihash (code
@@ -220,6 +382,7 @@ pub(super) fn authorize<M: NetabaseModel>(
     write: &Entry<'_, M>,
     held: Option<&Entry<'_, M>>,
     signer: &Keypair,
+    consent: Option<&Acceptance>,
 ) -> Result<Vec<u8>, Refusal> {
     let me = signer.public().to_peer_id();
     let chain = match held.and_then(chain_of) {
@@ -244,11 +407,20 @@ pub(super) fn authorize<M: NetabaseModel>(
                         "the record was handed over too often; write it under a new key",
                     ));
                 }
+                let position = chain.links.len();
+                let consent = consent
+                    .filter(|c| c.accepts(write.model.0, write.key, &me, &to, position))
+                    .ok_or(Refusal::NotAccepted)?;
                 let at = write.version.timestamp.0;
                 let signature = signer
                     .sign(&message(write.model.0, write.key, &to, at))
                     .map_err(|_| Refusal::NotOwner)?;
-                chain.links.push(Link { to, at, signature });
+                chain.links.push(Link {
+                    to,
+                    at,
+                    signature,
+                    acceptance: consent.signature.clone(),
+                });
             }
             chain
         }
