@@ -856,7 +856,18 @@ async fn members_write_while_their_membership_lasts() {
     // And offered in catch-up by a peer that kept it.
     let keeper_dir = dir.path().join("keeper");
     holding(&keeper_dir, std::slice::from_ref(&late));
-    let (keeper, _) = member_node(&keeper_dir, &[&a], Some(admin)).await;
+    // It only serves: were it to catch up, it would learn of the
+    // revocation and drop that write before A asks for it.
+    let keeper = Netabase::new_with_path(
+        &keeper_dir,
+        config(&[&a], |c| {
+            c.admins.insert(Doc::NAME.to_string(), vec![admin]);
+            c.catch_up = false;
+        }),
+    )
+    .unwrap();
+    keeper.register::<Doc>().unwrap();
+    keeper.start_swarm().await.unwrap();
     let refused = wait_for("A's catch-up with the keeper", &mut a_events, |e| match e {
         Event::CaughtUp { peer, refused, .. } if *peer == keeper.peer_id() => Some(*refused),
         _ => None,
