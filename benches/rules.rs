@@ -1,7 +1,8 @@
 //! What a write rule costs: the same records, the same work, under
 //! `anyone` (no check) and under `owner` and `members`, in one group each,
 //! beside the floor (raw redb). Read `<group>/<rule>/..` against
-//! `<group>/anyone/..`.
+//! `<group>/anyone/..`. Puts and catch-ups are measured paired (see
+//! `paired`): each iteration runs all three rules, so drift cancels.
 //!
 //! ```text
 //! cargo bench --features bench --bench rules
@@ -117,26 +118,17 @@ fn rule_put_local(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("rule_put_local");
     let mut n = 0u64;
-    group.bench_function("anyone/replace_1KiB", |b| {
-        b.iter(|| {
-            n += 1;
-            rt.block_on(node.put_record_locally(notes!(AnyNote, me, n % HELD, n)))
-                .unwrap()
-        })
-    });
-    group.bench_function("owner/replace_1KiB", |b| {
-        b.iter(|| {
-            n += 1;
-            rt.block_on(node.put_record_locally(notes!(OwnedNote, me, n % HELD, n)))
-                .unwrap()
-        })
-    });
-    group.bench_function("members/replace_1KiB", |b| {
-        b.iter(|| {
-            n += 1;
-            rt.block_on(node.put_record_locally(notes!(MemberNote, me, n % HELD, n)))
-                .unwrap()
-        })
+    paired(&mut group, "replace_1KiB", |rule| {
+        n += 1;
+        let id = n % HELD;
+        let start = Instant::now();
+        let written = match rule {
+            Rule::Anyone => rt.block_on(node.put_record_locally(notes!(AnyNote, me, id, n))),
+            Rule::Owner => rt.block_on(node.put_record_locally(notes!(OwnedNote, me, id, n))),
+            Rule::Members => rt.block_on(node.put_record_locally(notes!(MemberNote, me, id, n))),
+        };
+        black_box(written.unwrap());
+        start.elapsed()
     });
     // The floor: the same bytes into a redb table, one commit without fsync.
     let db = redb::Database::create(dir.path().join("floor.redb")).unwrap();
@@ -245,26 +237,27 @@ fn rule_catch_up(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("rule_catch_up");
     group.sample_size(10);
-    for rule in ["anyone", "owner", "members"] {
+    let mut sources = Vec::new();
+    for rule in RULES {
         let dir = tempdir("netabase-rules-source");
         let me = rt.block_on(peer_id_of(dir.path()));
         let source = rt.block_on(async {
             let source = node(dir.path(), &[], Some(me)).await;
             // Each source holds one model's records only.
             match rule {
-                "anyone" => {
+                Rule::Anyone => {
                     let all = (0..CATCH_UP)
                         .map(|id| notes!(AnyNote, me, id, id))
                         .collect();
                     source.put_records_locally::<AnyNote>(all).await.unwrap();
                 }
-                "owner" => {
+                Rule::Owner => {
                     let all = (0..CATCH_UP)
                         .map(|id| notes!(OwnedNote, me, id, id))
                         .collect();
                     source.put_records_locally::<OwnedNote>(all).await.unwrap();
                 }
-                _ => {
+                Rule::Members => {
                     let all = (0..CATCH_UP)
                         .map(|id| notes!(MemberNote, me, id, id))
                         .collect();
@@ -274,20 +267,71 @@ fn rule_catch_up(c: &mut Criterion) {
             source.start_swarm().await.unwrap();
             source
         });
-        group.bench_function(format!("{rule}/fresh_node_2000"), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += fresh_catch_up(&source, me).await;
-                    }
-                    total
-                })
-            })
-        });
+        sources.push((dir, me, source));
+    }
+    paired(&mut group, "fresh_node_2000", |rule| {
+        let (_, me, source) = &sources[rule as usize];
+        rt.block_on(fresh_catch_up(source, *me))
+    });
+    group.finish();
+    for (_, _, source) in sources {
         rt.block_on(source.shutdown()).unwrap();
     }
-    group.finish();
+}
+
+/// The rules compared, in the order `paired` rotates through.
+#[derive(Clone, Copy, Debug)]
+enum Rule {
+    Anyone,
+    Owner,
+    Members,
+}
+
+const RULES: [Rule; 3] = [Rule::Anyone, Rule::Owner, Rule::Members];
+
+/// `<rule>/<what>` for each rule, measured paired: every iteration of
+/// every bench runs the work once under each rule, in an order that
+/// rotates, and reports only its own rule's time. The machine's drift
+/// between benches (often larger than a rule's cost here) then falls on all
+/// three alike, and the ratios to `anyone` are read from one run.
+/// Criterion still measures each bench in its own window of time, so
+/// `paired` also sums every rule's time over all iterations of all three
+/// benches (each of which ran every rule alike) and prints each rule's
+/// ratio to `anyone` from those sums: the figure to read.
+fn paired(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    what: &str,
+    mut run: impl FnMut(Rule) -> Duration,
+) {
+    let totals = std::cell::RefCell::new([Duration::ZERO; 3]);
+    for (k, rule) in RULES.into_iter().enumerate() {
+        let name = format!("{rule:?}").to_lowercase();
+        group.bench_function(format!("{name}/{what}"), |b| {
+            b.iter_custom(|iters| {
+                let mut own = Duration::ZERO;
+                for i in 0..iters as usize {
+                    for j in 0..RULES.len() {
+                        let r = (i + j) % RULES.len();
+                        let took = run(RULES[r]);
+                        totals.borrow_mut()[r] += took;
+                        if r == k {
+                            own += took;
+                        }
+                    }
+                }
+                own
+            })
+        });
+    }
+    let totals = totals.into_inner();
+    let anyone = totals[0].as_secs_f64();
+    if anyone > 0.0 {
+        println!(
+            "{what}, paired over every iteration: owner {:.3}x, members {:.3}x anyone",
+            totals[1].as_secs_f64() / anyone,
+            totals[2].as_secs_f64() / anyone,
+        );
+    }
 }
 
 fn config() -> Criterion {
