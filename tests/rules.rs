@@ -338,7 +338,7 @@ fn holding(dir: &std::path::Path, envelopes: &[Envelope]) {
 /// A chain claiming `from` handed the record to `to`, signed by `signer`
 /// (the same wire form the node writes).
 fn chain(root: PeerId, links: &[(PeerId, u64, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let links: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>)> = links
+    let links: Vec<_> = links
         .iter()
         .map(|(to, at, sig, accepted)| (to.to_bytes(), *at, sig.clone(), accepted.clone()))
         .collect();

@@ -49,10 +49,13 @@ struct Link {
     acceptance: Vec<u8>,
 }
 
+/// A link on the wire: recipient, timestamp, owner's signature, acceptance.
+type WireLink = (Vec<u8>, u64, Vec<u8>, Vec<u8>);
+
 #[derive(Encode, Decode)]
 struct Wire {
     root: Vec<u8>,
-    links: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>)>,
+    links: Vec<WireLink>,
 }
 
 /// A peer's consent to own one record: signed by the new owner (`to`),
