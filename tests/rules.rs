@@ -584,11 +584,26 @@ async fn a_peer_cannot_take_a_record_through_any_path() {
         w.stats()
     );
 
+    // A peer holding nothing for a key accepts it from the owner its
+    // copy, fetched from peers, names; the owner hands it over with that.
+    let (z, _) = start_rules_with(&dir.path().join("z"), &[&a], |c| c.catch_up = false).await;
+    let accepted = z
+        .accept_ownership::<Profile>(ProfileKey("r0".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (accepted.from(), accepted.new_owner()),
+        (a.peer_id(), z.peer_id())
+    );
+    a.hand_over(profile("r0", &z, "to Z"), accepted)
+        .await
+        .unwrap();
+
     // Honest peers still sync with each other.
     a.put_record(profile("p0", &a, "A again")).await.unwrap();
     round(&v, &a).await;
     assert_eq!(bio(&v, "p0").await, Some((a.peer_id(), "A again".into())));
-    for node in [&a, &v, &w, &x, &y] {
+    for node in [&a, &v, &w, &x, &y, &z] {
         node.shutdown().await.unwrap();
     }
 }

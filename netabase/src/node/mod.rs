@@ -556,19 +556,17 @@ impl Netabase {
         key: M::Key,
     ) -> Result<crate::rules::Acceptance, NodeError> {
         use crate::rules::{Acceptance, Chain, Refusal};
-        self.get_record::<M>(key.clone()).await?;
+        // The version found, not the cache: a fetched copy is kept in the
+        // background and may not be held yet.
+        let held = self
+            .find_envelope::<M>(&key)
+            .await?
+            .ok_or(NodeError::NotFound)?;
         let key_bytes = key.to_key_bytes();
-        let record_key = codec::record_key(M::ID, key_bytes.as_slice());
         let refused = |refusal| NodeError::NotAllowed {
             model: M::NAME,
             refusal,
         };
-        let held = self
-            .shared
-            .cache
-            .get(&record_key)
-            .and_then(|cached| Envelope::from_trusted_bytes(&cached.bytes).ok())
-            .ok_or(NodeError::NotFound)?;
         let (owner, handovers) = if held.authority().is_empty() {
             let record = held.open::<M>().ok().flatten().ok_or(NodeError::NotFound)?;
             (record.owner().ok_or(refused(Refusal::NotOwner))?, 0)
@@ -756,14 +754,33 @@ impl Netabase {
     /// [`NodeError::NotFound`] if nobody has it, [`NodeError::NotRunning`] if
     /// it is not local and the swarm is stopped.
     pub async fn get_record<M: NetabaseModel>(&self, key: M::Key) -> Result<M, NodeError> {
+        match self.find_envelope::<M>(&key).await? {
+            Some(envelope) => open_record::<M>(&envelope),
+            None => {
+                // Records written straight into `store()` are local but unsigned.
+                let store = self.shared.store.clone();
+                self.blocking(move || store.tree::<M>().get(&key)?.ok_or(NodeError::NotFound))
+                    .await
+            }
+        }
+    }
+
+    /// The signed version of `M`'s record under `key` that `get_record`
+    /// answers with: the one held, else the newest valid copy peers return
+    /// (sent back to peers with older ones, and kept in the background).
+    /// `None` if nobody has one.
+    async fn find_envelope<M: NetabaseModel>(
+        &self,
+        key: &M::Key,
+    ) -> Result<Option<Envelope>, NodeError> {
         self.check_registered::<M>()?;
         let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
         // Every synced record (and delete) is in the in-memory view: a local
         // answer needs no trip to redb.
         if let Some(cached) = self.shared.cache.get(&record_key) {
-            return open_record::<M>(
-                &Envelope::from_trusted_bytes(&cached.bytes).map_err(|_| NodeError::NotFound)?,
-            );
+            return Envelope::from_trusted_bytes(&cached.bytes)
+                .map(Some)
+                .map_err(|_| NodeError::NotFound);
         }
         let (reply, mut found) = mpsc::unbounded_channel();
         self.send(Command::Get {
@@ -799,11 +816,7 @@ impl Netabase {
             }
         }
         let Some((peer, envelope)) = best.cloned() else {
-            // Records written straight into `store()` are local but unsigned.
-            let store = self.shared.store.clone();
-            return self
-                .blocking(move || store.tree::<M>().get(&key)?.ok_or(NodeError::NotFound))
-                .await;
+            return Ok(None);
         };
         // Peers that answered with an older version get the newest back.
         let stale: Vec<PeerId> = valid
@@ -821,19 +834,18 @@ impl Netabase {
                 })
                 .await;
         }
-        let record = open_record::<M>(&envelope);
         // Keep the copy, off the caller's path: the answer does not wait for a commit.
         let shared = self.shared.clone();
         let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
+        let kept = envelope.clone();
         // The batch path counts what it accepts or refuses, and keeps a copy
         // that loses a unique value as a conflict, as catch-up would.
         tokio::task::spawn_blocking(move || {
-            if let Err(error) = apply::apply_batch(&shared, std::slice::from_ref(&envelope), origin)
-            {
+            if let Err(error) = apply::apply_batch(&shared, std::slice::from_ref(&kept), origin) {
                 tracing::warn!(error = %crate::error::chain(&error), "could not keep a fetched record");
             }
         });
-        record
+        Ok(Some(envelope))
     }
 
     /// Runs a typed query on the local tree of `M` in a read snapshot, off
