@@ -120,25 +120,39 @@ fn not_allowed<T: std::fmt::Debug>(result: Result<T, NodeError>) {
     );
 }
 
-async fn counter(node: &Netabase, id: u64) -> Option<u64> {
-    node.query_local_records::<Counter, _, _>(move |t| {
+/// The record of `M` under `key` in the node's local store.
+async fn held<M: NetabaseModel + Send + 'static>(node: &Netabase, key: M::Key) -> Option<M>
+where
+    M::Key: Send + 'static,
+{
+    node.query_local_records::<M, _, _>(move |t| {
         use netabase::store::Lookup;
-        t.get(&CounterKey(id))
+        t.get(&key)
     })
     .await
     .unwrap()
-    .map(|c| c.value)
+}
+
+/// `owner` hands its profile `handle` to `to`, which accepts it first.
+async fn hand(owner: &Netabase, to: &Netabase, handle: &str, bio: &str) {
+    let accepted = to
+        .accept_ownership::<Profile>(ProfileKey(handle.into()))
+        .await
+        .unwrap();
+    owner
+        .hand_over(profile(handle, to, bio), accepted)
+        .await
+        .unwrap();
+}
+
+async fn counter(node: &Netabase, id: u64) -> Option<u64> {
+    held::<Counter>(node, CounterKey(id)).await.map(|c| c.value)
 }
 
 async fn bio(node: &Netabase, handle: &str) -> Option<(PeerId, String)> {
-    let handle = handle.to_string();
-    node.query_local_records::<Profile, _, _>(move |t| {
-        use netabase::store::Lookup;
-        t.get(&ProfileKey(handle))
-    })
-    .await
-    .unwrap()
-    .map(|p| (p.owner, p.bio))
+    held::<Profile>(node, ProfileKey(handle.into()))
+        .await
+        .map(|p| (p.owner, p.bio))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,13 +292,7 @@ async fn local_writes_follow_the_rules_and_are_never_published_when_refused() {
 
     // An acceptance serves one handover: B hands the profile back to A
     // (which accepts it), and B's old acceptance cannot bring it to B again.
-    let back = a
-        .accept_ownership::<Profile>(ProfileKey("ada".into()))
-        .await
-        .unwrap();
-    b.hand_over(profile("ada", &a, "back to A"), back)
-        .await
-        .unwrap();
+    hand(&b, &a, "ada", "back to A").await;
     round(&a, &b).await;
     assert_eq!(
         bio(&a, "ada").await,
@@ -625,13 +633,7 @@ async fn a_handover_is_accepted_in_any_arrival_order_and_peers_converge() {
 
     // C goes away. A hands "doc" to B, B edits it twice; C edits its own.
     c.stop_swarm().await.unwrap();
-    let accepted = b
-        .accept_ownership::<Profile>(ProfileKey("doc".into()))
-        .await
-        .unwrap();
-    a.hand_over(profile("doc", &b, "handed"), accepted)
-        .await
-        .unwrap();
+    hand(&a, &b, "doc", "handed").await;
     round(&b, &a).await;
     b.put_record(profile("doc", &b, "B's first")).await.unwrap();
     b.put_record(profile("doc", &b, "B's second"))
@@ -774,13 +776,7 @@ fn identity(dir: &std::path::Path) -> Keypair {
 }
 
 async fn doc(node: &Netabase, id: u64) -> Option<String> {
-    node.query_local_records::<Doc, _, _>(move |t| {
-        use netabase::store::Lookup;
-        t.get(&DocKey(id))
-    })
-    .await
-    .unwrap()
-    .map(|d| d.text)
+    held::<Doc>(node, DocKey(id)).await.map(|d| d.text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -555,7 +555,7 @@ impl Netabase {
         &self,
         key: M::Key,
     ) -> Result<crate::rules::Acceptance, NodeError> {
-        use crate::rules::{Acceptance, Chain, Refusal};
+        use crate::rules::{chain_of, Acceptance, Refusal};
         // The version found, not the cache: a fetched copy is kept in the
         // background and may not be held yet.
         let held = self
@@ -567,19 +567,15 @@ impl Netabase {
             model: M::NAME,
             refusal,
         };
-        let (owner, handovers) = if held.authority().is_empty() {
-            let record = held.open::<M>().ok().flatten().ok_or(NodeError::NotFound)?;
-            (record.owner().ok_or(refused(Refusal::NotOwner))?, 0)
-        } else {
-            let chain = Chain::decode(held.authority()).ok_or(refused(Refusal::NotOwner))?;
-            (chain.owner(), chain.transfers())
-        };
+        let record = open_record::<M>(&held)?;
+        let chain =
+            chain_of(&registry::entry(&held, Some(&record))).ok_or(refused(Refusal::NotOwner))?;
         Acceptance::sign(
             &self.shared.keypair,
             M::ID,
             key_bytes.as_slice(),
-            owner,
-            handovers,
+            chain.owner(),
+            chain.transfers(),
         )
         .map_err(refused)
     }

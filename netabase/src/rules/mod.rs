@@ -24,6 +24,7 @@ use crate::Keypair;
 use libp2p_identity::PeerId;
 
 pub use members::{Members, Membership, MembershipKey, MembershipRule};
+pub(crate) use owner::chain_of;
 pub use owner::{Acceptance, Chain, MAX_TRANSFERS};
 
 /// One version of a record as a rule sees it: the new write, or the one

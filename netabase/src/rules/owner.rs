@@ -163,7 +163,7 @@ impl Acceptance {
             && self.key == key
             && self.from == *from
             && self.to == *to
-            && usize::try_from(self.position).is_ok_and(|p| p == position)
+            && u32::try_from(position) == Ok(self.position)
             && accepted(model, key, from, to, position, &self.signature)
     }
 }
@@ -260,28 +260,29 @@ impl Chain {
 
 /// What a handover signature covers.
 fn message(model: u32, key: &[u8], to: &PeerId, at: u64) -> Vec<u8> {
-    let to = to.to_bytes();
-    let mut out = Vec::with_capacity(LINK_CONTEXT.len() + 4 + 4 + key.len() + to.len() + 8);
-    out.extend_from_slice(LINK_CONTEXT);
-    out.extend_from_slice(&model.to_be_bytes());
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&to);
+    let mut out = signed_prefix(LINK_CONTEXT, model, key);
+    out.extend_from_slice(&to.to_bytes());
     out.extend_from_slice(&at.to_be_bytes());
     out
 }
 
 /// What an acceptance signature covers.
 fn accept_message(model: u32, key: &[u8], from: &PeerId, to: &PeerId, position: u32) -> Vec<u8> {
-    let (from, to) = (from.to_bytes(), to.to_bytes());
-    let mut out = Vec::with_capacity(ACCEPT_CONTEXT.len() + 12 + key.len() + from.len() + to.len());
-    out.extend_from_slice(ACCEPT_CONTEXT);
+    let mut out = signed_prefix(ACCEPT_CONTEXT, model, key);
+    out.extend_from_slice(&from.to_bytes());
+    out.extend_from_slice(&to.to_bytes());
+    out.extend_from_slice(&position.to_be_bytes());
+    out
+}
+
+/// The start of every owner-chain signature: its domain, then the record
+/// it is about (model and length-prefixed key).
+fn signed_prefix(context: &[u8], model: u32, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(context.len() + 8 + key.len() + 96);
+    out.extend_from_slice(context);
     out.extend_from_slice(&model.to_be_bytes());
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
-    out.extend_from_slice(&from);
-    out.extend_from_slice(&to);
-    out.extend_from_slice(&position.to_be_bytes());
     out
 }
 
@@ -323,7 +324,7 @@ fn named<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<PeerId> {
 /// The chain a version carries: decoded, or (an empty authority) its
 /// owner alone: the record's owner field, or a delete's signer. `None` for
 /// bytes that are no chain.
-fn chain_of<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<Chain> {
+pub(crate) fn chain_of<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<Chain> {
     if entry.authority.is_empty() {
         let root = if entry.delete {
             Some(entry.writer)
