@@ -11,6 +11,18 @@ pub mod models {
 
     use netabase::NetabaseModel;
 
+    /// An item of a shared list: the model of the browser tests and of the
+    /// browser example.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq, Eq)]
+    #[netabase(name = "Item")]
+    pub struct Item {
+        #[primary_key]
+        pub id: u64,
+        #[secondary_key]
+        pub list: String,
+        pub text: String,
+    }
+
     /// A nested field type: derives bincode through netabase's re-export, so the
     /// test crate has no bincode dependency of its own.
     #[derive(Clone, Debug, PartialEq, Eq, netabase::Encode, netabase::Decode)]

@@ -14,7 +14,7 @@ pub enum Error {
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// From the node.
-    #[cfg(feature = "native")]
+    #[cfg(feature = "node")]
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
 }
@@ -24,7 +24,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// `error` and every source under it, joined with ": ", for logs: a storage
 /// failure's cause (`No space left on device`) sits several sources down.
-#[cfg(feature = "native")]
+#[cfg(feature = "node")]
 pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();

@@ -43,7 +43,7 @@
 //! [`node::NodeChange`] on [`node::Netabase::watch`].
 //!
 //! ```no_run
-//! # #[cfg(feature = "native")]
+//! # #[cfg(feature = "node")]
 //! # async fn run() -> netabase::Result<()> {
 //! use netabase::node::{Netabase, NetabaseConfig};
 //! # #[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
@@ -101,7 +101,7 @@ pub mod codec;
 mod error;
 pub mod key;
 pub mod model;
-#[cfg(feature = "native")]
+#[cfg(feature = "node")]
 pub mod node;
 pub mod rules;
 pub mod sample;

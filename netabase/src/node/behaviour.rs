@@ -5,13 +5,12 @@ use std::time::Duration;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, kad, mdns, noise, request_response, tcp, yamux,
-    StreamProtocol, Swarm,
+    allow_block_list, connection_limits, identify, kad, request_response, StreamProtocol, Swarm,
 };
 
 use super::catchup::{SyncCodec, SYNC_PROTOCOL};
 use super::record_store::{KadStore, RecordCache};
-use super::{NetabaseConfig, NodeError};
+use super::{platform, NetabaseConfig, NodeError};
 use crate::Keypair;
 
 /// Our own Kademlia protocol: netabase peers form their own DHT, apart from IPFS's.
@@ -35,72 +34,67 @@ pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) kad: kad::Behaviour<KadStore>,
     pub(crate) identify: identify::Behaviour,
-    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) mdns: Toggle<platform::Mdns>,
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
 }
 
-pub(crate) fn build_swarm(
+pub(crate) async fn build_swarm(
     keypair: &Keypair,
     config: &NetabaseConfig,
     cache: RecordCache,
 ) -> Result<Swarm<Behaviour>, NodeError> {
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| NodeError::Transport(Box::new(e)))?
-        .with_behaviour(|key| {
-            let local = key.public().to_peer_id();
-            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-            kad_config
-                .set_max_packet_size(config.max_packet_bytes())
-                // Inbound records are validated and stored by the node, not by Kademlia.
-                .set_record_filtering(kad::StoreInserts::FilterBoth)
-                .set_record_ttl(None)
-                .set_provider_record_ttl(None)
-                .set_replication_interval(config.replication_interval)
-                .set_publication_interval(config.publication_interval)
-                .set_query_timeout(config.query_timeout);
-            let store = KadStore::new(cache, local, config.max_record_bytes);
-            let mut kad = kad::Behaviour::with_config(local, store, kad_config);
-            // Client mode is the default until an external address is confirmed,
-            // and clients are never sent records.
-            kad.set_mode(Some(kad::Mode::Server));
-            let identify = identify::Behaviour::new(identify::Config::new(
-                IDENTIFY_PROTOCOL.to_string(),
-                key.public(),
-            ));
-            let mdns = if config.mdns {
-                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
-            } else {
-                None
-            };
-            let sync = request_response::Behaviour::with_codec(
-                SyncCodec::default(),
-                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(config.query_timeout)
-                    .with_max_concurrent_streams(STREAMS_PER_CONNECTION),
-            );
-            let limits = connection_limits::ConnectionLimits::default()
-                .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER))
-                .with_max_established(Some(config.max_connections))
-                .with_max_pending_incoming(Some(config.max_connections.div_ceil(4).max(8)))
-                .with_max_established_incoming(Some(config.max_connections));
-            Ok(Behaviour {
-                blocked: allow_block_list::Behaviour::default(),
-                limits: connection_limits::Behaviour::new(limits),
-                kad,
-                identify,
-                mdns: Toggle::from(mdns),
-                sync,
-            })
-        })
-        .map_err(|e| NodeError::Transport(Box::new(e)))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
-        .build();
-    Ok(swarm)
+    platform::swarm(keypair, IDLE_CONNECTION, |key| behaviour(key, config, cache)).await
+}
+
+/// The behaviour, for the swarm's key, on any transport.
+fn behaviour(
+    key: &Keypair,
+    config: &NetabaseConfig,
+    cache: RecordCache,
+) -> Result<Behaviour, platform::BoxError> {
+    let local = key.public().to_peer_id();
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config
+        .set_max_packet_size(config.max_packet_bytes())
+        // Inbound records are validated and stored by the node, not by Kademlia.
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_record_ttl(None)
+        .set_provider_record_ttl(None)
+        .set_replication_interval(config.replication_interval)
+        .set_publication_interval(config.publication_interval)
+        .set_query_timeout(config.query_timeout);
+    let store = KadStore::new(cache, local, config.max_record_bytes);
+    let mut kad = kad::Behaviour::with_config(local, store, kad_config);
+    // Client mode is the default until an external address is confirmed,
+    // and clients are never sent records. A node that can be dialled serves.
+    kad.set_mode(Some(platform::KAD_MODE));
+    let identify = identify::Behaviour::new(identify::Config::new(
+        IDENTIFY_PROTOCOL.to_string(),
+        key.public(),
+    ));
+    let mdns = if config.mdns {
+        Some(platform::mdns(local)?)
+    } else {
+        None
+    };
+    let sync = request_response::Behaviour::with_codec(
+        SyncCodec::default(),
+        [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.query_timeout)
+            .with_max_concurrent_streams(STREAMS_PER_CONNECTION),
+    );
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER))
+        .with_max_established(Some(config.max_connections))
+        .with_max_pending_incoming(Some(config.max_connections.div_ceil(4).max(8)))
+        .with_max_established_incoming(Some(config.max_connections));
+    Ok(Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(limits),
+        kad,
+        identify,
+        mdns: Toggle::from(mdns),
+        sync,
+    })
 }

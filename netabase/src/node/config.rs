@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use super::platform;
 use crate::store::Durability;
 
 /// How many peers must acknowledge a write for it to succeed.
@@ -41,7 +42,10 @@ pub enum WriteQuorum {
 /// ```
 #[derive(Clone, Debug)]
 pub struct NetabaseConfig {
-    /// Addresses to listen on. Default: every IPv4 interface, a free port.
+    /// Addresses to listen on: TCP (`/ip4/0.0.0.0/tcp/0`) and WebSocket,
+    /// which browsers dial (`/ip4/0.0.0.0/tcp/8080/ws`). Default: TCP on
+    /// every IPv4 interface, a free port. In a browser: none (it cannot
+    /// listen), and the node refuses any.
     pub listen_addresses: Vec<Multiaddr>,
     /// Peers dialled at start, as `/ip4/../tcp/../p2p/<peer id>` addresses.
     pub bootstrap_peers: Vec<Multiaddr>,
@@ -70,7 +74,8 @@ pub struct NetabaseConfig {
     /// fetch.
     pub catch_up: bool,
     /// How often to reconcile with every connected peer (as well as on each
-    /// new connection). Default 5 minutes; `None`: only on connect.
+    /// new connection). Default 5 minutes natively, 30 s in a browser (the
+    /// one way other peers' writes reach it); `None`: only on connect.
     pub catch_up_interval: Option<Duration>,
     /// How long a network query may take. Default 30 s.
     pub query_timeout: Duration,
@@ -103,16 +108,17 @@ pub struct NetabaseConfig {
 impl Default for NetabaseConfig {
     fn default() -> Self {
         NetabaseConfig {
-            listen_addresses: vec!["/ip4/0.0.0.0/tcp/0"
-                .parse()
-                .expect("a valid literal address")],
+            listen_addresses: platform::DEFAULT_LISTEN
+                .iter()
+                .map(|a| a.parse().expect("a valid literal address"))
+                .collect(),
             bootstrap_peers: Vec::new(),
             max_record_bytes: 60 * 1024,
             write_quorum: WriteQuorum::Available,
             replication_interval: Some(Duration::from_secs(60 * 60)),
             publication_interval: Some(Duration::from_secs(12 * 60 * 60)),
             catch_up: true,
-            catch_up_interval: Some(Duration::from_secs(5 * 60)),
+            catch_up_interval: Some(platform::CATCH_UP_INTERVAL),
             query_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(5 * 60),
             tombstone_horizon: Some(Duration::from_secs(30 * 24 * 60 * 60)),
@@ -159,6 +165,15 @@ impl NetabaseConfig {
         }
         if self.query_timeout.is_zero() {
             return invalid("query_timeout", "0 would end every query at once".into());
+        }
+        if !platform::CAN_LISTEN && !self.listen_addresses.is_empty() {
+            return invalid(
+                "listen_addresses",
+                "a browser cannot listen: leave it empty and dial a native node (it reaches you back over that connection)".into(),
+            );
+        }
+        if !platform::CAN_LISTEN && self.mdns {
+            return invalid("mdns", "a browser has no mDNS".into());
         }
         if self.catch_up_interval.is_some_and(|d| d.is_zero())
             || self.replication_interval.is_some_and(|d| d.is_zero())

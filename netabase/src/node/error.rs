@@ -126,5 +126,5 @@ pub enum NodeError {
     Stopped,
     /// A blocking storage task failed to run.
     #[error("a storage task failed")]
-    Task(#[source] tokio::task::JoinError),
+    Task(#[source] super::TaskError),
 }

@@ -1,7 +1,9 @@
 //! The node's identity key, kept in its data directory so its peer id
 //! survives restarts.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::Write;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use libp2p::identity::Keypair;
@@ -10,6 +12,7 @@ use super::NodeError;
 
 /// Reads the keypair at `path`, or creates one there (readable by the owner
 /// only) if the file does not exist.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn load_or_create(path: &Path) -> Result<Keypair, NodeError> {
     let io = |source| NodeError::Io {
         path: path.to_owned(),
@@ -52,4 +55,36 @@ pub(crate) fn load_or_create(path: &Path) -> Result<Keypair, NodeError> {
         }
         Err(error) => Err(io(error)),
     }
+}
+
+/// Reads the keypair kept in the browser storage `name`, or creates one
+/// there: a worker has no `localStorage`, so it sits beside the database.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn load_or_create_in_browser(
+    name: &str,
+    file: &str,
+) -> Result<Keypair, NodeError> {
+    let place = || std::path::PathBuf::from(format!("opfs:{name}/{file}"));
+    let io = |source| NodeError::Io {
+        path: place(),
+        source,
+    };
+    let handle = crate::store::OpfsFile::open(name, file).await?;
+    let result = (|| {
+        let bytes = handle.read_all().map_err(io)?;
+        if !bytes.is_empty() {
+            return Keypair::from_protobuf_encoding(&bytes)
+                .map_err(|_| NodeError::BadIdentity { path: place() });
+        }
+        let keypair = Keypair::generate_ed25519();
+        let bytes = keypair
+            .to_protobuf_encoding()
+            .map_err(|_| NodeError::BadIdentity { path: place() })?;
+        // One write of a few dozen bytes: OPFS writes it whole or throws.
+        handle.replace(&bytes).map_err(io)?;
+        tracing::info!(storage = name, peer_id = %keypair.public().to_peer_id(), "created a node identity");
+        Ok(keypair)
+    })();
+    handle.close();
+    result
 }

@@ -39,23 +39,25 @@ mod horizon;
 mod identity;
 mod inbound;
 mod members;
+mod platform;
 mod record_store;
 mod registry;
 mod stats;
 mod watch;
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use libp2p::kad::{Quorum, Record, RecordKey};
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
-use tokio::task::JoinHandle;
 
 pub use behaviour::KAD_PROTOCOL;
 pub use catchup::SYNC_PROTOCOL;
 pub use config::{NetabaseConfig, WriteQuorum};
 pub use error::NodeError;
+pub use platform::TaskError;
 pub use event::{CatchUpFailure, ChangeKind, Event, Origin};
 pub use libp2p::multiaddr::{Multiaddr, Protocol};
 pub use stats::{NodeStats, Rejection};
@@ -136,7 +138,7 @@ impl Shared {
 
 struct Running {
     commands: mpsc::Sender<Command>,
-    task: JoinHandle<()>,
+    task: platform::Task<()>,
 }
 
 /// A Netabase node. Cheap to clone: clones share the node.
@@ -169,6 +171,7 @@ impl Netabase {
     /// [`NodeError::Io`] if the directory or key cannot be created or read,
     /// [`NodeError::BadIdentity`] for a corrupt key file, [`NodeError::Store`]
     /// if the database cannot be opened (e.g. another process holds it).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new_with_path(
         path: impl AsRef<Path>,
         config: NetabaseConfig,
@@ -179,7 +182,51 @@ impl Netabase {
         let store = Store::builder()
             .durability(config.durability)
             .open(dir.join(DATABASE_FILE))?;
-        Self::with_store(dir, keypair, store, config)
+        Self::with_store(&dir.display(), keypair, store, config)
+    }
+
+    /// Opens (or creates) a node in the browser's storage `name`: its redb
+    /// database and identity key in the origin private file system
+    /// (OPFS), so records and peer id survive a page reload. Only in a
+    /// dedicated Web Worker, the one place a browser gives synchronous
+    /// file access; the page talks to the worker (see the README's
+    /// "In the browser").
+    ///
+    /// The storage is locked while the node has it open: a second tab
+    /// opening the same `name` gets [`StoreError::AlreadyOpen`](crate::StoreError::AlreadyOpen)
+    /// (give each tab its own name, or share one tab's node).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Config`] for an out-of-range configuration (one that
+    /// listens, or asks for mDNS: a browser can do neither);
+    /// [`NodeError::Store`] with `AlreadyOpen`, or with `Browser` if there
+    /// is no OPFS here (the page's main thread) or it refuses the files;
+    /// [`NodeError::BadIdentity`] for a corrupt key.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn open_in_browser(name: &str, config: NetabaseConfig) -> Result<Self, NodeError> {
+        config.validate()?;
+        let keypair = identity::load_or_create_in_browser(name, IDENTITY_FILE).await?;
+        let store = Store::builder()
+            .durability(config.durability)
+            .open_in_browser(name, DATABASE_FILE)
+            .await?;
+        Self::with_store(&format_args!("opfs:{name}"), keypair, store, config)
+    }
+
+    /// A node whose records live in memory only, under a new identity:
+    /// everything is gone when it is dropped. For tests, caches, and pages
+    /// that sync but keep nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Config`] for an out-of-range configuration.
+    pub fn new_in_memory(config: NetabaseConfig) -> Result<Self, NodeError> {
+        config.validate()?;
+        let store = Store::builder()
+            .durability(config.durability)
+            .in_memory()?;
+        Self::with_store(&"memory", Keypair::generate_ed25519(), store, config)
     }
 
     /// Opens a node on a store of the caller's (tests use one on a disk
@@ -189,6 +236,7 @@ impl Netabase {
     ///
     /// As [`new_with_path`](Self::new_with_path).
     #[doc(hidden)]
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new_with_store(
         path: impl AsRef<Path>,
         store: Store,
@@ -197,11 +245,11 @@ impl Netabase {
         config.validate()?;
         let dir = path.as_ref();
         let keypair = open_dir(dir)?;
-        Self::with_store(dir, keypair, store, config)
+        Self::with_store(&dir.display(), keypair, store, config)
     }
 
     fn with_store(
-        dir: &Path,
+        place: &dyn std::fmt::Display,
         keypair: Keypair,
         store: Store,
         config: NetabaseConfig,
@@ -224,7 +272,7 @@ impl Netabase {
                 Err(error) => tracing::warn!(%error, "skipped an unreadable stored envelope"),
             }
         }
-        tracing::info!(%peer_id, path = %dir.display(), records = cache.len(), "opened node");
+        tracing::info!(%peer_id, path = %place, records = cache.len(), "opened node");
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         drop(read);
         let clock =
@@ -330,7 +378,7 @@ impl Netabase {
         }
         let shared = &self.shared;
         let mut swarm =
-            behaviour::build_swarm(&shared.keypair, &shared.config, shared.cache.clone())?;
+            behaviour::build_swarm(&shared.keypair, &shared.config, shared.cache.clone()).await?;
         shared
             .listen_addrs
             .lock()
@@ -365,11 +413,11 @@ impl Netabase {
             }
         }
         let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
-        let task = tokio::spawn(EventLoop::new(swarm, shared.clone(), rx).run());
+        let task = platform::spawn(EventLoop::new(swarm, shared.clone(), rx).run());
         if let Some(address) = shared.config.listen_addresses.first() {
             // Binding is normally immediate; a listener that never comes up
             // must not hang the caller.
-            if tokio::time::timeout(LISTEN_TIMEOUT, listening)
+            if platform::timeout(LISTEN_TIMEOUT, listening)
                 .await
                 .is_err()
             {
@@ -434,14 +482,14 @@ impl Netabase {
         }
         // Every handle holds one `running` and one `shared`; tasks hold only
         // `shared`. Once the counts match, no task is left.
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        let deadline = platform::Instant::now() + SHUTDOWN_WAIT;
         let mut idle = false;
-        while tokio::time::Instant::now() < deadline {
+        while platform::Instant::now() < deadline {
             if Arc::strong_count(&self.shared) <= Arc::strong_count(&self.running) {
                 idle = true;
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            platform::sleep(std::time::Duration::from_millis(2)).await;
         }
         // The node's own handle writes: closing it is never refused.
         let _ = self.shared.store.close();
@@ -471,7 +519,7 @@ impl Netabase {
             reply,
         })
         .await?;
-        match tokio::time::timeout(self.shared.config.query_timeout, done).await {
+        match platform::timeout(self.shared.config.query_timeout, done).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(NodeError::Stopped),
             Err(_) => Err(NodeError::Dial {
@@ -588,7 +636,7 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         let (staged_tx, staged) = oneshot::channel();
-        let commit = tokio::task::spawn_blocking(move || {
+        let commit = platform::blocking(move || {
             let envelope = seal(&shared, &record.key(), Some(&record), consent.as_ref())?;
             check_size(&shared, &envelope, M::NAME)?;
             apply::apply_staged(&shared, &envelope, || {
@@ -836,7 +884,7 @@ impl Netabase {
         let kept = envelope.clone();
         // The batch path counts what it accepts or refuses, and keeps a copy
         // that loses a unique value as a conflict, as catch-up would.
-        tokio::task::spawn_blocking(move || {
+        platform::blocking(move || {
             if let Err(error) = apply::apply_batch(&shared, std::slice::from_ref(&kept), origin) {
                 tracing::warn!(error = %crate::error::chain(&error), "could not keep a fetched record");
             }
@@ -1057,7 +1105,7 @@ impl Netabase {
             return;
         }
         tracing::debug!(records = own.len(), "republishing own records");
-        tokio::spawn(async move {
+        platform::spawn(async move {
             let permits = Arc::new(Semaphore::new(REPUBLISH_IN_FLIGHT));
             for (key, cached) in own {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -1072,7 +1120,7 @@ impl Netabase {
                 if commands.send(command).await.is_err() {
                     return;
                 }
-                tokio::spawn(async move {
+                platform::spawn(async move {
                     // A failed republish is retried at the next interval or start.
                     let _ = done.await;
                     drop(permit);
@@ -1111,13 +1159,14 @@ impl Netabase {
         &self,
         f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
     ) -> Result<T, NodeError> {
-        tokio::task::spawn_blocking(f)
+        platform::blocking(f)
             .await
             .map_err(NodeError::Task)?
     }
 }
 
 /// Creates a node's data directory if needed; loads (or creates) its identity.
+#[cfg(not(target_arch = "wasm32"))]
 fn open_dir(dir: &Path) -> Result<Keypair, NodeError> {
     std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
         path: dir.to_owned(),

@@ -1,7 +1,7 @@
 //! Errors of the store layer.
 
 use std::fmt;
-#[cfg(feature = "native")]
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::PathBuf;
 
 use crate::codec::CodecError;
@@ -11,7 +11,7 @@ use crate::codec::CodecError;
 #[non_exhaustive]
 pub enum StoreError {
     /// The database file could not be opened or created.
-    #[cfg(feature = "native")]
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("could not open the database at {}", path.display())]
     Open {
         /// The file that was asked for.
@@ -19,6 +19,16 @@ pub enum StoreError {
         /// What the storage engine reported.
         #[source]
         source: EngineError,
+    },
+    /// A browser refused storage: no origin private file system here (the
+    /// page's main thread, or a browser that has none), or it refused the
+    /// file. Only in browsers.
+    #[error("the browser refused to {op}: {detail}")]
+    Browser {
+        /// What netabase was doing.
+        op: &'static str,
+        /// What the browser reported.
+        detail: String,
     },
     /// The database is already open, in this process or another.
     #[error("the database is already open elsewhere (another Store or process holds it)")]

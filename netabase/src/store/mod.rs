@@ -34,6 +34,8 @@ mod envelopes;
 mod error;
 mod layout;
 mod lookup;
+#[cfg(all(target_arch = "wasm32", feature = "node"))]
+mod opfs;
 mod read;
 mod records;
 mod tables;
@@ -45,6 +47,8 @@ use std::sync::{Arc, RwLock};
 
 pub use error::{EngineError, StoreError};
 pub use lookup::Lookup;
+#[cfg(all(target_arch = "wasm32", feature = "node"))]
+pub use opfs::OpfsFile;
 pub use read::{ReadTransaction, ReadTree};
 pub use records::Records;
 pub use tables::MAX_KEY_BYTES;
@@ -129,7 +133,7 @@ impl StoreBuilder {
     /// [`check_integrity`](Self::check_integrity)). A file left by an
     /// unclean shutdown (a killed process) is not damaged: redb repairs its
     /// allocator state on open, as after any crash, and that is logged.
-    #[cfg(feature = "native")]
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(self, path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
         let open = {
@@ -140,7 +144,7 @@ impl StoreBuilder {
         Ok(self.finish(db, Some(Box::new(open))))
     }
 
-    #[cfg(feature = "native")]
+    #[cfg(not(target_arch = "wasm32"))]
     fn create_file(&self, path: &std::path::Path) -> Result<redb::Database, StoreError> {
         let open_error = |error: redb::DatabaseError| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
@@ -187,6 +191,20 @@ impl StoreBuilder {
     /// [`StoreError::Storage`] if redb cannot initialise it.
     pub fn in_memory(self) -> Result<Store, StoreError> {
         self.with_backend(redb::backends::InMemoryBackend::new())
+    }
+
+    /// Opens (or creates) the database `file` in the browser's origin
+    /// private file system, under the directory `name`; only in a
+    /// dedicated Web Worker (see [`OpfsFile`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`OpfsFile::open`]; [`StoreError::Storage`] if the file is not a
+    /// redb database.
+    #[cfg(all(target_arch = "wasm32", feature = "node"))]
+    pub async fn open_in_browser(self, name: &str, file: &str) -> Result<Store, StoreError> {
+        let file = OpfsFile::open(name, file).await?;
+        self.with_backend(file)
     }
 
     /// Opens a database on a custom redb storage backend (used by tests to
@@ -307,7 +325,7 @@ impl Store {
     /// # Errors
     ///
     /// As [`StoreBuilder::open`].
-    #[cfg(feature = "native")]
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
         StoreBuilder::default().open(path)
     }

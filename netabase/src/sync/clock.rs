@@ -62,7 +62,6 @@ impl Clock {
     pub const DEFAULT_MAX_DRIFT_MS: u64 = 5 * 60 * 1000;
 
     /// A clock on the system's wall clock.
-    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn system(max_drift_ms: u64) -> Self {
         Self::with_wall_clock(max_drift_ms, system_millis)
     }
@@ -155,10 +154,10 @@ impl Clock {
     }
 }
 
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+// web-time's: std's `SystemTime::now()` panics in a browser.
 fn system_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         // A clock set before 1970 reads as the epoch; the counter still advances.
         .unwrap_or(0)

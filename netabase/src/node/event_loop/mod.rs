@@ -11,7 +11,7 @@ use futures::StreamExt;
 use libp2p::kad::{self, GetRecordOk, PutRecordError, QueryId, QueryResult, Quorum, Record};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{identify, mdns, request_response, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, request_response, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -19,7 +19,7 @@ use super::catchup::Fetches;
 use super::event::{CatchUpFailure, Event};
 use super::inbound::{self, Pushed};
 use super::stats::Rejection;
-use super::{health, horizon, NodeError, Shared};
+use super::{health, horizon, platform, NodeError, Shared};
 
 /// How often deletes past the horizon are collected (also at start).
 const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -74,7 +74,7 @@ struct Storage {
     /// Kademlia is in client mode: peers send us no records.
     refusing: bool,
     probing: bool,
-    next_probe: std::time::Instant,
+    next_probe: platform::Instant,
     backoff: Duration,
 }
 
@@ -83,7 +83,7 @@ impl Default for Storage {
         Storage {
             refusing: false,
             probing: false,
-            next_probe: std::time::Instant::now(),
+            next_probe: platform::Instant::now(),
             backoff: health::FIRST_BACKOFF,
         }
     }
@@ -121,7 +121,7 @@ impl EventLoop {
         // Bootstrap peers are dialled at the first tick, then redialled
         // until they answer and whenever they go away.
         let mut redial = Redial::default();
-        let now = std::time::Instant::now();
+        let now = platform::Instant::now();
         for address in &shared.config.bootstrap_peers {
             if let Some(peer) = super::peer_of(address) {
                 redial.bootstrap(peer, address.clone(), now);
@@ -153,10 +153,10 @@ impl EventLoop {
             .config
             .catch_up_interval
             .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
-        let mut catch_up = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut gc = tokio::time::interval(GC_INTERVAL);
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let now = platform::Instant::now();
+        let mut catch_up = platform::Interval::new(now + period, period);
+        let mut gc = platform::Interval::new(now, GC_INTERVAL);
+        let mut housekeeping = platform::Interval::new(now, HOUSEKEEPING);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -170,7 +170,7 @@ impl EventLoop {
                 _ = self.shared.health.changed.notified() => self.watch_storage(),
                 _ = gc.tick() => {
                     let shared = self.shared.clone();
-                    tokio::task::spawn_blocking(move || {
+                    platform::blocking(move || {
                         if let Err(error) = horizon::collect_tombstones(&shared) {
                             tracing::warn!(%error, "could not collect deletes");
                         }
@@ -260,19 +260,19 @@ impl EventLoop {
         if degraded && !self.storage.refusing {
             self.storage.refusing = true;
             self.storage.backoff = health::FIRST_BACKOFF;
-            self.storage.next_probe = std::time::Instant::now() + self.storage.backoff;
+            self.storage.next_probe = platform::Instant::now() + self.storage.backoff;
             // Client mode: peers stop sending records we could not store.
             self.swarm
                 .behaviour_mut()
                 .kad
                 .set_mode(Some(kad::Mode::Client));
         }
-        if degraded && !self.storage.probing && std::time::Instant::now() >= self.storage.next_probe
+        if degraded && !self.storage.probing && platform::Instant::now() >= self.storage.next_probe
         {
             self.storage.probing = true;
             let shared = self.shared.clone();
             let internal = self.internal.clone();
-            tokio::task::spawn_blocking(move || {
+            platform::blocking(move || {
                 let result = health::probe(&shared).map_err(|error| crate::error::chain(&error));
                 let _ = internal.send(Internal::Probed(result));
             });
@@ -287,21 +287,21 @@ impl EventLoop {
                 self.swarm
                     .behaviour_mut()
                     .kad
-                    .set_mode(Some(kad::Mode::Server));
+                    .set_mode(Some(platform::KAD_MODE));
                 // Whatever arrived meanwhile (or was acknowledged and lost).
                 self.reconcile_with_all();
             }
             Err(error) => {
                 tracing::debug!(%error, "the store still fails");
                 self.storage.backoff = (self.storage.backoff * 2).min(health::MAX_BACKOFF);
-                self.storage.next_probe = std::time::Instant::now() + self.storage.backoff;
+                self.storage.next_probe = platform::Instant::now() + self.storage.backoff;
             }
         }
     }
 
     fn housekeeping(&mut self) {
         self.watch_storage();
-        let now = std::time::Instant::now();
+        let now = platform::Instant::now();
         for (peer, addresses) in self.redial.due(now) {
             if self.peers.is_banned(&peer) || self.swarm.is_connected(&peer) {
                 continue;
@@ -369,8 +369,8 @@ impl EventLoop {
                         .remove_address(&peer_id, &ephemeral);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(peers))) => {
-                for (peer_id, address) in peers {
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => {
+                for (peer_id, address) in platform::discovered(event) {
                     self.swarm
                         .behaviour_mut()
                         .kad
@@ -421,7 +421,7 @@ impl EventLoop {
                 // Left in the table: with port reuse it may be where the
                 // peer listens, and Kademlia drops addresses it fails to dial.
                 self.ephemeral.remove(&peer_id);
-                self.redial.disconnected(peer_id, std::time::Instant::now());
+                self.redial.disconnected(peer_id, platform::Instant::now());
                 self.fail(peer_id, CatchUpFailure::Disconnected);
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
@@ -433,7 +433,7 @@ impl EventLoop {
             } => {
                 if let Some(peer) = peer_id {
                     if !self.swarm.is_connected(&peer) {
-                        self.redial.failed(peer, std::time::Instant::now());
+                        self.redial.failed(peer, platform::Instant::now());
                     }
                 }
                 if let Some((address, reply)) = self.dials.remove(&connection_id) {
@@ -476,7 +476,7 @@ impl EventLoop {
                     Pushed::Queued => {}
                     Pushed::StartWorker => {
                         let shared = self.shared.clone();
-                        tokio::task::spawn_blocking(move || inbound::drain(&shared));
+                        platform::blocking(move || inbound::drain(&shared));
                     }
                     Pushed::Full => {
                         self.shared.counters.reject(Rejection::Overloaded);

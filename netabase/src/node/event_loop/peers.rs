@@ -4,7 +4,9 @@
 //! retry later.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::node::platform::Instant;
 
 use libp2p::request_response::{InboundRequestId, ResponseChannel};
 use libp2p::PeerId;

@@ -5,7 +5,9 @@
 //! learned from Identify are given up after failing for an hour.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::node::platform::Instant;
 
 use libp2p::{Multiaddr, PeerId};
 

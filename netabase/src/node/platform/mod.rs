@@ -1,0 +1,45 @@
+//! What differs between a native node and one in a browser: spawning,
+//! timers, blocking work, the transport, storage and time. The rest of the
+//! node is shared code and calls only what this module exports.
+//!
+//! Natively, tasks run on tokio and storage work on its blocking pool. In a
+//! browser (a dedicated Web Worker, one thread), tasks run on the worker's
+//! event loop through `wasm-bindgen-futures`, timers are `futures-timer`'s,
+//! and "blocking" work runs as a task of its own, which long jobs split
+//! with [`yield_now`] so the worker keeps answering.
+
+use std::fmt;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use native::*;
+
+#[cfg(target_arch = "wasm32")]
+mod web;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use web::*;
+
+/// Time for timers and deadlines: std's natively; the browser's
+/// `performance.now()` in wasm32, where std's panics.
+pub(crate) use web_time::Instant;
+
+/// A task that ended without an output: it panicked, or its runtime shut
+/// down before it ran.
+#[derive(Debug)]
+pub struct TaskError(pub(crate) String);
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// What a behaviour's constructor may fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A future that timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Elapsed;
