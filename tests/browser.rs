@@ -41,10 +41,11 @@ async fn control(call: &str) -> (u16, String) {
     let base = option_env!("NETABASE_BROWSER_CONTROL")
         .expect("built by tests/browser/run, which sets NETABASE_BROWSER_CONTROL");
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response: web_sys::Response = JsFuture::from(scope.fetch_with_str(&format!("{base}{call}")))
-        .await
-        .expect("the control API answers")
-        .unchecked_into();
+    let response: web_sys::Response =
+        JsFuture::from(scope.fetch_with_str(&format!("{base}{call}")))
+            .await
+            .expect("the control API answers")
+            .unchecked_into();
     let body = JsFuture::from(response.text().unwrap()).await.unwrap();
     (response.status(), body.as_string().unwrap())
 }
@@ -91,7 +92,10 @@ fn item(id: u64, list: &str, text: &str) -> Item {
 #[wasm_bindgen_test]
 async fn a_browser_put_arrives_at_the_native_node_typed_and_indexed() {
     let node = connected(config()).await;
-    let published = node.put_record(item(1001, "from-browser", "hello from a tab")).await.unwrap();
+    let published = node
+        .put_record(item(1001, "from-browser", "hello from a tab"))
+        .await
+        .unwrap();
     // The native node acknowledged it: Kademlia's put reached a server.
     assert!(published.replicated);
     wait_until("the native node holds it", || async {
@@ -107,7 +111,10 @@ async fn a_native_put_reaches_the_browser_as_an_event_and_by_secondary_key() {
     let node = connected(config()).await;
     let native = node.dial(native_node()).await.unwrap();
     let mut changes = node.watch::<Item>().unwrap();
-    assert_eq!(control("/put?id=2001&list=from-native&text=hi+tab").await.0, 200);
+    assert_eq!(
+        control("/put?id=2001&list=from-native&text=hi+tab").await.0,
+        200
+    );
     // A browser is a Kademlia client: pushes do not reach it, catch-up does.
     node.catch_up().await.unwrap();
     let change = loop {
@@ -117,7 +124,10 @@ async fn a_native_put_reaches_the_browser_as_an_event_and_by_secondary_key() {
         }
     };
     assert_eq!(change.origin, Origin::Peer(native));
-    assert_eq!(change.record.as_deref(), Some(&item(2001, "from-native", "hi tab")));
+    assert_eq!(
+        change.record.as_deref(),
+        Some(&item(2001, "from-native", "hi tab"))
+    );
     let found = node
         .query_local_records::<Item, _, _>(|tree| tree.by_list("from-native"))
         .await
@@ -135,7 +145,12 @@ async fn get_record_fetches_a_record_only_the_native_node_holds() {
     })
     .await;
     assert_eq!(control("/seed?from=3001&count=1&list=fetched").await.0, 200);
-    assert!(node.store().tree::<Item>().get(&ItemKey(3001)).unwrap().is_none());
+    assert!(node
+        .store()
+        .tree::<Item>()
+        .get(&ItemKey(3001))
+        .unwrap()
+        .is_none());
     let fetched = node.get_record::<Item>(ItemKey(3001)).await.unwrap();
     assert_eq!(fetched, item(3001, "fetched", "seeded 3001"));
     node.shutdown().await.unwrap();
@@ -144,10 +159,19 @@ async fn get_record_fetches_a_record_only_the_native_node_holds() {
 #[wasm_bindgen_test]
 async fn a_browser_back_online_converges_with_what_the_native_node_did_meanwhile() {
     let node = connected(config()).await;
-    assert_eq!(control("/put?id=4000&list=offline&text=kept+until+deleted").await.0, 200);
+    assert_eq!(
+        control("/put?id=4000&list=offline&text=kept+until+deleted")
+            .await
+            .0,
+        200
+    );
     node.catch_up().await.unwrap();
     wait_until("the browser holds 4000", || async {
-        node.store().tree::<Item>().get(&ItemKey(4000)).unwrap().is_some()
+        node.store()
+            .tree::<Item>()
+            .get(&ItemKey(4000))
+            .unwrap()
+            .is_some()
     })
     .await;
     node.stop_swarm().await.unwrap();
@@ -159,7 +183,9 @@ async fn a_browser_back_online_converges_with_what_the_native_node_did_meanwhile
     ] {
         assert_eq!(control(call).await.0, 200, "{call}");
     }
-    node.put_record_locally(item(4003, "offline", "written offline in the tab")).await.unwrap();
+    node.put_record_locally(item(4003, "offline", "written offline in the tab"))
+        .await
+        .unwrap();
     node.start_swarm().await.unwrap();
     node.dial(native_node()).await.unwrap();
     wait_until("both ends hold the same records", || async {
@@ -169,9 +195,16 @@ async fn a_browser_back_online_converges_with_what_the_native_node_did_meanwhile
     })
     .await;
     let tree = node.store().tree::<Item>();
-    assert!(tree.get(&ItemKey(4000)).unwrap().is_none(), "the delete reached the browser");
+    assert!(
+        tree.get(&ItemKey(4000)).unwrap().is_none(),
+        "the delete reached the browser"
+    );
     assert!(tree.get(&ItemKey(4001)).unwrap().is_some());
-    assert_eq!(control("/get?id=4003").await.0, 200, "the offline write reached the native node");
+    assert_eq!(
+        control("/get?id=4003").await.0,
+        200,
+        "the offline write reached the native node"
+    );
     node.shutdown().await.unwrap();
 }
 
@@ -183,7 +216,9 @@ async fn records_and_the_peer_id_survive_a_reload() {
     node.register::<Item>().unwrap();
     let peer_id = node.peer_id();
     for id in 5001..5004 {
-        node.put_record_locally(item(id, "reload", "kept in OPFS")).await.unwrap();
+        node.put_record_locally(item(id, "reload", "kept in OPFS"))
+            .await
+            .unwrap();
     }
     // A second tab on the same storage is refused while this one holds it.
     match Netabase::open_in_browser(&name, config()).await {
@@ -219,7 +254,12 @@ async fn a_record_with_a_bad_signature_is_refused_in_the_browser() {
         other => panic!("expected NotFound, got {other:?}"),
     }
     assert!(node.stats().rejected(Rejection::BadSignature) >= 1);
-    assert!(node.store().tree::<Item>().get(&ItemKey(666)).unwrap().is_none());
+    assert!(node
+        .store()
+        .tree::<Item>()
+        .get(&ItemKey(666))
+        .unwrap()
+        .is_none());
     node.shutdown().await.unwrap();
 }
 

@@ -16,7 +16,6 @@
 //! `/seed?from=N&count=K&list=L` (K records written locally, for catch-up),
 //! `/quit`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,15 +25,20 @@ use netabase::codec::{record_key, Envelope};
 use netabase::node::{Netabase, NetabaseConfig};
 use netabase::{KeyEncode, Keypair, Lookup, NetabaseModel};
 use netabase_workspace::models::{Item, ItemKey, ItemQueries};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "../../examples/browser/http.rs"]
+mod http;
 
 /// The key of the forged record the hostile peer serves.
 const FORGED_ID: u64 = 666;
 
 #[tokio::main]
 async fn main() {
-    let dir = std::env::args().nth(1).expect("usage: browser-test-peer <data dir>");
+    let dir = std::env::args()
+        .nth(1)
+        .expect("usage: browser-test-peer <data dir>");
     let config = NetabaseConfig {
         listen_addresses: vec!["/ip4/127.0.0.1/tcp/0/ws".parse().unwrap()],
         ..NetabaseConfig::default()
@@ -145,43 +149,26 @@ async fn serve(
     node: &Netabase,
     quit: &tokio::sync::mpsc::Sender<()>,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
-    // The rest of the head: nothing in it matters here.
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).await? <= 2 {
-            break;
-        }
-    }
-    let target = line.split_whitespace().nth(1).unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let args: HashMap<&str, String> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k, unescape(v)))
-        .collect();
-    let number = |name: &str| args.get(name).and_then(|v| v.parse::<u64>().ok());
-    let text = |name: &str| args.get(name).cloned().unwrap_or_default();
-    let (status, body) = match path {
+    let request = http::Request::read(stream).await?;
+    let number = |name: &str| request.number(name).unwrap_or(0);
+    let (status, body) = match request.path.as_str() {
         "/put" => {
             let item = Item {
-                id: number("id").unwrap_or(0),
-                list: text("list"),
-                text: text("text"),
+                id: number("id"),
+                list: request.text("list"),
+                text: request.text("text"),
             };
             match node.put_record(item).await {
                 Ok(_) => (200, "ok".to_string()),
                 Err(error) => (500, error.to_string()),
             }
         }
-        "/delete" => match node.remove_record::<Item>(ItemKey(number("id").unwrap_or(0))).await {
+        "/delete" => match node.remove_record::<Item>(ItemKey(number("id"))).await {
             Ok(held) => (200, held.to_string()),
             Err(error) => (500, error.to_string()),
         },
         "/get" => {
-            let id = number("id").unwrap_or(0);
+            let id = number("id");
             match node
                 .query_local_records::<Item, _, _>(move |tree| tree.get(&ItemKey(id)))
                 .await
@@ -192,7 +179,7 @@ async fn serve(
             }
         }
         "/count" => {
-            let list = text("list");
+            let list = request.text("list");
             match node
                 .query_local_records::<Item, _, _>(move |tree| tree.by_list(list.as_str()))
                 .await
@@ -203,9 +190,7 @@ async fn serve(
         }
         "/fingerprint" => (200, format!("{:?}", node.sync_fingerprint())),
         "/seed" => {
-            let from = number("from").unwrap_or(0);
-            let count = number("count").unwrap_or(0);
-            let list = text("list");
+            let (from, count, list) = (number("from"), number("count"), request.text("list"));
             let mut result = (200, count.to_string());
             for id in from..from + count {
                 let item = Item {
@@ -224,41 +209,7 @@ async fn serve(
             let _ = quit.send(()).await;
             (200, "bye".to_string())
         }
-        _ => (404, format!("no such call: {path}")),
+        path => (404, format!("no such call: {path}")),
     };
-    let reason = if status == 200 { "OK" } else { "Not OK" };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = reader.into_inner();
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// `%XX` and `+` in a query value.
-fn unescape(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match value
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    request.respond(status, "text/plain", body.as_bytes()).await
 }

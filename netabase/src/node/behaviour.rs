@@ -43,7 +43,10 @@ pub(crate) async fn build_swarm(
     config: &NetabaseConfig,
     cache: RecordCache,
 ) -> Result<Swarm<Behaviour>, NodeError> {
-    platform::swarm(keypair, IDLE_CONNECTION, |key| behaviour(key, config, cache)).await
+    platform::swarm(keypair, IDLE_CONNECTION, |key| {
+        behaviour(key, config, cache)
+    })
+    .await
 }
 
 /// The behaviour, for the swarm's key, on any transport.

@@ -31,7 +31,8 @@ const MAX_RESPONSE_READ: usize = 16 * 1024 * 1024;
 /// new streams fail until reads finish, so many peers cannot together pin
 /// memory with half-sent messages.
 const READ_BUDGET: usize = 64 * 1024 * 1024;
-/// Keys asked for in one fetch.
+/// Keys answered in one fetch, at most (a peer may ask fewer: see
+/// `platform::FETCH_KEYS`).
 pub(crate) const FETCH_BATCH: usize = 512;
 /// Key bytes asked for in one fetch (at least one key).
 pub(crate) const FETCH_BATCH_BYTES: usize = 512 * 1024;
@@ -281,7 +282,7 @@ impl Fetches {
         let mut batch = Vec::new();
         let mut bytes = 0;
         while let Some(key) = queue.front() {
-            if batch.len() == FETCH_BATCH
+            if batch.len() == super::platform::FETCH_KEYS
                 || (!batch.is_empty() && bytes + key.len() > FETCH_BATCH_BYTES)
             {
                 break;

@@ -57,9 +57,9 @@ pub use behaviour::KAD_PROTOCOL;
 pub use catchup::SYNC_PROTOCOL;
 pub use config::{NetabaseConfig, WriteQuorum};
 pub use error::NodeError;
-pub use platform::TaskError;
 pub use event::{CatchUpFailure, ChangeKind, Event, Origin};
 pub use libp2p::multiaddr::{Multiaddr, Protocol};
+pub use platform::TaskError;
 pub use stats::{NodeStats, Rejection};
 pub use watch::{NodeChange, NodeChanges};
 
@@ -223,9 +223,7 @@ impl Netabase {
     /// [`NodeError::Config`] for an out-of-range configuration.
     pub fn new_in_memory(config: NetabaseConfig) -> Result<Self, NodeError> {
         config.validate()?;
-        let store = Store::builder()
-            .durability(config.durability)
-            .in_memory()?;
+        let store = Store::builder().durability(config.durability).in_memory()?;
         Self::with_store(&"memory", Keypair::generate_ed25519(), store, config)
     }
 
@@ -417,10 +415,7 @@ impl Netabase {
         if let Some(address) = shared.config.listen_addresses.first() {
             // Binding is normally immediate; a listener that never comes up
             // must not hang the caller.
-            if platform::timeout(LISTEN_TIMEOUT, listening)
-                .await
-                .is_err()
-            {
+            if platform::timeout(LISTEN_TIMEOUT, listening).await.is_err() {
                 let _ = commands.send(Command::Shutdown).await;
                 let _ = task.await;
                 return Err(NodeError::Listen {
@@ -1159,9 +1154,7 @@ impl Netabase {
         &self,
         f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
     ) -> Result<T, NodeError> {
-        platform::blocking(f)
-            .await
-            .map_err(NodeError::Task)?
+        platform::blocking(f).await.map_err(NodeError::Task)?
     }
 }
 

@@ -172,7 +172,11 @@ fn error_name(error: &JsValue) -> Option<String> {
 
 fn describe(error: &JsValue) -> String {
     match error.dyn_ref::<js_sys::Error>() {
-        Some(error) => format!("{}: {}", String::from(error.name()), String::from(error.message())),
+        Some(error) => format!(
+            "{}: {}",
+            String::from(error.name()),
+            String::from(error.message())
+        ),
         None => format!("{error:?}"),
     }
 }

@@ -5,8 +5,8 @@
 //! Natively, tasks run on tokio and storage work on its blocking pool. In a
 //! browser (a dedicated Web Worker, one thread), tasks run on the worker's
 //! event loop through `wasm-bindgen-futures`, timers are `futures-timer`'s,
-//! and "blocking" work runs as a task of its own, which long jobs split
-//! with [`yield_now`] so the worker keeps answering.
+//! and "blocking" work runs as a task of its own, in pieces small enough
+//! that the worker keeps answering.
 
 use std::fmt;
 

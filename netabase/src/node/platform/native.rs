@@ -23,6 +23,9 @@ pub(crate) const DEFAULT_LISTEN: &[&str] = &["/ip4/0.0.0.0/tcp/0"];
 /// The default `catch_up_interval`.
 pub(crate) const CATCH_UP_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
+/// Keys this node asks for in one fetch: as many as a peer answers.
+pub(crate) const FETCH_KEYS: usize = 512;
+
 /// A spawned task's output. Dropping it detaches the task.
 pub(crate) struct Task<T>(tokio::task::JoinHandle<T>);
 
@@ -51,17 +54,16 @@ pub(crate) fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'sta
     Task(tokio::task::spawn_blocking(work))
 }
 
-/// Lets other tasks run. Natively, blocking work runs on its own threads and
-/// never needs this.
-pub(crate) async fn yield_now() {}
-
 /// Waits for `duration`.
 pub(crate) async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await
 }
 
 /// `future`'s output, or [`Elapsed`] after `duration`.
-pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+pub(crate) async fn timeout<F: Future>(
+    duration: Duration,
+    future: F,
+) -> Result<F::Output, Elapsed> {
     tokio::time::timeout(duration, future)
         .await
         .map_err(|_| Elapsed)
