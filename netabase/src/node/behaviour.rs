@@ -24,8 +24,9 @@ const STREAMS_PER_CONNECTION: usize = 8;
 /// sync keep their connection between catch-ups (libp2p's default of 60 s
 /// would close it between two), and a peer that went away is redialled.
 pub(crate) const IDLE_CONNECTION: Duration = Duration::from_secs(60 * 60);
-/// The Identify protocol version string.
-const IDENTIFY_PROTOCOL: &str = "/netabase/id/1.0.0";
+/// The Identify protocol version string: peers announce their listen
+/// addresses and protocols (whether they serve Kademlia) under it.
+pub const IDENTIFY_PROTOCOL: &str = "/netabase/id/1.0.0";
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {

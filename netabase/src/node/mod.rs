@@ -53,7 +53,7 @@ use libp2p::kad::{Quorum, Record, RecordKey};
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 
-pub use behaviour::KAD_PROTOCOL;
+pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use catchup::SYNC_PROTOCOL;
 pub use config::{NetabaseConfig, WriteQuorum};
 pub use error::NodeError;

@@ -14,7 +14,7 @@ use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, request_response, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::catchup::Fetches;
 use super::event::{CatchUpFailure, Event};
 use super::inbound::{self, Pushed};
@@ -100,7 +100,8 @@ pub(crate) struct EventLoop {
     reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
     peers: Peers,
     /// The remote address of a peer that dialled us, kept in the routing
-    /// table only until its real listen addresses are known.
+    /// table only until its real listen addresses are known, or, for a
+    /// peer that listens nowhere, until its connection closes.
     ephemeral: HashMap<PeerId, Multiaddr>,
     /// Known peers and when to dial them again.
     redial: Redial,
@@ -350,12 +351,23 @@ impl EventLoop {
             })) => {
                 // Identify's addresses do not reach the routing table on their own.
                 self.redial.learn(peer_id, &info.listen_addrs);
+                if !info.protocols.contains(&KAD_PROTOCOL) {
+                    // A Kademlia client (a browser): it answers no queries,
+                    // and the address it came from is no place to reach it.
+                    // Kept in the table, it would be handed to others as a
+                    // closer peer that each of their queries waits on.
+                    self.ephemeral.remove(&peer_id);
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+                    return;
+                }
+                if info.listen_addrs.is_empty() {
+                    // It listens nowhere: its connection is the only way to
+                    // it, and the ephemeral address goes when that closes.
+                    return;
+                }
                 let ephemeral = self.ephemeral.remove(&peer_id);
                 // With port reuse the remote address is a listen address.
-                let listens_there = |e: &Multiaddr| {
-                    info.listen_addrs.is_empty() || info.listen_addrs.iter().any(|a| a == e)
-                };
-                let ephemeral = ephemeral.filter(|e| !listens_there(e));
+                let ephemeral = ephemeral.filter(|e| !info.listen_addrs.contains(e));
                 for address in info.listen_addrs {
                     self.swarm
                         .behaviour_mut()
@@ -418,9 +430,16 @@ impl EventLoop {
             } => {
                 self.fetches.drop_peer(peer_id);
                 self.peers.drop_peer(&peer_id);
-                // Left in the table: with port reuse it may be where the
-                // peer listens, and Kademlia drops addresses it fails to dial.
-                self.ephemeral.remove(&peer_id);
+                // An address the peer dialled from and never said it
+                // listens on (no Identify, or none of its listen addresses)
+                // named only this connection: handed to others, it would
+                // make their queries wait on a dial that cannot succeed.
+                if let Some(ephemeral) = self.ephemeral.remove(&peer_id) {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .remove_address(&peer_id, &ephemeral);
+                }
                 self.redial.disconnected(peer_id, platform::Instant::now());
                 self.fail(peer_id, CatchUpFailure::Disconnected);
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
