@@ -19,6 +19,10 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+#[path = "browser/probe.rs"]
+mod probe;
+use probe::Probe;
+
 /// How long a wait in these tests may take before it fails.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -260,6 +264,51 @@ async fn a_record_with_a_bad_signature_is_refused_in_the_browser() {
         .get(&ItemKey(666))
         .unwrap()
         .is_none());
+    node.shutdown().await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn the_worker_keeps_serving_while_it_catches_up() {
+    const RECORDS: u64 = 3_000;
+    /// How long the page may wait for the worker: the bound on a frozen
+    /// worker (a fetched batch is about 5-10 ms of work).
+    const LONGEST_MS: f64 = 50.0;
+    assert_eq!(
+        control(&format!("/seed?from=20000&count={RECORDS}&list=busy"))
+            .await
+            .0,
+        200
+    );
+    let name = format!("busy-{}", js_sys::Date::now() as u64);
+    let node = Netabase::open_in_browser(&name, config()).await.unwrap();
+    node.register::<Item>().unwrap();
+    let probe = Probe::start(&node);
+    node.start_swarm().await.unwrap();
+    node.dial(native_node()).await.unwrap();
+    wait_until("the records arrived", || async {
+        node.query_local_records::<Item, _, _>(|tree| tree.by_list("busy"))
+            .await
+            .unwrap()
+            .len() as u64
+            == RECORDS
+    })
+    .await;
+    probe.stop();
+    assert!(
+        probe.rounds.get() > 10,
+        "probed {} times",
+        probe.rounds.get()
+    );
+    assert!(
+        probe.message.get() < LONGEST_MS,
+        "a message waited {:.1} ms",
+        probe.message.get()
+    );
+    assert!(
+        probe.read.get() < LONGEST_MS,
+        "a local read took {:.1} ms",
+        probe.read.get()
+    );
     node.shutdown().await.unwrap();
 }
 

@@ -16,6 +16,10 @@ use web_time::Instant;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+#[path = "browser/probe.rs"]
+mod probe;
+use probe::Probe;
+
 /// Records the catch-up figure is measured on.
 const CATCH_UP_RECORDS: u64 = 10_000;
 /// Samples of each latency.
@@ -115,6 +119,8 @@ async fn measure_the_browser_node() {
     let fresh = Netabase::open_in_browser(&name, config()).await.unwrap();
     fresh.register::<Item>().unwrap();
     let mut events = fresh.subscribe_to_broadcasts();
+    // What a page would wait for meanwhile.
+    let probe = Probe::start(&fresh);
     let start = Instant::now();
     fresh.start_swarm().await.unwrap();
     let native = fresh.dial(native_node()).await.unwrap();
@@ -143,6 +149,13 @@ async fn measure_the_browser_node() {
         "MEASURE catch-up of {received} records from the native node into OPFS: {:.2} s, {:.0} records/s",
         elapsed,
         received as f64 / elapsed
+    );
+    probe.stop();
+    console_log!(
+        "MEASURE during that catch-up: a message to the worker waited at most {:.1} ms, a local read took at most {:.1} ms ({} probes)",
+        probe.message.get(),
+        probe.read.get(),
+        probe.rounds.get()
     );
 
     // Puts from a node whose store is in OPFS (durable commits).

@@ -171,21 +171,26 @@ fn build_page(pkg: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let status = Command::new(&cargo)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "wasm-release",
             "--target",
             "wasm32-unknown-unknown",
             "--example",
             "browser-app",
         ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()?;
     if !status.success() {
         return Err("building the page's wasm module failed (is the target installed? `rustup target add wasm32-unknown-unknown`)".into());
     }
-    let wasm = "target/wasm32-unknown-unknown/release/examples/browser_app.wasm";
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let wasm = target.join("wasm32-unknown-unknown/wasm-release/examples/browser_app.wasm");
     let status = Command::new("wasm-bindgen")
         .args(["--target", "web", "--no-typescript", "--out-dir"])
         .arg(pkg)
-        .arg(wasm)
+        .arg(&wasm)
         .status()
         .map_err(|error| {
             format!("could not run wasm-bindgen ({error}): install it with `cargo install wasm-bindgen-cli --version <the wasm-bindgen version in Cargo.lock>`, or run tests/browser/run once")

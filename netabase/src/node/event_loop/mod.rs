@@ -171,7 +171,7 @@ impl EventLoop {
                 _ = self.shared.health.changed.notified() => self.watch_storage(),
                 _ = gc.tick() => {
                     let shared = self.shared.clone();
-                    platform::blocking(move || {
+                    platform::background(move || {
                         if let Err(error) = horizon::collect_tombstones(&shared) {
                             tracing::warn!(%error, "could not collect deletes");
                         }
@@ -273,7 +273,7 @@ impl EventLoop {
             self.storage.probing = true;
             let shared = self.shared.clone();
             let internal = self.internal.clone();
-            platform::blocking(move || {
+            platform::background(move || {
                 let result = health::probe(&shared).map_err(|error| crate::error::chain(&error));
                 let _ = internal.send(Internal::Probed(result));
             });
@@ -495,7 +495,7 @@ impl EventLoop {
                     Pushed::Queued => {}
                     Pushed::StartWorker => {
                         let shared = self.shared.clone();
-                        platform::blocking(move || inbound::drain(&shared));
+                        platform::background(move || inbound::drain(&shared));
                     }
                     Pushed::Full => {
                         self.shared.counters.reject(Rejection::Overloaded);

@@ -101,7 +101,7 @@ impl EventLoop {
         self.fetches.reset_progress(peer);
         let shared = self.shared.clone();
         let internal = self.internal.clone();
-        platform::blocking(move || {
+        platform::background(move || {
             let parts = shared.cache.with_items(reconcile::initiate);
             let request = SyncRequest::Reconcile(horizon::watermarks(&shared), parts);
             let _ = internal.send(Internal::Reconcile { peer, request });
@@ -119,7 +119,7 @@ impl EventLoop {
     ) {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
-        platform::blocking(move || {
+        platform::background(move || {
             let cx = context(&shared, theirs);
             let response = reconcile::respond_each(&parts, &cx, |answer| {
                 shared.cache.with_items(|items| answer(items))
@@ -141,7 +141,7 @@ impl EventLoop {
     fn continue_off_loop(&self, peer: PeerId, theirs: Watermarks, parts: Vec<reconcile::Part>) {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
-        platform::blocking(move || {
+        platform::background(move || {
             let cx = Context {
                 fetching: true,
                 ..context(&shared, theirs)
@@ -284,7 +284,7 @@ impl EventLoop {
         self.fetches.storing(peer);
         let shared = self.shared.clone();
         let internal = self.internal.clone();
-        platform::blocking(move || {
+        platform::background(move || {
             let failed = horizon::drop_ghosts(&shared, peer, &ghosts, ours, theirs)
                 .inspect_err(
                     |error| tracing::warn!(%peer, %error, "could not drop records deleted elsewhere"),
@@ -364,7 +364,7 @@ impl EventLoop {
             .store(0, std::sync::atomic::Ordering::Relaxed);
         if horizon::caught_up(&self.shared, exchange.started) {
             let shared = self.shared.clone();
-            platform::blocking(move || {
+            platform::background(move || {
                 if let Err(error) = horizon::persist_synced(&shared) {
                     tracing::warn!(%error, "could not record a finished catch-up");
                 }
@@ -534,7 +534,7 @@ impl EventLoop {
                 // Copying up to a few MiB of envelopes: off the loop.
                 let shared = self.shared.clone();
                 let internal = self.internal.clone();
-                platform::blocking(move || {
+                platform::background(move || {
                     let response = SyncResponse::Records(records_for(&shared, &keys));
                     let _ = internal.send(Internal::Respond {
                         peer,
@@ -664,7 +664,7 @@ impl EventLoop {
         self.fetches.storing(peer);
         let shared = self.shared.clone();
         let internal = self.internal.clone();
-        platform::blocking(move || {
+        platform::background(move || {
             let mut refused = 0;
             let valid: Vec<_> = apply::validate_batch(&shared, &pairs)
                 .into_iter()

@@ -54,6 +54,12 @@ pub(crate) fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'sta
     Task(tokio::task::spawn_blocking(work))
 }
 
+/// Storage work the node does on its own (syncing, answering peers): on
+/// the blocking pool too, which has threads enough for both.
+pub(crate) fn background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Task<T> {
+    blocking(work)
+}
+
 /// Waits for `duration`.
 pub(crate) async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,10 +28,12 @@ pub(crate) const DEFAULT_LISTEN: &[&str] = &[];
 pub(crate) const CATCH_UP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Keys this node asks for in one fetch. Each fetched batch is verified and
-/// stored in one go on the worker's only thread: ed25519 runs 3-6x slower
-/// in a browser than natively, and 128 records keep that under about 30 ms,
-/// so the worker answers the page and the network in between.
-pub(crate) const FETCH_KEYS: usize = 128;
+/// stored in one go on the worker's only thread, and ed25519 runs 3-6x
+/// slower in a browser than natively: 64 records take about 5 ms (128 took
+/// 10), so with the turn [`blocking`] yields before each batch, a timer or
+/// a page's message waits at most about 17 ms during a catch-up (29-46 ms
+/// with 128, measured by `tests/browser/run --measure`).
+pub(crate) const FETCH_KEYS: usize = 64;
 
 /// A spawned task's output. Dropping it detaches the task.
 pub(crate) struct Task<T>(oneshot::Receiver<T>);
@@ -58,12 +61,62 @@ where
     Task(output)
 }
 
-/// Runs storage work as a task of its own: the worker has one thread, so
-/// the work runs there, between the node's other tasks, never inside the
-/// swarm's poll. Each piece is bounded (see [`FETCH_KEYS`]), and the
-/// worker's messages and timers run between pieces.
+/// Runs storage work a caller waits on as a task of its own: the worker
+/// has one thread, so the work runs there, between the node's other tasks,
+/// never inside the swarm's poll, after the worker's waiting tasks
+/// (messages, timers, socket data).
 pub(crate) fn blocking<T: 'static>(work: impl FnOnce() -> T + 'static) -> Task<T> {
-    spawn(async move { work() })
+    spawn(async move {
+        next_turn().await;
+        work()
+    })
+}
+
+/// Storage work the node does on its own (storing fetched batches,
+/// answering peers): one piece at a time, each bounded (see
+/// [`FETCH_KEYS`]) and after a turn, so the worker's tasks wait behind at
+/// most one piece, not behind every batch that arrived, and a caller's
+/// work ([`blocking`]) does not queue behind them at all.
+pub(crate) fn background<T: 'static>(work: impl FnOnce() -> T + 'static) -> Task<T> {
+    spawn(async move {
+        let lane = LANE.with(Rc::clone);
+        let _held = lane.lock().await;
+        next_turn().await;
+        work()
+    })
+}
+
+thread_local! {
+    /// The node's own storage work, waiting in order.
+    static LANE: Rc<futures::lock::Mutex<()>> = Rc::new(futures::lock::Mutex::new(()));
+}
+
+/// Lets the worker's event loop take its next task before going on.
+///
+/// Futures run as microtasks, and the browser runs every microtask queued
+/// before it takes the next task: a page's message, a timer, a socket's
+/// data. Awaiting a resolved promise yields only to other microtasks, and
+/// storage work chained through them (fetched batches arriving while one
+/// is stored) held a 5 ms timer back for 60 ms. A zero timer would yield,
+/// but nested timers are clamped to 4 ms; a message to ourselves through a
+/// `MessageChannel` is the next task at once.
+async fn next_turn() {
+    let Ok(channel) = web_sys::MessageChannel::new() else {
+        return;
+    };
+    let turn = js_sys::Promise::new(&mut |resolve, _| {
+        channel.port1().set_onmessage(Some(&resolve));
+        if channel
+            .port2()
+            .post_message(&wasm_bindgen::JsValue::NULL)
+            .is_err()
+        {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(turn).await;
+    // Held until the message arrives: the ports must outlive it.
+    channel.port1().set_onmessage(None);
 }
 
 /// Waits for `duration`.
