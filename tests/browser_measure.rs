@@ -3,6 +3,9 @@
 //! both). Prints the figures the README reports; asserts only that each
 //! operation did what it says.
 #![cfg(target_arch = "wasm32")]
+// Built without the script too (clippy, `cargo test --workspace --target
+// wasm32-unknown-unknown`), saying at run time what is missing.
+#![allow(clippy::option_env_unwrap)]
 
 use std::time::Duration;
 
@@ -26,11 +29,15 @@ const CATCH_UP_RECORDS: u64 = 10_000;
 const SAMPLES: usize = 50;
 
 fn native_node() -> netabase::node::Multiaddr {
-    env!("NETABASE_BROWSER_NODE").parse().unwrap()
+    option_env!("NETABASE_BROWSER_NODE")
+        .expect("built by tests/browser/run --measure, which sets NETABASE_BROWSER_NODE")
+        .parse()
+        .unwrap()
 }
 
 async fn control(call: &str) -> (u16, String) {
-    let base = env!("NETABASE_BROWSER_CONTROL");
+    let base = option_env!("NETABASE_BROWSER_CONTROL")
+        .expect("built by tests/browser/run --measure, which sets NETABASE_BROWSER_CONTROL");
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let response: web_sys::Response =
         JsFuture::from(scope.fetch_with_str(&format!("{base}{call}")))

@@ -34,6 +34,13 @@
 //! operations are iterative: split and merge run top-down, fixing aggregates
 //! on the way down, so no call stack grows with the tree.
 
+// On 32-bit targets (wasm32) `MAX_NODES` is `usize::MAX`: the checks
+// against it are then always false, and still needed on 64-bit ones.
+#![cfg_attr(
+    target_pointer_width = "32",
+    allow(clippy::absurd_extreme_comparisons, clippy::unnecessary_min_or_max)
+)]
+
 use std::cmp::Ordering;
 use std::collections::hash_map::RandomState;
 use std::fmt;
