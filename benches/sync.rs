@@ -14,6 +14,8 @@
 //! | `reconcile_equal_100k` | `reconcile::initiate` / `respond` between two equal 100,000-item sets until a message is empty, in-process (`netabase/initiate_respond`); and two running nodes holding the same 100,000 records, from `catch_up()` to `Event::CaughtUp` (`netabase/node_round`) | XOR + count of the same 100,000 digests, once per side, from a `Vec` |
 //! | `reconcile_fresh_1m` | an empty set reconciling with a set of 1,000,000 items (12-byte record keys), in memory, until a message is empty: every message encoded and decoded as on the wire (`netabase/exchange`) | the list of the 1,000,000 keys and states it learns, bincode-encoded and decoded once (`raw_bincode/encode_decode_items`) |
 //!
+//! | `verify_512` | `Envelope::from_bytes_many` of 512 envelopes (a fetched batch) by 1 and by 8 writers: decoding and the batched signature check | ed25519-dalek's `verify_batch` over 512 signatures of messages as long, by as many writers; and `verify` on each |
+//!
 //! `catch_up_100k` reports records/s (`Throughput::Elements`). Its timer
 //! starts at B's `start_swarm` (B's empty data directory is made before) and
 //! stops when B's counters show every record accepted; the count is then
@@ -842,6 +844,73 @@ fn reconcile_fresh_1m(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------
+// verify_512: what bounds catch-up, one fetched batch's signature checks.
+
+/// Envelopes per batch: a fetch's.
+const VERIFY_BATCH: usize = 512;
+
+fn verify_512(c: &mut Criterion) {
+    use ed25519_dalek::{Signer, SigningKey, Verifier};
+    let mut group = c.benchmark_group("verify_512");
+    group.throughput(Throughput::Elements(VERIFY_BATCH as u64));
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64;
+    for writers in [1usize, 8] {
+        let keys: Vec<Keypair> = (0..writers).map(|_| Keypair::generate_ed25519()).collect();
+        let envelopes: Vec<Vec<u8>> = (0..VERIFY_BATCH)
+            .map(|i| {
+                let stamp = netabase::sync::Timestamp::new(millis, i as u16);
+                Envelope::seal(&keys[i % writers], &note(i as u64), stamp)
+                    .expect("seal a note")
+                    .as_bytes()
+                    .to_vec()
+            })
+            .collect();
+        group.bench_function(format!("netabase/from_bytes_many/{writers}_writers"), |b| {
+            b.iter(|| {
+                let checked =
+                    Envelope::from_bytes_many(envelopes.iter().map(Vec::as_slice), 1 << 20);
+                assert!(checked.iter().all(Result::is_ok));
+                checked
+            })
+        });
+        // The floor: dalek's batch over signatures of messages as long as
+        // the envelopes' signed part, by as many writers.
+        let signers: Vec<SigningKey> = (0..writers)
+            .map(|w| SigningKey::from_bytes(&[w as u8 + 1; 32]))
+            .collect();
+        let messages: Vec<Vec<u8>> = envelopes
+            .iter()
+            .map(|e| e[..e.len() - 64].to_vec())
+            .collect();
+        let signatures: Vec<ed25519_dalek::Signature> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| signers[i % writers].sign(m))
+            .collect();
+        let verifying: Vec<ed25519_dalek::VerifyingKey> = (0..VERIFY_BATCH)
+            .map(|i| signers[i % writers].verifying_key())
+            .collect();
+        let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        group.bench_function(format!("raw_dalek/verify_batch/{writers}_writers"), |b| {
+            b.iter(|| ed25519_dalek::verify_batch(&slices, &signatures, &verifying).expect("valid"))
+        });
+        if writers == 1 {
+            group.bench_function("raw_dalek/verify_each", |b| {
+                b.iter(|| {
+                    for ((m, s), k) in slices.iter().zip(&signatures).zip(&verifying) {
+                        k.verify(m, s).expect("valid");
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
 
 fn config() -> Criterion {
     Criterion::default()
@@ -854,6 +923,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = catch_up_100k, reconcile_equal_100k, reconcile_fresh_1m,
+    targets = catch_up_100k, reconcile_equal_100k, reconcile_fresh_1m, verify_512,
 }
 criterion_main!(benches);

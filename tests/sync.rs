@@ -206,6 +206,59 @@ async fn concurrent_writes_to_one_key_from_three_nodes_agree_on_one_winner() {
     assert_identical(&[&a, &b, &c]).await;
 }
 
+/// Both peers fetch from each other at full speed over one connection:
+/// each has its fetches and a reconciliation message out and the other's to
+/// answer. (With a per-connection stream limit below that, a stream failed
+/// with "max sub-streams reached" and the exchange ended incomplete, to be
+/// retried only by the next periodic catch-up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_peers_catch_up_with_each_other_at_once_without_a_failed_request() {
+    const EACH: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, mut a_events) = start(&dir.path().join("a"), &[]).await;
+    let b = open(&dir.path().join("b"), config(&[], |_| {})).await;
+    for (node, base) in [(&a, 0), (&b, EACH)] {
+        for chunk in (base..base + EACH).collect::<Vec<_>>().chunks(3000) {
+            let batch = chunk
+                .iter()
+                .map(|&i| user(i, &format!("{i}@example.com"), (i % 90) as u32))
+                .collect();
+            node.put_records_locally(batch).await.unwrap();
+        }
+    }
+    let mut b_events = b.subscribe_to_broadcasts();
+    b.start_swarm().await.unwrap();
+    b.dial(address_of(&a)).await.unwrap();
+    // Both sides start their exchange on connect; neither may fail. (Some
+    // records also arrive pushed: a node republishes its own at start.)
+    for (events, peer, name) in [
+        (&mut a_events, b.peer_id(), "A"),
+        (&mut b_events, a.peer_id(), "B"),
+    ] {
+        let outcome = wait_for(&format!("{name}'s catch-up"), events, |e| match e {
+            Event::CaughtUp {
+                peer: p, received, ..
+            } if *p == peer => Some(Ok(*received)),
+            Event::CatchUpFailed { peer: p, reason } if *p == peer => Some(Err(*reason)),
+            _ => None,
+        })
+        .await;
+        assert!(
+            outcome.is_ok_and(|n| n > 0),
+            "{name}'s catch-up: {outcome:?}"
+        );
+    }
+    for node in [&a, &b] {
+        let stats = node.stats();
+        assert_eq!(
+            (stats.accepted, stats.catch_ups_failed),
+            (EACH, 0),
+            "{stats:?}"
+        );
+    }
+    assert_identical(&[&a, &b]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_in_the_middle_of_a_catch_up_finishes_it() {
     const N: u64 = 20_000;

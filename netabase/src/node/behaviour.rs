@@ -8,7 +8,7 @@ use libp2p::{
     allow_block_list, connection_limits, identify, kad, request_response, StreamProtocol, Swarm,
 };
 
-use super::catchup::{SyncCodec, SYNC_PROTOCOL};
+use super::catchup::{SyncCodec, FETCHES_IN_FLIGHT, SYNC_PROTOCOL};
 use super::record_store::{KadStore, RecordCache};
 use super::{platform, NetabaseConfig, NodeError};
 use crate::Keypair;
@@ -17,9 +17,14 @@ use crate::Keypair;
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/netabase/kad/1.0.0");
 /// Connections to one peer at once: a dial each way can cross.
 const CONNECTIONS_PER_PEER: u32 = 2;
-/// Inbound streams per connection being read or answered at once (per
-/// protocol handler); libp2p's default is 100.
-const STREAMS_PER_CONNECTION: usize = 8;
+/// Catch-up streams per connection at once, both ways (libp2p's
+/// request-response counts a connection's inbound and outbound streams
+/// together; its default is 100): room for two peers catching up with each
+/// other at full speed, each with its fetches and one reconciliation
+/// message out, and the other's waiting to be answered. A stream past it
+/// fails. What a peer may keep waiting is bounded apart from this, per
+/// peer (`event_loop::peers`).
+const STREAMS_PER_CONNECTION: usize = 2 * (FETCHES_IN_FLIGHT + 1) + 4;
 /// How long a connection no protocol uses stays open. Long: peers that
 /// sync keep their connection between catch-ups (libp2p's default of 60 s
 /// would close it between two), and a peer that went away is redialled.

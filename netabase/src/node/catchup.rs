@@ -308,23 +308,31 @@ impl Fetches {
     }
 
     /// The keys a finished fetch asked for; they no longer count as
-    /// outstanding (the caller queues again those it must ask again).
+    /// outstanding, but stay known (not fetched again, however often
+    /// reconciliation names them) until [`forget`](Self::forget): until
+    /// stored, they are not in the set reconciliation reads, and the next
+    /// round would ask for them again.
     pub(crate) fn finished(
         &mut self,
         id: request_response::OutboundRequestId,
     ) -> Option<(PeerId, Vec<Vec<u8>>)> {
         let (peer, keys) = self.in_flight.remove(&id)?;
-        if let Some(known) = self.known.get_mut(&peer) {
-            for key in &keys {
-                known.remove(key);
-            }
-        }
         for key in &keys {
             if let Some(progress) = model_of(key).and_then(|m| self.progress.get_mut(&(peer, m))) {
                 progress.outstanding = progress.outstanding.saturating_sub(1);
             }
         }
         Some((peer, keys))
+    }
+
+    /// Keys of a finished fetch that were stored, or that failed (the next
+    /// reconciliation finds these again): they may be queued again.
+    pub(crate) fn forget(&mut self, peer: PeerId, keys: &[Vec<u8>]) {
+        if let Some(known) = self.known.get_mut(&peer) {
+            for key in keys {
+                known.remove(key);
+            }
+        }
     }
 
     /// A batch from `peer` went to be stored.

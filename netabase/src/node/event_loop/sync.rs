@@ -47,6 +47,8 @@ pub(super) enum Internal {
     /// A batch from `peer` was stored: records received per model.
     Stored {
         peer: PeerId,
+        /// The keys fetched (none for dropped ghosts): fetchable again.
+        keys: Vec<Vec<u8>>,
         received: Vec<(ModelId, u64)>,
         /// Records refused on arrival.
         refused: u64,
@@ -224,10 +226,12 @@ impl EventLoop {
             }
             Internal::Stored {
                 peer,
+                keys,
                 received,
                 refused,
                 failed,
             } => {
+                self.fetches.forget(peer, &keys);
                 let total: u64 = received.iter().map(|(_, n)| n).sum();
                 for (model, progress) in self.fetches.stored(peer, &received) {
                     self.progress_event(peer, model, progress);
@@ -292,6 +296,7 @@ impl EventLoop {
                 .is_err();
             let _ = internal.send(Internal::Stored {
                 peer,
+                keys: Vec::new(),
                 received: Vec::new(),
                 refused: 0,
                 failed,
@@ -570,7 +575,8 @@ impl EventLoop {
         reason: CatchUpFailure,
     ) {
         // Keys of a failed fetch are found again by the next reconciliation.
-        if self.fetches.finished(id).is_some() {
+        if let Some((_, keys)) = self.fetches.finished(id) {
+            self.fetches.forget(peer, &keys);
             if reason == CatchUpFailure::OffProtocol {
                 self.fail(peer, reason);
                 return;
@@ -627,6 +633,11 @@ impl EventLoop {
         let Some((_, keys)) = self.fetches.finished(id) else {
             return;
         };
+        if records.len() != keys.len() {
+            // What is not stored from this answer may be asked for again.
+            self.fetches
+                .forget(peer, &keys[records.len().min(keys.len())..]);
+        }
         if records.len() > keys.len() {
             // More than asked for: a broken or hostile peer. Drop it all.
             self.shared.counters.reject(Rejection::Malformed);
@@ -651,11 +662,12 @@ impl EventLoop {
                 }
             }
         }
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = keys
+        let (pairs, gone): (Vec<_>, Vec<_>) = keys
             .into_iter()
             .zip(records)
-            .filter(|(_, bytes)| !bytes.is_empty())
-            .collect();
+            .partition(|(_, bytes)| !bytes.is_empty());
+        let gone: Vec<Vec<u8>> = gone.into_iter().map(|(key, _)| key).collect();
+        self.fetches.forget(peer, &gone);
         if pairs.is_empty() {
             self.pump_fetches(peer);
             self.check_done(peer);
@@ -691,6 +703,7 @@ impl EventLoop {
             };
             let _ = internal.send(Internal::Stored {
                 peer,
+                keys: pairs.into_iter().map(|(key, _)| key).collect(),
                 received,
                 refused,
                 failed,
