@@ -89,15 +89,16 @@ pub(crate) fn apply_batch(
     envelopes: &[Envelope],
     origin: Origin,
 ) -> Result<Vec<ModelId>, NodeError> {
-    apply_batch_from(shared, envelopes, |_| origin).map(|applied| applied.models)
+    apply_batch_from(shared, envelopes, |_| origin)
+        .map(|applied| applied.stored.into_iter().map(|(_, model)| model).collect())
 }
 
-/// What a batch did: the model of each record stored, and how many
-/// records from peers were refused (not counting stale ones: then the peer
-/// is behind, not refused).
+/// What a batch did: the index and model of each record stored, and the
+/// index of each record from a peer that was refused (not counting stale
+/// ones: then the peer is behind, not refused).
 pub(crate) struct Applied {
-    pub(crate) models: Vec<ModelId>,
-    pub(crate) refused: u64,
+    pub(crate) stored: Vec<(usize, ModelId)>,
+    pub(crate) refused: Vec<usize>,
 }
 
 /// [`apply_batch`] where each envelope has its own origin (`origin_of(i)`
@@ -111,13 +112,13 @@ pub(crate) fn apply_batch_from(
     if local {
         health::ready(shared)?;
     }
-    let refused = std::sync::atomic::AtomicU64::new(0);
+    let refused = std::cell::RefCell::new(Vec::new());
     let reject = |i: usize, reason| {
         if matches!(origin_of(i), Origin::Peer(_)) {
             shared.counters.reject(reason);
             // Stale is no refusal: the peer is behind, and fetches ours.
             if reason != Rejection::Stale {
-                refused.fetch_add(1, Ordering::Relaxed);
+                refused.borrow_mut().push(i);
             }
         }
     };
@@ -239,7 +240,10 @@ pub(crate) fn apply_batch_from(
     let fresh: HashSet<&Vec<u8>> = applied.iter().map(|(k, _)| k).collect();
     announce_settled(shared, &settled, &fresh);
     Ok(Applied {
-        models: applied.iter().map(|(_, i)| envelopes[*i].model()).collect(),
+        stored: applied
+            .iter()
+            .map(|(_, i)| (*i, envelopes[*i].model()))
+            .collect(),
         refused: refused.into_inner(),
     })
 }

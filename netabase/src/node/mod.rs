@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod event;
 mod event_loop;
+mod fetched;
 mod health;
 mod horizon;
 mod identity;
@@ -116,6 +117,8 @@ pub(crate) struct Shared {
     listening: tokio::sync::Notify,
     /// Records pushed by peers, waiting to be stored.
     pushed: inbound::InboundQueue,
+    /// Fetched catch-up batches, checked, waiting to be stored.
+    fetched: fetched::Lane,
     /// Whether the store failed and awaits a reopen.
     health: health::Health,
     /// Some record may be listed as a unique conflict (see `apply::settle`).
@@ -290,6 +293,7 @@ impl Netabase {
                 listen_addrs: Mutex::new(Vec::new()),
                 listening: tokio::sync::Notify::new(),
                 pushed: inbound::InboundQueue::default(),
+                fetched: fetched::Lane::default(),
                 health: health::Health::default(),
                 conflicts_listed: std::sync::atomic::AtomicBool::new(conflicts_listed),
                 synced_at: std::sync::atomic::AtomicU64::new(synced_at),

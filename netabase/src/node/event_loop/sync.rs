@@ -20,9 +20,9 @@ use crate::node::catchup::{
     model_of, Progress, SyncRequest, SyncResponse, FETCH_BATCH, HOLD_QUEUED, MAX_RESPONSE_BYTES,
     MAX_ROUNDS,
 };
-use crate::node::event::{CatchUpFailure, Event, Origin};
+use crate::node::event::{CatchUpFailure, Event};
 use crate::node::stats::{Counters, Rejection};
-use crate::node::{apply, horizon, platform, Shared};
+use crate::node::{apply, fetched, horizon, platform, Shared};
 
 /// Work finished off the loop, coming back to it.
 pub(super) enum Internal {
@@ -44,16 +44,8 @@ pub(super) enum Internal {
     },
     /// A storage probe finished (the error's whole chain if it failed).
     Probed(Result<(), String>),
-    /// A batch from `peer` was stored: records received per model.
-    Stored {
-        peer: PeerId,
-        /// The keys fetched (none for dropped ghosts): fetchable again.
-        keys: Vec<Vec<u8>>,
-        received: Vec<(ModelId, u64)>,
-        /// Records refused on arrival.
-        refused: u64,
-        failed: bool,
-    },
+    /// A fetched batch (or a drop of ghosts) was stored.
+    Stored(fetched::Stored),
 }
 
 /// A catch-up this node started with a peer.
@@ -224,13 +216,13 @@ impl EventLoop {
                     self.send_reconcile(peer, SyncRequest::Reconcile(ours, outcome.reply));
                 }
             }
-            Internal::Stored {
+            Internal::Stored(fetched::Stored {
                 peer,
                 keys,
                 received,
                 refused,
                 failed,
-            } => {
+            }) => {
                 self.fetches.forget(peer, &keys);
                 let total: u64 = received.iter().map(|(_, n)| n).sum();
                 for (model, progress) in self.fetches.stored(peer, &received) {
@@ -294,13 +286,13 @@ impl EventLoop {
                     |error| tracing::warn!(%peer, %error, "could not drop records deleted elsewhere"),
                 )
                 .is_err();
-            let _ = internal.send(Internal::Stored {
+            let _ = internal.send(Internal::Stored(fetched::Stored {
                 peer,
                 keys: Vec::new(),
                 received: Vec::new(),
                 refused: 0,
                 failed,
-            });
+            }));
         });
     }
 
@@ -678,7 +670,7 @@ impl EventLoop {
         let internal = self.internal.clone();
         platform::background(move || {
             let mut refused = 0;
-            let valid: Vec<_> = apply::validate_batch(&shared, &pairs)
+            let envelopes: Vec<_> = apply::validate_batch(&shared, &pairs)
                 .into_iter()
                 .filter_map(|checked| match checked {
                     Ok(envelope) => Some(envelope),
@@ -690,24 +682,17 @@ impl EventLoop {
                     }
                 })
                 .collect();
-            let origin = Origin::Peer(peer);
-            let (received, failed) = match apply::apply_batch_from(&shared, &valid, |_| origin) {
-                Ok(applied) => {
-                    refused += applied.refused;
-                    (count_by_model(&applied.models), false)
-                }
-                Err(error) => {
-                    tracing::warn!(%peer, error = %crate::error::chain(&error), "could not store fetched records");
-                    (Vec::new(), true)
-                }
-            };
-            let _ = internal.send(Internal::Stored {
+            let checked = fetched::Checked {
                 peer,
                 keys: pairs.into_iter().map(|(key, _)| key).collect(),
-                received,
+                envelopes,
                 refused,
-                failed,
-            });
+            };
+            if shared.fetched.push(checked) {
+                fetched::store_queued(&shared, |stored| {
+                    let _ = internal.send(Internal::Stored(stored));
+                });
+            }
         });
         self.pump_fetches(peer);
     }
@@ -746,15 +731,4 @@ fn records_for(shared: &Shared, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
         out.push(bytes);
     }
     out
-}
-
-fn count_by_model(models: &[ModelId]) -> Vec<(ModelId, u64)> {
-    let mut counts: Vec<(ModelId, u64)> = Vec::new();
-    for model in models {
-        match counts.iter_mut().find(|(m, _)| m == model) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((*model, 1)),
-        }
-    }
-    counts
 }

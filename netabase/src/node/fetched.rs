@@ -1,0 +1,192 @@
+//! Fetched catch-up batches: checked in parallel, stored one transaction at
+//! a time.
+//!
+//! Checking a batch's signatures is most of catch-up's work and needs no
+//! lock, so every batch is checked in its own blocking task, as many at once
+//! as there are batches in flight. Storing needs the database's one write
+//! transaction: a checked batch joins a queue, and one worker at a time
+//! (whichever task found nobody storing) commits everything queued together,
+//! in one transaction with one fsync. While it commits, the next batches are
+//! being checked on the other cores, so neither waits for the other, and a
+//! slow disk merges more batches per commit instead of holding up the
+//! checks. The queue never holds more than the batches in flight
+//! ([`FETCHES_IN_FLIGHT`](super::catchup::FETCHES_IN_FLIGHT) per peer, each
+//! counted until stored).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use libp2p::PeerId;
+
+use super::event::Origin;
+use super::{apply, Shared};
+use crate::codec::Envelope;
+use crate::model::ModelId;
+
+/// Records committed in one transaction, at most: a few batches' worth, so
+/// one commit never holds up a catch-up's next batches for long.
+const MAX_MERGED: usize = 4 * super::catchup::FETCH_BATCH;
+
+/// A fetched batch whose signatures were checked.
+pub(crate) struct Checked {
+    pub(crate) peer: PeerId,
+    /// The keys the batch answered (to be fetchable again once stored).
+    pub(crate) keys: Vec<Vec<u8>>,
+    pub(crate) envelopes: Vec<Envelope>,
+    /// Records refused by the checks.
+    pub(crate) refused: u64,
+}
+
+/// What storing a batch did, for the event loop.
+pub(crate) struct Stored {
+    pub(crate) peer: PeerId,
+    pub(crate) keys: Vec<Vec<u8>>,
+    /// Records stored, per model.
+    pub(crate) received: Vec<(ModelId, u64)>,
+    /// Records refused, by the checks or by the model's rule.
+    pub(crate) refused: u64,
+    /// The commit failed: nothing of the batch was stored.
+    pub(crate) failed: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Lane {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Checked>,
+    storing: bool,
+}
+
+impl Lane {
+    /// Queues a checked batch; `true` if the caller is to store the queue
+    /// ([`store_queued`]), nobody else being at it.
+    pub(crate) fn push(&self, batch: Checked) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.queue.push_back(batch);
+        !std::mem::replace(&mut state.storing, true)
+    }
+
+    /// Queued batches, up to [`MAX_MERGED`] records (at least one batch);
+    /// empty, and the worker is to stop, when nothing is queued.
+    fn take(&self) -> Vec<Checked> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = Vec::new();
+        let mut records = 0;
+        while let Some(next) = state.queue.front() {
+            if !taken.is_empty() && records + next.envelopes.len() > MAX_MERGED {
+                break;
+            }
+            records += next.envelopes.len();
+            taken.extend(state.queue.pop_front());
+        }
+        if taken.is_empty() {
+            state.storing = false;
+        }
+        taken
+    }
+}
+
+/// Stores queued batches until the queue is empty, reporting each batch
+/// through `report`. Blocking: run it in a blocking task, when
+/// [`Lane::push`] says so.
+pub(crate) fn store_queued(shared: &Shared, report: impl Fn(Stored)) {
+    loop {
+        let batches = shared.fetched.take();
+        if batches.is_empty() {
+            return;
+        }
+        for stored in store(shared, batches) {
+            report(stored);
+        }
+    }
+}
+
+/// Commits `batches` in one transaction.
+fn store(shared: &Shared, batches: Vec<Checked>) -> Vec<Stored> {
+    // Each envelope's batch, by index into the merged list.
+    let mut batch_of = Vec::new();
+    let mut envelopes = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        batch_of.extend(std::iter::repeat_n(b, batch.envelopes.len()));
+        envelopes.extend(batch.envelopes.iter().cloned());
+    }
+    let origin_of = |i: usize| Origin::Peer(batches[batch_of[i]].peer);
+    let mut reports: Vec<Stored> = batches
+        .iter()
+        .map(|batch| Stored {
+            peer: batch.peer,
+            keys: Vec::new(),
+            received: Vec::new(),
+            refused: batch.refused,
+            failed: false,
+        })
+        .collect();
+    match apply::apply_batch_from(shared, &envelopes, origin_of) {
+        Ok(applied) => {
+            for (i, model) in applied.stored {
+                count(&mut reports[batch_of[i]].received, model);
+            }
+            for i in applied.refused {
+                reports[batch_of[i]].refused += 1;
+            }
+        }
+        Err(error) => {
+            tracing::warn!(
+                records = envelopes.len(),
+                error = %crate::error::chain(&error),
+                "could not store fetched records"
+            );
+            for report in &mut reports {
+                report.failed = true;
+            }
+        }
+    }
+    for (report, batch) in reports.iter_mut().zip(batches) {
+        report.keys = batch.keys;
+    }
+    reports
+}
+
+fn count(counts: &mut Vec<(ModelId, u64)>, model: ModelId) {
+    match counts.iter_mut().find(|(m, _)| *m == model) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((model, 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Timestamp;
+
+    fn batch(records: usize) -> Checked {
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let envelope =
+            Envelope::seal_raw(&keypair, ModelId(1), b"k", Vec::new(), Timestamp(1), true)
+                .expect("sign");
+        Checked {
+            peer: PeerId::random(),
+            keys: Vec::new(),
+            envelopes: vec![envelope; records],
+            refused: 0,
+        }
+    }
+
+    #[test]
+    fn one_worker_stores_and_takes_several_batches_per_commit_up_to_a_cap() {
+        let lane = Lane::default();
+        assert!(lane.push(batch(512)), "the first batch starts a worker");
+        for _ in 0..5 {
+            assert!(!lane.push(batch(512)), "a worker is already storing");
+        }
+        assert_eq!(lane.take().len(), MAX_MERGED / 512);
+        assert_eq!(lane.take().len(), 6 - MAX_MERGED / 512);
+        assert!(lane.take().is_empty());
+        // The worker stopped: the next batch starts one again.
+        assert!(lane.push(batch(MAX_MERGED + 1)));
+        assert_eq!(lane.take().len(), 1, "a batch over the cap is taken alone");
+    }
+}
