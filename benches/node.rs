@@ -26,8 +26,10 @@
 
 mod net;
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
@@ -209,10 +211,19 @@ async fn publish_once(node: &Netabase, record: Note) {
 type RawSwarm = Swarm<kad::Behaviour<MemoryStore>>;
 
 fn raw_swarm(keypair: &Keypair) -> RawSwarm {
+    raw_swarm_filtering(keypair, false)
+}
+
+/// A raw peer; with `filter`, inbound records are handed to the driver
+/// (`kad::InboundRequest::PutRecord`) instead of stored, as netabase's are.
+fn raw_swarm_filtering(keypair: &Keypair, filter: bool) -> RawSwarm {
     raw_swarm_with(keypair, |key| {
         let peer = key.public().to_peer_id();
         let mut config = kad::Config::new(KAD_PROTOCOL);
         config.set_max_packet_size(MAX_PACKET);
+        if filter {
+            config.set_record_filtering(kad::StoreInserts::FilterBoth);
+        }
         let store = MemoryStore::with_config(
             peer,
             MemoryStoreConfig {
@@ -247,15 +258,30 @@ enum RawCommand {
 }
 
 /// Drives `swarm` in its own task until the command sender is dropped.
-fn spawn_raw(
+fn spawn_raw(rt: &Runtime, swarm: RawSwarm) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
+    spawn_raw_keeping(rt, swarm, None)
+}
+
+/// [`spawn_raw`]; with `keeper`, every record pushed to this peer is
+/// checked and durably stored in a blocking task, as a netabase peer does.
+fn spawn_raw_keeping(
     rt: &Runtime,
     mut swarm: RawSwarm,
+    keeper: Option<Arc<Keeper>>,
 ) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = rt.spawn(async move {
         loop {
             tokio::select! {
-                _ = swarm.select_next_some() => {}
+                event = swarm.select_next_some() => {
+                    if let (Some(keeper), SwarmEvent::Behaviour(kad::Event::InboundRequest {
+                        request: kad::InboundRequest::PutRecord { record: Some(record), .. },
+                    })) = (&keeper, event)
+                    {
+                        let keeper = keeper.clone();
+                        tokio::task::spawn_blocking(move || keeper.keep(&record));
+                    }
+                }
                 command = rx.recv() => match command {
                     Some(RawCommand::StoreLocally(record, ack)) => {
                         swarm.behaviour_mut().store_mut().put(record).expect("store locally");
@@ -333,10 +359,11 @@ async fn raw_put(swarm: &mut RawSwarm, record: Record) -> Result<(), kad::PutRec
 }
 
 /// Kademlia get, driving `swarm` until the query's last step (as netabase's
-/// `get_record` does); returns the copies found at other peers.
-async fn raw_get(swarm: &mut RawSwarm, key: RecordKey) -> usize {
+/// `get_record` does); returns the copies found at other peers, and one.
+async fn raw_get(swarm: &mut RawSwarm, key: RecordKey) -> (usize, Option<Vec<u8>>) {
     let id = swarm.behaviour_mut().get_record(key);
     let mut remote = 0;
+    let mut value = None;
     bounded("a raw get", async {
         loop {
             if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
@@ -353,10 +380,11 @@ async fn raw_get(swarm: &mut RawSwarm, key: RecordKey) -> usize {
                     if found.peer.is_some() {
                         black_box(&found.record.value);
                         remote += 1;
+                        value = Some(found.record.value);
                     }
                 }
                 if step.last {
-                    return remote;
+                    return (remote, value);
                 }
             }
         }
@@ -405,6 +433,33 @@ fn netabase_creation(c: &mut Criterion) {
                 let start = Instant::now();
                 let db = redb::Database::create(path.join("raw.redb")).expect("create a db");
                 let keypair = Keypair::generate_ed25519();
+                total += start.elapsed();
+                drop((db, keypair));
+                std::fs::remove_dir_all(&path).expect("remove the directory");
+            }
+            total
+        })
+    });
+    // What `new_with_path` promises beyond that: the identity key is on
+    // disk before it returns (written to a temporary file, fsynced, renamed,
+    // and the directory fsynced), so a crash never changes the peer id.
+    group.bench_function("raw_redb/create_db_keypair_durable_key", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let path = fresh_dir();
+                let start = Instant::now();
+                let db = redb::Database::create(path.join("raw.redb")).expect("create a db");
+                let keypair = Keypair::generate_ed25519();
+                let bytes = keypair.to_protobuf_encoding().expect("encode the key");
+                let tmp = path.join("key.tmp");
+                let mut file = std::fs::File::create(&tmp).expect("create the key file");
+                std::io::Write::write_all(&mut file, &bytes).expect("write the key");
+                file.sync_all().expect("sync the key");
+                std::fs::rename(&tmp, path.join("key")).expect("rename the key");
+                std::fs::File::open(&path)
+                    .and_then(|d| d.sync_all())
+                    .expect("sync the directory");
                 total += start.elapsed();
                 drop((db, keypair));
                 std::fs::remove_dir_all(&path).expect("remove the directory");
@@ -672,6 +727,17 @@ async fn raw_fetch(
     a: &mpsc::UnboundedSender<RawCommand>,
     record: Record,
 ) -> Duration {
+    raw_fetch_checked(c, a, record, None).await
+}
+
+/// [`raw_fetch`]; with `check`, the copy found is checked against that
+/// signer's key before the clock stops.
+async fn raw_fetch_checked(
+    c: &mut RawSwarm,
+    a: &mpsc::UnboundedSender<RawCommand>,
+    record: Record,
+    check: Option<&ed25519_dalek::VerifyingKey>,
+) -> Duration {
     let key = record.key.clone();
     let (ack, acked) = oneshot::channel();
     a.send(RawCommand::StoreLocally(record, ack))
@@ -680,7 +746,13 @@ async fn raw_fetch(
         .await
         .expect("A acknowledges");
     let start = Instant::now();
-    let remote = raw_get(c, key).await;
+    let (remote, value) = raw_get(c, key).await;
+    if let Some(key) = check {
+        assert!(
+            signed_by(key, &value.unwrap_or_default()),
+            "a bad signature"
+        );
+    }
     let elapsed = start.elapsed();
     assert!(remote >= 1, "the raw get found no remote copy");
     elapsed
@@ -743,6 +815,471 @@ fn dht_get_record(c: &mut Criterion) {
         drop((c_swarm, a_commands, b_peer));
     }
     group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// The same work on raw parts: what `put_record` and `get_record` promise
+// beyond a raw Kademlia put or get. A netabase put signs the record,
+// commits it durably, and publishes it; every peer that receives it checks
+// its signature and commits it durably (on this machine, on the same disk,
+// so their fsyncs join the writer's). A netabase get checks the signature
+// of what it fetched. The raw floors above do none of that.
+
+/// A raw peer's storage for pushed records: signature check, durable commit.
+struct Keeper {
+    db: redb::Database,
+    key: ed25519_dalek::VerifyingKey,
+    /// Records kept so far.
+    kept: std::sync::atomic::AtomicU64,
+}
+
+impl Keeper {
+    fn new(dir: &Path, key: ed25519_dalek::VerifyingKey) -> Self {
+        let db = redb::Database::create(dir.join("keeper.redb")).expect("create a db");
+        Keeper {
+            db,
+            key,
+            kept: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Checks the record's signature (its last 64 bytes, over the rest),
+    /// then commits it durably.
+    fn keep(&self, record: &Record) {
+        if !signed_by(&self.key, &record.value) {
+            return;
+        }
+        let txn = self.db.begin_write().expect("begin write");
+        txn.open_table(RAW_KEPT)
+            .expect("open the table")
+            .insert(record.key.as_ref(), record.value.as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+        self.kept.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Waits (bounded, untimed) until `done()`: a side's background work
+/// (its peers storing what they received) ends before the next side runs,
+/// so no side is timed on another's disk traffic.
+async fn settle(what: &str, done: impl Fn() -> bool) {
+    bounded(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    })
+    .await
+}
+
+const RAW_KEPT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw/kept");
+
+/// Whether `value`'s last 64 bytes are `key`'s signature over the rest.
+fn signed_by(key: &ed25519_dalek::VerifyingKey, value: &[u8]) -> bool {
+    use ed25519_dalek::Verifier;
+    let Some(split) = value.len().checked_sub(64) else {
+        return false;
+    };
+    let (message, signature) = value.split_at(split);
+    ed25519_dalek::Signature::from_slice(signature)
+        .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+}
+
+/// A raw record of `value_bytes` signed by `signer`, as an envelope is.
+fn signed_record(signer: &ed25519_dalek::SigningKey, id: u64, value_bytes: usize) -> Record {
+    use ed25519_dalek::Signer;
+    let mut value = vec![0x5a; value_bytes - 64];
+    value[..8].copy_from_slice(&id.to_be_bytes());
+    let signature = signer.sign(&value);
+    value.extend_from_slice(&signature.to_bytes());
+    Record {
+        key: RecordKey::new(&id.to_be_bytes()),
+        value,
+        publisher: None,
+        expires: None,
+    }
+}
+
+/// Sums of each side's time over every iteration of a paired group.
+#[derive(Default)]
+struct Totals {
+    times: RefCell<Vec<Duration>>,
+}
+
+impl Totals {
+    fn add(&self, side: usize, took: Duration) {
+        let mut times = self.times.borrow_mut();
+        if times.len() <= side {
+            times.resize(side + 1, Duration::ZERO);
+        }
+        times[side] += took;
+    }
+
+    /// Prints each side's total against side 0's.
+    fn report(&self, what: &str, names: &[&str]) {
+        let times = self.times.borrow();
+        let Some(first) = times
+            .first()
+            .map(Duration::as_secs_f64)
+            .filter(|t| *t > 0.0)
+        else {
+            return;
+        };
+        let ratios: Vec<String> = names
+            .iter()
+            .zip(times.iter())
+            .skip(1)
+            .map(|(name, t)| format!("{:.3}x {name}", first / t.as_secs_f64()))
+            .collect();
+        println!(
+            "{what}, paired over every iteration: {} is {}",
+            names[0],
+            ratios.join(", ")
+        );
+    }
+}
+
+/// `<side>/<what>` for each side, measured paired: every iteration runs all
+/// sides once, in an order that rotates, and reports only its own side's
+/// time; the totals over every iteration of every side's bench are printed
+/// as ratios to side 0 (the figure to read: the machine's drift between
+/// benches falls on every side alike).
+fn paired(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    what: &str,
+    names: &[&str],
+    mut run: impl AsyncSides,
+) {
+    let totals = Totals::default();
+    for (k, name) in names.iter().enumerate() {
+        group.bench_function(format!("{name}/{what}"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut own = Duration::ZERO;
+                    for i in 0..iters as usize {
+                        for j in 0..names.len() {
+                            let side = (i + j) % names.len();
+                            let took = run.run(side).await;
+                            totals.add(side, took);
+                            if side == k {
+                                own += took;
+                            }
+                        }
+                    }
+                    own
+                })
+            })
+        });
+    }
+    totals.report(what, names);
+}
+
+/// The sides of a paired group: `run(side)` does one operation, timed.
+trait AsyncSides {
+    async fn run(&mut self, side: usize) -> Duration;
+}
+
+/// Three raw peers doing what netabase's do: A signs, commits durably and
+/// publishes; B and C check and durably commit what they receive. A is
+/// driven inline by the timed code.
+struct RawKeepingNet {
+    a: RawSwarm,
+    a_db: redb::Database,
+    signer: ed25519_dalek::SigningKey,
+    keepers: [Arc<Keeper>; 2],
+    _others: [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 2],
+    _dir: tempfile::TempDir,
+}
+
+impl RawKeepingNet {
+    async fn start(rt: &Runtime) -> Self {
+        let dir = tempdir("netabase-bench-node-");
+        let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let mut swarm = raw_swarm_filtering(&Keypair::generate_ed25519(), i > 0);
+            let address = raw_listen(&mut swarm).await;
+            nodes.push((swarm, address));
+        }
+        let [a, b, c] = wire(nodes);
+        let keeper = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).expect("create a directory");
+            Some(Arc::new(Keeper::new(&path, signer.verifying_key())))
+        };
+        let keepers = [keeper("b"), keeper("c")];
+        let others = [
+            spawn_raw_keeping(rt, b, keepers[0].clone()),
+            spawn_raw_keeping(rt, c, keepers[1].clone()),
+        ];
+        let keepers = keepers.map(|k| k.expect("a keeper"));
+        let a_db = redb::Database::create(dir.path().join("a.redb")).expect("create a db");
+        let mut net = RawKeepingNet {
+            a,
+            a_db,
+            signer,
+            keepers,
+            _others: others,
+            _dir: dir,
+        };
+        net.publish_once(envelope_bytes()).await;
+        net
+    }
+
+    /// Puts until one put lands (Kademlia's routing tables fill first).
+    async fn publish_once(&mut self, value_bytes: usize) {
+        for _ in 0..200 {
+            if raw_put(
+                &mut self.a,
+                signed_record(&self.signer, u64::MAX, value_bytes),
+            )
+            .await
+            .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("a raw put never reached a peer");
+    }
+
+    /// One put as netabase does it, sequentially: sign, commit, publish.
+    async fn put(&mut self, id: u64, value_bytes: usize) -> Duration {
+        let start = Instant::now();
+        let record = signed_record(&self.signer, id, value_bytes);
+        let txn = self.a_db.begin_write().expect("begin write");
+        txn.open_table(RAW_KEPT)
+            .expect("open the table")
+            .insert(record.key.as_ref(), record.value.as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+        raw_put(&mut self.a, record).await.expect("a raw put");
+        start.elapsed()
+    }
+
+    /// Records both peers kept.
+    fn kept(&self) -> u64 {
+        self.keepers
+            .iter()
+            .map(|k| k.kept.load(std::sync::atomic::Ordering::Acquire))
+            .sum()
+    }
+}
+
+/// Wires three raw peers as netabase wires its nodes (see [`raw_network`]).
+fn wire(mut nodes: Vec<(RawSwarm, Multiaddr)>) -> [RawSwarm; 3] {
+    let addresses: Vec<(PeerId, Multiaddr)> = nodes
+        .iter()
+        .map(|(s, a)| (*s.local_peer_id(), a.clone()))
+        .collect();
+    let (a_peer, a_addr) = addresses[0].clone();
+    for (i, (swarm, _)) in nodes.iter_mut().enumerate() {
+        if i == 0 {
+            for (peer, address) in &addresses[1..] {
+                swarm.behaviour_mut().add_address(peer, address.clone());
+            }
+        } else {
+            swarm.behaviour_mut().add_address(&a_peer, a_addr.clone());
+            swarm.dial(a_addr.clone()).expect("dial A");
+        }
+    }
+    let swarms: Vec<RawSwarm> = nodes.into_iter().map(|(s, _)| s).collect();
+    match <[_; 3]>::try_from(swarms) {
+        Ok(swarms) => swarms,
+        Err(_) => unreachable!("three peers were built"),
+    }
+}
+
+/// The put's sides: netabase, the same work on raw parts, and the plain
+/// floor (raw durable commit, then raw Kademlia put to peers that keep
+/// records in memory and check nothing).
+struct PutSides {
+    netabase: NetabaseNet,
+    keeping: RawKeepingNet,
+    plain: (
+        RawSwarm,
+        [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 2],
+    ),
+    plain_db: redb::Database,
+    value_bytes: usize,
+    id: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl AsyncSides for PutSides {
+    async fn run(&mut self, side: usize) -> Duration {
+        self.id += 1;
+        let id = self.id;
+        match side {
+            0 => {
+                let record = note(id);
+                let net = &self.netabase;
+                let before = net.b.stats().accepted + net.c.stats().accepted;
+                let start = Instant::now();
+                bounded("put_record", net.a.put_record(record))
+                    .await
+                    .expect("put_record");
+                let took = start.elapsed();
+                settle("B and C to store the record", || {
+                    net.b.stats().accepted + net.c.stats().accepted >= before + 2
+                })
+                .await;
+                took
+            }
+            1 => {
+                let before = self.keeping.kept();
+                let took = self.keeping.put(id, self.value_bytes).await;
+                settle("the raw peers to keep the record", || {
+                    self.keeping.kept() >= before + 2
+                })
+                .await;
+                took
+            }
+            _ => {
+                let start = Instant::now();
+                let value = vec![0x5a; self.value_bytes];
+                let txn = self.plain_db.begin_write().expect("begin write");
+                txn.open_table(RAW_NOTES)
+                    .expect("open the table")
+                    .insert(id, value.as_slice())
+                    .expect("insert");
+                txn.commit().expect("commit");
+                raw_put(&mut self.plain.0, raw_record(id, self.value_bytes))
+                    .await
+                    .expect("a raw put");
+                start.elapsed()
+            }
+        }
+    }
+}
+
+fn dht_put_paired(c: &mut Criterion) {
+    let rt = runtime();
+    let value_bytes = envelope_bytes();
+    let mut group = c.benchmark_group("dht_put_paired");
+    group.sampling_mode(SamplingMode::Flat);
+    let sides = rt.block_on(async {
+        let netabase = NetabaseNet::start(Durability::Immediate, Peers::SameDisk).await;
+        publish_once(&netabase.a, note(0)).await;
+        let keeping = RawKeepingNet::start(&rt).await;
+        let [(a, _), (b, _), (c, _)] = raw_network().await;
+        let mut plain = (a, [spawn_raw(&rt, b), spawn_raw(&rt, c)]);
+        for _ in 0..200 {
+            if raw_put(&mut plain.0, raw_record(u64::MAX, value_bytes))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let dir = tempdir("netabase-bench-node-");
+        let plain_db = redb::Database::create(dir.path().join("raw.redb")).expect("create a db");
+        PutSides {
+            netabase,
+            keeping,
+            plain,
+            plain_db,
+            value_bytes,
+            id: 0,
+            _dir: dir,
+        }
+    });
+    let sides = std::cell::RefCell::new(sides);
+    paired(
+        &mut group,
+        &rt,
+        "put_1KiB",
+        &["netabase", "raw_same_work", "raw_floor"],
+        RefSides(&sides),
+    );
+    group.finish();
+    let sides = sides.into_inner();
+    rt.block_on(sides.netabase.stop());
+}
+
+/// Lends the sides to one bench after another.
+struct RefSides<'a, S>(&'a std::cell::RefCell<S>);
+
+impl<S: AsyncSides> AsyncSides for RefSides<'_, S> {
+    async fn run(&mut self, side: usize) -> Duration {
+        // One bench runs at a time, and each awaits its side to the end.
+        #[allow(clippy::await_holding_refcell_ref)]
+        let took = self.0.borrow_mut().run(side).await;
+        took
+    }
+}
+
+/// The get's sides: netabase's `get_record` of a record only A holds, a raw
+/// Kademlia get that then checks the signature of what it found, and the
+/// plain raw get. A stores the record before the clock starts.
+struct GetSides {
+    netabase: NetabaseNet,
+    c: RawSwarm,
+    a: mpsc::UnboundedSender<RawCommand>,
+    _peers: [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 2],
+    signer: ed25519_dalek::SigningKey,
+    value_bytes: usize,
+    id: u64,
+}
+
+impl AsyncSides for GetSides {
+    async fn run(&mut self, side: usize) -> Duration {
+        self.id += 1;
+        let id = self.id;
+        match side {
+            0 => {
+                let c = &self.netabase.c;
+                let before = c.stats().accepted;
+                let took = netabase_fetch(&self.netabase, note(id)).await;
+                settle("C to keep the fetched copy", || c.stats().accepted > before).await;
+                took
+            }
+            1 => {
+                let record = signed_record(&self.signer, id, self.value_bytes);
+                let key = self.signer.verifying_key();
+                raw_fetch_checked(&mut self.c, &self.a, record, Some(&key)).await
+            }
+            _ => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
+        }
+    }
+}
+
+fn dht_get_paired(c: &mut Criterion) {
+    let rt = runtime();
+    let value_bytes = envelope_bytes();
+    let mut group = c.benchmark_group("dht_get_paired");
+    group.sampling_mode(SamplingMode::Flat);
+    let sides = rt.block_on(async {
+        let netabase = NetabaseNet::start(Durability::Immediate, Peers::SameDisk).await;
+        netabase_fetch(&netabase, note(1_000_000_000)).await;
+        let [(a, _), (b, _), (c, _)] = raw_network().await;
+        let (a_commands, a_task) = spawn_raw(&rt, a);
+        let b = spawn_raw(&rt, b);
+        let mut sides = GetSides {
+            netabase,
+            c,
+            a: a_commands.clone(),
+            _peers: [(a_commands, a_task), b],
+            signer: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            value_bytes,
+            id: 0,
+        };
+        // The first fetch also opens C's connection to B.
+        raw_fetch(&mut sides.c, &sides.a, raw_record(u64::MAX, value_bytes)).await;
+        sides
+    });
+    let sides = std::cell::RefCell::new(sides);
+    paired(
+        &mut group,
+        &rt,
+        "remote_get_1KiB",
+        &["netabase", "raw_same_work", "raw_floor"],
+        RefSides(&sides),
+    );
+    group.finish();
+    let sides = sides.into_inner();
+    rt.block_on(sides.netabase.stop());
 }
 
 // ---------------------------------------------------------------------------
@@ -948,6 +1485,8 @@ criterion_group! {
         swarm_lifecycle,
         dht_put_record,
         dht_get_record,
+        dht_put_paired,
+        dht_get_paired,
         event_subscription,
 }
 criterion_main!(benches);

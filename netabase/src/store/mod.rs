@@ -157,9 +157,11 @@ impl StoreBuilder {
         // build) on some damaged pages instead of returning an error. Every
         // page is checked against its checksum here, once, so a damaged
         // file is refused with an error before anything reads it.
+        // A file this call creates has nothing to check.
+        let fresh = !path.exists();
         let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut db = self.redb_builder().create(path).map_err(open_error)?;
-            if self.skip_check {
+            if self.skip_check || fresh {
                 return Ok(db);
             }
             match db.check_integrity() {
