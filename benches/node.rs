@@ -27,6 +27,7 @@
 mod net;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -255,6 +256,9 @@ async fn raw_listen(swarm: &mut RawSwarm) -> Multiaddr {
 enum RawCommand {
     /// Put a record into this peer's own store only.
     StoreLocally(Record, oneshot::Sender<()>),
+    /// A Kademlia get, answered at the query's last step with a copy found
+    /// at another peer, if any.
+    Get(RecordKey, oneshot::Sender<Option<Vec<u8>>>),
 }
 
 /// Drives `swarm` in its own task until the command sender is dropped.
@@ -271,21 +275,47 @@ fn spawn_raw_keeping(
 ) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = rt.spawn(async move {
+        let mut gets = HashMap::new();
         loop {
             tokio::select! {
-                event = swarm.select_next_some() => {
-                    if let (Some(keeper), SwarmEvent::Behaviour(kad::Event::InboundRequest {
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::Behaviour(kad::Event::InboundRequest {
                         request: kad::InboundRequest::PutRecord { record: Some(record), .. },
-                    })) = (&keeper, event)
-                    {
-                        let keeper = keeper.clone();
-                        tokio::task::spawn_blocking(move || keeper.keep(&record));
+                    }) => {
+                        if let Some(keeper) = &keeper {
+                            let keeper = keeper.clone();
+                            tokio::task::spawn_blocking(move || keeper.keep(&record));
+                        }
                     }
-                }
+                    SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                        id,
+                        result: QueryResult::GetRecord(result),
+                        step,
+                        ..
+                    }) => {
+                        if let Ok(GetRecordOk::FoundRecord(found)) = result {
+                            if found.peer.is_some() {
+                                if let Some((_, value)) = gets.get_mut(&id) {
+                                    *value = Some(found.record.value);
+                                }
+                            }
+                        }
+                        if step.last {
+                            if let Some((reply, value)) = gets.remove(&id) {
+                                let _ = oneshot::Sender::send(reply, value);
+                            }
+                        }
+                    }
+                    _ => {}
+                },
                 command = rx.recv() => match command {
                     Some(RawCommand::StoreLocally(record, ack)) => {
                         swarm.behaviour_mut().store_mut().put(record).expect("store locally");
                         let _ = ack.send(());
+                    }
+                    Some(RawCommand::Get(key, reply)) => {
+                        let id = swarm.behaviour_mut().get_record(key);
+                        gets.insert(id, (reply, None));
                     }
                     None => break,
                 },
@@ -1215,6 +1245,9 @@ impl<S: AsyncSides> AsyncSides for RefSides<'_, S> {
 /// plain raw get. A stores the record before the clock starts.
 struct GetSides {
     netabase: NetabaseNet,
+    /// A raw network whose C runs in its own task, asked through a channel
+    /// as a netabase node's swarm is: `(A, C)`, and B.
+    tasked: [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 3],
     c: RawSwarm,
     a: mpsc::UnboundedSender<RawCommand>,
     _peers: [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 2],
@@ -1240,7 +1273,33 @@ impl AsyncSides for GetSides {
                 let key = self.signer.verifying_key();
                 raw_fetch_checked(&mut self.c, &self.a, record, Some(&key)).await
             }
-            _ => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
+            2 => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
+            _ => {
+                let record = signed_record(&self.signer, id, self.value_bytes);
+                let key = record.key.clone();
+                let (ack, acked) = oneshot::channel();
+                let a = &self.tasked[0].0;
+                a.send(RawCommand::StoreLocally(record, ack))
+                    .expect("A is running");
+                bounded("A to store a record", acked)
+                    .await
+                    .expect("A acknowledges");
+                let start = Instant::now();
+                let (reply, found) = oneshot::channel();
+                self.tasked[1]
+                    .0
+                    .send(RawCommand::Get(key, reply))
+                    .expect("C is running");
+                let value = bounded("a raw get in C's task", found)
+                    .await
+                    .expect("C answers")
+                    .expect("a remote copy");
+                assert!(
+                    signed_by(&self.signer.verifying_key(), &value),
+                    "a bad signature"
+                );
+                start.elapsed()
+            }
         }
     }
 }
@@ -1256,8 +1315,11 @@ fn dht_get_paired(c: &mut Criterion) {
         let [(a, _), (b, _), (c, _)] = raw_network().await;
         let (a_commands, a_task) = spawn_raw(&rt, a);
         let b = spawn_raw(&rt, b);
+        let [(a2, _), (b2, _), (c2, _)] = raw_network().await;
+        let tasked = [spawn_raw(&rt, a2), spawn_raw(&rt, c2), spawn_raw(&rt, b2)];
         let mut sides = GetSides {
             netabase,
+            tasked,
             c,
             a: a_commands.clone(),
             _peers: [(a_commands, a_task), b],
@@ -1267,6 +1329,9 @@ fn dht_get_paired(c: &mut Criterion) {
         };
         // The first fetch also opens C's connection to B.
         raw_fetch(&mut sides.c, &sides.a, raw_record(u64::MAX, value_bytes)).await;
+        sides.id = 1 << 40;
+        sides.run(3).await;
+        sides.id = 0;
         sides
     });
     let sides = std::cell::RefCell::new(sides);
@@ -1274,7 +1339,12 @@ fn dht_get_paired(c: &mut Criterion) {
         &mut group,
         &rt,
         "remote_get_1KiB",
-        &["netabase", "raw_same_work", "raw_floor"],
+        &[
+            "netabase",
+            "raw_same_work",
+            "raw_floor",
+            "raw_same_work_in_task",
+        ],
         RefSides(&sides),
     );
     group.finish();
