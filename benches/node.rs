@@ -253,6 +253,9 @@ async fn raw_listen(swarm: &mut RawSwarm) -> Multiaddr {
     .await
 }
 
+/// A raw peer driven in its own task: its commands, and the task.
+type RawPeer = (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>);
+
 enum RawCommand {
     /// Put a record into this peer's own store only.
     StoreLocally(Record, oneshot::Sender<()>),
@@ -978,7 +981,7 @@ fn paired(
     rt: &Runtime,
     what: &str,
     names: &[&str],
-    mut run: impl AsyncSides,
+    run: &mut impl AsyncSides,
 ) {
     let totals = Totals::default();
     for (k, name) in names.iter().enumerate() {
@@ -1017,7 +1020,7 @@ struct RawKeepingNet {
     a_db: redb::Database,
     signer: ed25519_dalek::SigningKey,
     keepers: [Arc<Keeper>; 2],
-    _others: [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 2],
+    _others: [RawPeer; 2],
     _dir: tempfile::TempDir,
 }
 
@@ -1126,10 +1129,7 @@ fn wire(mut nodes: Vec<(RawSwarm, Multiaddr)>) -> [RawSwarm; 3] {
 struct PutSides {
     netabase: NetabaseNet,
     keeping: RawKeepingNet,
-    plain: (
-        RawSwarm,
-        [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 2],
-    ),
+    plain: (RawSwarm, [RawPeer; 2]),
     plain_db: redb::Database,
     value_bytes: usize,
     id: u64,
@@ -1188,7 +1188,7 @@ fn dht_put_paired(c: &mut Criterion) {
     let value_bytes = envelope_bytes();
     let mut group = c.benchmark_group("dht_put_paired");
     group.sampling_mode(SamplingMode::Flat);
-    let sides = rt.block_on(async {
+    let mut sides = rt.block_on(async {
         let netabase = NetabaseNet::start(Durability::Immediate, Peers::SameDisk).await;
         publish_once(&netabase.a, note(0)).await;
         let keeping = RawKeepingNet::start(&rt).await;
@@ -1215,29 +1215,15 @@ fn dht_put_paired(c: &mut Criterion) {
             _dir: dir,
         }
     });
-    let sides = std::cell::RefCell::new(sides);
     paired(
         &mut group,
         &rt,
         "put_1KiB",
         &["netabase", "raw_same_work", "raw_floor"],
-        RefSides(&sides),
+        &mut sides,
     );
     group.finish();
-    let sides = sides.into_inner();
     rt.block_on(sides.netabase.stop());
-}
-
-/// Lends the sides to one bench after another.
-struct RefSides<'a, S>(&'a std::cell::RefCell<S>);
-
-impl<S: AsyncSides> AsyncSides for RefSides<'_, S> {
-    async fn run(&mut self, side: usize) -> Duration {
-        // One bench runs at a time, and each awaits its side to the end.
-        #[allow(clippy::await_holding_refcell_ref)]
-        let took = self.0.borrow_mut().run(side).await;
-        took
-    }
 }
 
 /// The get's sides: netabase's `get_record` of a record only A holds, a raw
@@ -1247,10 +1233,10 @@ struct GetSides {
     netabase: NetabaseNet,
     /// A raw network whose C runs in its own task, asked through a channel
     /// as a netabase node's swarm is: `(A, C)`, and B.
-    tasked: [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 3],
+    tasked: [RawPeer; 3],
     c: RawSwarm,
     a: mpsc::UnboundedSender<RawCommand>,
-    _peers: [(mpsc::UnboundedSender<RawCommand>, JoinHandle<()>); 2],
+    _peers: [RawPeer; 2],
     signer: ed25519_dalek::SigningKey,
     value_bytes: usize,
     id: u64,
@@ -1309,7 +1295,7 @@ fn dht_get_paired(c: &mut Criterion) {
     let value_bytes = envelope_bytes();
     let mut group = c.benchmark_group("dht_get_paired");
     group.sampling_mode(SamplingMode::Flat);
-    let sides = rt.block_on(async {
+    let mut sides = rt.block_on(async {
         let netabase = NetabaseNet::start(Durability::Immediate, Peers::SameDisk).await;
         netabase_fetch(&netabase, note(1_000_000_000)).await;
         let [(a, _), (b, _), (c, _)] = raw_network().await;
@@ -1334,7 +1320,6 @@ fn dht_get_paired(c: &mut Criterion) {
         sides.id = 0;
         sides
     });
-    let sides = std::cell::RefCell::new(sides);
     paired(
         &mut group,
         &rt,
@@ -1345,10 +1330,9 @@ fn dht_get_paired(c: &mut Criterion) {
             "raw_floor",
             "raw_same_work_in_task",
         ],
-        RefSides(&sides),
+        &mut sides,
     );
     group.finish();
-    let sides = sides.into_inner();
     rt.block_on(sides.netabase.stop());
 }
 
