@@ -10,10 +10,12 @@
 //!
 //! | group | netabase | floor |
 //! |---|---|---|
-//! | `netabase_creation` | `Netabase::new_with_path` on a fresh directory | `redb::Database::create` + an ed25519 keypair |
+//! | `netabase_creation` | `Netabase::new_with_path` on a fresh directory | `redb::Database::create` + an ed25519 keypair; and the same with the key file made durable (`create_db_keypair_durable_key`) |
 //! | `swarm_lifecycle` | `start_swarm` + first connection to a running node + `stop_swarm` | swarm build + listen + dial + `ConnectionEstablished` + drop |
 //! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
+//! | `dht_put_paired` | `put_record` as above, paired (see [`paired`]) | the same work on raw parts (`raw_same_work`: sign, durable commit, Kademlia put; B and C check the signature and commit durably) and `raw_floor` (durable commit + plain Kademlia put) |
+//! | `dht_get_paired` | `get_record` as above, paired | `raw_same_work`: Kademlia get + the copy's signature check (also `_in_task`: the swarm in its own task, asked through a channel); `raw_floor`: the plain get |
 //! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event (`netabase`), or the typed change (`netabase_typed`, `node.watch`) | tokio broadcast send until 1 / 8 receivers got it |
 //!
 //! `dht_put_record/netabase/.._eventual` and `dht_get_record/netabase/.._eventual`
