@@ -334,9 +334,15 @@ fn spawn_raw_keeping(
 /// know A (their bootstrap peer) and dial it; A knows B and C (what
 /// netabase's Identify handler adds). Nobody is driven yet.
 async fn raw_network() -> [(RawSwarm, Multiaddr); 3] {
+    raw_network_with(|_| false).await
+}
+
+/// [`raw_network`], where peer `i` (A is 0) hands the records pushed to it
+/// to its driver if `filter(i)` (see [`raw_swarm_filtering`]).
+async fn raw_network_with(filter: impl Fn(usize) -> bool) -> [(RawSwarm, Multiaddr); 3] {
     let mut nodes = Vec::new();
-    for _ in 0..3 {
-        let mut swarm = raw_swarm(&Keypair::generate_ed25519());
+    for i in 0..3 {
+        let mut swarm = raw_swarm_filtering(&Keypair::generate_ed25519(), filter(i));
         let address = raw_listen(&mut swarm).await;
         nodes.push((swarm, address));
     }
@@ -391,6 +397,20 @@ async fn raw_put(swarm: &mut RawSwarm, record: Record) -> Result<(), kad::PutRec
         }
     })
     .await
+}
+
+/// Puts `record` from `swarm` until one put lands (the routing tables fill
+/// first), as [`publish_once`] does for a node. Bounded.
+async fn raw_publish_once(swarm: &mut RawSwarm, record: Record) {
+    let mut last = None;
+    for _ in 0..200 {
+        match raw_put(swarm, record.clone()).await {
+            Ok(()) => return,
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("a raw put never reached a peer: {last:?}");
 }
 
 /// Kademlia get, driving `swarm` until the query's last step (as netabase's
@@ -665,17 +685,7 @@ fn dht_put_record(c: &mut Criterion) {
             (a, [spawn_raw(&rt, b), spawn_raw(&rt, c)])
         });
         // As on the netabase side: one put must land before measuring.
-        rt.block_on(async {
-            let mut last = None;
-            for _ in 0..200 {
-                match raw_put(&mut a, raw_record(u64::MAX, value_bytes)).await {
-                    Ok(()) => return,
-                    Err(error) => last = Some(error),
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("a raw put never reached a peer: {last:?}");
-        });
+        rt.block_on(raw_publish_once(&mut a, raw_record(u64::MAX, value_bytes)));
         let mut id = 0;
         group.bench_function("raw_libp2p/kad_put_quorum_one_1KiB", |b| {
             b.iter_custom(|iters| {
@@ -1030,13 +1040,7 @@ impl RawKeepingNet {
     async fn start(rt: &Runtime) -> Self {
         let dir = tempdir("netabase-bench-node-");
         let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let mut nodes = Vec::new();
-        for i in 0..3 {
-            let mut swarm = raw_swarm_filtering(&Keypair::generate_ed25519(), i > 0);
-            let address = raw_listen(&mut swarm).await;
-            nodes.push((swarm, address));
-        }
-        let [a, b, c] = wire(nodes);
+        let [(a, _), (b, _), (c, _)] = raw_network_with(|i| i > 0).await;
         let keeper = |name: &str| {
             let path = dir.path().join(name);
             std::fs::create_dir(&path).expect("create a directory");
@@ -1057,25 +1061,9 @@ impl RawKeepingNet {
             _others: others,
             _dir: dir,
         };
-        net.publish_once(envelope_bytes()).await;
+        let record = signed_record(&net.signer, u64::MAX, envelope_bytes());
+        raw_publish_once(&mut net.a, record).await;
         net
-    }
-
-    /// Puts until one put lands (Kademlia's routing tables fill first).
-    async fn publish_once(&mut self, value_bytes: usize) {
-        for _ in 0..200 {
-            if raw_put(
-                &mut self.a,
-                signed_record(&self.signer, u64::MAX, value_bytes),
-            )
-            .await
-            .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("a raw put never reached a peer");
     }
 
     /// One put as netabase does it, sequentially: sign, commit, publish.
@@ -1098,30 +1086,6 @@ impl RawKeepingNet {
             .iter()
             .map(|k| k.kept.load(std::sync::atomic::Ordering::Acquire))
             .sum()
-    }
-}
-
-/// Wires three raw peers as netabase wires its nodes (see [`raw_network`]).
-fn wire(mut nodes: Vec<(RawSwarm, Multiaddr)>) -> [RawSwarm; 3] {
-    let addresses: Vec<(PeerId, Multiaddr)> = nodes
-        .iter()
-        .map(|(s, a)| (*s.local_peer_id(), a.clone()))
-        .collect();
-    let (a_peer, a_addr) = addresses[0].clone();
-    for (i, (swarm, _)) in nodes.iter_mut().enumerate() {
-        if i == 0 {
-            for (peer, address) in &addresses[1..] {
-                swarm.behaviour_mut().add_address(peer, address.clone());
-            }
-        } else {
-            swarm.behaviour_mut().add_address(&a_peer, a_addr.clone());
-            swarm.dial(a_addr.clone()).expect("dial A");
-        }
-    }
-    let swarms: Vec<RawSwarm> = nodes.into_iter().map(|(s, _)| s).collect();
-    match <[_; 3]>::try_from(swarms) {
-        Ok(swarms) => swarms,
-        Err(_) => unreachable!("three peers were built"),
     }
 }
 
@@ -1196,15 +1160,7 @@ fn dht_put_paired(c: &mut Criterion) {
         let keeping = RawKeepingNet::start(&rt).await;
         let [(a, _), (b, _), (c, _)] = raw_network().await;
         let mut plain = (a, [spawn_raw(&rt, b), spawn_raw(&rt, c)]);
-        for _ in 0..200 {
-            if raw_put(&mut plain.0, raw_record(u64::MAX, value_bytes))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        raw_publish_once(&mut plain.0, raw_record(u64::MAX, value_bytes)).await;
         let dir = tempdir("netabase-bench-node-");
         let plain_db = redb::Database::create(dir.path().join("raw.redb")).expect("create a db");
         PutSides {

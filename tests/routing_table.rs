@@ -13,7 +13,7 @@ use common::*;
 use futures::StreamExt;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, PeerId, Swarm};
+use libp2p::{identify, PeerId, Swarm};
 use netabase::node::{Netabase, NetabaseConfig, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 use netabase::Keypair;
 
@@ -27,33 +27,23 @@ struct Visitor {
 /// A peer that dials `node` and listens nowhere, in this Kademlia mode;
 /// returns once it has told `node` who it is (Identify).
 async fn visit(node: &Netabase, mode: kad::Mode) -> Swarm<Visitor> {
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let mut kad = kad::Behaviour::with_config(
-                peer,
-                MemoryStore::new(peer),
-                kad::Config::new(KAD_PROTOCOL),
-            );
-            kad.set_mode(Some(mode));
-            Visitor {
-                kad,
-                identify: identify::Behaviour::new(identify::Config::new(
-                    IDENTIFY_PROTOCOL.into(),
-                    key.public(),
-                )),
-            }
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let keypair = Keypair::generate_ed25519();
+    let mut swarm = common::raw::tcp_swarm(&keypair, Duration::from_secs(60), |key| {
+        let peer = key.public().to_peer_id();
+        let mut kad = kad::Behaviour::with_config(
+            peer,
+            MemoryStore::new(peer),
+            kad::Config::new(KAD_PROTOCOL),
+        );
+        kad.set_mode(Some(mode));
+        Visitor {
+            kad,
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.into(),
+                key.public(),
+            )),
+        }
+    });
     swarm.dial(address_of(node)).unwrap();
     tokio::time::timeout(NET_WAIT, async {
         loop {

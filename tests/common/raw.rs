@@ -10,14 +10,19 @@ use bincode::{Decode, Encode};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::kad::{self, store::MemoryStore, Quorum, Record, RecordKey};
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, tcp, yamux, PeerId, StreamProtocol, Swarm};
 use netabase::node::{Netabase, KAD_PROTOCOL, SYNC_PROTOCOL};
 use netabase::sync::reconcile::{Part, Watermarks};
 use netabase::Keypair;
 
-/// A plain Kademlia peer on netabase's DHT protocol.
-pub fn kad_swarm(keypair: &Keypair) -> Swarm<kad::Behaviour<MemoryStore>> {
+/// A raw peer on netabase's transport (TCP, Noise, Yamux) running
+/// `behaviour`, closing connections idle for `idle`.
+pub fn tcp_swarm<B: NetworkBehaviour>(
+    keypair: &Keypair,
+    idle: Duration,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Swarm<B> {
     libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
         .with_tcp(
@@ -26,15 +31,20 @@ pub fn kad_swarm(keypair: &Keypair) -> Swarm<kad::Behaviour<MemoryStore>> {
             yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|key| {
-            let mut config = kad::Config::new(KAD_PROTOCOL);
-            config.set_max_packet_size(256 * 1024);
-            let peer = key.public().to_peer_id();
-            kad::Behaviour::with_config(peer, MemoryStore::new(peer), config)
-        })
+        .with_behaviour(behaviour)
         .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build()
+}
+
+/// A plain Kademlia peer on netabase's DHT protocol.
+pub fn kad_swarm(keypair: &Keypair) -> Swarm<kad::Behaviour<MemoryStore>> {
+    tcp_swarm(keypair, Duration::from_secs(30), |key| {
+        let mut config = kad::Config::new(KAD_PROTOCOL);
+        config.set_max_packet_size(256 * 1024);
+        let peer = key.public().to_peer_id();
+        kad::Behaviour::with_config(peer, MemoryStore::new(peer), config)
+    })
 }
 
 /// Points a Kademlia peer at `node` and dials it.

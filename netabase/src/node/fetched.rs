@@ -109,22 +109,21 @@ fn store(shared: &Shared, batches: Vec<Checked>) -> Vec<Stored> {
     // Each envelope's batch, by index into the merged list.
     let mut batch_of = Vec::new();
     let mut envelopes = Vec::new();
-    for (b, batch) in batches.iter().enumerate() {
+    let mut reports = Vec::with_capacity(batches.len());
+    for (b, batch) in batches.into_iter().enumerate() {
         batch_of.extend(std::iter::repeat_n(b, batch.envelopes.len()));
-        envelopes.extend(batch.envelopes.iter().cloned());
-    }
-    let origin_of = |i: usize| Origin::Peer(batches[batch_of[i]].peer);
-    let mut reports: Vec<Stored> = batches
-        .iter()
-        .map(|batch| Stored {
+        envelopes.extend(batch.envelopes);
+        reports.push(Stored {
             peer: batch.peer,
-            keys: Vec::new(),
+            keys: batch.keys,
             received: Vec::new(),
             refused: batch.refused,
             failed: false,
-        })
-        .collect();
-    match apply::apply_batch_from(shared, &envelopes, origin_of) {
+        });
+    }
+    let origin_of = |i: usize| Origin::Peer(reports[batch_of[i]].peer);
+    let applied = apply::apply_batch_from(shared, &envelopes, origin_of);
+    match applied {
         Ok(applied) => {
             for (i, model) in applied.stored {
                 count(&mut reports[batch_of[i]].received, model);
@@ -143,9 +142,6 @@ fn store(shared: &Shared, batches: Vec<Checked>) -> Vec<Stored> {
                 report.failed = true;
             }
         }
-    }
-    for (report, batch) in reports.iter_mut().zip(batches) {
-        report.keys = batch.keys;
     }
     reports
 }
