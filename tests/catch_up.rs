@@ -106,3 +106,42 @@ async fn a_late_joiner_receives_every_record_written_before_it_existed() {
     a.stop_swarm().await.unwrap();
     b.stop_swarm().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_asked_for_while_one_runs_follows_it() {
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&dir.path().join("a"), None).await;
+    let users: Vec<User> = (1..=N)
+        .map(|i| user(i, &format!("{i}@example.com"), (i % 90) as u32))
+        .collect();
+    assert_eq!(a.put_records_locally(users).await.unwrap(), N as usize);
+
+    // Only the connection's catch-up and the one asked for below.
+    let (b, mut b_events) = start_with(&dir.path().join("b"), &[&a], |_| {}).await;
+    let mut fetching = false;
+    until(&mut b_events, "the first catch-up to fetch", || {
+        fetching |= b.stats().accepted > 0;
+        fetching
+    })
+    .await;
+    // Written locally (nothing is pushed) while B's catch-up runs, after
+    // A answered its first comparison.
+    a.put_record_locally(post("late", &["late"], Some("ada"), 1))
+        .await
+        .unwrap();
+    assert_eq!(b.catch_up().await.unwrap(), vec![a.peer_id()]);
+    let b_posts = b.store().tree::<Post>();
+    until(
+        &mut b_events,
+        "the record written during the first catch-up",
+        || b_posts.len().unwrap() == 1,
+    )
+    .await;
+    until(&mut b_events, "all of A's users", || {
+        b.stats().accepted == N + 1
+    })
+    .await;
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}

@@ -1039,6 +1039,8 @@ impl Netabase {
     /// every `catch_up_interval`. Returns at once, with the peers it
     /// reconciles with (none: no peer is connected); progress arrives as
     /// [`Event::CatchUp`] and each finished exchange as [`Event::CaughtUp`].
+    /// With a peer whose catch-up is already running (it may have compared
+    /// before the change that prompted this call), another follows it.
     ///
     /// # Errors
     ///

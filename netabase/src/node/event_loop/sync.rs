@@ -62,6 +62,9 @@ pub(super) struct Exchange {
     rounds: u32,
     /// Our next message, held back while many keys wait to be fetched.
     held: Option<SyncRequest>,
+    /// A catch-up was asked for while this one ran: it may have compared
+    /// before the change that prompted the call, so another follows it.
+    again: bool,
     /// Records the peer holds that our clock cannot accept yet, and the
     /// earliest of their timestamps.
     too_new: u64,
@@ -71,9 +74,12 @@ pub(super) struct Exchange {
 impl EventLoop {
     /// Starts a catch-up with `peer`, unless one is already running.
     pub(super) fn start_reconcile(&mut self, peer: PeerId) {
+        if let Some(exchange) = self.exchanges.get_mut(&peer) {
+            exchange.again = true;
+            return;
+        }
         if !self.shared.config.catch_up
             || self.shared.health.degraded()
-            || self.exchanges.contains_key(&peer)
             || self.peers.is_banned(&peer)
         {
             return;
@@ -88,6 +94,7 @@ impl EventLoop {
                 refused: 0,
                 rounds: 0,
                 held: None,
+                again: false,
                 too_new: 0,
                 earliest_too_new: 0,
             },
@@ -327,6 +334,15 @@ impl EventLoop {
         let Some(exchange) = self.exchanges.remove(&peer) else {
             return;
         };
+        let again = exchange.again;
+        self.finish(peer, exchange);
+        if again && self.swarm.is_connected(&peer) {
+            self.start_reconcile(peer);
+        }
+    }
+
+    /// Reports the end of an exchange whose work is all done.
+    fn finish(&mut self, peer: PeerId, exchange: Exchange) {
         if exchange.too_new > 0 {
             let drift = self.shared.clock.max_drift_ms();
             let ahead_ms = Timestamp(exchange.earliest_too_new)
