@@ -775,6 +775,17 @@ async fn raw_fetch(
     raw_fetch_checked(c, a, record, None).await
 }
 
+/// Puts `record` into the store of the raw peer driven through `peer`
+/// only, and waits for it to be there.
+async fn store_at(peer: &mpsc::UnboundedSender<RawCommand>, record: Record) {
+    let (ack, acked) = oneshot::channel();
+    peer.send(RawCommand::StoreLocally(record, ack))
+        .expect("the raw peer is running");
+    bounded("a raw peer to store a record", acked)
+        .await
+        .expect("the raw peer acknowledges");
+}
+
 /// [`raw_fetch`]; with `check`, the copy found is checked against that
 /// signer's key before the clock stops.
 async fn raw_fetch_checked(
@@ -784,12 +795,7 @@ async fn raw_fetch_checked(
     check: Option<&ed25519_dalek::VerifyingKey>,
 ) -> Duration {
     let key = record.key.clone();
-    let (ack, acked) = oneshot::channel();
-    a.send(RawCommand::StoreLocally(record, ack))
-        .expect("A is running");
-    bounded("A to store a record", acked)
-        .await
-        .expect("A acknowledges");
+    store_at(a, record).await;
     let start = Instant::now();
     let (remote, value) = raw_get(c, key).await;
     if let Some(key) = check {
@@ -894,12 +900,7 @@ impl Keeper {
         if !signed_by(&self.key, &record.value) {
             return;
         }
-        let txn = self.db.begin_write().expect("begin write");
-        txn.open_table(RAW_KEPT)
-            .expect("open the table")
-            .insert(record.key.as_ref(), record.value.as_slice())
-            .expect("insert");
-        txn.commit().expect("commit");
+        commit_kept(&self.db, record);
         self.kept.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 }
@@ -917,6 +918,16 @@ async fn settle(what: &str, done: impl Fn() -> bool) {
 }
 
 const RAW_KEPT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw/kept");
+
+/// Commits `record` to `db` in one durable transaction.
+fn commit_kept(db: &redb::Database, record: &Record) {
+    let txn = db.begin_write().expect("begin write");
+    txn.open_table(RAW_KEPT)
+        .expect("open the table")
+        .insert(record.key.as_ref(), record.value.as_slice())
+        .expect("insert");
+    txn.commit().expect("commit");
+}
 
 /// Whether `value`'s last 64 bytes are `key`'s signature over the rest.
 fn signed_by(key: &ed25519_dalek::VerifyingKey, value: &[u8]) -> bool {
@@ -989,12 +1000,15 @@ impl Totals {
 /// as ratios to side 0 (the figure to read: the machine's drift between
 /// benches falls on every side alike).
 fn paired(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    c: &mut Criterion,
+    group: &str,
     rt: &Runtime,
     what: &str,
     names: &[&str],
     run: &mut impl AsyncSides,
 ) {
+    let mut group = c.benchmark_group(group);
+    group.sampling_mode(SamplingMode::Flat);
     let totals = Totals::default();
     for (k, name) in names.iter().enumerate() {
         group.bench_function(format!("{name}/{what}"), |b| {
@@ -1016,6 +1030,7 @@ fn paired(
             })
         });
     }
+    group.finish();
     totals.report(what, names);
 }
 
@@ -1070,12 +1085,7 @@ impl RawKeepingNet {
     async fn put(&mut self, id: u64, value_bytes: usize) -> Duration {
         let start = Instant::now();
         let record = signed_record(&self.signer, id, value_bytes);
-        let txn = self.a_db.begin_write().expect("begin write");
-        txn.open_table(RAW_KEPT)
-            .expect("open the table")
-            .insert(record.key.as_ref(), record.value.as_slice())
-            .expect("insert");
-        txn.commit().expect("commit");
+        commit_kept(&self.a_db, &record);
         raw_put(&mut self.a, record).await.expect("a raw put");
         start.elapsed()
     }
@@ -1152,8 +1162,6 @@ impl AsyncSides for PutSides {
 fn dht_put_paired(c: &mut Criterion) {
     let rt = runtime();
     let value_bytes = envelope_bytes();
-    let mut group = c.benchmark_group("dht_put_paired");
-    group.sampling_mode(SamplingMode::Flat);
     let mut sides = rt.block_on(async {
         let netabase = NetabaseNet::start(Durability::Immediate, Peers::SameDisk).await;
         publish_once(&netabase.a, note(0)).await;
@@ -1174,13 +1182,13 @@ fn dht_put_paired(c: &mut Criterion) {
         }
     });
     paired(
-        &mut group,
+        c,
+        "dht_put_paired",
         &rt,
         "put_1KiB",
         &["netabase", "raw_same_work", "raw_floor"],
         &mut sides,
     );
-    group.finish();
     rt.block_on(sides.netabase.stop());
 }
 
@@ -1221,13 +1229,7 @@ impl AsyncSides for GetSides {
             _ => {
                 let record = signed_record(&self.signer, id, self.value_bytes);
                 let key = record.key.clone();
-                let (ack, acked) = oneshot::channel();
-                let a = &self.tasked[0].0;
-                a.send(RawCommand::StoreLocally(record, ack))
-                    .expect("A is running");
-                bounded("A to store a record", acked)
-                    .await
-                    .expect("A acknowledges");
+                store_at(&self.tasked[0].0, record).await;
                 let start = Instant::now();
                 let (reply, found) = oneshot::channel();
                 self.tasked[1]
@@ -1251,8 +1253,6 @@ impl AsyncSides for GetSides {
 fn dht_get_paired(c: &mut Criterion) {
     let rt = runtime();
     let value_bytes = envelope_bytes();
-    let mut group = c.benchmark_group("dht_get_paired");
-    group.sampling_mode(SamplingMode::Flat);
     let mut sides = rt.block_on(async {
         let netabase = NetabaseNet::start(Durability::Immediate, Peers::SameDisk).await;
         netabase_fetch(&netabase, note(1_000_000_000)).await;
@@ -1279,7 +1279,8 @@ fn dht_get_paired(c: &mut Criterion) {
         sides
     });
     paired(
-        &mut group,
+        c,
+        "dht_get_paired",
         &rt,
         "remote_get_1KiB",
         &[
@@ -1290,7 +1291,6 @@ fn dht_get_paired(c: &mut Criterion) {
         ],
         &mut sides,
     );
-    group.finish();
     rt.block_on(sides.netabase.stop());
 }
 

@@ -13,7 +13,6 @@
 //! | `catch_up_100k` | a fresh node B bootstrapped to A (which holds 100,000 small records) starts, until B has accepted all of them | raw request-response: the same 100,000 envelopes in batches of 512, 4 requests in flight, each batch committed to redb in one durable transaction (`raw_libp2p_redb`); the same without storage (`raw_libp2p`) |
 //! | `reconcile_equal_100k` | `reconcile::initiate` / `respond` between two equal 100,000-item sets until a message is empty, in-process (`netabase/initiate_respond`); and two running nodes holding the same 100,000 records, from `catch_up()` to `Event::CaughtUp` (`netabase/node_round`) | XOR + count of the same 100,000 digests, once per side, from a `Vec` |
 //! | `reconcile_fresh_1m` | an empty set reconciling with a set of 1,000,000 items (12-byte record keys), in memory, until a message is empty: every message encoded and decoded as on the wire (`netabase/exchange`) | the list of the 1,000,000 keys and states it learns, bincode-encoded and decoded once (`raw_bincode/encode_decode_items`) |
-//!
 //! | `verify_512` | `Envelope::from_bytes_many` of 512 envelopes (a fetched batch) by 1 and by 8 writers: decoding and the batched signature check | ed25519-dalek's `verify_batch` over 512 signatures of messages as long, by as many writers; and `verify` on each |
 //!
 //! `catch_up_100k` reports records/s (`Throughput::Elements`). Its timer

@@ -117,7 +117,8 @@ async fn a_catch_up_asked_for_while_one_runs_follows_it() {
         .collect();
     assert_eq!(a.put_records_locally(users).await.unwrap(), N as usize);
 
-    // Only the connection's catch-up and the one asked for below.
+    // The tests' config: no periodic catch-up, only the connection's and
+    // the one asked for below.
     let (b, mut b_events) = start_with(&dir.path().join("b"), &[&a], |_| {}).await;
     let mut fetching = false;
     until(&mut b_events, "the first catch-up to fetch", || {

@@ -641,19 +641,17 @@ impl EventLoop {
         let Some((_, keys)) = self.fetches.finished(id) else {
             return;
         };
-        if records.len() != keys.len() {
-            // What is not stored from this answer may be asked for again.
-            self.fetches
-                .forget(peer, &keys[records.len().min(keys.len())..]);
-        }
         if records.len() > keys.len() {
             // More than asked for: a broken or hostile peer. Drop it all.
+            self.fetches.forget(peer, &keys);
             self.shared.counters.reject(Rejection::Malformed);
             self.strike(peer, "answered a fetch with more records than asked for");
             self.fail(peer, CatchUpFailure::OffProtocol);
             return;
         }
         if records.len() < keys.len() {
+            // What is not stored from this answer may be asked for again.
+            self.fetches.forget(peer, &keys[records.len()..]);
             let bytes: usize = records.iter().map(|r| r.len() + 8).sum();
             // An honest peer stops short only when the next record would
             // not fit in the response: any record, whatever its limit, fits
