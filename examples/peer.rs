@@ -12,7 +12,7 @@
 
 use std::error::Error;
 
-use netabase::node::{Event, Netabase, NetabaseConfig};
+use netabase::node::{CatchUpOutcome, Event, Netabase, NetabaseConfig};
 use netabase::store::Lookup;
 use netabase::NetabaseModel;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -87,9 +87,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(format!("{notes:?}"))
             }
-            (Some("sync"), None) => node.catch_up().await.map(|peers| match peers.len() {
-                0 => "no peer is connected: nothing to sync with".to_string(),
-                n => format!("reconciling with {n} connected peer(s)"),
+            (Some("sync"), None) => node.catch_up_and_wait().await.map(|ends| {
+                if ends.is_empty() {
+                    return "no peer is connected: nothing to sync with".to_string();
+                }
+                let lines: Vec<String> = ends
+                    .iter()
+                    .map(|(peer, end)| match end {
+                        CatchUpOutcome::CaughtUp { received, .. } => {
+                            format!("{peer}: caught up, {received} record(s) received")
+                        }
+                        other => format!("{peer}: {other:?}"),
+                    })
+                    .collect();
+                lines.join("\n")
             }),
             (Some("quit"), None) => break,
             _ => Ok(

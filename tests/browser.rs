@@ -196,8 +196,7 @@ async fn a_browser_back_online_converges_with_what_the_native_node_did_meanwhile
     node.start_swarm().await.unwrap();
     node.dial(native_node()).await.unwrap();
     wait_until("both ends hold the same records", || async {
-        let _ = node.catch_up().await;
-        futures_timer::Delay::new(Duration::from_millis(200)).await;
+        let _ = netabase_timeout(node.catch_up_and_wait()).await;
         control("/fingerprint").await.1 == format!("{:?}", node.sync_fingerprint())
     })
     .await;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
+use netabase::node::{CatchUpOutcome, Event, Netabase, NetabaseConfig, Protocol};
 use netabase::store::Lookup;
 use tokio::sync::broadcast;
 use tokio::time::timeout;
@@ -107,30 +107,41 @@ async fn a_late_joiner_receives_every_record_written_before_it_existed() {
     b.stop_swarm().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_catch_up_asked_for_while_one_runs_follows_it() {
-    const N: u64 = 20_000;
-    let dir = tempfile::tempdir().unwrap();
-    let a = start(&dir.path().join("a"), None).await;
-    let users: Vec<User> = (1..=N)
+const WHILE_ONE_RUNS: u64 = 20_000;
+
+/// A holding `WHILE_ONE_RUNS` users, and a fresh B whose catch-up from A
+/// has begun storing them when A writes one post locally (nothing is
+/// pushed), after it answered B's first comparison.
+async fn a_write_during_a_catch_up(
+    dir: &std::path::Path,
+) -> (Netabase, Netabase, broadcast::Receiver<Event>) {
+    let a = start(&dir.join("a"), None).await;
+    let users: Vec<User> = (1..=WHILE_ONE_RUNS)
         .map(|i| user(i, &format!("{i}@example.com"), (i % 90) as u32))
         .collect();
-    assert_eq!(a.put_records_locally(users).await.unwrap(), N as usize);
-
+    assert_eq!(
+        a.put_records_locally(users).await.unwrap(),
+        WHILE_ONE_RUNS as usize
+    );
     // The tests' config: no periodic catch-up, only the connection's and
-    // the one asked for below.
-    let (b, mut b_events) = start_with(&dir.path().join("b"), &[&a], |_| {}).await;
+    // the one asked for.
+    let (b, mut b_events) = start_with(&dir.join("b"), &[&a], |_| {}).await;
     let mut fetching = false;
     until(&mut b_events, "the first catch-up to fetch", || {
         fetching |= b.stats().accepted > 0;
         fetching
     })
     .await;
-    // Written locally (nothing is pushed) while B's catch-up runs, after
-    // A answered its first comparison.
     a.put_record_locally(post("late", &["late"], Some("ada"), 1))
         .await
         .unwrap();
+    (a, b, b_events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_asked_for_while_one_runs_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, mut b_events) = a_write_during_a_catch_up(dir.path()).await;
     assert_eq!(b.catch_up().await.unwrap(), vec![a.peer_id()]);
     let b_posts = b.store().tree::<Post>();
     until(
@@ -140,9 +151,59 @@ async fn a_catch_up_asked_for_while_one_runs_follows_it() {
     )
     .await;
     until(&mut b_events, "all of A's users", || {
-        b.stats().accepted == N + 1
+        b.stats().accepted == WHILE_ONE_RUNS + 1
     })
     .await;
     a.stop_swarm().await.unwrap();
     b.stop_swarm().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_and_wait_returns_once_all_the_peer_held_at_the_call_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, _) = a_write_during_a_catch_up(dir.path()).await;
+    let mut events = b.subscribe_to_broadcasts();
+    // Read alongside, so the first report after the call is not lost to lag.
+    let (outcomes, first_report) = tokio::join!(
+        timeout(NET_WAIT, b.catch_up_and_wait()),
+        caught_up_with(&mut events, a.peer_id())
+    );
+    let outcomes = outcomes.expect("the catch-ups end").unwrap();
+    // One report for both exchanges, counting what each stored.
+    let all = CatchUpOutcome::CaughtUp {
+        received: WHILE_ONE_RUNS + 1,
+        refused: 0,
+    };
+    assert_eq!(outcomes, [(a.peer_id(), all)]);
+    assert_eq!(
+        first_report,
+        WHILE_ONE_RUNS + 1,
+        "the first exchange reported apart"
+    );
+    assert_eq!(b.store().tree::<Post>().len().unwrap(), 1);
+    assert_eq!(b.sync_fingerprint(), a.sync_fingerprint());
+    a.stop_swarm().await.unwrap();
+    b.stop_swarm().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_and_wait_says_when_no_catch_up_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&dir.path().join("a"), None).await;
+    let (b, mut b_events) = start_with(&dir.path().join("b"), &[&a], |c| c.catch_up = false).await;
+    wait_for("B connected to A", &mut b_events, |e| {
+        matches!(e, Event::PeerConnected(p) if *p == a.peer_id()).then_some(())
+    })
+    .await;
+    let outcomes = timeout(NET_WAIT, b.catch_up_and_wait())
+        .await
+        .expect("nothing to wait for")
+        .unwrap();
+    assert_eq!(outcomes, [(a.peer_id(), CatchUpOutcome::NotStarted)]);
+    b.stop_swarm().await.unwrap();
+    assert!(matches!(
+        b.catch_up_and_wait().await,
+        Err(netabase::node::NodeError::NotRunning)
+    ));
+    a.stop_swarm().await.unwrap();
 }

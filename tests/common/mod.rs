@@ -12,7 +12,7 @@ use std::time::Duration;
 use netabase::model::IndexEntries;
 use std::path::Path;
 
-use netabase::node::{Event, Multiaddr, Netabase, NetabaseConfig, NodeError};
+use netabase::node::{CatchUpOutcome, Event, Multiaddr, Netabase, NetabaseConfig, NodeError};
 use netabase::store::Lookup;
 use netabase::{KeyEncode, NetabaseModel};
 use netabase::{PeerId, StoreError};
@@ -192,11 +192,31 @@ pub async fn caught_up_with(events: &mut broadcast::Receiver<Event>, peer: PeerI
     .await
 }
 
-/// One full catch-up of `node` from `peer`: returns the records received.
+/// One full catch-up of `node` from `peer`, covering all `peer` held at the
+/// call: returns the records received. Waits for `node` to see the
+/// connection first, if it has not yet (a dial returns on the dialler's side).
 pub async fn round(node: &Netabase, peer: &Netabase) -> u64 {
+    let peer = peer.peer_id();
     let mut events = node.subscribe_to_broadcasts();
-    node.catch_up().await.unwrap();
-    caught_up_with(&mut events, peer.peer_id()).await
+    let outcomes = tokio::time::timeout(NET_WAIT, async {
+        loop {
+            let outcomes = node.catch_up_and_wait().await.unwrap();
+            if outcomes.iter().any(|(p, _)| *p == peer) {
+                return outcomes;
+            }
+            // Subscribed before the call: a connection after it is seen here.
+            wait_for("the peer to connect", &mut events, |e| {
+                matches!(e, Event::PeerConnected(p) if *p == peer).then_some(())
+            })
+            .await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for a catch-up with {peer}"));
+    match outcomes.iter().find(|(p, _)| *p == peer) {
+        Some((_, CatchUpOutcome::CaughtUp { received, .. })) => *received,
+        other => panic!("the catch-up with {peer} ended as {other:?}"),
+    }
 }
 
 pub async fn users(node: &Netabase) -> Vec<User> {

@@ -56,6 +56,26 @@ pub enum CatchUpFailure {
     },
 }
 
+/// How one peer's catch-up ended, as
+/// [`Netabase::catch_up_and_wait`](super::Netabase::catch_up_and_wait) reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CatchUpOutcome {
+    /// It completed, as [`Event::CaughtUp`] says.
+    CaughtUp {
+        /// Records received and stored.
+        received: u64,
+        /// Records the peer holds that this node did not take.
+        refused: u64,
+    },
+    /// It ended without completing, as [`Event::CatchUpFailed`] says.
+    Failed(CatchUpFailure),
+    /// None started: catch-up is off in the config, the store is failing
+    /// (see [`Event::StorageFailed`]), or the peer is refused for breaking
+    /// the protocol.
+    NotStarted,
+}
+
 /// One event on [`Netabase::subscribe_to_broadcasts`](super::Netabase::subscribe_to_broadcasts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

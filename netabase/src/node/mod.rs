@@ -58,7 +58,7 @@ pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use catchup::SYNC_PROTOCOL;
 pub use config::{NetabaseConfig, WriteQuorum};
 pub use error::NodeError;
-pub use event::{CatchUpFailure, ChangeKind, Event, Origin};
+pub use event::{CatchUpFailure, CatchUpOutcome, ChangeKind, Event, Origin};
 pub use libp2p::multiaddr::{Multiaddr, Protocol};
 pub use platform::TaskError;
 pub use stats::{NodeStats, Rejection};
@@ -1040,15 +1040,40 @@ impl Netabase {
     /// reconciles with (none: no peer is connected); progress arrives as
     /// [`Event::CatchUp`] and each finished exchange as [`Event::CaughtUp`].
     /// With a peer whose catch-up is already running (it may have compared
-    /// before the change that prompted this call), another follows it.
+    /// before the change that prompted this call), another follows it, and
+    /// only the follow-up reports, with the records both received. To wait
+    /// for the ends, use [`catch_up_and_wait`](Self::catch_up_and_wait).
     ///
     /// # Errors
     ///
     /// [`NodeError::NotRunning`] if the swarm is not running.
     pub async fn catch_up(&self) -> Result<Vec<PeerId>, NodeError> {
         let (reply, peers) = oneshot::channel();
-        self.send(Command::CatchUp { reply }).await?;
+        self.send(Command::CatchUp { reply, done: None }).await?;
         peers.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// [`catch_up`](Self::catch_up), then waits until each of those peers'
+    /// catch-ups has ended, and says how. A completed one covers every
+    /// record the peer held when this was called: one already running is
+    /// followed by another, and only the follow-up reports (with the records
+    /// both received). Bound the wait with `tokio::time::timeout`; a peer
+    /// that disconnects ends its catch-up as
+    /// [`CatchUpFailure::Disconnected`].
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRunning`] if the swarm is not running;
+    /// [`NodeError::Stopped`] if it stops before every catch-up ended.
+    pub async fn catch_up_and_wait(&self) -> Result<Vec<(PeerId, CatchUpOutcome)>, NodeError> {
+        let (reply, _) = oneshot::channel();
+        let (done, outcomes) = oneshot::channel();
+        self.send(Command::CatchUp {
+            reply,
+            done: Some(done),
+        })
+        .await?;
+        outcomes.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Collects deletes older than the tombstone horizon now (the node also

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::catchup::Fetches;
-use super::event::{CatchUpFailure, Event};
+use super::event::{CatchUpFailure, CatchUpOutcome, Event};
 use super::inbound::{self, Pushed};
 use super::stats::Rejection;
 use super::{health, horizon, platform, NodeError, Shared};
@@ -49,8 +49,12 @@ pub(crate) enum Command {
         address: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, NodeError>>,
     },
-    /// Reconcile with every connected peer now.
-    CatchUp { reply: oneshot::Sender<Vec<PeerId>> },
+    /// Reconcile with every connected peer now; `done`, if any, gets how
+    /// each of those catch-ups ended.
+    CatchUp {
+        reply: oneshot::Sender<Vec<PeerId>>,
+        done: Option<oneshot::Sender<Vec<(PeerId, CatchUpOutcome)>>>,
+    },
     /// Stop the loop.
     Shutdown,
 }
@@ -61,7 +65,7 @@ mod sync;
 
 use peers::Peers;
 use redial::Redial;
-use sync::{Exchange, Internal};
+use sync::{CatchUpWaiter, Exchange, Internal};
 
 /// How soon a peer whose pushes were dropped (its queue was full) is caught
 /// up with, to fetch what was acknowledged and dropped.
@@ -97,6 +101,8 @@ pub(crate) struct EventLoop {
     gets: HashMap<QueryId, CopiesSender>,
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
+    /// Callers of `catch_up_and_wait`, until each of their peers reports.
+    catch_up_waiters: Vec<CatchUpWaiter>,
     reconciles: HashMap<request_response::OutboundRequestId, PeerId>,
     peers: Peers,
     /// The remote address of a peer that dialled us, kept in the routing
@@ -136,6 +142,7 @@ impl EventLoop {
             gets: HashMap::new(),
             fetches: Fetches::default(),
             exchanges: HashMap::new(),
+            catch_up_waiters: Vec::new(),
             reconciles: HashMap::new(),
             peers: Peers::default(),
             ephemeral: HashMap::new(),
@@ -224,8 +231,12 @@ impl EventLoop {
                     .put_record_to(record, peers.into_iter(), quorum);
             }
             Command::Dial { address, reply } => self.dial(address, reply),
-            Command::CatchUp { reply } => {
-                let _ = reply.send(self.reconcile_with_all());
+            Command::CatchUp { reply, done } => {
+                let peers = self.reconcile_with_all();
+                if let Some(done) = done {
+                    self.wait_for_catch_ups(&peers, done);
+                }
+                let _ = reply.send(peers);
             }
             Command::Shutdown => {}
         }

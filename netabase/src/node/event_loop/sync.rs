@@ -9,6 +9,7 @@
 //! sides of a new connection start their own exchange.
 
 use libp2p::{request_response, PeerId};
+use tokio::sync::oneshot;
 
 use crate::model::ModelId;
 use crate::sync::reconcile::{self, Context, MessageError, Watermarks};
@@ -20,9 +21,17 @@ use crate::node::catchup::{
     model_of, Progress, SyncRequest, SyncResponse, FETCH_BATCH, HOLD_QUEUED, MAX_RESPONSE_BYTES,
     MAX_ROUNDS,
 };
-use crate::node::event::{CatchUpFailure, Event};
+use crate::node::event::{CatchUpFailure, CatchUpOutcome, Event};
 use crate::node::stats::{Counters, Rejection};
 use crate::node::{apply, fetched, horizon, platform, Shared};
+
+/// A caller of `catch_up_and_wait`: the peers whose catch-up has not ended
+/// yet, and how the others ended.
+pub(super) struct CatchUpWaiter {
+    pending: Vec<PeerId>,
+    ended: Vec<(PeerId, CatchUpOutcome)>,
+    reply: oneshot::Sender<Vec<(PeerId, CatchUpOutcome)>>,
+}
 
 /// Work finished off the loop, coming back to it.
 pub(super) enum Internal {
@@ -334,11 +343,18 @@ impl EventLoop {
         let Some(exchange) = self.exchanges.remove(&peer) else {
             return;
         };
-        let again = exchange.again;
-        self.finish(peer, exchange);
-        if again && self.swarm.is_connected(&peer) {
+        if exchange.again && self.swarm.is_connected(&peer) {
+            // Reported once, when the follow-up ends, so an end seen after a
+            // call to `catch_up` covers what the peer held at the call.
+            // Records refused are the follow-up's to count: it meets them again.
+            let received = exchange.received;
             self.start_reconcile(peer);
+            if let Some(next) = self.exchanges.get_mut(&peer) {
+                next.received += received;
+                return;
+            }
         }
+        self.finish(peer, exchange);
     }
 
     /// Reports the end of an exchange whose work is all done.
@@ -391,6 +407,13 @@ impl EventLoop {
             received: exchange.received,
             refused: exchange.refused,
         });
+        self.report(
+            peer,
+            CatchUpOutcome::CaughtUp {
+                received: exchange.received,
+                refused: exchange.refused,
+            },
+        );
     }
 
     /// Ends our exchange with `peer` as failed.
@@ -406,12 +429,58 @@ impl EventLoop {
         self.emit_failure(peer, reason);
     }
 
-    fn emit_failure(&self, peer: PeerId, reason: CatchUpFailure) {
+    fn emit_failure(&mut self, peer: PeerId, reason: CatchUpFailure) {
         Counters::bump(&self.shared.counters.catch_ups_failed);
         let _ = self
             .shared
             .events
             .send(Event::CatchUpFailed { peer, reason });
+        self.report(peer, CatchUpOutcome::Failed(reason));
+    }
+
+    /// Registers a caller waiting on the catch-ups just asked of `peers`.
+    pub(super) fn wait_for_catch_ups(
+        &mut self,
+        peers: &[PeerId],
+        reply: oneshot::Sender<Vec<(PeerId, CatchUpOutcome)>>,
+    ) {
+        let mut waiter = CatchUpWaiter {
+            pending: Vec::new(),
+            ended: Vec::new(),
+            reply,
+        };
+        for &peer in peers {
+            if self.exchanges.contains_key(&peer) {
+                waiter.pending.push(peer);
+            } else {
+                waiter.ended.push((peer, CatchUpOutcome::NotStarted));
+            }
+        }
+        if waiter.pending.is_empty() {
+            let _ = waiter.reply.send(waiter.ended);
+        } else {
+            self.catch_up_waiters.push(waiter);
+        }
+    }
+
+    /// Hands how `peer`'s catch-up ended to the callers waiting on it.
+    fn report(&mut self, peer: PeerId, outcome: CatchUpOutcome) {
+        if self.catch_up_waiters.is_empty() {
+            return;
+        }
+        for waiter in &mut self.catch_up_waiters {
+            if let Some(at) = waiter.pending.iter().position(|p| *p == peer) {
+                waiter.pending.swap_remove(at);
+                waiter.ended.push((peer, outcome));
+            }
+        }
+        let (done, waiting) = std::mem::take(&mut self.catch_up_waiters)
+            .into_iter()
+            .partition(|w| w.pending.is_empty());
+        self.catch_up_waiters = waiting;
+        for waiter in done {
+            let _ = waiter.reply.send(waiter.ended);
+        }
     }
 
     /// Counts a protocol violation by `peer`; one that keeps at it is
