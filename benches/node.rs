@@ -14,7 +14,7 @@
 //! | `swarm_lifecycle` | `start_swarm` + first connection to a running node + `stop_swarm` | swarm build + listen + dial + `ConnectionEstablished` + drop |
 //! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
-//! | `dht_put_paired` | `put_record` as above, paired (see [`paired`]) | the same work on raw parts (`raw_same_work`: sign, durable commit, Kademlia put; B and C check the signature and commit durably) and `raw_floor` (durable commit + plain Kademlia put) |
+//! | `dht_put_paired` | `put_record` as above, paired (see `net::paired`) | the same work on raw parts (`raw_same_work`: sign, durable commit, Kademlia put; B and C check the signature and commit durably) and `raw_floor` (durable commit + plain Kademlia put) |
 //! | `dht_get_paired` | `get_record` as above, paired | `raw_same_work`: Kademlia get + the copy's signature check (also `_in_task`: the swarm in its own task, asked through a channel); `raw_floor`: the plain get |
 //! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event (`netabase`), or the typed change (`netabase_typed`, `node.watch`) | tokio broadcast send until 1 / 8 receivers got it |
 //!
@@ -28,7 +28,6 @@
 
 mod net;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
@@ -41,7 +40,7 @@ use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use net::{address_of, bounded, raw_swarm_with, runtime, tempdir};
+use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Protocol, KAD_PROTOCOL};
 use netabase::sync::Timestamp;
@@ -953,90 +952,6 @@ fn signed_record(signer: &ed25519_dalek::SigningKey, id: u64, value_bytes: usize
         publisher: None,
         expires: None,
     }
-}
-
-/// Sums of each side's time over every iteration of a paired group.
-#[derive(Default)]
-struct Totals {
-    times: RefCell<Vec<Duration>>,
-}
-
-impl Totals {
-    fn add(&self, side: usize, took: Duration) {
-        let mut times = self.times.borrow_mut();
-        if times.len() <= side {
-            times.resize(side + 1, Duration::ZERO);
-        }
-        times[side] += took;
-    }
-
-    /// Prints each side's total against side 0's.
-    fn report(&self, what: &str, names: &[&str]) {
-        let times = self.times.borrow();
-        let Some(first) = times
-            .first()
-            .map(Duration::as_secs_f64)
-            .filter(|t| *t > 0.0)
-        else {
-            return;
-        };
-        let ratios: Vec<String> = names
-            .iter()
-            .zip(times.iter())
-            .skip(1)
-            .map(|(name, t)| format!("{:.3}x {name}", first / t.as_secs_f64()))
-            .collect();
-        println!(
-            "{what}, paired over every iteration: {} is {}",
-            names[0],
-            ratios.join(", ")
-        );
-    }
-}
-
-/// `<side>/<what>` for each side, measured paired: every iteration runs all
-/// sides once, in an order that rotates, and reports only its own side's
-/// time; the totals over every iteration of every side's bench are printed
-/// as ratios to side 0 (the figure to read: the machine's drift between
-/// benches falls on every side alike).
-fn paired(
-    c: &mut Criterion,
-    group: &str,
-    rt: &Runtime,
-    what: &str,
-    names: &[&str],
-    run: &mut impl AsyncSides,
-) {
-    let mut group = c.benchmark_group(group);
-    group.sampling_mode(SamplingMode::Flat);
-    let totals = Totals::default();
-    for (k, name) in names.iter().enumerate() {
-        group.bench_function(format!("{name}/{what}"), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut own = Duration::ZERO;
-                    for i in 0..iters as usize {
-                        for j in 0..names.len() {
-                            let side = (i + j) % names.len();
-                            let took = run.run(side).await;
-                            totals.add(side, took);
-                            if side == k {
-                                own += took;
-                            }
-                        }
-                    }
-                    own
-                })
-            })
-        });
-    }
-    group.finish();
-    totals.report(what, names);
-}
-
-/// The sides of a paired group: `run(side)` does one operation, timed.
-trait AsyncSides {
-    async fn run(&mut self, side: usize) -> Duration;
 }
 
 /// Three raw peers doing what netabase's do: A signs, commits durably and

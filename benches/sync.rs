@@ -10,7 +10,8 @@
 //!
 //! | group | netabase | floor |
 //! |---|---|---|
-//! | `catch_up_100k` | a fresh node B bootstrapped to A (which holds 100,000 small records) starts, until B has accepted all of them | raw request-response: the same 100,000 envelopes in batches of 512, 4 requests in flight, each batch committed to redb in one durable transaction (`raw_libp2p_redb`); the same without storage (`raw_libp2p`) |
+//! | `catch_up_100k` | a fresh node B bootstrapped to A (which holds 100,000 small records) starts, until B has accepted all of them | raw request-response moving the same 100,000 envelopes in batches of 512, 4 requests in flight: each batch checked in a blocking task and committed with three rows a record (envelope, payload, index entry), the batches queued in one durable transaction, with netabase's own check (`raw_same_work`: `Envelope::from_bytes_many`) or ed25519-dalek's `verify_batch` (`raw_same_work_dalek`); each batch committed to redb in one durable transaction, unchecked (`raw_libp2p_redb`); the transfer alone (`raw_libp2p`) |
+//! | `catch_up_100k_paired` | as above | `raw_same_work` and `raw_same_work_dalek`, paired (see `net::paired`): the figure to read |
 //! | `reconcile_equal_100k` | `reconcile::initiate` / `respond` between two equal 100,000-item sets until a message is empty, in-process (`netabase/initiate_respond`); and two running nodes holding the same 100,000 records, from `catch_up()` to `Event::CaughtUp` (`netabase/node_round`) | XOR + count of the same 100,000 digests, once per side, from a `Vec` |
 //! | `reconcile_fresh_1m` | an empty set reconciling with a set of 1,000,000 items (12-byte record keys), in memory, until a message is empty: every message encoded and decoded as on the wire (`netabase/exchange`) | the list of the 1,000,000 keys and states it learns, bincode-encoded and decoded once (`raw_bincode/encode_decode_items`) |
 //! | `verify_512` | `Envelope::from_bytes_many` of 512 envelopes (a fetched batch) by 1 and by 8 writers: decoding and the batched signature check | ed25519-dalek's `verify_batch` over 512 signatures of messages as long, by as many writers; and `verify` on each |
@@ -43,7 +44,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, StreamProtocol, Swarm};
-use net::{address_of, bounded, raw_swarm_with, runtime, tempdir, WAIT};
+use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides, WAIT};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
 use netabase::sync::reconcile::{self, Item, ItemSet, ItemState, KeyRange, Part};
@@ -80,6 +81,149 @@ const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/raw-sync/1.0.0"
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// The floor's table: record key -> envelope, as netabase's envelope table.
 const RAW_ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw/envelopes");
+/// The same-work floor's other tables, as netabase's records table and
+/// secondary index: record key -> payload, and index value ++ record key.
+const RAW_RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw/records");
+const RAW_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw/index");
+/// Bytes of a payload the same-work floor indexes (a Note's topic is 7-8).
+const FLOOR_INDEX_BYTES: usize = 8;
+
+/// How the same-work floor checks a fetched batch.
+#[derive(Clone, Copy)]
+enum Check {
+    /// netabase's own check of envelopes (`Envelope::from_bytes_many`:
+    /// decoding, and one batched check of the signatures): the floor of
+    /// everything else catch-up does, with the check's cost shared.
+    Codec,
+    /// ed25519-dalek's `verify_batch` over envelopes re-signed by this key
+    /// ([`floor_signed`]): all raw, the check 1.5x netabase's
+    /// (`verify_512`).
+    Dalek(ed25519_dalek::VerifyingKey),
+}
+
+/// What the floor's B does with each fetched batch.
+enum FloorStorage {
+    /// Nothing: the transfer alone.
+    None,
+    /// Commits the envelopes to one table, a durable transaction a batch.
+    Envelopes(redb::Database),
+    /// netabase's work on raw parts: checks each batch in a blocking task
+    /// (batches in flight are checked at once), then commits three rows a
+    /// record (envelope, payload, index entry) in one durable transaction
+    /// for all the batches queued.
+    SameWork(redb::Database, Check),
+}
+
+impl FloorStorage {
+    /// The database to commit to, and how to check a batch first.
+    fn into_parts(self) -> (Option<redb::Database>, Option<Check>) {
+        match self {
+            FloorStorage::None => (None, None),
+            FloorStorage::Envelopes(db) => (Some(db), None),
+            FloorStorage::SameWork(db, check) => (Some(db), Some(check)),
+        }
+    }
+}
+
+/// A floor of `catch_up_100k`, before its database exists.
+#[derive(Clone, Copy)]
+enum FloorKind {
+    None,
+    Envelopes,
+    SameWork(Check),
+}
+
+impl FloorKind {
+    /// The floor's storage, in a new database at `path`.
+    fn storage(self, path: &std::path::Path) -> FloorStorage {
+        let db = || redb::Database::create(path).expect("create a db");
+        match self {
+            FloorKind::None => FloorStorage::None,
+            FloorKind::Envelopes => FloorStorage::Envelopes(db()),
+            FloorKind::SameWork(check) => FloorStorage::SameWork(db(), check),
+        }
+    }
+
+    /// Checks every record is in the database at `path` (the writer dropped
+    /// its handle: every batch is there).
+    fn check(self, path: &std::path::Path) {
+        let tables: &[TableDefinition<&[u8], &[u8]>] = match self {
+            FloorKind::None => return,
+            FloorKind::Envelopes => &[RAW_ENVELOPES],
+            FloorKind::SameWork(_) => &[RAW_ENVELOPES, RAW_RECORDS, RAW_INDEX],
+        };
+        let db = redb::Database::open(path).expect("reopen the db");
+        let txn = db.begin_read().expect("begin read");
+        for table in tables {
+            let table = txn.open_table(*table).expect("open the table");
+            assert_eq!(table.len().expect("count"), RECORDS);
+        }
+    }
+}
+
+/// A record as the floor's writer stores it: record key, envelope, payload
+/// (empty unless the floor does the same work).
+type FloorRow = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The same envelopes as A's, their last 64 bytes replaced by `signer`'s
+/// ed25519 signature of the rest: what [`Check::Dalek`] checks, as netabase
+/// checks A's (one writer, the same lengths).
+fn floor_signed(
+    envelopes: &[(Vec<u8>, Vec<u8>)],
+    signer: &ed25519_dalek::SigningKey,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use ed25519_dalek::Signer;
+    envelopes
+        .iter()
+        .map(|(key, envelope)| {
+            let signed = envelope.len() - 64;
+            let mut bytes = envelope[..signed].to_vec();
+            bytes.extend_from_slice(&signer.sign(&bytes).to_bytes());
+            (key.clone(), bytes)
+        })
+        .collect()
+}
+
+/// Checks a fetched batch as `check` says (panicking on a bad one: the
+/// bench's server is honest) and returns the rows to store.
+fn floor_check(batch: Vec<(Vec<u8>, Vec<u8>)>, check: Check) -> Vec<FloorRow> {
+    match check {
+        Check::Codec => {
+            let checked =
+                Envelope::from_bytes_many(batch.iter().map(|(_, e)| e.as_slice()), 1 << 20);
+            batch
+                .into_iter()
+                .zip(checked)
+                .map(|((key, bytes), envelope)| {
+                    let payload = envelope.expect("a valid envelope").payload().to_vec();
+                    (key, bytes, payload)
+                })
+                .collect()
+        }
+        Check::Dalek(key) => {
+            let messages: Vec<&[u8]> = batch.iter().map(|(_, e)| &e[..e.len() - 64]).collect();
+            let signatures: Vec<ed25519_dalek::Signature> = batch
+                .iter()
+                .map(|(_, e)| {
+                    ed25519_dalek::Signature::from_slice(&e[e.len() - 64..])
+                        .expect("64 signature bytes")
+                })
+                .collect();
+            let keys = vec![key; batch.len()];
+            ed25519_dalek::verify_batch(&messages, &signatures, &keys)
+                .expect("every signature is valid");
+            // As many bytes as a Note's payload, just before the signature.
+            let payload = |e: &[u8]| e[e.len() - 64 - BODY_BYTES - 10..e.len() - 64].to_vec();
+            batch
+                .into_iter()
+                .map(|(key, bytes)| {
+                    let payload = payload(&bytes);
+                    (key, bytes, payload)
+                })
+                .collect()
+        }
+    }
+}
 
 fn note(id: u64) -> Note {
     Note {
@@ -367,11 +511,7 @@ async fn spawn_raw_server(
 /// and, with `store`, hands each batch to a writer thread that commits it to
 /// redb in one durable transaction. Timed from the swarm's build until every
 /// envelope is received (and, with `store`, committed).
-async fn raw_catch_up(
-    server: &Multiaddr,
-    keys: &[Vec<u8>],
-    store: Option<redb::Database>,
-) -> Duration {
+async fn raw_catch_up(server: &Multiaddr, keys: &[Vec<u8>], storage: FloorStorage) -> Duration {
     let server_peer = server
         .iter()
         .find_map(|p| match p {
@@ -382,23 +522,47 @@ async fn raw_catch_up(
     let keypair = Keypair::generate_ed25519();
     let start = Instant::now();
 
-    // The writer: batches in, one durable commit each, counts out.
+    // The writer: batches in, one durable commit each (all queued batches
+    // together when it fell behind), counts out.
     let (stored_tx, mut stored_rx) = mpsc::unbounded_channel::<usize>();
-    let writer = store.map(|db| {
-        let (batches, incoming) = std::sync::mpsc::channel::<Vec<(Vec<u8>, Vec<u8>)>>();
+    let (db, check) = storage.into_parts();
+    let same_work = check.is_some();
+    let writer = db.map(|db| {
+        let (batches, incoming) = std::sync::mpsc::channel::<Vec<FloorRow>>();
         let thread = std::thread::spawn(move || {
-            for batch in incoming {
+            while let Ok(first) = incoming.recv() {
+                let mut taken = vec![first];
+                if same_work {
+                    taken.extend(incoming.try_iter().take(FLOOR_IN_FLIGHT - 1));
+                }
                 let txn = db.begin_write().expect("begin write");
                 {
-                    let mut table = txn.open_table(RAW_ENVELOPES).expect("open the table");
-                    for (key, envelope) in &batch {
-                        table
+                    let mut envelopes = txn.open_table(RAW_ENVELOPES).expect("open the table");
+                    // The same-work floor's other two rows: the record's
+                    // payload by key, and its index entry.
+                    let mut others = same_work.then(|| {
+                        (
+                            txn.open_table(RAW_RECORDS).expect("open the table"),
+                            txn.open_table(RAW_INDEX).expect("open the table"),
+                        )
+                    });
+                    for (key, envelope, payload) in taken.iter().flatten() {
+                        envelopes
                             .insert(key.as_slice(), envelope.as_slice())
                             .expect("insert");
+                        if let Some((records, index)) = &mut others {
+                            records
+                                .insert(key.as_slice(), payload.as_slice())
+                                .expect("insert");
+                            let mut entry = payload[..FLOOR_INDEX_BYTES].to_vec();
+                            entry.extend_from_slice(key);
+                            index.insert(entry.as_slice(), &[][..]).expect("insert");
+                        }
                     }
                 }
                 txn.commit().expect("commit");
-                if stored_tx.send(batch.len()).is_err() {
+                let n = taken.iter().map(Vec::len).sum();
+                if stored_tx.send(n).is_err() {
                     return;
                 }
             }
@@ -438,12 +602,27 @@ async fn raw_catch_up(
                             in_flight.insert(id, next);
                             next += 1;
                         }
-                        match &writer {
-                            Some((to_writer, _)) => {
-                                let pairs = batches[batch].iter().cloned().zip(response).collect();
-                                to_writer.send(pairs).expect("the writer is running");
+                        match (&writer, check) {
+                            (Some((to_writer, _)), Some(check)) => {
+                                // Checked off the swarm's task, as many
+                                // batches at once as are in flight.
+                                let pairs: Vec<_> = batches[batch].iter().cloned().zip(response).collect();
+                                let to_writer = to_writer.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    let rows = floor_check(pairs, check);
+                                    to_writer.send(rows).expect("the writer is running");
+                                });
                             }
-                            None => drop(black_box(response)),
+                            (Some((to_writer, _)), None) => {
+                                let rows = batches[batch]
+                                    .iter()
+                                    .cloned()
+                                    .zip(response)
+                                    .map(|(key, bytes)| (key, bytes, Vec::new()))
+                                    .collect();
+                                to_writer.send(rows).expect("the writer is running");
+                            }
+                            (None, _) => drop(black_box(response)),
                         }
                     }
                     SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
@@ -469,6 +648,32 @@ async fn raw_catch_up(
 
 // ---------------------------------------------------------------------------
 // catch_up_100k: a fresh node until it holds everything A holds.
+
+/// The paired catch-up's sides: netabase's fresh node, and the same work on
+/// raw parts ([`FloorStorage::SameWork`]) with netabase's check and with
+/// dalek's.
+struct CatchUpSides<'a> {
+    a: &'a Netabase,
+    /// A's envelopes, and the same re-signed for [`Check::Dalek`].
+    servers: [&'a Multiaddr; 2],
+    keys: &'a [Vec<u8>],
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl AsyncSides for CatchUpSides<'_> {
+    async fn run(&mut self, side: usize) -> Duration {
+        let (server, kind) = match side {
+            0 => return netabase_catch_up(self.a, false).await,
+            1 => (self.servers[0], FloorKind::SameWork(Check::Codec)),
+            _ => (self.servers[1], FloorKind::SameWork(Check::Dalek(self.key))),
+        };
+        let db_dir = tempdir("netabase-bench-sync-");
+        let path = db_dir.path().join("raw.redb");
+        let elapsed = raw_catch_up(server, self.keys, kind.storage(&path)).await;
+        kind.check(&path);
+        elapsed
+    }
+}
 
 /// Starts a fresh, empty node B bootstrapped to A and times until B has
 /// accepted every record; then checks them in B's typed tree and stops B.
@@ -595,62 +800,76 @@ fn catch_up_100k(c: &mut Criterion) {
     });
 
     let (server, stop, server_task) = rt.block_on(spawn_raw_server(&rt, &envelopes));
-    let mut report = true;
-    group.bench_function("raw_libp2p_redb/batch_512_x4_durable", |bench| {
-        bench.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let db_dir = tempdir("netabase-bench-sync-");
-                    let db = redb::Database::create(db_dir.path().join("raw.redb"))
-                        .expect("create a db");
-                    let cpu_before = process_cpu();
-                    let elapsed = raw_catch_up(&server, &keys, Some(db)).await;
-                    if std::mem::take(&mut report) {
-                        let cpu = process_cpu().zip(cpu_before).map(|(a, b)| a - b);
-                        eprintln!(
-                            "catch_up_100k/raw_libp2p_redb: {elapsed:?}, {}",
-                            cpu_use(cpu, elapsed)
-                        );
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let (signed_server, signed_stop, signed_task) =
+        rt.block_on(spawn_raw_server(&rt, &floor_signed(&envelopes, &signer)));
+    let floors: [(&str, &Multiaddr, FloorKind); 4] = [
+        (
+            "raw_same_work/check_store_3_rows_durable",
+            &server,
+            FloorKind::SameWork(Check::Codec),
+        ),
+        (
+            "raw_same_work_dalek/check_store_3_rows_durable",
+            &signed_server,
+            FloorKind::SameWork(Check::Dalek(signer.verifying_key())),
+        ),
+        (
+            "raw_libp2p_redb/batch_512_x4_durable",
+            &server,
+            FloorKind::Envelopes,
+        ),
+        ("raw_libp2p/batch_512_x4", &server, FloorKind::None),
+    ];
+    for (name, server, kind) in floors {
+        let mut report = true;
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let db_dir = tempdir("netabase-bench-sync-");
+                        let path = db_dir.path().join("raw.redb");
+                        let storage = kind.storage(&path);
+                        let cpu_before = process_cpu();
+                        let elapsed = raw_catch_up(server, &keys, storage).await;
+                        if std::mem::take(&mut report) {
+                            let cpu = process_cpu().zip(cpu_before).map(|(a, b)| a - b);
+                            eprintln!(
+                                "catch_up_100k/{name}: {elapsed:?}, {}",
+                                cpu_use(cpu, elapsed)
+                            );
+                        }
+                        total += elapsed;
+                        kind.check(&path);
                     }
-                    total += elapsed;
-                    // The writer dropped its handle: every batch is there.
-                    let db = redb::Database::open(db_dir.path().join("raw.redb"))
-                        .expect("reopen the db");
-                    let txn = db.begin_read().expect("begin read");
-                    let table = txn.open_table(RAW_ENVELOPES).expect("open the table");
-                    assert_eq!(table.len().expect("count"), RECORDS);
-                }
-                total
+                    total
+                })
             })
-        })
-    });
-    let mut report = true;
-    group.bench_function("raw_libp2p/batch_512_x4", |bench| {
-        bench.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let cpu_before = process_cpu();
-                    let elapsed = raw_catch_up(&server, &keys, None).await;
-                    if std::mem::take(&mut report) {
-                        let cpu = process_cpu().zip(cpu_before).map(|(a, b)| a - b);
-                        eprintln!(
-                            "catch_up_100k/raw_libp2p: {elapsed:?}, {}",
-                            cpu_use(cpu, elapsed)
-                        );
-                    }
-                    total += elapsed;
-                }
-                total
-            })
-        })
-    });
+        });
+    }
     group.finish();
 
+    let mut sides = CatchUpSides {
+        a: &a,
+        servers: [&server, &signed_server],
+        keys: &keys,
+        key: signer.verifying_key(),
+    };
+    paired(
+        c,
+        "catch_up_100k_paired",
+        &rt,
+        "fresh_node",
+        &["netabase", "raw_same_work", "raw_same_work_dalek"],
+        &mut sides,
+    );
+
     let _ = stop.send(());
+    let _ = signed_stop.send(());
     rt.block_on(async {
         let _ = bounded("the raw server to stop", server_task).await;
+        let _ = bounded("the raw server to stop", signed_task).await;
         bounded("A's stop_swarm", a.stop_swarm())
             .await
             .expect("stop A's swarm");

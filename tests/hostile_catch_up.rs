@@ -709,6 +709,29 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
         .failed_off_protocol(&node, &mut events, refused)
         .await;
 
+    // Round 2, again: the keys asked for, answered with more than the 4 MiB
+    // an honest peer sends, every record within the record limit (the
+    // answer is refused as a whole, before any signature is checked: each
+    // fetch slot holds at most 4 MiB).
+    let (mut hostile, reconcile) = Hostile::connect(&node).await;
+    let offers: Vec<Offer> = (100..180)
+        .map(|id| Offer::new(user_key(id), vec![id as u8; 60_000], now()))
+        .collect();
+    let (keys, channel) = hostile
+        .advertise(reconcile, offers.iter().map(Offer::item).collect())
+        .await;
+    assert_eq!(keys.len(), offers.len(), "asked for in one fetch");
+    let records = records_for(&offers, &keys);
+    assert!(records.iter().map(Vec::len).sum::<usize>() > 4 * 1024 * 1024);
+    hostile
+        .answer(channel, frame(&SyncResponse::Records(records)))
+        .await;
+    *expected.get_mut(&Rejection::Malformed).unwrap() += 1;
+    refused += 1;
+    hostile
+        .failed_off_protocol(&node, &mut events, refused)
+        .await;
+
     // Round 3: a reconciliation answer over the 16 MiB limit.
     let (mut hostile, reconcile) = Hostile::connect(&node).await;
     let mut oversized = u32::try_from(MAX_MESSAGE_BYTES + 1)

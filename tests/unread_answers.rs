@@ -1,7 +1,7 @@
 //! A peer that asks for large records and never reads the answers pins at
 //! most a few answers' worth of the node's memory: each peer has two
 //! requests answered at a time (a few more wait, the rest are refused), and
-//! a connection carries at most eight streams at once. Before these bounds,
+//! a connection carries a bounded number of streams at once. Before these bounds,
 //! 200 such requests took a node from 47 MB to 1.7 GB.
 //!
 //! Alone in its test binary, so the process's resident memory is the

@@ -1,10 +1,12 @@
 //! What the network benches (`node`, `sync`) share: a small runtime, scratch
-//! directories, bounded waits and node addresses.
+//! directories, bounded waits, node addresses and paired groups.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::time::Duration;
 
+use criterion::{Criterion, SamplingMode};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{noise, tcp, yamux, Swarm};
 use netabase::node::{Multiaddr, Netabase, Protocol};
@@ -67,4 +69,91 @@ pub fn raw_swarm_with<B: NetworkBehaviour>(
         .expect("a behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build()
+}
+
+// ---------------------------------------------------------------------------
+// Paired groups.
+
+/// Sums of each side's time over every iteration of a paired group.
+#[derive(Default)]
+struct Totals {
+    times: RefCell<Vec<Duration>>,
+}
+
+impl Totals {
+    fn add(&self, side: usize, took: Duration) {
+        let mut times = self.times.borrow_mut();
+        if times.len() <= side {
+            times.resize(side + 1, Duration::ZERO);
+        }
+        times[side] += took;
+    }
+
+    /// Prints each side's total against side 0's.
+    fn report(&self, what: &str, names: &[&str]) {
+        let times = self.times.borrow();
+        let Some(first) = times
+            .first()
+            .map(Duration::as_secs_f64)
+            .filter(|t| *t > 0.0)
+        else {
+            return;
+        };
+        let ratios: Vec<String> = names
+            .iter()
+            .zip(times.iter())
+            .skip(1)
+            .map(|(name, t)| format!("{:.3}x {name}", first / t.as_secs_f64()))
+            .collect();
+        println!(
+            "{what}, paired over every iteration: {} is {}",
+            names[0],
+            ratios.join(", ")
+        );
+    }
+}
+
+/// `<side>/<what>` for each side, measured paired: every iteration runs all
+/// sides once, in an order that rotates, and reports only its own side's
+/// time; the totals over every iteration of every side's bench are printed
+/// as ratios to side 0 (the figure to read: the machine's drift between
+/// benches falls on every side alike).
+pub fn paired(
+    c: &mut Criterion,
+    group: &str,
+    rt: &Runtime,
+    what: &str,
+    names: &[&str],
+    run: &mut impl AsyncSides,
+) {
+    let mut group = c.benchmark_group(group);
+    group.sampling_mode(SamplingMode::Flat);
+    let totals = Totals::default();
+    for (k, name) in names.iter().enumerate() {
+        group.bench_function(format!("{name}/{what}"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut own = Duration::ZERO;
+                    for i in 0..iters as usize {
+                        for j in 0..names.len() {
+                            let side = (i + j) % names.len();
+                            let took = run.run(side).await;
+                            totals.add(side, took);
+                            if side == k {
+                                own += took;
+                            }
+                        }
+                    }
+                    own
+                })
+            })
+        });
+    }
+    group.finish();
+    totals.report(what, names);
+}
+
+/// The sides of a paired group: `run(side)` does one operation, timed.
+pub trait AsyncSides {
+    async fn run(&mut self, side: usize) -> Duration;
 }

@@ -882,11 +882,18 @@ impl Netabase {
         let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
         let kept = envelope.clone();
         // The batch path counts what it accepts or refuses, and keeps a copy
-        // that loses a unique value as a conflict, as catch-up would.
-        platform::blocking(move || {
-            if let Err(error) = apply::apply_batch(&shared, std::slice::from_ref(&kept), origin) {
-                tracing::warn!(error = %crate::error::chain(&error), "could not keep a fetched record");
-            }
+        // that loses a unique value as a conflict, as catch-up would. Handed
+        // to the blocking pool from a task of its own: woken from here, the
+        // pool's thread took the caller's core on a 2-core machine before
+        // the answer was returned (paired bench: 1.34-1.38x the same work,
+        // 1.26-1.34x this way).
+        platform::spawn(async move {
+            platform::blocking(move || {
+                if let Err(error) = apply::apply_batch(&shared, std::slice::from_ref(&kept), origin)
+                {
+                    tracing::warn!(error = %crate::error::chain(&error), "could not keep a fetched record");
+                }
+            });
         });
         Ok(Some(envelope))
     }

@@ -718,10 +718,19 @@ impl EventLoop {
             self.fail(peer, CatchUpFailure::OffProtocol);
             return;
         }
+        let bytes: usize = records.iter().map(|r| r.len() + 8).sum();
+        if bytes > MAX_RESPONSE_BYTES {
+            // An honest peer stops before this (`records_for`): a fetch slot
+            // holds at most one such answer until it is stored.
+            self.fetches.forget(peer, &keys);
+            self.shared.counters.reject(Rejection::Malformed);
+            self.strike(peer, "answered a fetch with more bytes than allowed");
+            self.fail(peer, CatchUpFailure::OffProtocol);
+            return;
+        }
         if records.len() < keys.len() {
             // What is not stored from this answer may be asked for again.
             self.fetches.forget(peer, &keys[records.len()..]);
-            let bytes: usize = records.iter().map(|r| r.len() + 8).sum();
             // An honest peer stops short only when the next record would
             // not fit in the response: any record, whatever its limit, fits
             // an empty one. What it did send is still stored.
