@@ -101,46 +101,29 @@ enum Check {
     Dalek(ed25519_dalek::VerifyingKey),
 }
 
-/// What the floor's B does with each fetched batch.
-enum FloorStorage {
+/// What a floor of `catch_up_100k` does with each fetched batch.
+#[derive(Clone, Copy)]
+enum FloorKind {
     /// Nothing: the transfer alone.
     None,
     /// Commits the envelopes to one table, a durable transaction a batch.
-    Envelopes(redb::Database),
+    Envelopes,
     /// netabase's work on raw parts: checks each batch in a blocking task
     /// (batches in flight are checked at once), then commits three rows a
     /// record (envelope, payload, index entry) in one durable transaction
     /// for all the batches queued.
-    SameWork(redb::Database, Check),
-}
-
-impl FloorStorage {
-    /// The database to commit to, and how to check a batch first.
-    fn into_parts(self) -> (Option<redb::Database>, Option<Check>) {
-        match self {
-            FloorStorage::None => (None, None),
-            FloorStorage::Envelopes(db) => (Some(db), None),
-            FloorStorage::SameWork(db, check) => (Some(db), Some(check)),
-        }
-    }
-}
-
-/// A floor of `catch_up_100k`, before its database exists.
-#[derive(Clone, Copy)]
-enum FloorKind {
-    None,
-    Envelopes,
     SameWork(Check),
 }
 
 impl FloorKind {
-    /// The floor's storage, in a new database at `path`.
-    fn storage(self, path: &std::path::Path) -> FloorStorage {
-        let db = || redb::Database::create(path).expect("create a db");
+    /// The database (new, at `path`) the floor commits to, if any, and how
+    /// it checks a batch first, if at all.
+    fn open(self, path: &std::path::Path) -> (Option<redb::Database>, Option<Check>) {
+        let db = || Some(redb::Database::create(path).expect("create a db"));
         match self {
-            FloorKind::None => FloorStorage::None,
-            FloorKind::Envelopes => FloorStorage::Envelopes(db()),
-            FloorKind::SameWork(check) => FloorStorage::SameWork(db(), check),
+            FloorKind::None => (None, None),
+            FloorKind::Envelopes => (db(), None),
+            FloorKind::SameWork(check) => (db(), Some(check)),
         }
     }
 
@@ -508,10 +491,15 @@ async fn spawn_raw_server(
 
 /// The floor's B: a fresh swarm dials the server, asks for every key in
 /// batches of [`FLOOR_BATCH`] with [`FLOOR_IN_FLIGHT`] requests in flight,
-/// and, with `store`, hands each batch to a writer thread that commits it to
-/// redb in one durable transaction. Timed from the swarm's build until every
-/// envelope is received (and, with `store`, committed).
-async fn raw_catch_up(server: &Multiaddr, keys: &[Vec<u8>], storage: FloorStorage) -> Duration {
+/// and, with a database, hands each batch (checked first, with a check) to
+/// a writer thread that commits it to redb durably ([`FloorKind::open`]
+/// makes both). Timed from the swarm's build until every envelope is
+/// received (and, with a database, committed).
+async fn raw_catch_up(
+    server: &Multiaddr,
+    keys: &[Vec<u8>],
+    (db, check): (Option<redb::Database>, Option<Check>),
+) -> Duration {
     let server_peer = server
         .iter()
         .find_map(|p| match p {
@@ -525,7 +513,6 @@ async fn raw_catch_up(server: &Multiaddr, keys: &[Vec<u8>], storage: FloorStorag
     // The writer: batches in, one durable commit each (all queued batches
     // together when it fell behind), counts out.
     let (stored_tx, mut stored_rx) = mpsc::unbounded_channel::<usize>();
-    let (db, check) = storage.into_parts();
     let same_work = check.is_some();
     let writer = db.map(|db| {
         let (batches, incoming) = std::sync::mpsc::channel::<Vec<FloorRow>>();
@@ -650,7 +637,7 @@ async fn raw_catch_up(server: &Multiaddr, keys: &[Vec<u8>], storage: FloorStorag
 // catch_up_100k: a fresh node until it holds everything A holds.
 
 /// The paired catch-up's sides: netabase's fresh node, and the same work on
-/// raw parts ([`FloorStorage::SameWork`]) with netabase's check and with
+/// raw parts ([`FloorKind::SameWork`]) with netabase's check and with
 /// dalek's.
 struct CatchUpSides<'a> {
     a: &'a Netabase,
@@ -669,7 +656,7 @@ impl AsyncSides for CatchUpSides<'_> {
         };
         let db_dir = tempdir("netabase-bench-sync-");
         let path = db_dir.path().join("raw.redb");
-        let elapsed = raw_catch_up(server, self.keys, kind.storage(&path)).await;
+        let elapsed = raw_catch_up(server, self.keys, kind.open(&path)).await;
         kind.check(&path);
         elapsed
     }
@@ -830,9 +817,9 @@ fn catch_up_100k(c: &mut Criterion) {
                     for _ in 0..iters {
                         let db_dir = tempdir("netabase-bench-sync-");
                         let path = db_dir.path().join("raw.redb");
-                        let storage = kind.storage(&path);
+                        let floor = kind.open(&path);
                         let cpu_before = process_cpu();
-                        let elapsed = raw_catch_up(server, &keys, storage).await;
+                        let elapsed = raw_catch_up(server, &keys, floor).await;
                         if std::mem::take(&mut report) {
                             let cpu = process_cpu().zip(cpu_before).map(|(a, b)| a - b);
                             eprintln!(

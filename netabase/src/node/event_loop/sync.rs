@@ -710,21 +710,21 @@ impl EventLoop {
         let Some((_, keys)) = self.fetches.finished(id) else {
             return;
         };
-        if records.len() > keys.len() {
-            // More than asked for: a broken or hostile peer. Drop it all.
-            self.fetches.forget(peer, &keys);
-            self.shared.counters.reject(Rejection::Malformed);
-            self.strike(peer, "answered a fetch with more records than asked for");
-            self.fail(peer, CatchUpFailure::OffProtocol);
-            return;
-        }
         let bytes: usize = records.iter().map(|r| r.len() + 8).sum();
-        if bytes > MAX_RESPONSE_BYTES {
-            // An honest peer stops before this (`records_for`): a fetch slot
-            // holds at most one such answer until it is stored.
+        // More than asked for, or more bytes than an honest peer sends
+        // (`records_for` stops before; so a fetch slot holds at most that
+        // until stored): a broken or hostile peer. Drop it all.
+        let off_protocol = if records.len() > keys.len() {
+            Some("answered a fetch with more records than asked for")
+        } else if bytes > MAX_RESPONSE_BYTES {
+            Some("answered a fetch with more bytes than allowed")
+        } else {
+            None
+        };
+        if let Some(what) = off_protocol {
             self.fetches.forget(peer, &keys);
             self.shared.counters.reject(Rejection::Malformed);
-            self.strike(peer, "answered a fetch with more bytes than allowed");
+            self.strike(peer, what);
             self.fail(peer, CatchUpFailure::OffProtocol);
             return;
         }
