@@ -10,12 +10,12 @@
 //!
 //! | group | netabase | floor |
 //! |---|---|---|
-//! | `netabase_creation` | `Netabase::new_with_path` on a fresh directory | `redb::Database::create` + an ed25519 keypair; and the same with the key file made durable (`create_db_keypair_durable_key`) |
+//! | `netabase_creation` | `Netabase::new_with_path` on a fresh directory, paired | `raw_same_work`: `redb::Database::create` + an ed25519 keypair + the key file made durable; `raw_floor`: the database and the keypair |
 //! | `swarm_lifecycle` | `start_swarm` + first connection to a running node + `stop_swarm` | swarm build + listen + dial + `ConnectionEstablished` + drop |
 //! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
 //! | `dht_put_paired` | `put_record` as above, paired (see `net::paired`) | the same work on raw parts (`raw_same_work`: sign, durable commit, Kademlia put; B and C check the signature and commit durably) and `raw_floor` (durable commit + plain Kademlia put) |
-//! | `dht_get_paired` | `get_record` as above, paired | `raw_same_work`: Kademlia get + the copy's signature check (also `_in_task`: the swarm in its own task, asked through a channel); `raw_floor`: the plain get |
+//! | `dht_get_paired` | `get_record` as above, paired | `raw_same_work`: Kademlia get + the copy's signature check (also `_in_task`: the swarm in its own task, asked through a channel; `_all_protocols`: that, its peers also running Identify and request-response as netabase's do); `raw_floor`: the plain get |
 //! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event (`netabase`), or the typed change (`netabase_typed`, `node.watch`) | tokio broadcast send until 1 / 8 receivers got it |
 //!
 //! `dht_put_record/netabase/.._eventual` and `dht_get_record/netabase/.._eventual`
@@ -38,8 +38,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Samplin
 use futures::StreamExt;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, request_response, Multiaddr, PeerId, StreamProtocol, Swarm};
 use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Protocol, KAD_PROTOCOL};
@@ -219,29 +219,33 @@ fn raw_swarm(keypair: &Keypair) -> RawSwarm {
 /// A raw peer; with `filter`, inbound records are handed to the driver
 /// (`kad::InboundRequest::PutRecord`) instead of stored, as netabase's are.
 fn raw_swarm_filtering(keypair: &Keypair, filter: bool) -> RawSwarm {
-    raw_swarm_with(keypair, |key| {
-        let peer = key.public().to_peer_id();
-        let mut config = kad::Config::new(KAD_PROTOCOL);
-        config.set_max_packet_size(MAX_PACKET);
-        if filter {
-            config.set_record_filtering(kad::StoreInserts::FilterBoth);
-        }
-        let store = MemoryStore::with_config(
-            peer,
-            MemoryStoreConfig {
-                max_records: 1 << 20,
-                max_value_bytes: MAX_PACKET,
-                ..MemoryStoreConfig::default()
-            },
-        );
-        let mut kad = kad::Behaviour::with_config(peer, store, config);
-        kad.set_mode(Some(kad::Mode::Server));
-        kad
-    })
+    raw_swarm_with(keypair, |key| raw_kad(key, filter))
+}
+
+/// A raw peer's Kademlia: netabase's protocol name and packet limit, server
+/// mode, records in memory (room for every record the benches write).
+fn raw_kad(key: &Keypair, filter: bool) -> kad::Behaviour<MemoryStore> {
+    let peer = key.public().to_peer_id();
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config.set_max_packet_size(MAX_PACKET);
+    if filter {
+        config.set_record_filtering(kad::StoreInserts::FilterBoth);
+    }
+    let store = MemoryStore::with_config(
+        peer,
+        MemoryStoreConfig {
+            max_records: 1 << 20,
+            max_value_bytes: MAX_PACKET,
+            ..MemoryStoreConfig::default()
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer, store, config);
+    kad.set_mode(Some(kad::Mode::Server));
+    kad
 }
 
 /// Starts `swarm` listening on 127.0.0.1 and returns its `/p2p` address.
-async fn raw_listen(swarm: &mut RawSwarm) -> Multiaddr {
+async fn raw_listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
     swarm.listen_on(loopback()).expect("listen on 127.0.0.1");
     let peer = *swarm.local_peer_id();
     bounded("a raw listen address", async {
@@ -279,50 +283,214 @@ fn spawn_raw_keeping(
 ) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = rt.spawn(async move {
-        let mut gets = HashMap::new();
+        let mut gets = Gets::new();
         loop {
             tokio::select! {
-                event = swarm.select_next_some() => match event {
-                    SwarmEvent::Behaviour(kad::Event::InboundRequest {
-                        request: kad::InboundRequest::PutRecord { record: Some(record), .. },
-                    }) => {
-                        if let Some(keeper) = &keeper {
-                            let keeper = keeper.clone();
-                            tokio::task::spawn_blocking(move || keeper.keep(&record));
-                        }
-                    }
-                    SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
-                        id,
-                        result: QueryResult::GetRecord(result),
-                        step,
-                        ..
-                    }) => {
-                        if let Ok(GetRecordOk::FoundRecord(found)) = result {
-                            if found.peer.is_some() {
-                                if let Some((_, value)) = gets.get_mut(&id) {
-                                    *value = Some(found.record.value);
-                                }
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(event) = event {
+                        match (event, &keeper) {
+                            (
+                                kad::Event::InboundRequest {
+                                    request: kad::InboundRequest::PutRecord { record: Some(record), .. },
+                                },
+                                Some(keeper),
+                            ) => {
+                                let keeper = keeper.clone();
+                                tokio::task::spawn_blocking(move || keeper.keep(&record));
                             }
-                        }
-                        if step.last {
-                            if let Some((reply, value)) = gets.remove(&id) {
-                                let _ = oneshot::Sender::send(reply, value);
-                            }
+                            (event, _) => on_raw_get(&mut gets, event),
                         }
                     }
-                    _ => {}
-                },
-                command = rx.recv() => match command {
-                    Some(RawCommand::StoreLocally(record, ack)) => {
-                        swarm.behaviour_mut().store_mut().put(record).expect("store locally");
-                        let _ = ack.send(());
+                }
+                command = rx.recv() => {
+                    if !on_raw_command(swarm.behaviour_mut(), &mut gets, command) {
+                        break;
                     }
-                    Some(RawCommand::Get(key, reply)) => {
-                        let id = swarm.behaviour_mut().get_record(key);
-                        gets.insert(id, (reply, None));
+                }
+            }
+        }
+    });
+    (tx, task)
+}
+
+/// A raw peer's gets in flight: who asked, and the copy found so far.
+type Gets = HashMap<kad::QueryId, (oneshot::Sender<Option<Vec<u8>>>, Option<Vec<u8>>)>;
+
+/// Keeps a copy found at another peer, and answers at the query's last step.
+fn on_raw_get(gets: &mut Gets, event: kad::Event) {
+    let kad::Event::OutboundQueryProgressed {
+        id,
+        result: QueryResult::GetRecord(result),
+        step,
+        ..
+    } = event
+    else {
+        return;
+    };
+    if let Ok(GetRecordOk::FoundRecord(found)) = result {
+        if found.peer.is_some() {
+            if let Some((_, value)) = gets.get_mut(&id) {
+                *value = Some(found.record.value);
+            }
+        }
+    }
+    if step.last {
+        if let Some((reply, value)) = gets.remove(&id) {
+            let _ = reply.send(value);
+        }
+    }
+}
+
+/// Carries out a raw peer's command; `false` once its driver is gone.
+fn on_raw_command(
+    kad: &mut kad::Behaviour<MemoryStore>,
+    gets: &mut Gets,
+    command: Option<RawCommand>,
+) -> bool {
+    match command {
+        Some(RawCommand::StoreLocally(record, ack)) => {
+            kad.store_mut().put(record).expect("store locally");
+            let _ = ack.send(());
+        }
+        Some(RawCommand::Get(key, reply)) => {
+            let id = kad.get_record(key);
+            gets.insert(id, (reply, None));
+        }
+        None => return false,
+    }
+    true
+}
+
+/// A raw peer running what a netabase node runs on every connection beside
+/// Kademlia: Identify, and a request-response protocol as catch-up's. Each
+/// poll of a connection polls every protocol's handler, so this is the
+/// floor of a get between peers that also sync.
+#[derive(NetworkBehaviour)]
+struct ProtocolsBehaviour {
+    kad: kad::Behaviour<MemoryStore>,
+    identify: identify::Behaviour,
+    sync: request_response::Behaviour<BytesCodec>,
+}
+
+/// Requests and responses as raw bytes, to the end of the stream.
+#[derive(Clone, Default)]
+struct BytesCodec;
+
+#[async_trait::async_trait]
+impl request_response::Codec for BytesCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        futures::AsyncReadExt::read_to_end(io, &mut bytes).await?;
+        Ok(bytes)
+    }
+
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        self.read_request(protocol, io).await
+    }
+
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()> {
+        futures::AsyncWriteExt::write_all(io, &bytes).await?;
+        futures::AsyncWriteExt::close(io).await
+    }
+
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()> {
+        self.write_request(protocol, io, bytes).await
+    }
+}
+
+type ProtocolsSwarm = Swarm<ProtocolsBehaviour>;
+
+fn protocols_swarm(keypair: &Keypair) -> ProtocolsSwarm {
+    raw_swarm_with(keypair, |key| ProtocolsBehaviour {
+        kad: raw_kad(key, false),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/bench/id/1.0.0".to_string(),
+            key.public(),
+        )),
+        sync: request_response::Behaviour::with_codec(
+            BytesCodec,
+            [(
+                StreamProtocol::new("/bench/sync/1.0.0"),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default(),
+        ),
+    })
+}
+
+/// Three [`ProtocolsSwarm`] peers wired as [`raw_network`]'s, each driven
+/// in its own task: `[A, B, C]`.
+async fn protocols_network(rt: &Runtime) -> [RawPeer; 3] {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let mut swarm = protocols_swarm(&Keypair::generate_ed25519());
+        let address = raw_listen(&mut swarm).await;
+        nodes.push((swarm, address));
+    }
+    let (a_peer, a_addr) = (*nodes[0].0.local_peer_id(), nodes[0].1.clone());
+    let others: Vec<(PeerId, Multiaddr)> = nodes[1..]
+        .iter()
+        .map(|(s, a)| (*s.local_peer_id(), a.clone()))
+        .collect();
+    for (i, (swarm, _)) in nodes.iter_mut().enumerate() {
+        if i == 0 {
+            for (peer, address) in &others {
+                swarm.behaviour_mut().kad.add_address(peer, address.clone());
+            }
+        } else {
+            swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&a_peer, a_addr.clone());
+            swarm.dial(a_addr.clone()).expect("dial A");
+        }
+    }
+    let mut peers = nodes
+        .into_iter()
+        .map(|(swarm, _)| spawn_protocols(rt, swarm));
+    let mut next = || peers.next().expect("three peers were built");
+    [next(), next(), next()]
+}
+
+/// [`spawn_raw`] for a [`ProtocolsSwarm`].
+fn spawn_protocols(rt: &Runtime, mut swarm: ProtocolsSwarm) -> RawPeer {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = rt.spawn(async move {
+        let mut gets = Gets::new();
+        loop {
+            tokio::select! {
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(ProtocolsBehaviourEvent::Kad(event)) = event {
+                        on_raw_get(&mut gets, event);
                     }
-                    None => break,
-                },
+                }
+                command = rx.recv() => {
+                    if !on_raw_command(&mut swarm.behaviour_mut().kad, &mut gets, command) {
+                        break;
+                    }
+                }
             }
         }
     });
@@ -449,60 +617,38 @@ async fn raw_get(swarm: &mut RawSwarm, key: RecordKey) -> (usize, Option<Vec<u8>
 // ---------------------------------------------------------------------------
 // netabase_creation: a node's data directory from nothing.
 
-fn netabase_creation(c: &mut Criterion) {
-    let mut group = c.benchmark_group("netabase_creation");
-    // No runtime: `new_with_path` is synchronous and starts no task.
-    // Each iteration gets an empty directory made before the clock starts;
-    // handles are dropped after it stops.
-    let dir = tempdir("netabase-bench-node-");
-    let mut n = 0u64;
-    let mut fresh_dir = || {
-        n += 1;
-        let path = dir.path().join(format!("d{n}"));
+/// The creation's sides, each on a fresh empty directory made before its
+/// clock starts, its handles dropped and the directory removed after:
+/// `new_with_path`; the same work on raw parts (a redb file, a keypair,
+/// and the key made durable as `new_with_path` makes it); the plain floor
+/// (a redb file and a keypair).
+struct CreationSides {
+    dir: tempfile::TempDir,
+    n: u64,
+}
+
+impl CreationSides {
+    fn fresh_dir(&mut self) -> std::path::PathBuf {
+        self.n += 1;
+        let path = self.dir.path().join(format!("d{}", self.n));
         std::fs::create_dir(&path).expect("create a directory");
         path
-    };
+    }
+}
 
-    group.bench_function("netabase/new_with_path", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let path = fresh_dir();
-                let start = Instant::now();
-                let node = Netabase::new_with_path(&path, NetabaseConfig::loopback())
-                    .expect("open a node");
-                total += start.elapsed();
-                drop(node);
-                std::fs::remove_dir_all(&path).expect("remove the directory");
-            }
-            total
-        })
-    });
-
-    group.bench_function("raw_redb/create_db_and_keypair", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let path = fresh_dir();
-                let start = Instant::now();
-                let db = redb::Database::create(path.join("raw.redb")).expect("create a db");
-                let keypair = Keypair::generate_ed25519();
-                total += start.elapsed();
-                drop((db, keypair));
-                std::fs::remove_dir_all(&path).expect("remove the directory");
-            }
-            total
-        })
-    });
-    // What `new_with_path` promises beyond that: the identity key is on
-    // disk before it returns (written to a temporary file, fsynced, renamed,
-    // and the directory fsynced), so a crash never changes the peer id.
-    group.bench_function("raw_redb/create_db_keypair_durable_key", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let path = fresh_dir();
-                let start = Instant::now();
+impl AsyncSides for CreationSides {
+    async fn run(&mut self, side: usize) -> Duration {
+        let path = self.fresh_dir();
+        let start = Instant::now();
+        let held: Box<dyn std::any::Any> = match side {
+            0 => Box::new(
+                Netabase::new_with_path(&path, NetabaseConfig::loopback()).expect("open a node"),
+            ),
+            1 => {
+                // What `new_with_path` promises beyond the plain floor: the
+                // identity key is on disk before it returns (written to a
+                // temporary file, fsynced, renamed, and the directory
+                // fsynced), so a crash never changes the peer id.
                 let db = redb::Database::create(path.join("raw.redb")).expect("create a db");
                 let keypair = Keypair::generate_ed25519();
                 let bytes = keypair.to_protobuf_encoding().expect("encode the key");
@@ -514,14 +660,39 @@ fn netabase_creation(c: &mut Criterion) {
                 std::fs::File::open(&path)
                     .and_then(|d| d.sync_all())
                     .expect("sync the directory");
-                total += start.elapsed();
-                drop((db, keypair));
-                std::fs::remove_dir_all(&path).expect("remove the directory");
+                Box::new((db, keypair))
             }
-            total
-        })
-    });
-    group.finish();
+            _ => {
+                let db = redb::Database::create(path.join("raw.redb")).expect("create a db");
+                Box::new((db, Keypair::generate_ed25519()))
+            }
+        };
+        let took = start.elapsed();
+        drop(held);
+        std::fs::remove_dir_all(&path).expect("remove the directory");
+        took
+    }
+}
+
+/// `new_with_path` against the same work and the plain floor, paired: the
+/// disk's fsync times drift more between benches run one after the other
+/// than the sides differ.
+fn netabase_creation(c: &mut Criterion) {
+    // `new_with_path` is synchronous and starts no task: the runtime only
+    // drives the paired loop.
+    let rt = runtime();
+    let mut sides = CreationSides {
+        dir: tempdir("netabase-bench-node-"),
+        n: 0,
+    };
+    paired(
+        c,
+        "netabase_creation",
+        &rt,
+        "new_with_path",
+        &["netabase", "raw_same_work", "raw_floor"],
+        &mut sides,
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -755,6 +926,7 @@ async fn netabase_fetch(net: &NetabaseNet, record: Note) -> Duration {
     )
     .await
     .expect("put_record_locally");
+    go_idle();
     let start = Instant::now();
     let fetched = bounded("get_record", net.c.get_record::<Note>(NoteKey(record.id)))
         .await
@@ -762,6 +934,17 @@ async fn netabase_fetch(net: &NetabaseNet, record: Note) -> Duration {
     let elapsed = start.elapsed();
     assert_eq!(fetched, record);
     elapsed
+}
+
+/// Lets the runtime go idle before a get's clock starts, so every side's
+/// get starts as a get after a pause does: the worker threads parked. What
+/// each side stored untimed just before left them otherwise unlike: the
+/// raw sides' store goes through a worker, which is still awake when the
+/// get is asked of it; the node's store commits on the blocking pool, and
+/// the workers have parked by the time it returns. Blocks the timing
+/// thread on purpose: a timer would wake a worker to fire it.
+fn go_idle() {
+    std::thread::sleep(Duration::from_millis(1));
 }
 
 /// Has A store `record` in its own store only (untimed), then times a
@@ -795,6 +978,7 @@ async fn raw_fetch_checked(
 ) -> Duration {
     let key = record.key.clone();
     store_at(a, record).await;
+    go_idle();
     let start = Instant::now();
     let (remote, value) = raw_get(c, key).await;
     if let Some(key) = check {
@@ -1115,6 +1299,9 @@ struct GetSides {
     /// A raw network whose C runs in its own task, asked through a channel
     /// as a netabase node's swarm is: `(A, C)`, and B.
     tasked: [RawPeer; 3],
+    /// The same, its peers also running Identify and request-response on
+    /// every connection, as netabase's do: `[A, B, C]`.
+    protocols: [RawPeer; 3],
     c: RawSwarm,
     a: mpsc::UnboundedSender<RawCommand>,
     _peers: [RawPeer; 2],
@@ -1141,28 +1328,43 @@ impl AsyncSides for GetSides {
                 raw_fetch_checked(&mut self.c, &self.a, record, Some(&key)).await
             }
             2 => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
+            3 => {
+                let record = signed_record(&self.signer, id, self.value_bytes);
+                tasked_get(&self.tasked[0].0, &self.tasked[1].0, &self.signer, record).await
+            }
             _ => {
                 let record = signed_record(&self.signer, id, self.value_bytes);
-                let key = record.key.clone();
-                store_at(&self.tasked[0].0, record).await;
-                let start = Instant::now();
-                let (reply, found) = oneshot::channel();
-                self.tasked[1]
-                    .0
-                    .send(RawCommand::Get(key, reply))
-                    .expect("C is running");
-                let value = bounded("a raw get in C's task", found)
-                    .await
-                    .expect("C answers")
-                    .expect("a remote copy");
-                assert!(
-                    signed_by(&self.signer.verifying_key(), &value),
-                    "a bad signature"
-                );
-                start.elapsed()
+                let [a, _, c] = &self.protocols;
+                tasked_get(&a.0, &c.0, &self.signer, record).await
             }
         }
     }
+}
+
+/// Has A store `record` (untimed), then times a get of it asked of C's task
+/// through a channel, as a node's handle asks its swarm, and the check of
+/// the copy's signature.
+async fn tasked_get(
+    a: &mpsc::UnboundedSender<RawCommand>,
+    c: &mpsc::UnboundedSender<RawCommand>,
+    signer: &ed25519_dalek::SigningKey,
+    record: Record,
+) -> Duration {
+    let key = record.key.clone();
+    store_at(a, record).await;
+    go_idle();
+    let start = Instant::now();
+    let (reply, found) = oneshot::channel();
+    c.send(RawCommand::Get(key, reply)).expect("C is running");
+    let value = bounded("a raw get in C's task", found)
+        .await
+        .expect("C answers")
+        .expect("a remote copy");
+    assert!(
+        signed_by(&signer.verifying_key(), &value),
+        "a bad signature"
+    );
+    start.elapsed()
 }
 
 fn dht_get_paired(c: &mut Criterion) {
@@ -1176,9 +1378,11 @@ fn dht_get_paired(c: &mut Criterion) {
         let b = spawn_raw(&rt, b);
         let [(a2, _), (b2, _), (c2, _)] = raw_network().await;
         let tasked = [spawn_raw(&rt, a2), spawn_raw(&rt, c2), spawn_raw(&rt, b2)];
+        let protocols = protocols_network(&rt).await;
         let mut sides = GetSides {
             netabase,
             tasked,
+            protocols,
             c,
             a: a_commands.clone(),
             _peers: [(a_commands, a_task), b],
@@ -1188,8 +1392,10 @@ fn dht_get_paired(c: &mut Criterion) {
         };
         // The first fetch also opens C's connection to B.
         raw_fetch(&mut sides.c, &sides.a, raw_record(u64::MAX, value_bytes)).await;
+        // And the tasked networks' first gets open their C's connections to B.
         sides.id = 1 << 40;
         sides.run(3).await;
+        sides.run(4).await;
         sides.id = 0;
         sides
     });
@@ -1203,6 +1409,7 @@ fn dht_get_paired(c: &mut Criterion) {
             "raw_same_work",
             "raw_floor",
             "raw_same_work_in_task",
+            "raw_same_work_all_protocols",
         ],
         &mut sides,
     );

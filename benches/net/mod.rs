@@ -74,42 +74,60 @@ pub fn raw_swarm_with<B: NetworkBehaviour>(
 // ---------------------------------------------------------------------------
 // Paired groups.
 
-/// Sums of each side's time over every iteration of a paired group.
+/// Every time each side took over every iteration of a paired group.
 #[derive(Default)]
 struct Totals {
-    times: RefCell<Vec<Duration>>,
+    times: RefCell<Vec<Vec<Duration>>>,
 }
 
 impl Totals {
     fn add(&self, side: usize, took: Duration) {
         let mut times = self.times.borrow_mut();
         if times.len() <= side {
-            times.resize(side + 1, Duration::ZERO);
+            times.resize(side + 1, Vec::new());
         }
-        times[side] += took;
+        times[side].push(took);
     }
 
-    /// Prints each side's total against side 0's.
+    /// Prints each side's total against side 0's, and its median against
+    /// side 0's: a few stalls of the machine weigh on a total, not on a
+    /// median, so the two agreeing says the ratio is not the stalls'.
     fn report(&self, what: &str, names: &[&str]) {
-        let times = self.times.borrow();
-        let Some(first) = times
-            .first()
-            .map(Duration::as_secs_f64)
-            .filter(|t| *t > 0.0)
-        else {
+        let mut times = self.times.borrow_mut();
+        for side in times.iter_mut() {
+            side.sort_unstable();
+        }
+        let total = |side: &Vec<Duration>| side.iter().sum::<Duration>().as_secs_f64();
+        let median = |side: &Vec<Duration>| side[side.len() / 2].as_secs_f64();
+        let Some(first) = times.first().filter(|side| !side.is_empty()) else {
             return;
         };
-        let ratios: Vec<String> = names
-            .iter()
-            .zip(times.iter())
-            .skip(1)
-            .map(|(name, t)| format!("{:.3}x {name}", first / t.as_secs_f64()))
-            .collect();
+        let (first_total, first_median) = (total(first), median(first));
+        let ratios = |of: &dyn Fn(&Vec<Duration>) -> f64, first: f64| -> String {
+            names
+                .iter()
+                .zip(times.iter())
+                .skip(1)
+                .filter(|(_, side)| !side.is_empty())
+                .map(|(name, side)| format!("{:.3}x {name}", first / of(side)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!(
-            "{what}, paired over every iteration: {} is {}",
+            "{what}, paired over every iteration: {} is {}; medians: {}",
             names[0],
-            ratios.join(", ")
+            ratios(&total, first_total),
+            ratios(&median, first_median)
         );
+        for (name, side) in names.iter().zip(times.iter()) {
+            if let Some(median) = side.get(side.len() / 2) {
+                println!(
+                    "  {name}: {} iterations, median {median:?}, mean {:?}",
+                    side.len(),
+                    side.iter().sum::<Duration>() / side.len().max(1) as u32
+                );
+            }
+        }
     }
 }
 
