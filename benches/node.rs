@@ -40,7 +40,7 @@ use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, request_response, Multiaddr, PeerId, StreamProtocol, Swarm};
-use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides};
+use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides, RawCodec};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Protocol, KAD_PROTOCOL};
 use netabase::sync::Timestamp;
@@ -369,55 +369,7 @@ fn on_raw_command(
 struct ProtocolsBehaviour {
     kad: kad::Behaviour<MemoryStore>,
     identify: identify::Behaviour,
-    sync: request_response::Behaviour<BytesCodec>,
-}
-
-/// Requests and responses as raw bytes, to the end of the stream.
-#[derive(Clone, Default)]
-struct BytesCodec;
-
-#[async_trait::async_trait]
-impl request_response::Codec for BytesCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        futures::AsyncReadExt::read_to_end(io, &mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        protocol: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        self.read_request(protocol, io).await
-    }
-
-    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        bytes: Vec<u8>,
-    ) -> std::io::Result<()> {
-        futures::AsyncWriteExt::write_all(io, &bytes).await?;
-        futures::AsyncWriteExt::close(io).await
-    }
-
-    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        protocol: &StreamProtocol,
-        io: &mut T,
-        bytes: Vec<u8>,
-    ) -> std::io::Result<()> {
-        self.write_request(protocol, io, bytes).await
-    }
+    sync: request_response::Behaviour<RawCodec>,
 }
 
 type ProtocolsSwarm = Swarm<ProtocolsBehaviour>;
@@ -430,7 +382,7 @@ fn protocols_swarm(keypair: &Keypair) -> ProtocolsSwarm {
             key.public(),
         )),
         sync: request_response::Behaviour::with_codec(
-            BytesCodec,
+            RawCodec,
             [(
                 StreamProtocol::new("/bench/sync/1.0.0"),
                 request_response::ProtocolSupport::Full,

@@ -35,16 +35,17 @@ mod net;
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::io;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, StreamProtocol, Swarm};
-use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides, WAIT};
+use net::{
+    address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides, RawCodec,
+    RawResponse, WAIT,
+};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, Protocol};
 use netabase::sync::reconcile::{self, Item, ItemSet, ItemState, KeyRange, Part};
@@ -76,9 +77,9 @@ const FLOOR_BATCH: usize = 512;
 /// Requests in flight in the floor: netabase's fetches in flight to one peer.
 const FLOOR_IN_FLIGHT: usize = 4;
 /// Bound on a whole catch-up (of either side) and on every other wait.
-/// The floor's protocol and message limit (netabase's: 16 MiB).
+/// The floor's protocol (its message limit is `net::MAX_MESSAGE_BYTES`,
+/// netabase's: 16 MiB).
 const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/raw-sync/1.0.0");
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// The floor's table: record key -> envelope, as netabase's envelope table.
 const RAW_ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw/envelopes");
 /// The same-work floor's other tables, as netabase's records table and
@@ -352,85 +353,7 @@ fn exchange(a: &ItemSet, b: &ItemSet, measure: bool) -> Exchange {
 // ---------------------------------------------------------------------------
 // The floor: two raw rust-libp2p swarms with request-response only. Same
 // transport as netabase (tcp with nodelay + noise + yamux) and the same
-// message framing as its sync codec (a 4-byte length, then bincode standard).
-
-type RawRequest = Vec<Vec<u8>>;
-type RawResponse = Vec<Vec<u8>>;
-
-#[derive(Clone, Copy, Debug, Default)]
-struct RawCodec;
-
-async fn read_message<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "too large"));
-    }
-    let mut bytes = vec![0u8; len];
-    io.read_exact(&mut bytes).await?;
-    let config = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
-    let (message, read) = bincode::decode_from_slice(&bytes, config)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    if read != len {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes"));
-    }
-    Ok(message)
-}
-
-async fn write_message<T: AsyncWrite + Unpin + Send>(
-    io: &mut T,
-    message: &Vec<Vec<u8>>,
-) -> io::Result<()> {
-    let bytes = bincode::encode_to_vec(message, bincode::config::standard())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(&bytes).await?;
-    io.close().await
-}
-
-#[async_trait]
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = RawRequest;
-    type Response = RawResponse;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<RawRequest> {
-        read_message(io).await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<RawResponse> {
-        read_message(io).await
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: RawRequest,
-    ) -> io::Result<()> {
-        write_message(io, &request).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        response: RawResponse,
-    ) -> io::Result<()> {
-        write_message(io, &response).await
-    }
-}
+// message framing as its sync codec (`net::RawCodec`).
 
 type RawSwarm = Swarm<request_response::Behaviour<RawCodec>>;
 

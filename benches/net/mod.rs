@@ -1,17 +1,24 @@
 //! What the network benches (`node`, `sync`) share: a small runtime, scratch
-//! directories, bounded waits, node addresses and paired groups.
+//! directories, bounded waits, node addresses, raw swarms and their
+//! request-response codec, and paired groups.
 #![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::time::Duration;
 
+use std::io;
+
 use criterion::{Criterion, SamplingMode};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{noise, tcp, yamux, Swarm};
+use libp2p::{noise, request_response, tcp, yamux, StreamProtocol, Swarm};
 use netabase::node::{Multiaddr, Netabase, Protocol};
 use netabase::Keypair;
 use tokio::runtime::Runtime;
+
+/// Largest raw request-response message read.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bound on every wait: a bench that hangs fails, saying what it waited for.
 pub const WAIT: Duration = Duration::from_secs(120);
@@ -174,4 +181,90 @@ pub fn paired(
 /// The sides of a paired group: `run(side)` does one operation, timed.
 pub trait AsyncSides {
     async fn run(&mut self, side: usize) -> Duration;
+}
+
+// ---------------------------------------------------------------------------
+// A raw request-response codec.
+
+/// A raw request: a list of byte strings (keys, or envelopes).
+pub type RawRequest = Vec<Vec<u8>>;
+/// A raw response: the same.
+pub type RawResponse = Vec<Vec<u8>>;
+
+/// Raw request-response messages framed as netabase's catch-up frames its
+/// own (a 4-byte length, then bincode standard): the floors' catch-up
+/// protocol, and the second protocol of peers that run what a node runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawCodec;
+
+async fn read_message<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "too large"));
+    }
+    let mut bytes = vec![0u8; len];
+    io.read_exact(&mut bytes).await?;
+    let config = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
+    let (message, read) = bincode::decode_from_slice(&bytes, config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if read != len {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes"));
+    }
+    Ok(message)
+}
+
+async fn write_message<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    message: &Vec<Vec<u8>>,
+) -> io::Result<()> {
+    let bytes = bincode::encode_to_vec(message, bincode::config::standard())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+#[async_trait::async_trait]
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = RawRequest;
+    type Response = RawResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<RawRequest> {
+        read_message(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<RawResponse> {
+        read_message(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: RawRequest,
+    ) -> io::Result<()> {
+        write_message(io, &request).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: RawResponse,
+    ) -> io::Result<()> {
+        write_message(io, &response).await
+    }
 }
