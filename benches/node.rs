@@ -278,32 +278,57 @@ fn spawn_raw(rt: &Runtime, swarm: RawSwarm) -> (mpsc::UnboundedSender<RawCommand
 /// checked and durably stored in a blocking task, as a netabase peer does.
 fn spawn_raw_keeping(
     rt: &Runtime,
-    mut swarm: RawSwarm,
+    swarm: RawSwarm,
     keeper: Option<Arc<Keeper>>,
 ) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
+    spawn_driven(
+        rt,
+        swarm,
+        |kad| kad,
+        move |event, gets| {
+            let SwarmEvent::Behaviour(event) = event else {
+                return;
+            };
+            match (event, &keeper) {
+                (
+                    kad::Event::InboundRequest {
+                        request:
+                            kad::InboundRequest::PutRecord {
+                                record: Some(record),
+                                ..
+                            },
+                    },
+                    Some(keeper),
+                ) => {
+                    let keeper = keeper.clone();
+                    tokio::task::spawn_blocking(move || keeper.keep(&record));
+                }
+                (event, _) => on_raw_get(gets, event),
+            }
+        },
+    )
+}
+
+/// Drives `swarm` in its own task until the command sender is dropped:
+/// `on_event` sees each of its events with the gets in flight, and commands
+/// go to the Kademlia behaviour `kad_of` picks out of its behaviour.
+fn spawn_driven<B: NetworkBehaviour>(
+    rt: &Runtime,
+    mut swarm: Swarm<B>,
+    kad_of: fn(&mut B) -> &mut kad::Behaviour<MemoryStore>,
+    mut on_event: impl FnMut(SwarmEvent<B::ToSwarm>, &mut Gets) + Send + 'static,
+) -> RawPeer
+where
+    Swarm<B>: Send + 'static,
+{
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = rt.spawn(async move {
         let mut gets = Gets::new();
         loop {
             tokio::select! {
-                event = swarm.select_next_some() => {
-                    if let SwarmEvent::Behaviour(event) = event {
-                        match (event, &keeper) {
-                            (
-                                kad::Event::InboundRequest {
-                                    request: kad::InboundRequest::PutRecord { record: Some(record), .. },
-                                },
-                                Some(keeper),
-                            ) => {
-                                let keeper = keeper.clone();
-                                tokio::task::spawn_blocking(move || keeper.keep(&record));
-                            }
-                            (event, _) => on_raw_get(&mut gets, event),
-                        }
-                    }
-                }
+                event = swarm.select_next_some() => on_event(event, &mut gets),
                 command = rx.recv() => {
-                    if !on_raw_command(swarm.behaviour_mut(), &mut gets, command) {
+                    if !on_raw_command(kad_of(swarm.behaviour_mut()), &mut gets, command) {
                         break;
                     }
                 }
@@ -427,26 +452,17 @@ async fn protocols_network(rt: &Runtime) -> [RawPeer; 3] {
 }
 
 /// [`spawn_raw`] for a [`ProtocolsSwarm`].
-fn spawn_protocols(rt: &Runtime, mut swarm: ProtocolsSwarm) -> RawPeer {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let task = rt.spawn(async move {
-        let mut gets = Gets::new();
-        loop {
-            tokio::select! {
-                event = swarm.select_next_some() => {
-                    if let SwarmEvent::Behaviour(ProtocolsBehaviourEvent::Kad(event)) = event {
-                        on_raw_get(&mut gets, event);
-                    }
-                }
-                command = rx.recv() => {
-                    if !on_raw_command(&mut swarm.behaviour_mut().kad, &mut gets, command) {
-                        break;
-                    }
-                }
+fn spawn_protocols(rt: &Runtime, swarm: ProtocolsSwarm) -> RawPeer {
+    spawn_driven(
+        rt,
+        swarm,
+        |behaviour| &mut behaviour.kad,
+        |event, gets| {
+            if let SwarmEvent::Behaviour(ProtocolsBehaviourEvent::Kad(event)) = event {
+                on_raw_get(gets, event);
             }
-        }
-    });
-    (tx, task)
+        },
+    )
 }
 
 /// Three raw peers, listening, wired as netabase wires its nodes: B and C
