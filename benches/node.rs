@@ -420,35 +420,12 @@ fn protocols_swarm(keypair: &Keypair) -> ProtocolsSwarm {
 /// Three [`ProtocolsSwarm`] peers wired as [`raw_network`]'s, each driven
 /// in its own task: `[A, B, C]`.
 async fn protocols_network(rt: &Runtime) -> [RawPeer; 3] {
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        let mut swarm = protocols_swarm(&Keypair::generate_ed25519());
-        let address = raw_listen(&mut swarm).await;
-        nodes.push((swarm, address));
-    }
-    let (a_peer, a_addr) = (*nodes[0].0.local_peer_id(), nodes[0].1.clone());
-    let others: Vec<(PeerId, Multiaddr)> = nodes[1..]
-        .iter()
-        .map(|(s, a)| (*s.local_peer_id(), a.clone()))
-        .collect();
-    for (i, (swarm, _)) in nodes.iter_mut().enumerate() {
-        if i == 0 {
-            for (peer, address) in &others {
-                swarm.behaviour_mut().kad.add_address(peer, address.clone());
-            }
-        } else {
-            swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&a_peer, a_addr.clone());
-            swarm.dial(a_addr.clone()).expect("dial A");
-        }
-    }
-    let mut peers = nodes
-        .into_iter()
-        .map(|(swarm, _)| spawn_protocols(rt, swarm));
-    let mut next = || peers.next().expect("three peers were built");
-    [next(), next(), next()]
+    let nodes = wired(
+        |_| protocols_swarm(&Keypair::generate_ed25519()),
+        |behaviour| &mut behaviour.kad,
+    )
+    .await;
+    nodes.map(|(swarm, _)| spawn_protocols(rt, swarm))
 }
 
 /// [`spawn_raw`] for a [`ProtocolsSwarm`].
@@ -475,9 +452,22 @@ async fn raw_network() -> [(RawSwarm, Multiaddr); 3] {
 /// [`raw_network`], where peer `i` (A is 0) hands the records pushed to it
 /// to its driver if `filter(i)` (see [`raw_swarm_filtering`]).
 async fn raw_network_with(filter: impl Fn(usize) -> bool) -> [(RawSwarm, Multiaddr); 3] {
+    wired(
+        |i| raw_swarm_filtering(&Keypair::generate_ed25519(), filter(i)),
+        |kad| kad,
+    )
+    .await
+}
+
+/// Three listening peers built by `build(i)`, wired as netabase wires its
+/// nodes (see [`raw_network`]) through the Kademlia `kad_of` picks out.
+async fn wired<B: NetworkBehaviour>(
+    build: impl Fn(usize) -> Swarm<B>,
+    kad_of: fn(&mut B) -> &mut kad::Behaviour<MemoryStore>,
+) -> [(Swarm<B>, Multiaddr); 3] {
     let mut nodes = Vec::new();
     for i in 0..3 {
-        let mut swarm = raw_swarm_filtering(&Keypair::generate_ed25519(), filter(i));
+        let mut swarm = build(i);
         let address = raw_listen(&mut swarm).await;
         nodes.push((swarm, address));
     }
@@ -489,10 +479,10 @@ async fn raw_network_with(filter: impl Fn(usize) -> bool) -> [(RawSwarm, Multiad
     for (i, (swarm, _)) in nodes.iter_mut().enumerate() {
         if i == 0 {
             for (peer, address) in &addresses[1..] {
-                swarm.behaviour_mut().add_address(peer, address.clone());
+                kad_of(swarm.behaviour_mut()).add_address(peer, address.clone());
             }
         } else {
-            swarm.behaviour_mut().add_address(&a_peer, a_addr.clone());
+            kad_of(swarm.behaviour_mut()).add_address(&a_peer, a_addr.clone());
             swarm.dial(a_addr.clone()).expect("dial A");
         }
     }
