@@ -155,6 +155,68 @@ async fn bio(node: &Netabase, handle: &str) -> Option<(PeerId, String)> {
         .map(|p| (p.owner, p.bio))
 }
 
+/// A local batch is judged record by record, each against the one before it
+/// (held, or the batch's own earlier version of that key), and refused
+/// whole when any step breaks the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_judged_step_by_step_and_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = rules_node(dir.path(), &[], |_| {}).await;
+    let score = |id, value| Counter { id, value };
+    let entry = |text: &str| LogEntry {
+        id: 1,
+        text: text.into(),
+    };
+
+    // Grow-only: 5 then 3 shrinks at the second step, though 3 alone would
+    // be a fine first write.
+    not_allowed(
+        node.put_records_locally(vec![score(1, 5), score(1, 3)])
+            .await,
+    );
+    assert_eq!(counter(&node, 1).await, None);
+    // Refused whole: the other key's record is not written either.
+    not_allowed(
+        node.put_records_locally(vec![score(2, 1), score(1, 5), score(1, 3)])
+            .await,
+    );
+    assert_eq!(counter(&node, 2).await, None);
+    // Growing at every step: stored, and the key counts once.
+    assert_eq!(
+        node.put_records_locally(vec![score(1, 3), score(1, 5)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(counter(&node, 1).await, Some(5));
+    // Against what is held: 7 grows from 5, then 6 shrinks from 7.
+    not_allowed(
+        node.put_records_locally(vec![score(1, 7), score(1, 6)])
+            .await,
+    );
+    assert_eq!(counter(&node, 1).await, Some(5));
+
+    // Immutable: a batch that writes an entry and then rewrites it.
+    not_allowed(
+        node.put_records_locally(vec![entry("first"), entry("rewritten")])
+            .await,
+    );
+    assert_eq!(held::<LogEntry>(&node, LogEntryKey(1)).await, None);
+    // Written once, it is stored.
+    node.put_records_locally(vec![entry("first")])
+        .await
+        .unwrap();
+    assert_eq!(
+        held::<LogEntry>(&node, LogEntryKey(1)).await,
+        Some(entry("first"))
+    );
+    assert_eq!(
+        node.stats().rejected_total(),
+        0,
+        "local refusals are errors"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_writes_follow_the_rules_and_are_never_published_when_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -122,45 +122,41 @@ pub(crate) fn apply_batch_from(
             }
         }
     };
-    // Within a batch only the newest version of a key can win.
-    let mut newest: HashMap<Vec<u8>, usize> = HashMap::with_capacity(envelopes.len());
-    for (i, envelope) in envelopes.iter().enumerate() {
-        let key = envelope.record_key();
-        match newest.get(&key) {
-            Some(&held) if !wins(envelope, &envelopes[held]) => reject(i, Rejection::Stale),
-            _ => {
-                newest.insert(key, i);
-            }
-        }
+    // Each record is judged against the one before it: what is held, or the
+    // batch's own earlier version of that key, so every step of the batch
+    // passes the conflict rule and the write rule, as if applied one by
+    // one. A local batch goes in the order given: it may free a unique value
+    // and then give it to another record, as `Tree::put_many` allows.
+    // Records from peers go in version order, replaying the writers'
+    // history: a write that freed a value comes before a later one that
+    // took it.
+    let mut order: Vec<usize> = (0..envelopes.len()).collect();
+    if !local {
+        order.sort_unstable_by(|a, b| precedence(&envelopes[*a], &envelopes[*b]).then(a.cmp(b)));
     }
-    // A local batch in the order given: it may free a unique value and then
-    // give it to another record, as `Tree::put_many` allows. Records from
-    // peers in version order, replaying the writers' history: a write that
-    // freed a value comes before a later one that took it.
-    let mut newest: Vec<(Vec<u8>, usize)> = newest.into_iter().collect();
-    if local {
-        newest.sort_unstable_by_key(|(_, i)| *i);
-    } else {
-        newest.sort_unstable_by(|(_, a), (_, b)| {
-            envelopes[*a]
-                .version()
-                .cmp(&envelopes[*b].version())
-                .then(a.cmp(b))
-        });
-    }
-    let (applied, settled) = health::write(shared, |txn| {
+    let (applied, superseded, settled) = health::write(shared, |txn| {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
+        // Record key -> the batch's newest step for it, once judged.
+        let mut staged: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut superseded = Vec::new();
         {
             let table = txn.envelope_table()?;
-            for (key, i) in newest {
+            for &i in &order {
                 let envelope = &envelopes[i];
-                if registry.get(envelope.model()).is_none() {
+                let Some(handler) = handler_of(&registry, envelope) else {
                     reject(i, Rejection::UnknownModel);
                     continue;
-                }
-                let held = table.get(&key)?;
-                match judge(held.as_deref(), envelope) {
+                };
+                let key = envelope.record_key();
+                let stored;
+                let held = match staged.get(&key) {
+                    Some(&before) => Some(envelopes[before].as_bytes()),
+                    None => {
+                        stored = table.get(&key)?;
+                        stored.as_deref()
+                    }
+                };
+                match judge(held, envelope) {
                     Verdict::Write => {}
                     Verdict::Unchanged => continue,
                     Verdict::Stale => {
@@ -168,15 +164,10 @@ pub(crate) fn apply_batch_from(
                         continue;
                     }
                 }
-                if let Err(refusal) = allowed(
-                    shared,
-                    handler_of(&registry, envelope),
-                    envelope,
-                    held.as_deref(),
-                ) {
+                if let Err(refusal) = allowed(shared, Some(handler), envelope, held) {
                     if local {
                         return Err(NodeError::NotAllowed {
-                            model: handler_of(&registry, envelope).map_or("?", |h| h.name()),
+                            model: handler.name(),
                             refusal,
                         });
                     }
@@ -184,8 +175,22 @@ pub(crate) fn apply_batch_from(
                     tracing::debug!(writer = %envelope.writer(), %refusal, "refused a write the model's rule forbids");
                     continue;
                 }
-                by_model.entry(envelope.model()).or_default().push((key, i));
+                superseded.extend(staged.insert(key, i));
             }
+        }
+        // Only each key's last step reaches the tree: the steps before it
+        // were judged, and the commit would show nobody their versions.
+        let mut last = vec![false; envelopes.len()];
+        for &i in staged.values() {
+            last[i] = true;
+        }
+        let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
+        for &i in order.iter().filter(|&&i| last[i]) {
+            let envelope = &envelopes[i];
+            by_model
+                .entry(envelope.model())
+                .or_default()
+                .push((envelope.record_key(), i));
         }
         let mut applied = Vec::new();
         let mut settled = Vec::new();
@@ -223,8 +228,13 @@ pub(crate) fn apply_batch_from(
             settled.push(settle(shared, txn, handler, model, &conflicting)?);
             applied.extend(stored);
         }
-        Ok((applied, settled))
+        Ok((applied, superseded, settled))
     })?;
+    for i in superseded {
+        if matches!(origin_of(i), Origin::Peer(_)) {
+            Counters::bump(&shared.counters.superseded);
+        }
+    }
     let conflicted: HashSet<&Vec<u8>> = settled.iter().flat_map(|s| &s.conflicted).collect();
     for (key, i) in &applied {
         let origin = origin_of(*i);

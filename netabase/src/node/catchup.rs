@@ -313,30 +313,27 @@ impl Fetches {
         self.in_flight.contains_key(&id)
     }
 
-    /// The keys a finished fetch asked for; they no longer count as
-    /// outstanding, but stay known (not fetched again, however often
-    /// reconciliation names them) until [`forget`](Self::forget): until
-    /// stored, they are not in the set reconciliation reads, and the next
-    /// round would ask for them again.
+    /// The keys a finished fetch asked for. They stay known (not fetched
+    /// again, however often reconciliation names them) and outstanding
+    /// until [`forget`](Self::forget): until stored, they are not in the set
+    /// reconciliation reads, and the next round would ask for them again.
     pub(crate) fn finished(
         &mut self,
         id: request_response::OutboundRequestId,
     ) -> Option<(PeerId, Vec<Vec<u8>>)> {
-        let (peer, keys) = self.in_flight.remove(&id)?;
-        for key in &keys {
-            if let Some(progress) = model_of(key).and_then(|m| self.progress.get_mut(&(peer, m))) {
-                progress.outstanding = progress.outstanding.saturating_sub(1);
-            }
-        }
-        Some((peer, keys))
+        self.in_flight.remove(&id)
     }
 
     /// Keys of a finished fetch that were stored, or that failed (the next
-    /// reconciliation finds these again): they may be queued again.
+    /// reconciliation finds these again): they may be queued again, and no
+    /// longer count as outstanding.
     pub(crate) fn forget(&mut self, peer: PeerId, keys: &[Vec<u8>]) {
-        if let Some(known) = self.known.get_mut(&peer) {
-            for key in keys {
-                known.remove(key);
+        let Some(known) = self.known.get_mut(&peer) else {
+            return;
+        };
+        for key in keys {
+            if known.remove(key) {
+                settle_one(&mut self.progress, peer, key);
             }
         }
     }
@@ -393,19 +390,8 @@ impl Fetches {
 
     /// Forgets what was queued for `peer` (requests in flight still finish).
     pub(crate) fn clear_queue(&mut self, peer: PeerId) {
-        if let Some(queue) = self.queued.remove(&peer) {
-            if let Some(known) = self.known.get_mut(&peer) {
-                for key in &queue {
-                    known.remove(key);
-                }
-            }
-            for key in &queue {
-                if let Some(progress) =
-                    model_of(key).and_then(|m| self.progress.get_mut(&(peer, m)))
-                {
-                    progress.outstanding = progress.outstanding.saturating_sub(1);
-                }
-            }
+        if let Some(mut queue) = self.queued.remove(&peer) {
+            self.forget(peer, queue.make_contiguous());
         }
     }
 
@@ -416,6 +402,16 @@ impl Fetches {
         self.in_flight.retain(|_, (p, _)| *p != peer);
         self.storing.remove(&peer);
         self.progress.retain(|(p, _), _| *p != peer);
+    }
+}
+
+/// One key of `peer`'s is no longer outstanding: stored, refused, failed or
+/// dropped from the queue. Outstanding keys are exactly the known ones, so a
+/// key being stored still counts, and `received + outstanding` never runs
+/// ahead of what the catch-up will bring.
+fn settle_one(progress: &mut HashMap<(PeerId, ModelId), Progress>, peer: PeerId, key: &[u8]) {
+    if let Some(progress) = model_of(key).and_then(|m| progress.get_mut(&(peer, m))) {
+        progress.outstanding = progress.outstanding.saturating_sub(1);
     }
 }
 
@@ -472,6 +468,31 @@ mod tests {
         fetches.stored(peer, &[(ModelId(7), 512)]);
         let batch = fetches.next_batch(peer).map(|b| b.len());
         assert_eq!(batch, Some(crate::node::platform::FETCH_KEYS));
+    }
+
+    #[test]
+    fn keys_being_stored_still_count_as_outstanding() {
+        let mut fetches = Fetches::default();
+        let peer = PeerId::random();
+        let total = 3 * crate::node::platform::FETCH_KEYS;
+        fetches.queue(peer, (0..total as u64).map(key).collect());
+        // Asked for, answered and handed to storage: nothing is done yet.
+        let batches: Vec<_> = (0..3).map(|_| fetches.next_batch(peer).unwrap()).collect();
+        assert_eq!(fetches.queued(peer), 0);
+        assert_eq!(fetches.progress(peer, ModelId(7)).outstanding, total);
+        // Each stored batch moves its keys from outstanding to received.
+        for (done, keys) in batches.iter().enumerate() {
+            fetches.storing(peer);
+            fetches.forget(peer, keys);
+            fetches.stored(peer, &[(ModelId(7), keys.len() as u64)]);
+            let progress = fetches.progress(peer, ModelId(7));
+            let received = (done + 1) * keys.len();
+            assert_eq!(progress.received, received as u64);
+            assert_eq!(progress.outstanding, total - received);
+        }
+        // A key forgotten twice (stored, then a late failure) counts once.
+        fetches.forget(peer, &batches[0]);
+        assert_eq!(fetches.progress(peer, ModelId(7)).outstanding, 0);
     }
 
     #[test]

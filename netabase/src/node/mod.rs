@@ -636,7 +636,13 @@ impl Netabase {
         let shared = self.shared.clone();
         let (staged_tx, staged) = oneshot::channel();
         let commit = platform::blocking(move || {
-            let envelope = seal(&shared, &record.key(), Some(&record), consent.as_ref())?;
+            let envelope = seal(
+                &shared,
+                &record.key(),
+                Some(&record),
+                consent.as_ref(),
+                None,
+            )?;
             check_size(&shared, &envelope, M::NAME)?;
             apply::apply_staged(&shared, &envelope, || {
                 let _ = staged_tx.send(envelope.clone());
@@ -701,7 +707,7 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
-            let envelope = seal::<M>(&shared, &key, None, None)?;
+            let envelope = seal::<M>(&shared, &key, None, None, None)?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -748,7 +754,7 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
-            let envelope = seal(&shared, &record.key(), Some(&record), None)?;
+            let envelope = seal(&shared, &record.key(), Some(&record), None, None)?;
             commit_local(&shared, &envelope, M::NAME)?;
             Ok(envelope)
         })
@@ -758,13 +764,17 @@ impl Netabase {
     /// Commits many records locally in one transaction (one fsync), in the
     /// order given (so a record may take a unique value another record of
     /// the batch gives up before it); peers get them through catch-up,
-    /// fetches and republication. Returns how many were stored (records not
-    /// newer than what is held are skipped).
+    /// fetches and republication. The model's write rule judges each record
+    /// against the one before it: the version held, or the batch's own
+    /// earlier version of that key. Returns how many records the batch
+    /// stored: a key written twice counts once, and its last version is the
+    /// one held.
     ///
     /// # Errors
     ///
     /// [`NodeError::NotRegistered`], [`NodeError::RecordTooLarge`] for the
-    /// first record over the limit, or a store error such as
+    /// first record over the limit, [`NodeError::NotAllowed`] if any step
+    /// breaks the write rule, or a store error such as
     /// [`StoreError::UniqueViolation`](crate::StoreError::UniqueViolation)
     /// (two records, or a record and a stored one, sharing a unique value):
     /// in every case nothing is written.
@@ -775,11 +785,18 @@ impl Netabase {
         self.check_registered::<M>()?;
         let shared = self.shared.clone();
         self.blocking(move || {
+            // A key written twice in the batch: its later version is stamped
+            // after the earlier one, even when both follow a held version
+            // from a clock that runs ahead of ours.
+            let mut stamped = std::collections::HashMap::new();
             let envelopes = records
                 .iter()
                 .map(|record| {
-                    let envelope = seal(&shared, &record.key(), Some(record), None)?;
+                    let key = record.key();
+                    let before = stamped.get(&key).copied();
+                    let envelope = seal(&shared, &key, Some(record), None, before)?;
                     check_size(&shared, &envelope, M::NAME)?;
+                    stamped.insert(key, envelope.version().timestamp);
                     Ok(envelope)
                 })
                 .collect::<Result<Vec<_>, NodeError>>()?;
@@ -1207,24 +1224,31 @@ fn open_dir(dir: &Path) -> Result<Keypair, NodeError> {
 }
 
 /// The timestamp for a local write to `key` of `M`: past the version this
-/// node holds for it, so the write always replaces it.
-fn stamp<M: NetabaseModel>(shared: &Shared, key: &M::Key) -> crate::sync::Timestamp {
+/// node holds for it and past `after` (an earlier write of a batch), so the
+/// write always replaces both.
+fn stamp<M: NetabaseModel>(
+    shared: &Shared,
+    key: &M::Key,
+    after: Option<crate::sync::Timestamp>,
+) -> crate::sync::Timestamp {
     let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
     let held = shared.cache.get(&record_key).map(|c| c.version.timestamp);
-    shared.clock.now_after(held)
+    shared.clock.now_after(held.max(after))
 }
 
 /// Signs a local write of `record` (`None`: a delete) under `key`, with
 /// what the model's write rule needs it to carry (the owner chain, extended
-/// when the owner hands the record over). Blocking-safe.
+/// when the owner hands the record over), stamped past `after` if given.
+/// Blocking-safe.
 fn seal<M: NetabaseModel>(
     shared: &Shared,
     key: &M::Key,
     record: Option<&M>,
     consent: Option<&crate::rules::Acceptance>,
+    after: Option<crate::sync::Timestamp>,
 ) -> Result<Envelope, NodeError> {
     use crate::rules::{Entry, WriteRule};
-    let timestamp = stamp::<M>(shared, key);
+    let timestamp = stamp::<M>(shared, key, after);
     if !<M::Rule as WriteRule<M>>::CHECKS {
         return Ok(match record {
             Some(record) => Envelope::seal(&shared.keypair, record, timestamp)?,

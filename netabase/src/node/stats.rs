@@ -80,6 +80,14 @@ const ALL: [Rejection; 14] = [
 pub struct NodeStats {
     /// Inbound records validated and stored.
     pub accepted: u64,
+    /// Inbound records that were valid and newer than the version held, but
+    /// were replaced by a still newer version of the same record in the same
+    /// commit (a peer updating one record faster than this node commits):
+    /// each was judged by the write rule, none was stored or shown to
+    /// watchers on its own. With `accepted` and `rejected`, this accounts
+    /// for every record peers pushed or sent, except copies of a version
+    /// this node already held.
+    pub superseded: u64,
     /// Inbound records dropped, per reason (reasons never seen are absent).
     pub rejected: BTreeMap<Rejection, u64>,
     /// Deletes collected after the tombstone horizon.
@@ -138,6 +146,7 @@ pub(crate) struct Counters {
     pub(crate) storage_failures: AtomicU64,
     pub(crate) storage_recoveries: AtomicU64,
     pub(crate) unique_conflicts: AtomicU64,
+    pub(crate) superseded: AtomicU64,
 }
 
 impl Counters {
@@ -173,6 +182,7 @@ impl Counters {
             .collect();
         NodeStats {
             accepted: self.accepted.load(Ordering::Relaxed),
+            superseded: self.superseded.load(Ordering::Relaxed),
             rejected,
             tombstones_collected: self.tombstones_collected.load(Ordering::Relaxed),
             ghosts_dropped: self.ghosts_dropped.load(Ordering::Relaxed),
