@@ -131,6 +131,114 @@ fn an_index_added_to_stored_records_is_built_on_first_read() {
     assert_eq!(tagged(&store, "t1").len(), 32);
 }
 
+/// The layout `model`'s file holds for it, read with redb itself.
+fn stored_layout<M: NetabaseModel>(file: &std::path::Path) -> Option<String> {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(file).unwrap();
+    let txn = db.begin_read().unwrap();
+    let layouts = txn
+        .open_table(redb::TableDefinition::<&str, &str>::new("netabase/layouts"))
+        .ok()?;
+    let stored = layouts.get(M::TABLE).unwrap()?;
+    Some(stored.value().to_owned())
+}
+
+fn docs(n: u64) -> impl Iterator<Item = v2::Doc> {
+    (0..n).map(|id| v2::Doc {
+        id,
+        tag: format!("t{}", id % 3),
+    })
+}
+
+/// A model registered before it has records keeps its index layout in the
+/// file, so the next process finds it current and rebuilds nothing; and a
+/// read-only handle reads it before anything registers it.
+#[test]
+fn a_model_registered_empty_keeps_its_layout_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db.redb");
+    {
+        let store = open(dir.path());
+        store.register::<v2::Doc>().unwrap();
+        store.tree::<v2::Doc>().put_many(docs(100)).unwrap();
+    }
+    assert!(stored_layout::<v2::Doc>(&file).is_some());
+    // Registering through a read-only handle, or reading the empty tree
+    // through one, writes nothing; the first write stores the layout.
+    {
+        let store = open(dir.path());
+        // v3 makes `tag` unique over shared values: the rebuild is tried
+        // (no refused write) and fails, and the file keeps v2's layout.
+        let error = store.read_only().register::<v3::Doc>().unwrap_err();
+        assert!(
+            matches!(error, StoreError::UniqueViolation { .. }),
+            "{error:?}"
+        );
+        store.read_only().register::<game::Item>().unwrap();
+        assert_eq!(store.read_only().tree::<game::Item>().len().unwrap(), 0);
+    }
+    assert!(stored_layout::<game::Item>(&file).is_none());
+    {
+        let store = open(dir.path());
+        let reader = store.read_only();
+        assert_eq!(reader.tree::<v2::Doc>().len().unwrap(), 100);
+        assert_eq!(tagged(&reader, "t1").len(), 33);
+        store
+            .tree::<game::Item>()
+            .put(&game::Item {
+                id: 1,
+                name: "bow".into(),
+            })
+            .unwrap();
+    }
+    assert!(stored_layout::<game::Item>(&file).is_some());
+}
+
+/// Reads never fail as refused writes: a read-only handle reading a model
+/// whose indexes changed rebuilds them first, as a writable one does.
+#[test]
+fn a_read_only_handle_reads_a_model_whose_indexes_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let docs = (0..30).map(|id| v1::Doc {
+            id,
+            tag: format!("t{}", id % 3),
+        });
+        store.tree::<v1::Doc>().put_many(docs).unwrap();
+    }
+    let store = open(dir.path()).read_only();
+    assert_eq!(tagged(&store, "t2").len(), 10);
+    assert_eq!(store.tree::<v2::Doc>().len().unwrap(), 30);
+    // Writes are still refused.
+    assert!(matches!(
+        store.tree::<v2::Doc>().put(&v2::Doc {
+            id: 99,
+            tag: "x".into()
+        }),
+        Err(StoreError::ReadOnly)
+    ));
+}
+
+/// A node's model registered before its first record: after a clean
+/// shutdown, the file holds the layout, and a read through the node's
+/// (read-only) store works before `register`.
+#[tokio::test]
+async fn a_node_keeps_the_layout_of_a_model_registered_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = Netabase::new_with_path(dir.path(), NetabaseConfig::loopback()).unwrap();
+        node.register::<v2::Doc>().unwrap();
+        node.put_records_locally(docs(50).collect()).await.unwrap();
+        node.shutdown().await.unwrap();
+    }
+    assert!(stored_layout::<v2::Doc>(&dir.path().join("netabase.redb")).is_some());
+    let node = Netabase::new_with_path(dir.path(), NetabaseConfig::loopback()).unwrap();
+    assert_eq!(node.store().tree::<v2::Doc>().len().unwrap(), 50);
+    let txn = node.store().begin_read().unwrap();
+    assert_eq!(txn.open_tree::<v2::Doc>().unwrap().len().unwrap(), 50);
+}
+
 #[test]
 fn an_index_removed_then_added_back_is_rebuilt_with_later_writes() {
     let dir = tempfile::tempdir().unwrap();

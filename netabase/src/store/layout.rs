@@ -55,11 +55,22 @@ fn layout<M: NetabaseModel>() -> String {
         .collect()
 }
 
-/// Whether `M`'s stored layout is the current one (a model never written
-/// has nothing to rebuild).
-pub(crate) fn is_current<M: NetabaseModel>(
-    txn: &redb::ReadTransaction,
-) -> Result<bool, StoreError> {
+/// What the file says of `M`'s index layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// The stored layout is `M`'s: nothing to do.
+    Current,
+    /// No layout stored and no record either: nothing to rebuild, but the
+    /// layout must be written with the first write, or the next process
+    /// would find records without one and rebuild every index.
+    Unwritten,
+    /// Another layout, or records written before layouts were kept: the
+    /// indexes must be rebuilt before they are read.
+    Stale,
+}
+
+/// What the file says of `M`'s index layout.
+pub(crate) fn stored<M: NetabaseModel>(txn: &redb::ReadTransaction) -> Result<Stored, StoreError> {
     let stored = match txn.open_table(LAYOUTS) {
         Ok(table) => table
             .get(M::TABLE)
@@ -68,14 +79,17 @@ pub(crate) fn is_current<M: NetabaseModel>(
         Err(redb::TableError::TableDoesNotExist(_)) => None,
         Err(error) => return Err(storage("open the layout table")(error)),
     };
-    match stored {
-        Some(stored) => Ok(stored == layout::<M>()),
-        None => match txn.open_table(tables::records_table::<M>()) {
-            Ok(records) => Ok(records.is_empty().map_err(storage("read records"))?),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(true),
-            Err(error) => Err(storage("open a table")(error)),
-        },
-    }
+    let empty = || match txn.open_table(tables::records_table::<M>()) {
+        Ok(records) => records.is_empty().map_err(storage("read records")),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(true),
+        Err(error) => Err(storage("open a table")(error)),
+    };
+    Ok(match stored {
+        Some(stored) if stored == layout::<M>() => Stored::Current,
+        Some(_) => Stored::Stale,
+        None if empty()? => Stored::Unwritten,
+        None => Stored::Stale,
+    })
 }
 
 /// Brings `M`'s indexes in line with its current layout, within `txn`:

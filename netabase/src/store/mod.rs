@@ -396,6 +396,22 @@ impl Store {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
+        self.begin_upkeep()
+    }
+
+    /// Runs `f` holding the write lock (a write transaction, even through a
+    /// read-only handle) and drops the transaction: `f` reads with every
+    /// earlier writer committed and no later one begun.
+    fn with_write_lock<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&self.begin_upkeep()?)
+    }
+
+    /// A write transaction even through a read-only handle, for the store's
+    /// own upkeep (never a write of the caller's records).
+    fn begin_upkeep(&self) -> Result<WriteTransaction, StoreError> {
         write::check_not_held(self.inner.id)?;
         let txn = self
             .db()?
@@ -410,33 +426,18 @@ impl Store {
         )
     }
 
-    /// Runs `f` holding the write lock (a write transaction, even through a
-    /// read-only handle) and drops the transaction: `f` reads with every
-    /// earlier writer committed and no later one begun.
-    fn with_write_lock<T>(
-        &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        write::check_not_held(self.inner.id)?;
-        let txn = self
-            .db()?
-            .begin_write()
-            .map_err(storage("begin a write transaction"))?;
-        let txn = WriteTransaction::new(
-            txn,
-            self.inner.durability,
-            self.inner.id,
-            self.inner.checked.clone(),
-            self.inner.hub.clone(),
-        )?;
-        f(&txn)
-    }
-
     /// Checks model `M`'s secondary indexes against the ones this file was
     /// written with, and rebuilds added or changed ones now (and drops
-    /// removed ones), in one transaction, logging what it did. Otherwise
-    /// this happens the first time the process opens `M`'s tree; call it at
-    /// start-up to pay for a rebuild there. Cheap once done.
+    /// removed ones), in one transaction, logging what it did; a model with
+    /// no records yet has its layout stored, so the next process finds it
+    /// current. Otherwise this happens the first time the process opens
+    /// `M`'s tree; call it at start-up to pay for a rebuild there. Cheap
+    /// once done, and a model whose indexes did not change is never
+    /// rebuilt.
+    ///
+    /// Through a [read-only](Self::read_only) handle too: keeping indexes
+    /// in line with their records is upkeep, not a write of yours, and
+    /// reads need it.
     ///
     /// # Errors
     ///
@@ -446,11 +447,20 @@ impl Store {
         if self.inner.checked.contains::<M>() {
             return Ok(());
         }
-        if layout::is_current::<M>(self.begin_read()?.raw())? {
-            self.inner.checked.insert::<M>();
-            return Ok(());
+        match layout::stored::<M>(self.begin_read()?.raw())? {
+            layout::Stored::Current => {
+                self.inner.checked.insert::<M>();
+                Ok(())
+            }
+            // Left for the first write, which stores it: nothing else may
+            // write through this handle.
+            layout::Stored::Unwritten if self.read_only => Ok(()),
+            layout::Stored::Unwritten | layout::Stored::Stale => {
+                let txn = self.begin_upkeep()?;
+                txn.open_tree::<M>()?;
+                txn.commit()
+            }
         }
-        self.write(|txn| txn.open_tree::<M>().map(drop))
     }
 
     /// Runs `f` in a write transaction and commits if it returns `Ok`; on

@@ -51,11 +51,15 @@ impl ReadTransaction {
     pub fn open_tree<M: NetabaseModel>(&self) -> Result<ReadTree<'_, M>, StoreError> {
         let mut txn = self.inner.clone();
         if !self.store.inner.checked.contains::<M>() {
-            if layout::is_current::<M>(&self.inner)? {
-                self.store.inner.checked.insert::<M>();
-            } else {
-                self.store.register::<M>()?;
-                txn = self.store.begin_read()?.inner;
+            match layout::stored::<M>(&self.inner)? {
+                layout::Stored::Current => self.store.inner.checked.insert::<M>(),
+                // An empty tree reads the same under any layout; the first
+                // write stores it.
+                layout::Stored::Unwritten => {}
+                layout::Stored::Stale => {
+                    self.store.register::<M>()?;
+                    txn = self.store.begin_read()?.inner;
+                }
             }
         }
         Ok(ReadTree {
