@@ -84,3 +84,53 @@ async fn either_side_restarting_reconnects_and_the_one_away_catches_up() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Writing while a peer is away does not hold off finding it again: each
+/// publish dials the missing peer, and those failures are not the redial
+/// schedule's (before, each doubled its backoff, and a peer back after 5 s
+/// was found about a minute later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_during_an_outage_do_not_delay_the_reconnect() {
+    const OUTAGE: Duration = Duration::from_secs(5);
+    // The schedule redials 1, 3 and 7 s after the disconnect: the last of
+    // these finds A 2 s after it is back.
+    const FOUND_WITHIN: Duration = Duration::from_secs(8);
+    let dir = tempfile::tempdir().unwrap();
+    let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", free_port())
+        .parse()
+        .unwrap();
+    let at_fixed_port = |c: &mut netabase::node::NetabaseConfig| {
+        c.listen_addresses = vec![listen.clone()];
+    };
+    let (a, _) = start_with(&dir.path().join("a"), &[], at_fixed_port).await;
+    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+
+    a.shutdown().await.unwrap();
+    drop(a);
+    let left = tokio::time::Instant::now();
+    // Ten writes over 3 s, each published (and each dialling A).
+    for id in 0..10 {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            b.put_record(user(id, &format!("{id}@away"), 1)),
+        )
+        .await
+        .expect("a put with no peer returns")
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep_until(left + OUTAGE).await;
+    let (a, mut a_events) = start_with(&dir.path().join("a"), &[], at_fixed_port).await;
+    let peer = b.peer_id();
+    tokio::time::timeout(
+        FOUND_WITHIN,
+        wait_for("B redialling A", &mut a_events, |e| {
+            matches!(e, Event::PeerConnected(p) if *p == peer).then_some(())
+        }),
+    )
+    .await
+    .expect("B found A within seconds of its return");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

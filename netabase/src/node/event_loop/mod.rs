@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::kad::{self, GetRecordOk, PutRecordError, QueryId, QueryResult, Quorum, Record};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, request_response, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
@@ -322,9 +322,14 @@ impl EventLoop {
                 .addresses(addresses)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
-            if let Err(error) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, %error, "could not redial a known peer");
-                self.redial.failed(peer, now);
+            let connection = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => self.redial.dialling(peer, connection),
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "could not redial a known peer");
+                    let busy = matches!(error, DialError::DialPeerConditionFalse(_));
+                    self.redial.not_started(peer, busy, now);
+                }
             }
         }
         let (unbanned, due) = self.peers.tick(now);
@@ -462,9 +467,8 @@ impl EventLoop {
                 peer_id,
             } => {
                 if let Some(peer) = peer_id {
-                    if !self.swarm.is_connected(&peer) {
-                        self.redial.failed(peer, platform::Instant::now());
-                    }
+                    self.redial
+                        .failed(peer, connection_id, platform::Instant::now());
                 }
                 if let Some((address, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Err(NodeError::Dial {
