@@ -99,6 +99,9 @@ pub(crate) fn apply_batch(
 pub(crate) struct Applied {
     pub(crate) stored: Vec<(usize, ModelId)>,
     pub(crate) refused: Vec<usize>,
+    /// A membership it stored dropped records its member no longer covers:
+    /// the peer may hold the versions before them.
+    pub(crate) dropped: bool,
 }
 
 /// [`apply_batch`] where each envelope has its own origin (`origin_of(i)`
@@ -236,6 +239,7 @@ pub(crate) fn apply_batch_from(
         }
     }
     let conflicted: HashSet<&Vec<u8>> = settled.iter().flat_map(|s| &s.conflicted).collect();
+    let mut dropped = false;
     for (key, i) in &applied {
         let origin = origin_of(*i);
         if matches!(origin, Origin::Peer(_)) {
@@ -244,7 +248,7 @@ pub(crate) fn apply_batch_from(
         if conflicted.contains(key) {
             shared.cache.insert(&envelopes[*i]);
         } else {
-            announce(shared, &envelopes[*i], origin);
+            dropped |= announce(shared, &envelopes[*i], origin);
         }
     }
     let fresh: HashSet<&Vec<u8>> = applied.iter().map(|(k, _)| k).collect();
@@ -255,6 +259,7 @@ pub(crate) fn apply_batch_from(
             .map(|(_, i)| (*i, envelopes[*i].model()))
             .collect(),
         refused: refused.into_inner(),
+        dropped,
     })
 }
 
@@ -437,13 +442,23 @@ fn announce_settled<'a>(
 }
 
 /// After a commit: updates the Kademlia view and tells subscribers. A
-/// changed membership may leave writes its member made uncovered: those go.
-fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
+/// changed membership may leave writes its member made uncovered: those go,
+/// and every peer is asked again for what came before them. Returns whether
+/// any went.
+fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) -> bool {
     shared.cache.insert(envelope);
+    let mut dropped = false;
     if envelope.model() == <crate::rules::Membership as crate::NetabaseModel>::ID {
         if let Ok(Some(membership)) = envelope.open::<crate::rules::Membership>() {
-            if let Err(error) = super::members::drop_uncovered(shared, &membership) {
-                tracing::warn!(%error, "could not drop writes a revocation no longer covers");
+            match super::members::drop_uncovered(shared, &membership) {
+                Ok(0) => {}
+                Ok(_) => {
+                    dropped = true;
+                    shared.resync.notify_one();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not drop writes a revocation no longer covers")
+                }
             }
         }
     }
@@ -453,6 +468,7 @@ fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) {
         ChangeKind::Put
     };
     tell(shared, envelope, kind, origin);
+    dropped
 }
 
 /// Tells subscribers that the record under `record_key` lost a unique value

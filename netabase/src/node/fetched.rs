@@ -47,6 +47,10 @@ pub(crate) struct Stored {
     pub(crate) refused: u64,
     /// The commit failed: nothing of the batch was stored.
     pub(crate) failed: bool,
+    /// A membership stored in the commit dropped records: compare again
+    /// before reporting the catch-up, or it would end holding none of their
+    /// versions while the peer holds the one before.
+    pub(crate) dropped: bool,
 }
 
 #[derive(Default)]
@@ -119,6 +123,7 @@ fn store(shared: &Shared, batches: Vec<Checked>) -> Vec<Stored> {
             received: Vec::new(),
             refused: batch.refused,
             failed: false,
+            dropped: false,
         });
     }
     let origin_of = |i: usize| Origin::Peer(reports[batch_of[i]].peer);
@@ -130,6 +135,9 @@ fn store(shared: &Shared, batches: Vec<Checked>) -> Vec<Stored> {
             }
             for i in applied.refused {
                 reports[batch_of[i]].refused += 1;
+            }
+            for report in &mut reports {
+                report.dropped = applied.dropped;
             }
         }
         Err(error) => {

@@ -123,6 +123,10 @@ pub(crate) struct Shared {
     health: health::Health,
     /// Some record may be listed as a unique conflict (see `apply::settle`).
     conflicts_listed: std::sync::atomic::AtomicBool,
+    /// Records were dropped because a membership changed (see
+    /// `members::drop_uncovered`): peers may hold the versions before them,
+    /// so the event loop catches up with every peer again.
+    resync: tokio::sync::Notify,
     /// When this node last completed a catch-up (a timestamp; 0: never).
     synced_at: std::sync::atomic::AtomicU64,
     /// The admins `config.admins` names, by model id.
@@ -296,6 +300,7 @@ impl Netabase {
                 fetched: fetched::Lane::default(),
                 health: health::Health::default(),
                 conflicts_listed: std::sync::atomic::AtomicBool::new(conflicts_listed),
+                resync: tokio::sync::Notify::new(),
                 synced_at: std::sync::atomic::AtomicU64::new(synced_at),
                 admins: members::admins_by_model(&config.admins),
                 config,

@@ -176,6 +176,8 @@ impl EventLoop {
                 _ = catch_up.tick() => { self.reconcile_with_all(); }
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = self.shared.health.changed.notified() => self.watch_storage(),
+                // Records a revocation dropped: peers hold what came before.
+                _ = self.shared.resync.notified() => { self.reconcile_with_all(); }
                 _ = gc.tick() => {
                     let shared = self.shared.clone();
                     platform::background(move || {

@@ -29,6 +29,10 @@ const GIVE_UP: Duration = Duration::from_secs(60 * 60);
 const MAX_LEARNED: usize = 256;
 /// Addresses remembered per peer.
 const MAX_ADDRESSES: usize = 8;
+/// How early a dial may go: the schedule is read once a tick (a second), and
+/// a dial due a few milliseconds after one would otherwise wait a whole
+/// tick more.
+const EARLY: Duration = Duration::from_millis(250);
 
 struct Known {
     addresses: Vec<Multiaddr>,
@@ -163,7 +167,7 @@ impl Redial {
     pub(super) fn due(&mut self, now: Instant) -> Vec<(PeerId, Vec<Multiaddr>)> {
         let mut due = Vec::new();
         for (peer, known) in &mut self.known {
-            if known.connected || known.next.is_none_or(|at| at > now) {
+            if known.connected || known.next.is_none_or(|at| at > now + EARLY) {
                 continue;
             }
             known.dialling = None;

@@ -238,6 +238,7 @@ impl EventLoop {
                 received,
                 refused,
                 failed,
+                dropped,
             }) => {
                 self.fetches.forget(peer, &keys);
                 let total: u64 = received.iter().map(|(_, n)| n).sum();
@@ -248,6 +249,7 @@ impl EventLoop {
                     exchange.received += total;
                     exchange.refused += refused;
                     exchange.complete &= !failed;
+                    exchange.again |= dropped;
                 }
                 self.pump_fetches(peer);
                 self.release_held(peer);
@@ -308,6 +310,7 @@ impl EventLoop {
                 received: Vec::new(),
                 refused: 0,
                 failed,
+                dropped: false,
             }));
         });
     }
