@@ -1,6 +1,6 @@
 //! What the browser node costs, measured in headless Chromium against the
 //! native node `tests/browser/run --measure` starts (release builds of
-//! both). Prints the figures the README reports; asserts only that each
+//! both). Prints the figures the guide's browser chapter reports; asserts only that each
 //! operation did what it says.
 #![cfg(target_arch = "wasm32")]
 // Built without the script too (clippy, `cargo test --workspace --target

@@ -1024,7 +1024,7 @@ async fn records_older_than_the_floor_are_refused_on_every_path() {
     let mut events = node.subscribe_to_broadcasts();
 
     // A fresh node's floor is 0: anything validly signed is taken (see the
-    // README). One completed catch-up sets its floor to then minus the
+    // guide's sync chapter). One completed catch-up sets its floor to then minus the
     // horizon.
     let (mut hostile, _) = Hostile::nothing_to_say(&node, &mut events).await;
     let me = hostile.peer_id();

@@ -60,8 +60,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The repository's README has the whole guide: configuration, events, how
-//! sync works and what it withstands.
+//! The [`guide`] has the rest, one chapter per topic: models, the store,
+//! the node and its configuration, typed changes, write rules, how sync
+//! works and what it withstands, changing models, the browser, benchmarks.
 //!
 //! ## What the derive generates
 //!
@@ -99,6 +100,7 @@ extern crate self as netabase;
 pub mod bench;
 pub mod codec;
 mod error;
+pub mod guide;
 pub mod key;
 pub mod model;
 #[cfg(feature = "node")]

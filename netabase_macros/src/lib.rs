@@ -2,9 +2,9 @@
 //! generated code names only `::netabase::__private::*`, so this crate is not a
 //! dependency users add themselves.
 //!
-//! The pipeline is parse ([`ast`]) -> validate ([`check`]) -> generate ([`expand`]);
+//! The pipeline is parse (`ast`) -> validate (`check`) -> generate (`expand`);
 //! every stage reports all the errors it finds, each spanned on the offending
-//! token, and on error [`fallback`] keeps the user's crate from drowning in
+//! token, and on error `fallback` keeps the user's crate from drowning in
 //! follow-on errors.
 
 mod ast;

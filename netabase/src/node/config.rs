@@ -85,7 +85,7 @@ pub struct NetabaseConfig {
     /// How long a delete (tombstone) is kept before it is collected, counted
     /// back from this node's last completed catch-up. Default 30 days;
     /// `None` keeps deletes forever. Use the same value on every peer, longer
-    /// than any peer stays away (see the README's "How sync works").
+    /// than any peer stays away (see the [sync chapter](crate::guide::sync)).
     pub tombstone_horizon: Option<Duration>,
     /// Connections open at once, inbound and outbound together (and at most
     /// this many inbound); one peer may hold at most two. Default 256. Keep

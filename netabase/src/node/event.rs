@@ -120,7 +120,11 @@ pub enum Event {
         model: &'static str,
         /// Records of this model received and stored so far.
         received: u64,
-        /// Keys of this model still to fetch from it.
+        /// Keys of this model still to fetch from it, or fetched and not
+        /// yet stored: a progress bar of `received / (received +
+        /// outstanding)` reaches the end only when the records are stored.
+        /// Keys reconciliation has not named yet are not counted, so the
+        /// sum may grow as a large catch-up goes on.
         outstanding: usize,
     },
     /// A catch-up this node started with a peer is complete: the two record

@@ -196,8 +196,8 @@ impl Netabase {
     /// database and identity key in the origin private file system
     /// (OPFS), so records and peer id survive a page reload. Only in a
     /// dedicated Web Worker, the one place a browser gives synchronous
-    /// file access; the page talks to the worker (see the README's
-    /// "In the browser").
+    /// file access; the page talks to the worker (see the
+    /// [browser chapter](crate::guide::browser)).
     ///
     /// The storage is locked while the node has it open: a second tab
     /// opening the same `name` gets [`StoreError::AlreadyOpen`](crate::StoreError::AlreadyOpen)

@@ -36,8 +36,8 @@ pub enum Rejection {
     /// Too many records were being validated at once; this one was dropped.
     Overloaded,
     /// Older than this node's delete horizon, for a key it does not hold: it
-    /// was deleted here and the delete since collected (see the README's
-    /// "How sync works").
+    /// was deleted here and the delete since collected (see the
+    /// [sync chapter](crate::guide::sync)).
     Expired,
     /// The model's write rule refuses it: not signed by the record's owner,
     /// a change to an immutable record, or a custom rule's refusal.
