@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use netabase::node::{Event, Multiaddr, Netabase};
+use netabase::node::{Event, Multiaddr, Netabase, NetabaseConfig};
 use tokio::sync::broadcast;
 
 /// Bound on a reconnection: the first redial comes a second after the
@@ -20,6 +20,27 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A configuration tweak listening on one free port of 127.0.0.1, the same
+/// at every restart.
+fn fixed_port() -> impl Fn(&mut NetabaseConfig) {
+    let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", free_port())
+        .parse()
+        .unwrap();
+    move |c: &mut NetabaseConfig| c.listen_addresses = vec![listen.clone()]
+}
+
+/// A on its fixed port, knowing nobody, and B with A as its bootstrap peer,
+/// caught up with it.
+async fn pair(
+    dir: &std::path::Path,
+    at_fixed_port: &impl Fn(&mut NetabaseConfig),
+) -> (Netabase, Netabase) {
+    let (a, _) = start_with(&dir.join("a"), &[], at_fixed_port).await;
+    let (b, mut b_events) = start(&dir.join("b"), &[&a]).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    (a, b)
 }
 
 async fn connected_to(events: &mut broadcast::Receiver<Event>, peer: &Netabase) {
@@ -37,16 +58,9 @@ async fn connected_to(events: &mut broadcast::Receiver<Event>, peer: &Netabase) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn either_side_restarting_reconnects_and_the_one_away_catches_up() {
     let dir = tempfile::tempdir().unwrap();
-    let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", free_port())
-        .parse()
-        .unwrap();
-    let at_fixed_port = |c: &mut netabase::node::NetabaseConfig| {
-        c.listen_addresses = vec![listen.clone()];
-    };
+    let at_fixed_port = fixed_port();
     // A knows nobody; B was given A as its bootstrap peer.
-    let (a, _) = start_with(&dir.path().join("a"), &[], at_fixed_port).await;
-    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
-    caught_up_with(&mut b_events, a.peer_id()).await;
+    let (a, b) = pair(dir.path(), &at_fixed_port).await;
 
     // A goes away; B writes meanwhile.
     a.shutdown().await.unwrap();
@@ -57,7 +71,7 @@ async fn either_side_restarting_reconnects_and_the_one_away_catches_up() {
             .unwrap();
     }
     // A comes back knowing nobody: B redials it, and A catches up.
-    let (a, mut a_events) = start_with(&dir.path().join("a"), &[], at_fixed_port).await;
+    let (a, mut a_events) = start_with(&dir.path().join("a"), &[], &at_fixed_port).await;
     connected_to(&mut a_events, &b).await;
     let received = wait_for("A's catch-up with B", &mut a_events, |e| match e {
         Event::CaughtUp {
@@ -96,15 +110,8 @@ async fn writes_during_an_outage_do_not_delay_the_reconnect() {
     // these finds A 2 s after it is back.
     const FOUND_WITHIN: Duration = Duration::from_secs(8);
     let dir = tempfile::tempdir().unwrap();
-    let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", free_port())
-        .parse()
-        .unwrap();
-    let at_fixed_port = |c: &mut netabase::node::NetabaseConfig| {
-        c.listen_addresses = vec![listen.clone()];
-    };
-    let (a, _) = start_with(&dir.path().join("a"), &[], at_fixed_port).await;
-    let (b, mut b_events) = start(&dir.path().join("b"), &[&a]).await;
-    caught_up_with(&mut b_events, a.peer_id()).await;
+    let at_fixed_port = fixed_port();
+    let (a, b) = pair(dir.path(), &at_fixed_port).await;
 
     a.shutdown().await.unwrap();
     drop(a);
@@ -121,7 +128,7 @@ async fn writes_during_an_outage_do_not_delay_the_reconnect() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     tokio::time::sleep_until(left + OUTAGE).await;
-    let (a, mut a_events) = start_with(&dir.path().join("a"), &[], at_fixed_port).await;
+    let (a, mut a_events) = start_with(&dir.path().join("a"), &[], &at_fixed_port).await;
     let peer = b.peer_id();
     tokio::time::timeout(
         FOUND_WITHIN,

@@ -1072,25 +1072,28 @@ async fn a_catch_up_that_drops_a_revoked_write_brings_back_the_one_before() {
     let mut b_events = b.subscribe_to_broadcasts();
     a.start_swarm().await.unwrap();
     b.dial(address_of(&a)).await.unwrap();
-    let refused = wait_for("B's catch-up with A", &mut b_events, |e| match e {
-        Event::CaughtUp { peer, refused, .. } if *peer == a.peer_id() => Some(*refused),
-        _ => None,
-    })
-    .await;
-    assert_eq!(refused, 0);
-    assert_eq!(doc(&b, 1).await.as_deref(), Some("v1"));
-    assert_eq!(b.sync_fingerprint(), a.sync_fingerprint());
-
-    // C likewise, from whichever peer it meets first.
+    caught_up_as_a_holds(&b, &mut b_events, &a).await;
+    // C likewise, once back.
     let mut c_events = c.subscribe_to_broadcasts();
     c.start_swarm().await.unwrap();
     c.dial(address_of(&a)).await.unwrap();
-    let refused = wait_for("C's catch-up with A", &mut c_events, |e| match e {
+    caught_up_as_a_holds(&c, &mut c_events, &a).await;
+}
+
+/// Waits for `node`'s catch-up with `a` and checks that it reported
+/// nothing refused and left `node` holding what `a` holds: the version
+/// before the revoked write.
+async fn caught_up_as_a_holds(
+    node: &Netabase,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    a: &Netabase,
+) {
+    let refused = wait_for("a catch-up with A", events, |e| match e {
         Event::CaughtUp { peer, refused, .. } if *peer == a.peer_id() => Some(*refused),
         _ => None,
     })
     .await;
     assert_eq!(refused, 0);
-    assert_eq!(doc(&c, 1).await.as_deref(), Some("v1"));
-    assert_eq!(c.sync_fingerprint(), a.sync_fingerprint());
+    assert_eq!(doc(node, 1).await.as_deref(), Some("v1"));
+    assert_eq!(node.sync_fingerprint(), a.sync_fingerprint());
 }

@@ -102,17 +102,19 @@ fn tagged(store: &Store, tag: &str) -> Vec<u64> {
     ids
 }
 
+/// `n` docs written by the first version of the program, tagged `t0`..`t2`.
+fn write_v1_docs(dir: &std::path::Path, n: u64) {
+    let docs = (0..n).map(|id| v1::Doc {
+        id,
+        tag: format!("t{}", id % 3),
+    });
+    open(dir).tree::<v1::Doc>().put_many(docs).unwrap();
+}
+
 #[test]
 fn an_index_added_to_stored_records_is_built_on_first_read() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        let docs = (0..100).map(|id| v1::Doc {
-            id,
-            tag: format!("t{}", id % 3),
-        });
-        store.tree::<v1::Doc>().put_many(docs).unwrap();
-    }
+    write_v1_docs(dir.path(), 100);
     // A new build of the program, with the index: a plain read sees it whole.
     let store = open(dir.path());
     assert_eq!(tagged(&store, "t1").len(), 33);
@@ -199,14 +201,7 @@ fn a_model_registered_empty_keeps_its_layout_across_restarts() {
 #[test]
 fn a_read_only_handle_reads_a_model_whose_indexes_changed() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        let docs = (0..30).map(|id| v1::Doc {
-            id,
-            tag: format!("t{}", id % 3),
-        });
-        store.tree::<v1::Doc>().put_many(docs).unwrap();
-    }
+    write_v1_docs(dir.path(), 30);
     let store = open(dir.path()).read_only();
     assert_eq!(tagged(&store, "t2").len(), 10);
     assert_eq!(store.tree::<v2::Doc>().len().unwrap(), 30);
