@@ -837,6 +837,29 @@ fn identity(dir: &std::path::Path) -> Keypair {
     Keypair::from_protobuf_encoding(&std::fs::read(dir.join("identity.key")).unwrap()).unwrap()
 }
 
+/// A, the admin of `Doc`, and B and C, each caught up with it.
+async fn admin_and_two(dir: &std::path::Path) -> (Netabase, Netabase, Netabase) {
+    let a_dir = dir.join("a");
+    let admin = peer_id_of(&a_dir).await;
+    let (a, _) = member_node(&a_dir, &[], Some(admin)).await;
+    let (b, mut b_events) = member_node(&dir.join("b"), &[&a], Some(admin)).await;
+    let (c, mut c_events) = member_node(&dir.join("c"), &[&a], Some(admin)).await;
+    caught_up_with(&mut b_events, a.peer_id()).await;
+    caught_up_with(&mut c_events, a.peer_id()).await;
+    (a, b, c)
+}
+
+/// `member`'s membership of `Doc`, closed now: written by an admin while
+/// its swarm is stopped, so no exchange in flight carries it early.
+fn revocation(member: PeerId) -> netabase::rules::Membership {
+    netabase::rules::Membership {
+        id: netabase::rules::Membership::id(Doc::ID, &member),
+        model: Doc::ID.0,
+        member,
+        periods: vec![(0, Some(now().0))],
+    }
+}
+
 async fn doc(node: &Netabase, id: u64) -> Option<String> {
     held::<Doc>(node, DocKey(id)).await.map(|d| d.text)
 }
@@ -844,13 +867,9 @@ async fn doc(node: &Netabase, id: u64) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_write_while_their_membership_lasts() {
     let dir = tempfile::tempdir().unwrap();
-    let a_dir = dir.path().join("a");
-    let admin = peer_id_of(&a_dir).await;
-    let (a, _) = member_node(&a_dir, &[], Some(admin)).await;
-    let (b, mut b_events) = member_node(&dir.path().join("b"), &[&a], Some(admin)).await;
-    let (c, mut c_events) = member_node(&dir.path().join("c"), &[&a], Some(admin)).await;
-    caught_up_with(&mut b_events, a.peer_id()).await;
-    caught_up_with(&mut c_events, a.peer_id()).await;
+    let (a, b, c) = admin_and_two(dir.path()).await;
+    let admin = a.peer_id();
+    let mut c_events = c.subscribe_to_broadcasts();
 
     // Only admins grant; B is not a member yet.
     not_allowed(b.grant::<Doc>(c.peer_id()).await);
@@ -887,13 +906,7 @@ async fn members_write_while_their_membership_lasts() {
     // carries the revocation before A is back. B, unaware, writes again,
     // and C takes that write.
     a.stop_swarm().await.unwrap();
-    let membership = netabase::rules::Membership {
-        id: netabase::rules::Membership::id(Doc::ID, &b.peer_id()),
-        model: Doc::ID.0,
-        member: b.peer_id(),
-        periods: vec![(0, Some(now().0))],
-    };
-    a.put_record_locally(membership).await.unwrap();
+    a.put_record_locally(revocation(b.peer_id())).await.unwrap();
     let late = Envelope::seal(
         &identity(&dir.path().join("b")),
         &Doc {
@@ -1027,13 +1040,7 @@ async fn a_write_that_arrives_before_its_membership_is_taken_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catch_up_that_drops_a_revoked_write_brings_back_the_one_before() {
     let dir = tempfile::tempdir().unwrap();
-    let a_dir = dir.path().join("a");
-    let admin = peer_id_of(&a_dir).await;
-    let (a, _) = member_node(&a_dir, &[], Some(admin)).await;
-    let (b, mut b_events) = member_node(&dir.path().join("b"), &[&a], Some(admin)).await;
-    let (c, mut c_events) = member_node(&dir.path().join("c"), &[&a], Some(admin)).await;
-    caught_up_with(&mut b_events, a.peer_id()).await;
-    caught_up_with(&mut c_events, a.peer_id()).await;
+    let (a, b, c) = admin_and_two(dir.path()).await;
     a.grant::<Doc>(b.peer_id()).await.unwrap();
     round(&b, &a).await;
     let v1 = Doc {
@@ -1049,13 +1056,7 @@ async fn a_catch_up_that_drops_a_revoked_write_brings_back_the_one_before() {
     // A revokes B while its swarm is stopped; B, unaware, writes v2, and
     // C takes it.
     a.stop_swarm().await.unwrap();
-    let revocation = netabase::rules::Membership {
-        id: netabase::rules::Membership::id(Doc::ID, &b.peer_id()),
-        model: Doc::ID.0,
-        member: b.peer_id(),
-        periods: vec![(0, Some(now().0))],
-    };
-    a.put_record_locally(revocation).await.unwrap();
+    a.put_record_locally(revocation(b.peer_id())).await.unwrap();
     b.put_record_locally(Doc {
         id: 1,
         text: "v2".into(),
