@@ -295,21 +295,17 @@ async fn the_worker_keeps_serving_while_it_catches_up() {
             == RECORDS
     })
     .await;
-    probe.stop();
+    let waits = probe.stop().await;
+    assert!(waits.rounds > 10, "probed {} times", waits.rounds);
     assert!(
-        probe.rounds.get() > 10,
-        "probed {} times",
-        probe.rounds.get()
-    );
-    assert!(
-        probe.message.get() < LONGEST_MS,
+        waits.message < LONGEST_MS,
         "a message waited {:.1} ms",
-        probe.message.get()
+        waits.message
     );
     assert!(
-        probe.read.get() < LONGEST_MS,
+        waits.read < LONGEST_MS,
         "a local read took {:.1} ms",
-        probe.read.get()
+        waits.read
     );
     node.shutdown().await.unwrap();
 }

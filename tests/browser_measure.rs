@@ -157,12 +157,12 @@ async fn measure_the_browser_node() {
         elapsed,
         received as f64 / elapsed
     );
-    probe.stop();
+    let waits = probe.stop().await;
     console_log!(
         "MEASURE during that catch-up: a message to the worker waited at most {:.1} ms, a local read took at most {:.1} ms ({} probes)",
-        probe.message.get(),
-        probe.read.get(),
-        probe.rounds.get()
+        waits.message,
+        waits.read,
+        waits.rounds
     );
 
     // Puts from a node whose store is in OPFS (durable commits).
