@@ -19,6 +19,8 @@ use web_time::Instant;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+#[path = "browser/panics.rs"]
+mod panics;
 #[path = "browser/probe.rs"]
 mod probe;
 use probe::Probe;
@@ -69,6 +71,7 @@ fn summary(mut samples: Vec<f64>) -> String {
 
 #[wasm_bindgen_test]
 async fn measure_the_browser_node() {
+    let _panics = panics::watch();
     // Latencies, on a node connected to the native one.
     let node = Netabase::new_in_memory(config()).unwrap();
     node.register::<Item>().unwrap();
