@@ -22,6 +22,8 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+#[path = "browser/panics.rs"]
+mod panics;
 #[path = "browser/probe.rs"]
 mod probe;
 use probe::Probe;
@@ -98,6 +100,7 @@ fn item(id: u64, list: &str, text: &str) -> Item {
 
 #[wasm_bindgen_test]
 async fn a_browser_put_arrives_at_the_native_node_typed_and_indexed() {
+    let _panics = panics::watch();
     let node = connected(config()).await;
     let published = node
         .put_record(item(1001, "from-browser", "hello from a tab"))
@@ -115,6 +118,7 @@ async fn a_browser_put_arrives_at_the_native_node_typed_and_indexed() {
 
 #[wasm_bindgen_test]
 async fn a_native_put_reaches_the_browser_as_an_event_and_by_secondary_key() {
+    let _panics = panics::watch();
     let node = connected(config()).await;
     let native = node.dial(native_node()).await.unwrap();
     let mut changes = node.watch::<Item>().unwrap();
@@ -145,6 +149,7 @@ async fn a_native_put_reaches_the_browser_as_an_event_and_by_secondary_key() {
 
 #[wasm_bindgen_test]
 async fn get_record_fetches_a_record_only_the_native_node_holds() {
+    let _panics = panics::watch();
     // No catch-up: the record can only come from the fetch.
     let node = connected(NetabaseConfig {
         catch_up: false,
@@ -165,6 +170,7 @@ async fn get_record_fetches_a_record_only_the_native_node_holds() {
 
 #[wasm_bindgen_test]
 async fn a_browser_back_online_converges_with_what_the_native_node_did_meanwhile() {
+    let _panics = panics::watch();
     let node = connected(config()).await;
     assert_eq!(
         control("/put?id=4000&list=offline&text=kept+until+deleted")
@@ -216,6 +222,7 @@ async fn a_browser_back_online_converges_with_what_the_native_node_did_meanwhile
 
 #[wasm_bindgen_test]
 async fn records_and_the_peer_id_survive_a_reload() {
+    let _panics = panics::watch();
     // A name of its own: OPFS keeps what earlier runs left.
     let name = format!("reload-{}", js_sys::Date::now() as u64);
     let node = Netabase::open_in_browser(&name, config()).await.unwrap();
@@ -250,6 +257,7 @@ async fn records_and_the_peer_id_survive_a_reload() {
 
 #[wasm_bindgen_test]
 async fn a_record_with_a_bad_signature_is_refused_in_the_browser() {
+    let _panics = panics::watch();
     let node = Netabase::new_in_memory(config()).unwrap();
     node.register::<Item>().unwrap();
     node.start_swarm().await.unwrap();
@@ -275,6 +283,7 @@ async fn the_worker_keeps_serving_while_it_catches_up() {
     /// How long the page may wait for the worker: the bound on a frozen
     /// worker (a fetched batch is about 5-10 ms of work).
     const LONGEST_MS: f64 = 50.0;
+    let _panics = panics::watch();
     assert_eq!(
         control(&format!("/seed?from=20000&count={RECORDS}&list=busy"))
             .await
@@ -295,21 +304,17 @@ async fn the_worker_keeps_serving_while_it_catches_up() {
             == RECORDS
     })
     .await;
-    probe.stop();
+    let waits = probe.stop().await;
+    assert!(waits.rounds > 10, "probed {} times", waits.rounds);
     assert!(
-        probe.rounds.get() > 10,
-        "probed {} times",
-        probe.rounds.get()
-    );
-    assert!(
-        probe.message.get() < LONGEST_MS,
+        waits.message < LONGEST_MS,
         "a message waited {:.1} ms",
-        probe.message.get()
+        waits.message
     );
     assert!(
-        probe.read.get() < LONGEST_MS,
+        waits.read < LONGEST_MS,
         "a local read took {:.1} ms",
-        probe.read.get()
+        waits.read
     );
     node.shutdown().await.unwrap();
 }

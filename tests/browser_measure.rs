@@ -19,6 +19,8 @@ use web_time::Instant;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+#[path = "browser/panics.rs"]
+mod panics;
 #[path = "browser/probe.rs"]
 mod probe;
 use probe::Probe;
@@ -69,6 +71,7 @@ fn summary(mut samples: Vec<f64>) -> String {
 
 #[wasm_bindgen_test]
 async fn measure_the_browser_node() {
+    let _panics = panics::watch();
     // Latencies, on a node connected to the native one.
     let node = Netabase::new_in_memory(config()).unwrap();
     node.register::<Item>().unwrap();
@@ -157,12 +160,12 @@ async fn measure_the_browser_node() {
         elapsed,
         received as f64 / elapsed
     );
-    probe.stop();
+    let waits = probe.stop().await;
     console_log!(
         "MEASURE during that catch-up: a message to the worker waited at most {:.1} ms, a local read took at most {:.1} ms ({} probes)",
-        probe.message.get(),
-        probe.read.get(),
-        probe.rounds.get()
+        waits.message,
+        waits.read,
+        waits.rounds
     );
 
     // Puts from a node whose store is in OPFS (durable commits).
