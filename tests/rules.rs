@@ -397,7 +397,11 @@ fn holding(dir: &std::path::Path, envelopes: &[Envelope]) {
             let mut table = txn.envelope_table().unwrap();
             for envelope in envelopes {
                 table
-                    .insert(&envelope.record_key(), envelope.as_bytes())
+                    .insert(
+                        &envelope.record_key(),
+                        envelope.as_bytes(),
+                        envelope.version().timestamp.0,
+                    )
                     .unwrap();
             }
         }

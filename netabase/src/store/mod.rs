@@ -32,6 +32,7 @@
 
 mod envelopes;
 mod error;
+pub(crate) mod fingerprints;
 mod layout;
 mod lookup;
 #[cfg(all(target_arch = "wasm32", feature = "node"))]

@@ -261,6 +261,39 @@ pub fn check_message(parts: &[Part]) -> Result<(), MessageError> {
     Ok(())
 }
 
+/// What reconciliation asks of the items one side holds: an in-memory
+/// [`ItemSet`], or the node's tables in its database. The answers must be
+/// of one consistent state for the duration of a message.
+pub trait Items {
+    /// The fingerprint of `range`.
+    fn fingerprint(&self, range: &KeyRange) -> Fingerprint;
+    /// The items of `range` in key order, lazily (readers stop early).
+    fn items<'a>(&'a self, range: &'a KeyRange) -> Box<dyn Iterator<Item = Item> + 'a>;
+    /// Splits `range`, holding `count` items, into up to [`BRANCHING`]
+    /// consecutive ranges covering it, of about equal item counts.
+    fn split(&self, range: &KeyRange, count: u64) -> Vec<KeyRange>;
+    /// The state held for `key`.
+    fn get(&self, key: &[u8]) -> Option<ItemState>;
+}
+
+impl Items for ItemSet {
+    fn fingerprint(&self, range: &KeyRange) -> Fingerprint {
+        ItemSet::fingerprint(self, range)
+    }
+
+    fn items<'a>(&'a self, range: &'a KeyRange) -> Box<dyn Iterator<Item = Item> + 'a> {
+        Box::new(ItemSet::items(self, range))
+    }
+
+    fn split(&self, range: &KeyRange, count: u64) -> Vec<KeyRange> {
+        ItemSet::split(self, range, count)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<ItemState> {
+        ItemSet::get(self, key).copied()
+    }
+}
+
 /// A peer's items, ordered by key, with the fingerprint of any range in
 /// O(log n).
 #[derive(Clone, Debug, Default)]
@@ -429,7 +462,7 @@ impl Default for Context {
 }
 
 /// The first message of an exchange.
-pub fn initiate(set: &ItemSet) -> Vec<Part> {
+pub fn initiate(set: &dyn Items) -> Vec<Part> {
     let mut built = Built::new(MESSAGE_BUDGET);
     let mut reply = Reply {
         set,
@@ -453,7 +486,7 @@ pub fn initiate(set: &ItemSet) -> Vec<Part> {
 /// # Errors
 ///
 /// [`MessageError`] if the message breaks the protocol's bounds.
-pub fn respond(set: &ItemSet, message: &[Part]) -> Result<Outcome, MessageError> {
+pub fn respond(set: &dyn Items, message: &[Part]) -> Result<Outcome, MessageError> {
     respond_in(set, message, &Context::default())
 }
 
@@ -464,7 +497,7 @@ pub fn respond(set: &ItemSet, message: &[Part]) -> Result<Outcome, MessageError>
 ///
 /// [`MessageError`] if the message breaks the protocol's bounds.
 pub fn respond_with(
-    set: &ItemSet,
+    set: &dyn Items,
     message: &[Part],
     ours: Watermarks,
     theirs: Watermarks,
@@ -487,7 +520,11 @@ pub fn respond_with(
 ///
 /// [`MessageError`] if the message breaks the protocol's bounds; nothing is
 /// learned from it then.
-pub fn respond_in(set: &ItemSet, message: &[Part], cx: &Context) -> Result<Outcome, MessageError> {
+pub fn respond_in(
+    set: &dyn Items,
+    message: &[Part],
+    cx: &Context,
+) -> Result<Outcome, MessageError> {
     respond_each(message, cx, |answer| answer(set))
 }
 
@@ -504,7 +541,7 @@ pub fn respond_in(set: &ItemSet, message: &[Part], cx: &Context) -> Result<Outco
 pub fn respond_each(
     message: &[Part],
     cx: &Context,
-    mut with: impl FnMut(&mut dyn FnMut(&ItemSet)),
+    mut with: impl FnMut(&mut dyn FnMut(&dyn Items)),
 ) -> Result<Outcome, MessageError> {
     check_message(message)?;
     let mut outcome = Outcome::default();
@@ -602,7 +639,7 @@ fn answer_part(
 }
 
 /// What `items`, listed by the other side, teach this side: keys to fetch.
-fn learn(set: &ItemSet, items: &[Item], cx: &Context, outcome: &mut Outcome) {
+fn learn(set: &dyn Items, items: &[Item], cx: &Context, outcome: &mut Outcome) {
     for item in items {
         let newer = match set.get(&item.key) {
             // Older than our floor: deleted here (the delete since collected),
@@ -629,7 +666,7 @@ fn learn(set: &ItemSet, items: &[Item], cx: &Context, outcome: &mut Outcome) {
 /// Our ghosts in `range`: items the other side did not list and holds to be
 /// deleted. Scans at most `budget` items across a message.
 fn find_ghosts(
-    set: &ItemSet,
+    set: &dyn Items,
     range: &KeyRange,
     listed: &[Item],
     cx: &Context,
@@ -669,7 +706,7 @@ impl Built {
 
 /// The reply, with the set it is built from (borrowed anew for each part).
 struct Reply<'a> {
-    set: &'a ItemSet,
+    set: &'a dyn Items,
     out: &'a mut Built,
 }
 
