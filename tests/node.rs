@@ -620,3 +620,44 @@ async fn shutdown_releases_the_directory_before_it_returns() {
     node.register::<User>().unwrap();
     assert_eq!(users(&node).await.len(), 3);
 }
+
+/// A local call made before `shutdown` finishes against the open store:
+/// `shutdown` waits for it (a query running when it was called used to
+/// meet a closed store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_local_calls_already_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Netabase::new_with_path(dir.path(), NetabaseConfig::loopback()).unwrap();
+    node.register::<User>().unwrap();
+    node.put_record_locally(user(1, "a@x", 1)).await.unwrap();
+    let (running, started) = std::sync::mpsc::channel();
+    let (release, go) = std::sync::mpsc::channel::<()>();
+    let query = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.query_local_records::<User, _, _>(move |users| {
+                running.send(()).unwrap();
+                // Held open until `shutdown` has been called.
+                go.recv().unwrap();
+                users.len()
+            })
+            .await
+        })
+    };
+    tokio::task::spawn_blocking(move || started.recv().unwrap())
+        .await
+        .unwrap();
+    let shutting = {
+        let node = node.clone();
+        tokio::spawn(async move { node.shutdown().await })
+    };
+    // `shutdown` is under way and must not close the store under the query.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !shutting.is_finished(),
+        "shutdown returned while a call ran"
+    );
+    release.send(()).unwrap();
+    assert_eq!(query.await.unwrap().unwrap(), 1);
+    shutting.await.unwrap().unwrap();
+}

@@ -1234,7 +1234,16 @@ impl Netabase {
         &self,
         f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
     ) -> Result<T, NodeError> {
-        platform::blocking(f).await.map_err(NodeError::Task)?
+        // The call holds the node's state while it runs, so `shutdown`
+        // waits for it before closing the store: a call made before
+        // `shutdown` never meets a closed store.
+        let shared = self.shared.clone();
+        platform::blocking(move || {
+            let _running = shared;
+            f()
+        })
+        .await
+        .map_err(NodeError::Task)?
     }
 }
 

@@ -897,6 +897,52 @@ mod tests {
         assert_eq!(rebuilt, kept);
     }
 
+    /// What keeping the index costs a write, beside the item's own row:
+    /// `cargo test --release -p netabase --lib index_write_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn index_write_cost() {
+        let db = database();
+        let boundaries = Boundaries::new([9; 16]);
+        let mut rng = Rng(42);
+        let batches = 200;
+        let per_batch = 512;
+        let mut timed = [std::time::Duration::ZERO; 2];
+        for with_levels in [false, true] {
+            let started = std::time::Instant::now();
+            for _ in 0..batches {
+                let txn = db.begin_write().unwrap();
+                {
+                    if with_levels {
+                        let mut view = WriteView::open(&txn, boundaries.clone()).unwrap();
+                        for _ in 0..per_batch {
+                            let k = rng.next().to_be_bytes();
+                            let state = ItemState {
+                                digest: u128::from(rng.next()),
+                                timestamp: 1,
+                            };
+                            view.insert(&k, state).unwrap();
+                        }
+                    } else {
+                        let mut table = txn.open_table(ITEMS).unwrap();
+                        for _ in 0..per_batch {
+                            let k = rng.next().to_be_bytes();
+                            table.insert(&k[..], &[0u8; 24][..]).unwrap();
+                        }
+                    }
+                }
+                txn.commit().unwrap();
+            }
+            timed[usize::from(with_levels)] = started.elapsed();
+        }
+        let n = (batches * per_batch) as u32;
+        println!(
+            "items alone: {:?} a record; items and levels: {:?} a record",
+            timed[0] / n,
+            timed[1] / n
+        );
+    }
+
     #[test]
     fn splits_cover_the_range_in_order_with_parts_of_similar_size() {
         let db = database();
