@@ -41,9 +41,10 @@ const ITEMS: TableDefinition<'static, KeyBytes, Bytes> =
 const LEVELS_TABLE: TableDefinition<'static, KeyBytes, Bytes> =
     TableDefinition::new("netabase/sync/levels");
 
-/// Levels above the items: a bucket of the top level holds about 16^8 (4
-/// billion) items, so the top level stays small at any size a node holds.
-pub(crate) const LEVELS: u8 = 8;
+/// Levels above the items: a bucket of the top level holds about 16^6 (16
+/// million) items, so the top level holds a handful of buckets even at a
+/// billion items, and each write updates six buckets.
+pub(crate) const LEVELS: u8 = 6;
 /// Boundaries listed at most when choosing split points: enough to pick
 /// evenly spaced ones, bounded whatever the range.
 const SPLIT_SCAN: usize = 4096;
@@ -498,7 +499,21 @@ impl<T: Source> Items for View<T> {
 
 /// [`View`] over a write transaction: the same questions, and the writes
 /// that keep every level in step with the items.
-pub(crate) type WriteView<'txn> = View<redb::Table<'txn, KeyBytes, Bytes>>;
+pub(crate) struct WriteView<'txn> {
+    view: View<redb::Table<'txn, KeyBytes, Bytes>>,
+    /// Per level, the fingerprint of its one bucket while it has only the
+    /// one that starts at the empty key (levels above the data's size):
+    /// then a write updates it without looking it up.
+    lone: Vec<Option<Fingerprint>>,
+}
+
+impl<'txn> std::ops::Deref for WriteView<'txn> {
+    type Target = View<redb::Table<'txn, KeyBytes, Bytes>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.view
+    }
+}
 
 impl<'txn> WriteView<'txn> {
     /// Opens the tables in `txn`, creating them on first use.
@@ -524,12 +539,21 @@ impl<'txn> WriteView<'txn> {
                     .map_err(storage("write a sync table"))?;
             }
         }
-        Ok(View {
+        let view = View {
             items,
             levels,
             boundaries,
             failed: RefCell::new(None),
-        })
+        };
+        let mut lone = Vec::with_capacity(usize::from(LEVELS));
+        for level in 1..=LEVELS {
+            let (buckets, _) = view.boundaries(level, &[], None, 2)?;
+            lone.push(match buckets.as_slice() {
+                [(_, only)] => Some(*only),
+                _ => None,
+            });
+        }
+        Ok(WriteView { view, lone })
     }
 
     /// Sets the state of `key`; returns the state it replaced.
@@ -538,10 +562,12 @@ impl<'txn> WriteView<'txn> {
         key: &[u8],
         state: ItemState,
     ) -> Result<Option<ItemState>, StoreError> {
-        let old = self.try_get(key)?;
-        self.items
+        let old = self
+            .view
+            .items
             .insert(key, &encode_state(state)[..])
-            .map_err(storage("write a sync table"))?;
+            .map_err(storage("write a sync table"))?
+            .map(|old| decode_state(old.value()));
         match old {
             Some(old) => {
                 // The same key: only its buckets' XOR changes.
@@ -569,12 +595,15 @@ impl<'txn> WriteView<'txn> {
 
     /// Removes `key`; returns the state it had.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Result<Option<ItemState>, StoreError> {
-        let Some(old) = self.try_get(key)? else {
+        let removed = self
+            .view
+            .items
+            .remove(key)
+            .map_err(storage("write a sync table"))?
+            .map(|old| decode_state(old.value()));
+        let Some(old) = removed else {
             return Ok(None);
         };
-        self.items
-            .remove(key)
-            .map_err(storage("write a sync table"))?;
         let top = self.boundaries.level(key);
         for level in 1..=LEVELS {
             if level <= top {
@@ -620,7 +649,8 @@ impl<'txn> WriteView<'txn> {
     }
 
     fn put_bucket(&mut self, level_key: &[u8], fingerprint: Fingerprint) -> Result<(), StoreError> {
-        self.levels
+        self.view
+            .levels
             .insert(level_key, &encode(fingerprint)[..])
             .map_err(storage("write a sync table"))?;
         Ok(())
@@ -635,18 +665,27 @@ impl<'txn> WriteView<'txn> {
         item: Fingerprint,
         remove: bool,
     ) -> Result<(), StoreError> {
-        let (boundary, bucket) = self.bucket_of(level, key, false)?;
-        let bucket = if remove {
-            minus(bucket, item)
-        } else {
-            plus(bucket, item)
+        let apply = |bucket| {
+            if remove {
+                minus(bucket, item)
+            } else {
+                plus(bucket, item)
+            }
         };
-        self.put_bucket(&boundary, bucket)
+        let lone = &mut self.lone[usize::from(level - 1)];
+        if let Some(bucket) = lone {
+            *bucket = apply(*bucket);
+            let bucket = *bucket;
+            return self.put_bucket(&level_key(level, &[]), bucket);
+        }
+        let (boundary, bucket) = self.bucket_of(level, key, false)?;
+        self.put_bucket(&boundary, apply(bucket))
     }
 
     /// `key`, just inserted (levels below already updated), is a boundary
     /// of `level`: the bucket it fell in splits at it.
     fn split_at(&mut self, level: u8, key: &[u8], item: Fingerprint) -> Result<(), StoreError> {
+        self.lone[usize::from(level - 1)] = None;
         let (before, bucket) = self.bucket_of(level, key, true)?;
         let next = self.next_boundary(level, key)?;
         let moved = self.sum(level - 1, key, next.as_deref())?;
@@ -657,8 +696,12 @@ impl<'txn> WriteView<'txn> {
     /// `key`, being removed, is a boundary of `level`: its bucket joins the
     /// one before it.
     fn merge_at(&mut self, level: u8, key: &[u8], item: Fingerprint) -> Result<(), StoreError> {
+        // Whether the level is left with one bucket is found at the next
+        // open; meanwhile writes look their bucket up.
+        self.lone[usize::from(level - 1)] = None;
         let own = level_key(level, key);
         let bucket = self
+            .view
             .levels
             .remove(&own[..])
             .map_err(storage("write a sync table"))?
