@@ -397,11 +397,7 @@ fn holding(dir: &std::path::Path, envelopes: &[Envelope]) {
             let mut table = txn.envelope_table().unwrap();
             for envelope in envelopes {
                 table
-                    .insert(
-                        &envelope.record_key(),
-                        envelope.as_bytes(),
-                        envelope.version().timestamp.0,
-                    )
+                    .insert(&envelope.record_key(), envelope.as_bytes())
                     .unwrap();
             }
         }

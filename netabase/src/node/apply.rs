@@ -62,7 +62,6 @@ pub(crate) fn apply_staged(
         let (outcome, settled) = apply_in(shared, &txn, envelope)?;
         if outcome == Outcome::Applied {
             staged();
-            let _showing = shared.publishing.begin();
             txn.commit().map_err(storage)?;
             announce(shared, envelope, Origin::Local);
             let key = envelope.record_key();
@@ -138,9 +137,6 @@ pub(crate) fn apply_batch_from(
     if !local {
         order.sort_unstable_by(|a, b| precedence(&envelopes[*a], &envelopes[*b]).then(a.cmp(b)));
     }
-    // Until every record below is shown (the cache, then announced), no
-    // reconciliation snapshot is taken: see `items::Publishing`.
-    let _showing = shared.publishing.begin();
     let (applied, superseded, settled) = health::write(shared, |txn| {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         // Record key -> the batch's newest step for it, once judged.
@@ -228,8 +224,7 @@ pub(crate) fn apply_batch_from(
             {
                 let mut table = txn.envelope_table()?;
                 for (key, i) in &stored {
-                    let envelope = &envelopes[*i];
-                    table.insert(key, envelope.as_bytes(), envelope.version().timestamp.0)?;
+                    table.insert(key, envelopes[*i].as_bytes())?;
                 }
             }
             // Any write may free a value a listed conflict waits for.
@@ -388,11 +383,7 @@ fn apply_in(
         ApplyError::Store(error) => storage(error),
     })?;
     table
-        .insert(
-            &record_key,
-            envelope.as_bytes(),
-            envelope.version().timestamp.0,
-        )
+        .insert(&record_key, envelope.as_bytes())
         .map_err(storage)?;
     drop(table);
     // The write may free a value a listed conflict waits for.

@@ -95,7 +95,6 @@ pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
     if keys.is_empty() {
         return Ok(0);
     }
-    let _showing = shared.publishing.begin();
     let collected = health::write(shared, |txn| {
         let mut collected = Vec::with_capacity(keys.len());
         let mut table = txn.envelope_table()?;
@@ -140,7 +139,6 @@ pub(crate) fn drop_held(
     origin: Origin,
     doomed: impl Fn(&Envelope) -> bool,
 ) -> Result<Vec<Envelope>, NodeError> {
-    let _showing = shared.publishing.begin();
     let dropped = health::write(shared, |txn| {
         let mut dropped = Vec::new();
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());

@@ -39,7 +39,6 @@ mod health;
 mod horizon;
 mod identity;
 mod inbound;
-mod items;
 mod members;
 mod platform;
 mod record_store;
@@ -128,8 +127,6 @@ pub(crate) struct Shared {
     /// `members::drop_uncovered`): peers may hold the versions before them,
     /// so the event loop catches up with every peer again.
     resync: tokio::sync::Notify,
-    /// Commits of envelopes not yet shown in `cache` (see `items`).
-    publishing: items::Publishing,
     /// When this node last completed a catch-up (a timestamp; 0: never).
     synced_at: std::sync::atomic::AtomicU64,
     /// The admins `config.admins` names, by model id.
@@ -280,20 +277,6 @@ impl Netabase {
                 Err(error) => tracing::warn!(%error, "skipped an unreadable stored envelope"),
             }
         }
-        // A file written before reconciliation's index was kept, or one
-        // whose index went out of step: rebuilt once, from the envelopes.
-        if read.sync_index()?.len()? != read.envelope_count()? {
-            let started = platform::Instant::now();
-            let txn = store.begin_write()?;
-            // An envelope that does not read (none should) is still held:
-            // indexed as the oldest, so peers compare what is there.
-            let indexed = txn.rebuild_sync_index(|bytes| {
-                Envelope::from_trusted_bytes(bytes)
-                    .map_or(0, |envelope| envelope.version().timestamp.0)
-            })?;
-            txn.commit()?;
-            tracing::info!(records = indexed, elapsed = ?started.elapsed(), "built the sync index");
-        }
         tracing::info!(%peer_id, path = %place, records = cache.len(), "opened node");
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         drop(read);
@@ -318,7 +301,6 @@ impl Netabase {
                 health: health::Health::default(),
                 conflicts_listed: std::sync::atomic::AtomicBool::new(conflicts_listed),
                 resync: tokio::sync::Notify::new(),
-                publishing: items::Publishing::default(),
                 synced_at: std::sync::atomic::AtomicU64::new(synced_at),
                 admins: members::admins_by_model(&config.admins),
                 config,
@@ -1075,13 +1057,11 @@ impl Netabase {
 
     /// A fingerprint of every signed record and delete this node holds (what
     /// catch-up compares): two nodes with equal fingerprints hold the same
-    /// versions of the same records. A few reads of the database's index
-    /// (microseconds); if the store fails, the fingerprint of nothing, and
-    /// the failure is logged.
+    /// versions of the same records. From memory; no I/O.
     pub fn sync_fingerprint(&self) -> Fingerprint {
-        items::with_items(&self.shared, |items| items.fingerprint(&KeyRange::all()))
-            .inspect_err(|error| tracing::warn!(%error, "could not read the sync fingerprint"))
-            .unwrap_or_default()
+        self.shared
+            .cache
+            .with_items(|items| items.fingerprint(&KeyRange::all()))
     }
 
     /// Reconciles with every connected peer now, as happens on connect and

@@ -4,8 +4,6 @@
 //! this store never touches redb: storage tasks write redb first and then
 //! update this view; the swarm only reads it. It holds every synced record's
 //! envelope, so memory grows with the data set (see the README's limits).
-//! What reconciliation compares is not here: the database keeps it
-//! ([`super::items`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,6 +14,7 @@ use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::PeerId;
 
 use crate::codec::Envelope;
+use crate::sync::reconcile::{self, ItemSet, ItemState};
 use crate::sync::Version;
 
 /// One synced record as the swarm serves it.
@@ -26,10 +25,13 @@ pub(crate) struct Cached {
     pub(crate) tombstone: bool,
 }
 
-/// The shared view: storage tasks write it, the swarm reads it.
+/// The shared view: storage tasks write it, the swarm reads it. It also keeps
+/// the item set that catch-up reconciles, under its own lock, so answering a
+/// peer's message never holds up the swarm's reads of records.
 #[derive(Clone, Default, Debug)]
 pub(crate) struct RecordCache {
     records: Arc<RwLock<HashMap<Vec<u8>, Cached>>>,
+    items: Arc<RwLock<ItemSet>>,
 }
 
 impl RecordCache {
@@ -39,7 +41,15 @@ impl RecordCache {
             version: envelope.version(),
             tombstone: envelope.is_tombstone(),
         };
-        write(&self.records).insert(envelope.record_key(), cached);
+        let key = envelope.record_key();
+        let state = ItemState {
+            digest: reconcile::digest(envelope.as_bytes()),
+            timestamp: envelope.version().timestamp.0,
+        };
+        // Records first, then items, each lock on its own: a reader sees a
+        // record a moment before reconciliation does, never the reverse.
+        write(&self.records).insert(key.clone(), cached);
+        write(&self.items).insert(key, state);
     }
 
     pub(crate) fn get(&self, record_key: &[u8]) -> Option<Cached> {
@@ -47,6 +57,7 @@ impl RecordCache {
     }
 
     pub(crate) fn remove(&self, record_key: &[u8]) {
+        write(&self.items).remove(record_key);
         write(&self.records).remove(record_key);
     }
 
@@ -61,6 +72,12 @@ impl RecordCache {
 
     pub(crate) fn len(&self) -> usize {
         read(&self.records).len()
+    }
+
+    /// Runs `f` on the reconciliation item set. Every use is bounded work
+    /// (see [`reconcile`]'s bounds), so writers wait at most that long.
+    pub(crate) fn with_items<T>(&self, f: impl FnOnce(&ItemSet) -> T) -> T {
+        f(&read(&self.items))
     }
 
     /// Every record whose writer is `writer`.

@@ -25,6 +25,13 @@
 //! This is the scheme of negentropy's B-tree and of prolly trees (content-
 //! defined boundaries), laid out on redb tables rather than on pages of its
 //! own.
+//!
+//! Not wired into the node yet. Wired in as it stands (every envelope write
+//! updating the index in its transaction), a 100,000-record catch-up took
+//! 1.48x the same work on raw parts instead of 1.15x: one storage worker
+//! writes each record's six bucket rows. It goes in once writes of a batch
+//! touch each bucket once (see `index_write_cost`).
+#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::ops::Bound;

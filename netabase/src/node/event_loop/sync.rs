@@ -23,7 +23,7 @@ use crate::node::catchup::{
 };
 use crate::node::event::{CatchUpFailure, CatchUpOutcome, Event};
 use crate::node::stats::{Counters, Rejection};
-use crate::node::{apply, fetched, horizon, items, platform, Shared};
+use crate::node::{apply, fetched, horizon, platform, Shared};
 
 /// A caller of `catch_up_and_wait`: the peers whose catch-up has not ended
 /// yet, and how the others ended.
@@ -37,17 +37,13 @@ pub(super) struct CatchUpWaiter {
 pub(super) enum Internal {
     /// Send the first reconciliation message of our exchange with `peer`.
     Reconcile { peer: PeerId, request: SyncRequest },
-    /// Answer a peer's request, or leave it unanswered.
+    /// Answer a peer's request; `None`: the request broke the protocol and
+    /// goes unanswered.
     Respond {
         peer: PeerId,
         id: request_response::InboundRequestId,
         channel: request_response::ResponseChannel<SyncResponse>,
-        response: Result<SyncResponse, Unanswered>,
-    },
-    /// Our exchange with `peer` cannot go on.
-    Failed {
-        peer: PeerId,
-        reason: CatchUpFailure,
+        response: Option<SyncResponse>,
     },
     /// What the peer's answer to our reconciliation message taught us.
     Learned {
@@ -59,14 +55,6 @@ pub(super) enum Internal {
     Probed(Result<(), String>),
     /// A fetched batch (or a drop of ghosts) was stored.
     Stored(fetched::Stored),
-}
-
-/// Why a peer's request goes unanswered.
-pub(super) enum Unanswered {
-    /// It broke the protocol: a strike against the peer.
-    OffProtocol,
-    /// This node could not read what it holds: no fault of the peer's.
-    Failed,
 }
 
 /// A catch-up this node started with a peer.
@@ -124,20 +112,9 @@ impl EventLoop {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         platform::background(move || {
-            let message = match items::with_items(&shared, reconcile::initiate) {
-                Ok(parts) => Internal::Reconcile {
-                    peer,
-                    request: SyncRequest::Reconcile(horizon::watermarks(&shared), parts),
-                },
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "could not read what this node holds for a catch-up");
-                    Internal::Failed {
-                        peer,
-                        reason: CatchUpFailure::Incomplete,
-                    }
-                }
-            };
-            let _ = internal.send(message);
+            let parts = shared.cache.with_items(|items| reconcile::initiate(items));
+            let request = SyncRequest::Reconcile(horizon::watermarks(&shared), parts);
+            let _ = internal.send(Internal::Reconcile { peer, request });
         });
     }
 
@@ -154,19 +131,12 @@ impl EventLoop {
         let internal = self.internal.clone();
         platform::background(move || {
             let cx = context(&shared, theirs);
-            let answered =
-                items::with_items(&shared, |items| reconcile::respond_in(items, &parts, &cx));
-            let response = match answered {
-                Ok(Ok(outcome)) => Ok(SyncResponse::Reconcile(cx.ours, outcome.reply)),
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "refused a reconciliation request");
-                    Err(Unanswered::OffProtocol)
-                }
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "could not read what this node holds to answer a catch-up");
-                    Err(Unanswered::Failed)
-                }
-            };
+            let response = reconcile::respond_each(&parts, &cx, |answer| {
+                shared.cache.with_items(|items| answer(items))
+            })
+            .inspect_err(|error| tracing::debug!(%peer, %error, "refused a reconciliation request"))
+            .ok()
+            .map(|outcome| SyncResponse::Reconcile(cx.ours, outcome.reply));
             let _ = internal.send(Internal::Respond {
                 peer,
                 id,
@@ -186,23 +156,14 @@ impl EventLoop {
                 fetching: true,
                 ..context(&shared, theirs)
             };
-            let message = match items::with_items(&shared, |items| {
-                reconcile::respond_in(items, &parts, &cx)
-            }) {
-                Ok(outcome) => Internal::Learned {
-                    peer,
-                    outcome,
-                    marks: (cx.ours, cx.theirs),
-                },
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "could not read what this node holds for a catch-up");
-                    Internal::Failed {
-                        peer,
-                        reason: CatchUpFailure::Incomplete,
-                    }
-                }
-            };
-            let _ = internal.send(message);
+            let outcome = reconcile::respond_each(&parts, &cx, |answer| {
+                shared.cache.with_items(|items| answer(items))
+            });
+            let _ = internal.send(Internal::Learned {
+                peer,
+                outcome,
+                marks: (cx.ours, cx.theirs),
+            });
         });
     }
 
@@ -216,7 +177,7 @@ impl EventLoop {
                 channel,
                 response,
             } => match response {
-                Ok(response) => {
+                Some(response) => {
                     if self
                         .swarm
                         .behaviour_mut()
@@ -228,16 +189,13 @@ impl EventLoop {
                         tracing::debug!(%peer, "a sync response could not be sent");
                     }
                 }
-                Err(unanswered) => {
+                None => {
                     // Dropping the channel resets the peer's stream.
                     drop(channel);
                     self.served(id);
-                    if let Unanswered::OffProtocol = unanswered {
-                        self.strike(peer, "sent a reconciliation request off the protocol");
-                    }
+                    self.strike(peer, "sent a reconciliation request off the protocol");
                 }
             },
-            Internal::Failed { peer, reason } => self.fail(peer, reason),
             Internal::Learned {
                 peer,
                 outcome,
@@ -667,7 +625,7 @@ impl EventLoop {
                         peer,
                         id,
                         channel,
-                        response: Ok(response),
+                        response: Some(response),
                     });
                 });
             }
