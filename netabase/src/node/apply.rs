@@ -181,19 +181,20 @@ pub(crate) fn apply_batch_from(
                 superseded.extend(staged.insert(key, i));
             }
         }
-        // Only each key's last step reaches the tree: the steps before it
-        // were judged, and the commit would show nobody their versions.
-        let mut last = vec![false; envelopes.len()];
-        for &i in staged.values() {
-            last[i] = true;
+        // Only each key's last step reaches the tree, in the batch's order:
+        // the steps before it were judged, and nobody would see them.
+        let mut rank = vec![0; envelopes.len()];
+        for (position, &i) in order.iter().enumerate() {
+            rank[i] = position;
         }
+        let mut last: Vec<(Vec<u8>, usize)> = staged.into_iter().collect();
+        last.sort_unstable_by_key(|(_, i)| rank[*i]);
         let mut by_model: BTreeMap<ModelId, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
-        for &i in order.iter().filter(|&&i| last[i]) {
-            let envelope = &envelopes[i];
+        for (key, i) in last {
             by_model
-                .entry(envelope.model())
+                .entry(envelopes[i].model())
                 .or_default()
-                .push((envelope.record_key(), i));
+                .push((key, i));
         }
         let mut applied = Vec::new();
         let mut settled = Vec::new();
