@@ -79,6 +79,13 @@ pub struct NetabaseConfig {
     pub catch_up_interval: Option<Duration>,
     /// How long a network query may take. Default 30 s.
     pub query_timeout: Duration,
+    /// How long `get_record`, once it holds a valid copy from a peer, waits
+    /// for the other peers' answers before it returns the newest copy it
+    /// has. Default 30 ms. Answers that come later are still checked, kept
+    /// if newer, and sent back to peers that answered with an older
+    /// version, in the background: one slow or frozen peer never sets the
+    /// time of a read.
+    pub read_grace: Duration,
     /// How far ahead of this node's clock a record's timestamp may be; later
     /// records are refused. Default 5 minutes.
     pub max_clock_drift: Duration,
@@ -120,6 +127,7 @@ impl Default for NetabaseConfig {
             catch_up: true,
             catch_up_interval: Some(platform::CATCH_UP_INTERVAL),
             query_timeout: Duration::from_secs(30),
+            read_grace: Duration::from_millis(30),
             max_clock_drift: Duration::from_secs(5 * 60),
             tombstone_horizon: Some(Duration::from_secs(30 * 24 * 60 * 60)),
             max_connections: 256,

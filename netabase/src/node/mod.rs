@@ -31,6 +31,7 @@ mod apply;
 mod behaviour;
 mod catchup;
 mod config;
+mod copies;
 mod error;
 mod event;
 mod event_loop;
@@ -812,7 +813,11 @@ impl Netabase {
 
     /// The record of model `M` with this primary key: the local copy if there
     /// is one, else fetched from the network. Every copy peers return is
-    /// validated; the newest version wins and is stored locally.
+    /// validated; the newest of those in by
+    /// [`read_grace`](NetabaseConfig::read_grace) after the first valid one
+    /// is returned and stored locally. Later answers are handled in the
+    /// background: a newer copy is stored too, so a slow peer never holds up
+    /// the answer.
     ///
     /// # Errors
     ///
@@ -854,55 +859,66 @@ impl Netabase {
         })
         .await?;
         // Each copy is checked as it arrives, while the query asks the
-        // remaining peers (signature checks are CPU only, tens of microseconds).
-        let mut valid: Vec<(Option<PeerId>, Envelope)> = Vec::new();
-        loop {
-            let (peer, bytes) = match found.recv().await {
-                Some(Some(copy)) => copy,
-                Some(None) => break,
-                None => return Err(NodeError::Stopped),
-            };
-            match apply::validate_remote(&self.shared, &record_key, &bytes) {
-                Ok(envelope) => valid.push((peer, envelope)),
-                Err(refused) => self.shared.counters.reject(refused.reason),
-            }
+        // remaining peers (signature checks are CPU only, tens of
+        // microseconds). The answer waits for the first valid copy, then a
+        // grace period for the other close peers' answers, never for the
+        // query's end: a frozen peer would hold it for the whole timeout.
+        let mut copies = copies::Copies::new(self.shared.clone(), record_key.clone());
+        let mut ended = false;
+        while !copies.any() && !ended {
+            ended = copies.take(found.recv().await)?;
         }
-        // Oldest first: each newer copy must follow from the best so far
-        // under the model's write rule (a forger's rival chain does not),
-        // as it would have to if this node held the older one.
-        valid.sort_by(|a, b| apply::precedence(&a.1, &b.1));
-        let mut best: Option<&(Option<PeerId>, Envelope)> = None;
-        for copy in &valid {
-            match best {
-                Some(held) if apply::rule_refuses(&self.shared, &copy.1, &held.1) => {
-                    self.shared.counters.reject(Rejection::NotAllowed);
+        if !ended {
+            let grace = platform::sleep(self.shared.config.read_grace);
+            tokio::pin!(grace);
+            while !ended {
+                tokio::select! {
+                    copy = found.recv() => ended = copies.take(copy)?,
+                    _ = &mut grace => break,
                 }
-                _ => best = Some(copy),
             }
         }
-        let Some((peer, envelope)) = best.cloned() else {
+        let Some((peer, envelope)) = copies.newest() else {
             return Ok(None);
         };
-        // Peers that answered with an older version get the newest back.
-        let stale: Vec<PeerId> = valid
-            .iter()
-            .filter(|(_, e)| apply::wins(&envelope, e))
-            .filter_map(|(p, _)| *p)
-            .collect();
-        if !stale.is_empty() {
-            let write_back = kad_record(&envelope.record_key(), envelope.as_bytes());
-            // Best effort: the swarm may have stopped meanwhile.
-            let _ = self
-                .send(Command::PutTo {
-                    record: write_back,
-                    peers: stale,
-                })
-                .await;
+        self.write_back(&envelope, copies.older_than(&envelope))
+            .await;
+        if !ended {
+            // The rest of the answers, in the background: a newer copy is
+            // kept, and peers behind get the newest back.
+            let node = self.clone();
+            let answered = envelope.clone();
+            platform::spawn(async move {
+                let mut later = copies;
+                while let Ok(false) = later.take(found.recv().await) {}
+                if let Some((peer, newest)) = later.newest() {
+                    if apply::wins(&newest, &answered) {
+                        node.keep(newest.clone(), peer);
+                    }
+                    node.write_back(&newest, later.older_than(&newest)).await;
+                }
+            });
         }
-        // Keep the copy, off the caller's path: the answer does not wait for a commit.
+        self.keep(envelope.clone(), peer);
+        Ok(Some(envelope))
+    }
+
+    /// Sends `envelope` to `peers`, which answered with an older version.
+    /// Best effort: the swarm may have stopped meanwhile.
+    async fn write_back(&self, envelope: &Envelope, peers: Vec<PeerId>) {
+        if peers.is_empty() {
+            return;
+        }
+        let record = kad_record(&envelope.record_key(), envelope.as_bytes());
+        let _ = self.send(Command::PutTo { record, peers }).await;
+    }
+
+    /// Keeps a copy fetched from `peer` (`None`: this node), off the
+    /// caller's path: an answer does not wait for a commit.
+    fn keep(&self, envelope: Envelope, peer: Option<PeerId>) {
         let shared = self.shared.clone();
         let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
-        let kept = envelope.clone();
+        let kept = envelope;
         // The batch path counts what it accepts or refuses, and keeps a copy
         // that loses a unique value as a conflict, as catch-up would. Handed
         // to the blocking pool from a task of its own: woken from here, the
@@ -917,7 +933,6 @@ impl Netabase {
                 }
             });
         });
-        Ok(Some(envelope))
     }
 
     /// Runs a typed query on the local tree of `M` in a read snapshot, off
