@@ -9,42 +9,66 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use netabase::node::Event;
+use netabase::node::{Event, Netabase};
 use netabase::Keypair;
+use tokio::sync::broadcast;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_peer_does_not_stall_get_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let (v, _) = start(&dir.path().join("v"), &[]).await;
-    v.put_record_locally(user(1, "one@x", 1)).await.unwrap();
-    let (h, mut h_events) = start_with(&dir.path().join("h"), &[&v], |c| c.catch_up = false).await;
+type KadSwarm = libp2p::Swarm<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>>;
+
+/// V holding user 1 (`email`), and H, with catch-up off, connected to it.
+async fn holder_and_reader(
+    dir: &std::path::Path,
+    email: &str,
+) -> (Netabase, Netabase, broadcast::Receiver<Event>) {
+    let (v, _) = start(&dir.join("v"), &[]).await;
+    v.put_record_locally(user(1, email, 1)).await.unwrap();
+    let (h, mut h_events) = start_with(&dir.join("h"), &[&v], |c| c.catch_up = false).await;
     let holder = v.peer_id();
     wait_for("H to reach V", &mut h_events, |e| {
         matches!(e, Event::PeerConnected(p) if *p == holder).then_some(())
     })
     .await;
+    (v, h, h_events)
+}
 
-    // A peer that connects to H and then stops answering anything.
-    let mut frozen = raw::kad_swarm(&Keypair::generate_ed25519());
-    let frozen_id = *frozen.local_peer_id();
-    // A server: H keeps it in its routing table and asks it in queries.
-    frozen
-        .behaviour_mut()
+/// A raw Kademlia server (H keeps it in its routing table and asks it in
+/// queries) connected to H; it answers only while the caller polls it.
+async fn raw_server(
+    keypair: &Keypair,
+    h: &Netabase,
+    h_events: &mut broadcast::Receiver<Event>,
+    holding: Option<libp2p::kad::Record>,
+) -> KadSwarm {
+    let mut peer = raw::kad_swarm(keypair);
+    let id = *peer.local_peer_id();
+    peer.behaviour_mut()
         .set_mode(Some(libp2p::kad::Mode::Server));
-    raw::kad_dial(&mut frozen, &h);
+    if let Some(record) = holding {
+        libp2p::kad::store::RecordStore::put(peer.behaviour_mut().store_mut(), record).unwrap();
+    }
+    raw::kad_dial(&mut peer, h);
     tokio::time::timeout(NET_WAIT, async {
         loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = frozen.select_next_some().await {
+            if let SwarmEvent::ConnectionEstablished { .. } = peer.select_next_some().await {
                 return;
             }
         }
     })
     .await
-    .expect("the frozen peer connects");
-    wait_for("H to see the frozen peer", &mut h_events, |e| {
-        matches!(e, Event::PeerConnected(p) if *p == frozen_id).then_some(())
+    .expect("the raw peer connects");
+    wait_for("H to see the raw peer", h_events, |e| {
+        matches!(e, Event::PeerConnected(p) if *p == id).then_some(())
     })
     .await;
+    peer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_peer_does_not_stall_get_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, h, mut h_events) = holder_and_reader(dir.path(), "one@x").await;
+    // A peer that connects to H and then stops answering anything.
+    let frozen = raw_server(&Keypair::generate_ed25519(), &h, &mut h_events, None).await;
     // From here `frozen` is never polled again: its connection stays open,
     // and H's requests to it go unanswered until they time out (10 s).
 
@@ -72,15 +96,7 @@ async fn a_frozen_peer_does_not_stall_get_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_newer_answer_is_kept_and_written_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (v, _) = start(&dir.path().join("v"), &[]).await;
-    v.put_record_locally(user(1, "old@x", 1)).await.unwrap();
-    let (h, mut h_events) = start_with(&dir.path().join("h"), &[&v], |c| c.catch_up = false).await;
-    let holder = v.peer_id();
-    wait_for("H to reach V", &mut h_events, |e| {
-        matches!(e, Event::PeerConnected(p) if *p == holder).then_some(())
-    })
-    .await;
-
+    let (v, h, mut h_events) = holder_and_reader(dir.path(), "old@x").await;
     // A slow peer holding a newer version, signed by its own key.
     let slow_key = Keypair::generate_ed25519();
     let newer = netabase::codec::Envelope::seal(
@@ -89,29 +105,8 @@ async fn a_late_newer_answer_is_kept_and_written_back() {
         netabase::sync::Timestamp(now().0 + 1_000),
     )
     .unwrap();
-    let mut slow = raw::kad_swarm(&slow_key);
-    let slow_id = *slow.local_peer_id();
-    slow.behaviour_mut()
-        .set_mode(Some(libp2p::kad::Mode::Server));
-    libp2p::kad::store::RecordStore::put(
-        slow.behaviour_mut().store_mut(),
-        libp2p::kad::Record::new(newer.record_key(), newer.as_bytes().to_vec()),
-    )
-    .unwrap();
-    raw::kad_dial(&mut slow, &h);
-    tokio::time::timeout(NET_WAIT, async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = slow.select_next_some().await {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the slow peer connects");
-    wait_for("H to see the slow peer", &mut h_events, |e| {
-        matches!(e, Event::PeerConnected(p) if *p == slow_id).then_some(())
-    })
-    .await;
+    let record = libp2p::kad::Record::new(newer.record_key(), newer.as_bytes().to_vec());
+    let mut slow = raw_server(&slow_key, &h, &mut h_events, Some(record)).await;
 
     // Unpolled, the slow peer cannot answer yet: H answers with V's copy.
     let got = tokio::time::timeout(Duration::from_secs(5), h.get_record::<User>(UserKey(1)))
