@@ -218,8 +218,8 @@ async fn fresh_catch_up(source: &Netabase, admin: PeerId) -> Duration {
                 if peer == source.peer_id() {
                     // Caught up means holding what the source holds.
                     assert_eq!(
-                        fresh.sync_fingerprint(),
-                        source.sync_fingerprint(),
+                        fresh.sync_fingerprint().unwrap(),
+                        source.sync_fingerprint().unwrap(),
                         "caught up with {received} received, {refused} refused"
                     );
                     return;

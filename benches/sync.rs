@@ -836,7 +836,7 @@ fn reconcile_equal_100k(c: &mut Criterion) {
             .await
             .expect("start B");
         caught_up(&mut events, a.peer_id()).await;
-        assert_eq!(b.sync_fingerprint(), a.sync_fingerprint());
+        assert_eq!(b.sync_fingerprint().unwrap(), a.sync_fingerprint().unwrap());
         b
     });
     group.bench_function("netabase/node_round", |bench| {

@@ -203,7 +203,7 @@ async fn a_browser_back_online_converges_with_what_the_native_node_did_meanwhile
     node.dial(native_node()).await.unwrap();
     wait_until("both ends hold the same records", || async {
         let _ = netabase_timeout(node.catch_up_and_wait()).await;
-        control("/fingerprint").await.1 == format!("{:?}", node.sync_fingerprint())
+        control("/fingerprint").await.1 == format!("{:?}", node.sync_fingerprint().unwrap())
     })
     .await;
     let tree = node.store().tree::<Item>();

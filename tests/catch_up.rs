@@ -206,7 +206,7 @@ async fn catch_up_and_wait_returns_once_all_the_peer_held_at_the_call_is_stored(
         "the first exchange reported apart"
     );
     assert_eq!(b.store().tree::<Post>().len().unwrap(), 1);
-    assert_eq!(b.sync_fingerprint(), a.sync_fingerprint());
+    assert_eq!(b.sync_fingerprint().unwrap(), a.sync_fingerprint().unwrap());
     a.stop_swarm().await.unwrap();
     b.stop_swarm().await.unwrap();
 }

@@ -106,7 +106,10 @@ async fn a_node_four_minutes_fast_converges() {
     fast.put_record_locally(named(3, "fast")).await.unwrap();
     round(&a, &fast).await;
     round(&fast, &a).await;
-    assert_eq!(a.sync_fingerprint(), fast.sync_fingerprint());
+    assert_eq!(
+        a.sync_fingerprint().unwrap(),
+        fast.sync_fingerprint().unwrap()
+    );
     let names: Vec<String> = users(&a).await.into_iter().map(|u| u.name).collect();
     // The fast node's later write to user 3 wins, as the rule says.
     assert_eq!(names, ["a", "fast", "fast"]);

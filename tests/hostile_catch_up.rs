@@ -520,7 +520,7 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
     let good = user(1, "ada@example.com", 36);
     let genuine = node.put_record_locally(good.clone()).await.unwrap();
     let held_before = envelopes(&node);
-    let fingerprint_before = node.sync_fingerprint();
+    let fingerprint_before = node.sync_fingerprint().unwrap();
     assert_eq!(held_before.len(), 1);
 
     let mut hostile = Hostile::start().await;

@@ -188,7 +188,7 @@ async fn serve(
                 Err(error) => (500, error.to_string()),
             }
         }
-        "/fingerprint" => (200, format!("{:?}", node.sync_fingerprint())),
+        "/fingerprint" => (200, format!("{:?}", node.sync_fingerprint().unwrap())),
         "/seed" => {
             let (from, count, list) = (number("from"), number("count"), request.text("list"));
             let mut result = (200, count.to_string());

@@ -10,9 +10,15 @@ use crate::model::ModelId;
 use crate::store::{StoreError, WriteTransaction};
 
 use super::event::{ChangeKind, Event, Origin};
+use super::record_store::state_of;
 use super::registry::{ApplyError, ModelHandler, Settled};
 use super::stats::{Counters, Rejection};
 use super::{health, NodeError, Shared};
+
+/// The sync meta entry holding the latest timestamp this node wrote, which
+/// seeds its clock at the next open (so nothing it writes after a restart
+/// sorts before what it wrote before, whatever the wall clock did).
+pub(crate) const ISSUED: &str = "issued";
 
 /// What applying an envelope did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,7 @@ pub(crate) fn apply_staged(
         let (outcome, settled) = apply_in(shared, &txn, envelope)?;
         if outcome == Outcome::Applied {
             staged();
+            shared.cache.forget([envelope.record_key().as_slice()]);
             txn.commit().map_err(storage)?;
             announce(shared, envelope, Origin::Local);
             let key = envelope.record_key();
@@ -223,15 +230,25 @@ pub(crate) fn apply_batch_from(
                 }
             }
             {
+                // In key order: neighbours share the index's buckets, which
+                // the table then reads once for the lot.
+                let mut in_order: Vec<&(Vec<u8>, usize)> = stored.iter().collect();
+                in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 let mut table = txn.envelope_table()?;
-                for (key, i) in &stored {
-                    table.insert(key, envelopes[*i].as_bytes())?;
+                for (key, i) in in_order {
+                    let envelope = &envelopes[*i];
+                    table.insert(key, envelope.as_bytes(), state_of(envelope))?;
                 }
+                table.flush()?;
             }
             // Any write may free a value a listed conflict waits for.
             settled.push(settle(shared, txn, handler, model, &conflicting)?);
             applied.extend(stored);
         }
+        note_issued(shared, txn, applied.iter().map(|(_, i)| &envelopes[*i]))?;
+        shared
+            .cache
+            .forget(applied.iter().map(|(key, _)| key.as_slice()));
         Ok((applied, superseded, settled))
     })?;
     for i in superseded {
@@ -384,12 +401,35 @@ fn apply_in(
         ApplyError::Store(error) => storage(error),
     })?;
     table
-        .insert(&record_key, envelope.as_bytes())
+        .insert(&record_key, envelope.as_bytes(), state_of(envelope))
         .map_err(storage)?;
+    table.flush().map_err(storage)?;
     drop(table);
+    note_issued(shared, txn, [envelope]).map_err(storage)?;
     // The write may free a value a listed conflict waits for.
     let settled = settle(shared, txn, handler, envelope.model(), &[]).map_err(storage)?;
     Ok((Outcome::Applied, settled))
+}
+
+/// Records in `txn` the latest timestamp among `written` that this node
+/// signed, if later than the one recorded.
+fn note_issued<'a>(
+    shared: &Shared,
+    txn: &WriteTransaction,
+    written: impl IntoIterator<Item = &'a Envelope>,
+) -> Result<(), StoreError> {
+    let latest = written
+        .into_iter()
+        .filter(|e| e.writer() == shared.peer_id)
+        .map(|e| e.version().timestamp.0)
+        .max();
+    let Some(latest) = latest else {
+        return Ok(());
+    };
+    if txn.sync_meta(ISSUED)?.is_none_or(|issued| issued < latest) {
+        txn.set_sync_meta(ISSUED, latest)?;
+    }
+    Ok(())
 }
 
 /// Settles `model`'s unique conflicts in `txn` if any are listed or
@@ -433,7 +473,7 @@ fn announce_settled<'a>(
             tell_conflict(shared, key);
         }
         for key in settled.promoted.iter().filter(|k| !fresh.contains(k)) {
-            if let Some(cached) = shared.cache.get(key) {
+            if let Ok(Some(cached)) = shared.held(key) {
                 if let Ok(envelope) = Envelope::from_trusted_bytes(&cached.bytes) {
                     tell(shared, &envelope, ChangeKind::Put, Origin::Local);
                 }
@@ -475,7 +515,7 @@ fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) -> bool {
 /// Tells subscribers that the record under `record_key` lost a unique value
 /// to another record: it is held, but out of its typed tree.
 fn tell_conflict(shared: &Shared, record_key: &[u8]) {
-    let Some(cached) = shared.cache.get(record_key) else {
+    let Ok(Some(cached)) = shared.held(record_key) else {
         return;
     };
     let Ok(envelope) = Envelope::from_trusted_bytes(&cached.bytes) else {
@@ -522,14 +562,17 @@ pub(crate) fn tell(shared: &Shared, envelope: &Envelope, kind: ChangeKind, origi
 }
 
 /// Every check an inbound record passes before it may touch the store.
+/// `held` is what this node holds under `record_key` (looked up by the
+/// caller, so that this never reads the store: it runs on async threads).
 pub(crate) fn validate_remote(
     shared: &Shared,
     record_key: &[u8],
     bytes: &[u8],
+    held: Option<&[u8]>,
 ) -> Result<Envelope, Refused> {
     let envelope = Envelope::from_bytes(bytes, shared.config.max_record_bytes)
         .map_err(|e| Refused::new(e.kind().into()))?;
-    check_remote(shared, record_key, envelope, true)
+    check_remote(shared, record_key, envelope, Some(held))
 }
 
 /// [`validate_remote`] for a batch of `(record key, bytes)`: signatures are
@@ -548,19 +591,21 @@ pub(crate) fn validate_batch(
     .zip(records)
     .map(|(envelope, (record_key, _))| {
         let envelope = envelope.map_err(|e| Refused::new(e.kind().into()))?;
-        check_remote(shared, record_key, envelope, false)
+        check_remote(shared, record_key, envelope, None)
     })
     .collect()
 }
 
-/// The checks after the signature: record key, model, payload (if
-/// `decode`), clock, horizon. The same on every path (Kademlia pushes,
-/// catch-up fetches, `get_record`), so what one path refuses no other lets in.
+/// The checks after the signature: record key, model, payload and write
+/// rule against `decode`'s held envelope (if `decode` is given: else the
+/// batch path decodes later and the held version is read here, blocking),
+/// clock, horizon. The same on every path (Kademlia pushes, catch-up
+/// fetches, `get_record`), so what one path refuses no other lets in.
 fn check_remote(
     shared: &Shared,
     record_key: &[u8],
     envelope: Envelope,
-    decode: bool,
+    decode: Option<Option<&[u8]>>,
 ) -> Result<Envelope, Refused> {
     envelope
         .check_record_key(record_key)
@@ -570,20 +615,14 @@ fn check_remote(
         let handler = registry
             .get(envelope.model())
             .ok_or_else(|| Refused::new(Rejection::UnknownModel))?;
-        if decode {
+        if let Some(held) = decode {
             handler
                 .check(&envelope)
                 .map_err(|e| Refused::new(e.kind().into()))?;
             // A copy answering `get_record` is judged by the rule too,
             // against what this node holds, before anyone sees it.
-            let held = shared.cache.get(record_key);
-            allowed(
-                shared,
-                Some(handler),
-                &envelope,
-                held.as_ref().map(|c| &c.bytes[..]),
-            )
-            .map_err(|_| Refused::new(Rejection::NotAllowed))?;
+            allowed(shared, Some(handler), &envelope, held)
+                .map_err(|_| Refused::new(Rejection::NotAllowed))?;
         }
     }
     shared
@@ -592,9 +631,15 @@ fn check_remote(
         .map_err(|_| Refused::new(Rejection::FromTheFuture))?;
     // A record older than our floor, for a key we do not hold, was deleted
     // here and the delete since collected: whoever offers it, and however.
-    if envelope.version().timestamp.0 < super::horizon::watermarks(shared).floor
-        && shared.cache.get(record_key).is_none()
-    {
+    if envelope.version().timestamp.0 < super::horizon::watermarks(shared).floor {
+        let held = match decode {
+            Some(held) => held.is_some(),
+            // Unreadable: let the batch path meet the failure and report it.
+            None => shared.held(record_key).map_or(true, |held| held.is_some()),
+        };
+        if held {
+            return Ok(envelope);
+        }
         return Err(Refused::new(Rejection::Expired));
     }
     Ok(envelope)

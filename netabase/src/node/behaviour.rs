@@ -69,8 +69,10 @@ fn behaviour(
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_record_ttl(None)
         .set_provider_record_ttl(None)
-        .set_replication_interval(config.replication_interval)
-        .set_publication_interval(config.publication_interval)
+        // Kademlia's store is a cache (see `record_store`): catch-up
+        // replicates, and the node republishes its own records from redb.
+        .set_replication_interval(None)
+        .set_publication_interval(None)
         .set_query_timeout(config.query_timeout);
     let store = KadStore::new(cache, local, config.max_record_bytes);
     let mut kad = kad::Behaviour::with_config(local, store, kad_config);

@@ -64,11 +64,21 @@ pub struct NetabaseConfig {
     /// (and `remove_record`) to succeed. Default
     /// [`WriteQuorum::Available`]: whoever is reachable, none included.
     pub write_quorum: WriteQuorum,
-    /// How often stored records are re-sent to the closest peers. Default 1 hour.
+    /// Ignored: Kademlia's re-replication of every stored record is off,
+    /// since catch-up replicates (see `catch_up_interval`) and a node's
+    /// records live in redb, not in Kademlia's store. Kept so that
+    /// configurations naming it still build.
     pub replication_interval: Option<Duration>,
-    /// How often this node republishes its own records. Default 12 hours;
-    /// they are also republished whenever the swarm starts.
+    /// How often this node republishes its own records, streamed from its
+    /// store a bounded batch at a time. Default 12 hours; they are also
+    /// republished whenever the swarm starts. `None`: only then.
     pub publication_interval: Option<Duration>,
+    /// Bytes of envelopes the node keeps in memory (records read or written
+    /// lately), so hot reads cost no disk; the rest are read from the store
+    /// when asked for. Default 32 MiB, in the browser too. What a node
+    /// holds in memory does not grow with its data past this (and redb's
+    /// own page cache; see [`StoreBuilder::cache_size`](crate::store::StoreBuilder::cache_size)).
+    pub cache_bytes: usize,
     /// Reconcile record sets with peers (on connect and every
     /// `catch_up_interval`). Default on; off leaves only Kademlia's push and
     /// fetch.
@@ -124,6 +134,7 @@ impl Default for NetabaseConfig {
             write_quorum: WriteQuorum::Available,
             replication_interval: Some(Duration::from_secs(60 * 60)),
             publication_interval: Some(Duration::from_secs(12 * 60 * 60)),
+            cache_bytes: 32 * 1024 * 1024,
             catch_up: true,
             catch_up_interval: Some(platform::CATCH_UP_INTERVAL),
             query_timeout: Duration::from_secs(30),

@@ -51,7 +51,8 @@ impl Copies {
             Some(None) => return Ok(true),
             None => return Err(NodeError::Stopped),
         };
-        match apply::validate_remote(&self.shared, &self.record_key, &bytes) {
+        // Only records this node does not hold are looked for on the network.
+        match apply::validate_remote(&self.shared, &self.record_key, &bytes, None) {
             Ok(envelope) => self.valid.push((peer, envelope)),
             Err(refused) => self.shared.counters.reject(refused.reason),
         }
@@ -98,9 +99,17 @@ impl Netabase {
     ) -> Result<Option<Envelope>, NodeError> {
         self.check_registered::<M>()?;
         let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
-        // Every synced record (and delete) is in the in-memory view: a local
-        // answer needs no trip to redb.
-        if let Some(cached) = self.shared.cache.get(&record_key) {
+        // A hot record is in the cache: no trip to redb, nor to the
+        // blocking pool. A cold one costs one read there.
+        let held = match self.shared.cache.peek(&record_key) {
+            Some(cached) => Some(cached),
+            None => {
+                let shared = self.shared.clone();
+                let key = record_key.clone();
+                self.blocking(move || Ok(shared.held(&key)?)).await?
+            }
+        };
+        if let Some(cached) = held {
             return Envelope::from_trusted_bytes(&cached.bytes)
                 .map(Some)
                 .map_err(|_| NodeError::NotFound);

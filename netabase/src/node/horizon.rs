@@ -18,6 +18,8 @@ use super::{apply, health, NodeError, Shared};
 
 /// The key in the sync meta table holding when this node last caught up.
 pub(crate) const SYNCED_AT: &str = "synced_at";
+/// Deletes collected per transaction.
+const GC_PAGE: usize = 4096;
 
 fn horizon_ms(shared: &Shared) -> Option<u64> {
     shared
@@ -84,48 +86,61 @@ pub(crate) fn persist_synced(shared: &Shared) -> Result<(), NodeError> {
     })
 }
 
-/// Collects deletes older than the cutoff from the store and the Kademlia
-/// view. Blocking. Returns how many were collected.
+/// Collects deletes older than the cutoff from the store, a page of them
+/// per transaction (the store lists deletes by time: nothing else is
+/// read). Blocking. Returns how many were collected.
 pub(crate) fn collect_tombstones(shared: &Shared) -> Result<usize, NodeError> {
     let cutoff = gc_cutoff(shared);
     if cutoff == 0 {
         return Ok(0);
     }
-    let keys = shared.cache.tombstones_before(cutoff);
-    if keys.is_empty() {
-        return Ok(0);
-    }
-    let collected = health::write(shared, |txn| {
-        let mut collected = Vec::with_capacity(keys.len());
-        let mut table = txn.envelope_table()?;
-        for key in keys {
-            // A newer put may have replaced the delete since the view was read.
-            let still = table
-                .get(&key)?
-                .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
-                .filter(|e| e.is_tombstone() && e.version().timestamp.0 < cutoff);
-            if let Some(tombstone) = still {
-                table.remove(&key)?;
-                collected.push((key, tombstone));
-            }
+    let mut total = 0;
+    loop {
+        let keys = shared
+            .store
+            .begin_read()?
+            .tombstones_before(cutoff, GC_PAGE)?;
+        if keys.is_empty() {
+            break;
         }
-        Ok(collected)
-    })?;
-    for (key, tombstone) in &collected {
-        shared.cache.remove(key);
-        // Nothing readable changes (the record was gone already), but the
-        // delete itself is forgotten: watchers that mirror what the node
-        // holds hear of it as the delete once more.
-        apply::tell(shared, tombstone, ChangeKind::Delete, Origin::Local);
+        let full = keys.len() == GC_PAGE;
+        let collected = health::write(shared, |txn| {
+            let mut collected = Vec::with_capacity(keys.len());
+            let mut table = txn.envelope_table()?;
+            for key in keys {
+                // A newer put may have replaced the delete since the list was read.
+                let still = table
+                    .get(&key)?
+                    .and_then(|bytes| Envelope::from_trusted_bytes(&bytes).ok())
+                    .filter(|e| e.is_tombstone() && e.version().timestamp.0 < cutoff);
+                if let Some(tombstone) = still {
+                    table.remove(&key)?;
+                    collected.push((key, tombstone));
+                }
+            }
+            table.flush()?;
+            shared
+                .cache
+                .forget(collected.iter().map(|(key, _)| key.as_slice()));
+            Ok(collected)
+        })?;
+        for (key, tombstone) in &collected {
+            shared.cache.remove(key);
+            // Nothing readable changes (the record was gone already), but the
+            // delete itself is forgotten: watchers that mirror what the node
+            // holds hear of it as the delete once more.
+            apply::tell(shared, tombstone, ChangeKind::Delete, Origin::Local);
+        }
+        shared.counters.collected(collected.len() as u64);
+        total += collected.len();
+        if !full || collected.is_empty() {
+            break;
+        }
     }
-    shared.counters.collected(collected.len() as u64);
-    if !collected.is_empty() {
-        tracing::debug!(
-            collected = collected.len(),
-            "collected deletes past the horizon"
-        );
+    if total > 0 {
+        tracing::debug!(collected = total, "collected deletes past the horizon");
     }
-    Ok(collected.len())
+    Ok(total)
 }
 
 /// Drops the envelopes held under `keys` that `doomed` still condemns when
@@ -161,6 +176,15 @@ pub(crate) fn drop_held(
             table.remove(key)?;
             dropped.push(envelope);
         }
+        table.flush()?;
+        shared.cache.forget(
+            dropped
+                .iter()
+                .map(|e| e.record_key())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|k| k.as_slice()),
+        );
         Ok(dropped)
     })?;
     for envelope in &dropped {

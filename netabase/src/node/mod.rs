@@ -44,7 +44,9 @@ mod members;
 mod platform;
 mod record_store;
 mod registry;
+mod republish;
 mod stats;
+mod upgrade;
 mod watch;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -53,7 +55,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use libp2p::kad::{Quorum, Record, RecordKey};
 use libp2p::PeerId;
-use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use catchup::SYNC_PROTOCOL;
@@ -85,8 +87,6 @@ const COMMAND_BUFFER: usize = 1024;
 const LISTEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long [`Netabase::shutdown`] waits for storage tasks to finish.
 pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Own records republished at once when the swarm starts.
-const REPUBLISH_IN_FLIGHT: usize = 32;
 
 /// What [`Netabase::put_record`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +135,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The record held under `record_key`: from the cache, else one read
+    /// of the store. Blocking.
+    pub(crate) fn held(
+        &self,
+        record_key: &[u8],
+    ) -> Result<Option<record_store::Cached>, crate::StoreError> {
+        self.cache.get(&self.store, record_key)
+    }
+
     fn listening_on(&self, address: Multiaddr) {
         self.listen_addrs
             .lock()
@@ -260,25 +269,16 @@ impl Netabase {
         store: Store,
         config: NetabaseConfig,
     ) -> Result<Self, NodeError> {
-        let cache = RecordCache::default();
+        let cache = RecordCache::new(config.cache_bytes);
+        let peer_id = keypair.public().to_peer_id();
+        upgrade::envelopes(&store, peer_id)?;
         let read = store.begin_read()?;
         let synced_at = read.sync_meta(horizon::SYNCED_AT)?.unwrap_or(0);
         let conflicts_listed = !read.conflicts(&[], 1)?.is_empty();
-        let peer_id = keypair.public().to_peer_id();
         // The latest version this node wrote, to seed its clock with.
-        let mut issued = crate::sync::Timestamp::default();
-        for (_, bytes) in read.envelopes()? {
-            match Envelope::from_trusted_bytes(&bytes) {
-                Ok(envelope) => {
-                    if envelope.writer() == peer_id {
-                        issued = issued.max(envelope.version().timestamp);
-                    }
-                    cache.insert(&envelope)
-                }
-                Err(error) => tracing::warn!(%error, "skipped an unreadable stored envelope"),
-            }
-        }
-        tracing::info!(%peer_id, path = %place, records = cache.len(), "opened node");
+        let issued = crate::sync::Timestamp(read.sync_meta(apply::ISSUED)?.unwrap_or(0));
+        let records = read.sync_index()?.len()?;
+        tracing::info!(%peer_id, path = %place, records, "opened node");
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         drop(read);
         let clock =
@@ -688,7 +688,11 @@ impl Netabase {
     /// As [`put_record`](Self::put_record).
     pub async fn remove_record<M: NetabaseModel>(&self, key: M::Key) -> Result<bool, NodeError> {
         let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
-        let held = self.shared.cache.get(&record_key).map(|c| !c.tombstone);
+        let shared = self.shared.clone();
+        let held = self
+            .blocking(move || Ok(shared.held(&record_key)?))
+            .await?
+            .map(|c| !c.tombstone);
         if held == Some(false) {
             self.check_registered::<M>()?;
             return Ok(false);
@@ -914,29 +918,41 @@ impl Netabase {
         self.change_membership::<M>(member, false).await
     }
 
-    /// The peers whose membership of `M` is open now, as this node knows
-    /// (from memory; no I/O).
-    pub fn members<M: NetabaseModel>(&self) -> Vec<PeerId> {
+    /// The peers whose membership of `M` is open now, as this node knows.
+    /// Reads the memberships of `M` from the store (a blocking call, like
+    /// the store's own reads).
+    ///
+    /// # Errors
+    ///
+    /// A store error if the database cannot be read.
+    pub fn members<M: NetabaseModel>(&self) -> Result<Vec<PeerId>, NodeError> {
         let prefix = M::ID.0.to_be_bytes();
-        let mut out: Vec<PeerId> = self
-            .shared
-            .cache
-            .with_prefix(&crate::codec::record_key(
-                <crate::rules::Membership as NetabaseModel>::ID,
-                &[],
-            ))
-            .into_iter()
-            .filter_map(|(_, cached)| {
-                Envelope::from_trusted_bytes(&cached.bytes)
-                    .ok()?
-                    .open::<crate::rules::Membership>()
-                    .ok()?
-            })
-            .filter(|m| m.id.starts_with(&prefix) && m.is_open())
-            .map(|m| m.member)
-            .collect();
-        out.sort();
-        out
+        let memberships = codec::record_key(<crate::rules::Membership as NetabaseModel>::ID, &[]);
+        let read = self.shared.store.begin_read()?;
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = match &after {
+                Some(after) => read.envelopes_after(Some(after), members::PAGE)?,
+                None => read.envelopes_with_prefix(&memberships, members::PAGE)?,
+            };
+            let done = page.len() < members::PAGE;
+            for (key, bytes) in &page {
+                if !key.starts_with(&memberships) {
+                    return Ok(finish_members(out));
+                }
+                let membership = Envelope::from_trusted_bytes(bytes)
+                    .ok()
+                    .and_then(|e| e.open::<crate::rules::Membership>().ok().flatten());
+                if let Some(m) = membership.filter(|m| m.id.starts_with(&prefix) && m.is_open()) {
+                    out.push(m.member);
+                }
+            }
+            match page.last() {
+                Some((key, _)) if !done => after = Some(key.clone()),
+                _ => return Ok(finish_members(out)),
+            }
+        }
     }
 
     async fn change_membership<M: NetabaseModel>(
@@ -946,7 +962,10 @@ impl Netabase {
     ) -> Result<Published, NodeError> {
         self.check_registered::<M>()?;
         let now = self.shared.clock.now().0;
-        let mut periods = members::membership(&self.shared, M::ID, &member)
+        let shared = self.shared.clone();
+        let mut periods = self
+            .blocking(move || Ok(members::membership(&shared, M::ID, &member)))
+            .await?
             .map(|m| m.periods)
             .unwrap_or_default();
         match (periods.last_mut(), open) {
@@ -964,19 +983,29 @@ impl Netabase {
     }
 
     /// The version of the record (or delete) this node holds for `key`, if
-    /// any: the pair the conflict rule compares. From memory; no I/O.
+    /// any: the pair the conflict rule compares. From the node's cache, else
+    /// one read of its store (a blocking call, like the store's own reads);
+    /// `None` too if the store cannot be read.
     pub fn record_version<M: NetabaseModel>(&self, key: &M::Key) -> Option<Version> {
         let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
-        self.shared.cache.get(&record_key).map(|c| c.version)
+        self.shared
+            .held(&record_key)
+            .ok()
+            .flatten()
+            .map(|c| c.version)
     }
 
     /// A fingerprint of every signed record and delete this node holds (what
     /// catch-up compares): two nodes with equal fingerprints hold the same
-    /// versions of the same records. From memory; no I/O.
-    pub fn sync_fingerprint(&self) -> Fingerprint {
-        self.shared
-            .cache
-            .with_items(|items| items.fingerprint(&KeyRange::all()))
+    /// versions of the same records. A few reads of the store's persistent
+    /// index (a blocking call), whatever the number of records.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the database cannot be read.
+    pub fn sync_fingerprint(&self) -> Result<Fingerprint, NodeError> {
+        let read = self.shared.store.begin_read()?;
+        Ok(read.sync_index()?.try_fingerprint(&KeyRange::all())?)
     }
 
     /// Reconciles with every connected peer now, as happens on connect and
@@ -1067,34 +1096,26 @@ impl Netabase {
         self.shared.events.subscribe()
     }
 
-    /// Republishes this node's own records in the background, a bounded
-    /// number at a time, so a large store does not flood the swarm.
+    /// Republishes this node's own records in the background now and every
+    /// `publication_interval`, streamed from the store a page at a time
+    /// and a bounded number in flight, so a large store neither floods the
+    /// swarm nor is copied into memory. Ends when the swarm stops.
     fn republish_own_records(&self, commands: mpsc::Sender<Command>) {
-        let own = self.shared.cache.written_by(self.shared.peer_id);
-        if own.is_empty() {
-            return;
-        }
-        tracing::debug!(records = own.len(), "republishing own records");
+        let shared = self.shared.clone();
         platform::spawn(async move {
-            let permits = Arc::new(Semaphore::new(REPUBLISH_IN_FLIGHT));
-            for (key, cached) in own {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let (reply, done) = oneshot::channel();
-                let command = Command::Publish {
-                    record: kad_record(&key, &cached.bytes),
-                    quorum: Quorum::One,
-                    reply,
-                };
-                if commands.send(command).await.is_err() {
+            loop {
+                if republish::all(&shared, &commands).await.is_err() {
                     return;
                 }
-                platform::spawn(async move {
-                    // A failed republish is retried at the next interval or start.
-                    let _ = done.await;
-                    drop(permit);
-                });
+                let Some(period) = shared.config.publication_interval else {
+                    return;
+                };
+                // Ends with the swarm, not a period later: the task holds
+                // the node's state, which `shutdown` waits for.
+                tokio::select! {
+                    _ = platform::sleep(period) => {}
+                    _ = commands.closed() => return,
+                }
             }
         });
     }
@@ -1142,6 +1163,13 @@ impl Netabase {
     }
 }
 
+/// Members in a stable order, each once.
+fn finish_members(mut members: Vec<PeerId>) -> Vec<PeerId> {
+    members.sort();
+    members.dedup();
+    members
+}
+
 /// Creates a node's data directory if needed; loads (or creates) its identity.
 #[cfg(not(target_arch = "wasm32"))]
 fn open_dir(dir: &Path) -> Result<Keypair, NodeError> {
@@ -1159,10 +1187,10 @@ fn stamp<M: NetabaseModel>(
     shared: &Shared,
     key: &M::Key,
     after: Option<crate::sync::Timestamp>,
-) -> crate::sync::Timestamp {
+) -> Result<crate::sync::Timestamp, NodeError> {
     let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
-    let held = shared.cache.get(&record_key).map(|c| c.version.timestamp);
-    shared.clock.now_after(held.max(after))
+    let held = shared.held(&record_key)?.map(|c| c.version.timestamp);
+    Ok(shared.clock.now_after(held.max(after)))
 }
 
 /// Signs a local write of `record` (`None`: a delete) under `key`, with
@@ -1177,7 +1205,7 @@ fn seal<M: NetabaseModel>(
     after: Option<crate::sync::Timestamp>,
 ) -> Result<Envelope, NodeError> {
     use crate::rules::{Entry, WriteRule};
-    let timestamp = stamp::<M>(shared, key, after);
+    let timestamp = stamp::<M>(shared, key, after)?;
     if !<M::Rule as WriteRule<M>>::CHECKS {
         return Ok(match record {
             Some(record) => Envelope::seal(&shared.keypair, record, timestamp)?,
@@ -1187,8 +1215,7 @@ fn seal<M: NetabaseModel>(
     let key_bytes = key.to_key_bytes();
     let record_key = codec::record_key(M::ID, key_bytes.as_slice());
     let held = shared
-        .cache
-        .get(&record_key)
+        .held(&record_key)?
         .and_then(|cached| Envelope::from_trusted_bytes(&cached.bytes).ok());
     let held_record = held.as_ref().and_then(|e| e.open::<M>().ok().flatten());
     let write = Entry {

@@ -1,23 +1,28 @@
-//! The Kademlia record store: an in-memory view of the envelopes held in redb.
+//! The records a node holds, as the swarm and the node's calls read them:
+//! redb is the truth, and a cache with a byte budget
+//! ([`NetabaseConfig::cache_bytes`](super::NetabaseConfig::cache_bytes))
+//! keeps the envelopes read or written lately, so hot reads cost no disk
+//! and memory does not grow with the data set.
 //!
 //! Kademlia calls its store synchronously from inside the swarm's poll, so
-//! this store never touches redb: storage tasks write redb first and then
-//! update this view; the swarm only reads it. It holds every synced record's
-//! envelope, so memory grows with the data set (see the README's limits).
+//! [`KadStore`] answers from the cache alone and never touches redb: a cold
+//! record is served on the catch-up protocol instead, from a blocking task
+//! (`get_record` asks for records there). Kademlia routes and carries
+//! publications; it neither replicates nor republishes from its store.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 use libp2p::kad::store::{self, MemoryStore, RecordStore};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::PeerId;
 
 use crate::codec::Envelope;
-use crate::sync::reconcile::{self, ItemSet, ItemState};
-use crate::sync::Version;
+use crate::store::{EnvelopeState, Store, StoreError};
+use crate::sync::{reconcile, Version};
 
-/// One synced record as the swarm serves it.
+/// One synced record as the node reads it.
 #[derive(Clone, Debug)]
 pub(crate) struct Cached {
     pub(crate) bytes: Arc<[u8]>,
@@ -25,104 +30,221 @@ pub(crate) struct Cached {
     pub(crate) tombstone: bool,
 }
 
-/// The shared view: storage tasks write it, the swarm reads it. It also keeps
-/// the item set that catch-up reconciles, under its own lock, so answering a
-/// peer's message never holds up the swarm's reads of records.
-#[derive(Clone, Default, Debug)]
-pub(crate) struct RecordCache {
-    records: Arc<RwLock<HashMap<Vec<u8>, Cached>>>,
-    items: Arc<RwLock<ItemSet>>,
-}
-
-impl RecordCache {
-    pub(crate) fn insert(&self, envelope: &Envelope) {
-        let cached = Cached {
+impl Cached {
+    fn of(envelope: &Envelope) -> Self {
+        Cached {
             bytes: envelope.as_bytes().into(),
             version: envelope.version(),
             tombstone: envelope.is_tombstone(),
-        };
-        let key = envelope.record_key();
-        let state = ItemState {
-            digest: reconcile::digest(envelope.as_bytes()),
-            timestamp: envelope.version().timestamp.0,
-        };
-        // Records first, then items, each lock on its own: a reader sees a
-        // record a moment before reconciliation does, never the reverse.
-        write(&self.records).insert(key.clone(), cached);
-        write(&self.items).insert(key, state);
+        }
     }
 
-    pub(crate) fn get(&self, record_key: &[u8]) -> Option<Cached> {
-        read(&self.records).get(record_key).cloned()
+    fn cost(&self, key: &[u8]) -> usize {
+        self.bytes.len() + key.len() + ENTRY_OVERHEAD
+    }
+}
+
+/// What the index keeps of `envelope`.
+pub(crate) fn state_of(envelope: &Envelope) -> EnvelopeState {
+    EnvelopeState {
+        digest: reconcile::digest(envelope.as_bytes()),
+        timestamp: envelope.version().timestamp.0,
+        tombstone: envelope.is_tombstone(),
+    }
+}
+
+/// Bytes an entry costs beyond its key and envelope: the maps' slots, the
+/// `Arc`'s counts, the version. An estimate that errs high.
+const ENTRY_OVERHEAD: usize = 128;
+
+/// A cache slot: a record held, or known not to be.
+#[derive(Clone, Debug)]
+enum Slot {
+    Held(Cached),
+    Absent,
+}
+
+impl Slot {
+    fn cost(&self, key: &[u8]) -> usize {
+        match self {
+            Slot::Held(cached) => cached.cost(key),
+            Slot::Absent => key.len() + ENTRY_OVERHEAD,
+        }
+    }
+}
+
+/// Two generations: entries go into `young`; when it has used half the
+/// budget, it becomes `old` and the previous `old` is dropped. A hit in
+/// `old` moves back to `young`. An approximation of least-recently-used
+/// with O(1) work and no list to keep: whatever was used since the last
+/// turn survives it.
+#[derive(Default)]
+struct Generations {
+    young: HashMap<Vec<u8>, Slot>,
+    old: HashMap<Vec<u8>, Slot>,
+    young_bytes: usize,
+    /// Bumped by every change a writer makes (see [`RecordCache::fill`]).
+    epoch: u64,
+}
+
+impl Generations {
+    fn get(&mut self, key: &[u8], budget: usize) -> Option<Slot> {
+        if let Some(slot) = self.young.get(key) {
+            return Some(slot.clone());
+        }
+        let slot = self.old.remove(key)?;
+        self.put(key.to_vec(), slot.clone(), budget);
+        Some(slot)
     }
 
+    fn put(&mut self, key: Vec<u8>, slot: Slot, budget: usize) {
+        self.old.remove(&key);
+        let cost = slot.cost(&key);
+        if cost > budget / 2 {
+            // Bigger than a generation: not worth a turn.
+            self.remove(&key);
+            return;
+        }
+        if self.young_bytes + cost > budget / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.young_bytes = 0;
+        }
+        if let Some(previous) = self.young.insert(key.clone(), slot) {
+            self.young_bytes -= previous.cost(&key);
+        }
+        self.young_bytes += cost;
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(previous) = self.young.remove(key) {
+            self.young_bytes -= previous.cost(key);
+        }
+        self.old.remove(key);
+    }
+}
+
+/// The node's cache of envelopes, shared by the swarm, storage tasks and
+/// the handle.
+///
+/// Writers keep it right around their commits: [`forget`](Self::forget)
+/// the keys a transaction writes before it commits (so nobody reads the
+/// version it replaces from here once the new one is on disk), then
+/// [`insert`](Self::insert) or [`remove`](Self::remove) after. A reader
+/// that missed fills the cache from redb only if no writer changed it
+/// meanwhile, so a version read before a commit is never put back after.
+#[derive(Clone)]
+pub(crate) struct RecordCache {
+    inner: Arc<Mutex<Generations>>,
+    budget: usize,
+}
+
+impl std::fmt::Debug for RecordCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordCache")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordCache {
+    pub(crate) fn new(budget: usize) -> Self {
+        RecordCache {
+            inner: Arc::default(),
+            budget,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // Every update is one map operation: a poisoned lock is still sound.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a commit: `envelope` is held.
+    pub(crate) fn insert(&self, envelope: &Envelope) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.put(
+            envelope.record_key(),
+            Slot::Held(Cached::of(envelope)),
+            self.budget,
+        );
+    }
+
+    /// After a commit: nothing is held under `record_key`.
     pub(crate) fn remove(&self, record_key: &[u8]) {
-        write(&self.items).remove(record_key);
-        write(&self.records).remove(record_key);
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.put(record_key.to_vec(), Slot::Absent, self.budget);
     }
 
-    /// Keys of deletes stamped before `cutoff`.
-    pub(crate) fn tombstones_before(&self, cutoff: u64) -> Vec<Vec<u8>> {
-        read(&self.records)
-            .iter()
-            .filter(|(_, c)| c.tombstone && c.version.timestamp.0 < cutoff)
-            .map(|(k, _)| k.clone())
-            .collect()
+    /// Before a commit that writes `keys`: they are read from redb until
+    /// the writer inserts or removes them.
+    pub(crate) fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        for key in keys {
+            inner.remove(key);
+        }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        read(&self.records).len()
+    /// The cached state of `record_key`: `Some(None)` if known not held,
+    /// `None` if not cached.
+    fn cached(&self, record_key: &[u8]) -> Option<Option<Cached>> {
+        match self.lock().get(record_key, self.budget)? {
+            Slot::Held(cached) => Some(Some(cached)),
+            Slot::Absent => Some(None),
+        }
     }
 
-    /// Runs `f` on the reconciliation item set. Every use is bounded work
-    /// (see [`reconcile`]'s bounds), so writers wait at most that long.
-    pub(crate) fn with_items<T>(&self, f: impl FnOnce(&ItemSet) -> T) -> T {
-        f(&read(&self.items))
+    /// The record under `record_key` if the cache has it; never reads
+    /// redb (for the swarm's poll).
+    pub(crate) fn peek(&self, record_key: &[u8]) -> Option<Cached> {
+        self.cached(record_key).flatten()
     }
 
-    /// Every record whose writer is `writer`.
-    pub(crate) fn written_by(&self, writer: PeerId) -> Vec<(Vec<u8>, Cached)> {
-        read(&self.records)
-            .iter()
-            .filter(|(_, c)| c.version.writer == writer)
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect()
+    /// The record held under `record_key`: from the cache, else one read
+    /// of `store`, which fills the cache. Blocking.
+    pub(crate) fn get(
+        &self,
+        store: &Store,
+        record_key: &[u8],
+    ) -> Result<Option<Cached>, StoreError> {
+        if let Some(cached) = self.cached(record_key) {
+            return Ok(cached);
+        }
+        let epoch = self.lock().epoch;
+        let bytes = store.begin_read()?.envelope(record_key)?;
+        let cached = match bytes.as_deref().map(Envelope::from_trusted_bytes) {
+            Some(Ok(envelope)) => Some(Cached::of(&envelope)),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "an unreadable stored envelope reads as not held");
+                None
+            }
+            None => None,
+        };
+        self.fill(record_key, cached.clone(), epoch);
+        Ok(cached)
     }
 
-    /// Every record whose key starts with `prefix` (a model's records).
-    pub(crate) fn with_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Cached)> {
-        read(&self.records)
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect()
-    }
-
-    fn all(&self) -> Vec<(Vec<u8>, Cached)> {
-        read(&self.records)
-            .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect()
+    /// Caches what a reader found in redb, unless a writer changed the
+    /// cache since `epoch` (what it read may be older than what that
+    /// writer committed).
+    fn fill(&self, record_key: &[u8], found: Option<Cached>, epoch: u64) {
+        let mut inner = self.lock();
+        if inner.epoch != epoch {
+            return;
+        }
+        let slot = found.map_or(Slot::Absent, Slot::Held);
+        inner.put(record_key.to_vec(), slot, self.budget);
     }
 }
 
-// A panic while holding a lock cannot leave the view half-updated in a way
-// that matters (each update is one insert or remove), so a poisoned lock is
-// still sound.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The `RecordStore` Kademlia runs on.
+/// The `RecordStore` Kademlia runs on: the cache, read-only, for records;
+/// provider records (not netabase's data) in memory.
 pub(crate) struct KadStore {
     cache: RecordCache,
     local: PeerId,
     max_record_bytes: usize,
-    // Provider records are not part of netabase's data; kept in memory.
     providers: MemoryStore,
 }
 
@@ -135,32 +257,26 @@ impl KadStore {
             providers: MemoryStore::new(local),
         }
     }
-
-    fn to_record(&self, key: &[u8], cached: &Cached) -> Record {
-        Record {
-            key: RecordKey::new(&key),
-            value: cached.bytes.to_vec(),
-            // Marks our own records for Kademlia's republication; not trusted
-            // on receipt (the signature says who wrote a record).
-            publisher: (cached.version.writer == self.local).then_some(self.local),
-            expires: None,
-        }
-    }
 }
 
 impl RecordStore for KadStore {
-    type RecordsIter<'a> = std::vec::IntoIter<Cow<'a, Record>>;
+    type RecordsIter<'a> = std::iter::Empty<Cow<'a, Record>>;
     type ProvidedIter<'a> = <MemoryStore as RecordStore>::ProvidedIter<'a>;
 
     fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
-        let cached = self.cache.get(k.as_ref())?;
-        Some(Cow::Owned(self.to_record(k.as_ref(), &cached)))
+        let cached = self.cache.peek(k.as_ref())?;
+        Some(Cow::Owned(Record {
+            key: k.clone(),
+            value: cached.bytes.to_vec(),
+            publisher: (cached.version.writer == self.local).then_some(self.local),
+            expires: None,
+        }))
     }
 
     fn put(&mut self, r: Record) -> store::Result<()> {
         // Only our own publications reach here (inbound puts are filtered and
         // stored by the node after validation), and the node has already
-        // committed and cached them.
+        // committed them.
         if r.value.len() > self.max_record_bytes {
             return Err(store::Error::ValueTooLarge);
         }
@@ -172,12 +288,9 @@ impl RecordStore for KadStore {
     }
 
     fn records(&self) -> Self::RecordsIter<'_> {
-        self.cache
-            .all()
-            .iter()
-            .map(|(k, c)| Cow::Owned(self.to_record(k, c)))
-            .collect::<Vec<_>>()
-            .into_iter()
+        // Kademlia's own replication and republication are off: the node
+        // republishes from redb, a bounded batch at a time.
+        std::iter::empty()
     }
 
     fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
@@ -194,5 +307,48 @@ impl RecordStore for KadStore {
 
     fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
         self.providers.remove_provider(k, p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(len: usize) -> Slot {
+        Slot::Held(Cached {
+            bytes: vec![0; len].into(),
+            version: Version {
+                timestamp: crate::sync::Timestamp(1),
+                writer: PeerId::random(),
+            },
+            tombstone: false,
+        })
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget_and_keeps_what_is_used() {
+        let budget = 100_000;
+        let mut generations = Generations::default();
+        generations.put(b"hot".to_vec(), cached(300), budget);
+        for i in 0..10_000u32 {
+            generations.put(i.to_be_bytes().to_vec(), cached(300), budget);
+            // Used between every write: it survives every turn.
+            assert!(generations.get(b"hot", budget).is_some(), "lost at {i}");
+            let bytes: usize = generations
+                .young
+                .iter()
+                .chain(&generations.old)
+                .map(|(k, s)| s.cost(k))
+                .sum();
+            assert!(bytes <= budget, "{bytes} > {budget}");
+        }
+        assert!(generations.get(&0u32.to_be_bytes(), budget).is_none());
+    }
+
+    #[test]
+    fn an_entry_over_half_the_budget_is_not_cached() {
+        let mut generations = Generations::default();
+        generations.put(b"big".to_vec(), cached(600), 1000);
+        assert!(generations.get(b"big", 1000).is_none());
     }
 }

@@ -46,6 +46,8 @@ mod write;
 
 use std::sync::{Arc, RwLock};
 
+#[doc(hidden)]
+pub use envelopes::{EnvelopeState, StoredEnvelope};
 pub use error::{EngineError, StoreError};
 pub use lookup::Lookup;
 #[cfg(all(target_arch = "wasm32", feature = "node"))]

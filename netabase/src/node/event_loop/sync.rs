@@ -112,7 +112,13 @@ impl EventLoop {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         platform::background(move || {
-            let parts = shared.cache.with_items(|items| reconcile::initiate(items));
+            let parts = match with_index(&shared, |items| reconcile::initiate(items)) {
+                Ok(parts) => parts,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "could not read the sync index to catch up");
+                    Vec::new()
+                }
+            };
             let request = SyncRequest::Reconcile(horizon::watermarks(&shared), parts);
             let _ = internal.send(Internal::Reconcile { peer, request });
         });
@@ -131,12 +137,25 @@ impl EventLoop {
         let internal = self.internal.clone();
         platform::background(move || {
             let cx = context(&shared, theirs);
+            let mut failed = None;
             let response = reconcile::respond_each(&parts, &cx, |answer| {
-                shared.cache.with_items(|items| answer(items))
+                with_index(&shared, |items| answer(items)).unwrap_or_else(|error| {
+                    failed.get_or_insert(error);
+                    Default::default()
+                })
             })
             .inspect_err(|error| tracing::debug!(%peer, %error, "refused a reconciliation request"))
             .ok()
             .map(|outcome| SyncResponse::Reconcile(cx.ours, outcome.reply));
+            // Our own store failed, not the peer: say nothing more (an
+            // empty answer ends its exchange; it tries again later).
+            let response = match failed {
+                Some(error) => {
+                    tracing::warn!(%peer, %error, "could not read the sync index to answer a peer");
+                    Some(SyncResponse::Reconcile(cx.ours, Vec::new()))
+                }
+                None => response,
+            };
             let _ = internal.send(Internal::Respond {
                 peer,
                 id,
@@ -156,9 +175,16 @@ impl EventLoop {
                 fetching: true,
                 ..context(&shared, theirs)
             };
+            let mut failed = None;
             let outcome = reconcile::respond_each(&parts, &cx, |answer| {
-                shared.cache.with_items(|items| answer(items))
+                with_index(&shared, |items| answer(items)).unwrap_or_else(|error| {
+                    failed.get_or_insert(error);
+                    Default::default()
+                })
             });
+            if let Some(error) = failed {
+                tracing::warn!(%peer, %error, "could not read the sync index to catch up");
+            }
             let _ = internal.send(Internal::Learned {
                 peer,
                 outcome,
@@ -810,15 +836,35 @@ fn context(shared: &Shared, theirs: Watermarks) -> Context {
 }
 
 /// Envelopes for a prefix of `keys` that fits one response. Blocking-safe.
+/// Runs `f` on the sync index as of now (a read snapshot). A failure met
+/// while `f` read through it is returned instead of what `f` built.
+fn with_index<T>(
+    shared: &Shared,
+    f: impl FnOnce(&dyn reconcile::Items) -> T,
+) -> Result<T, crate::StoreError> {
+    let read = shared.store.begin_read()?;
+    let view = read.sync_index()?;
+    let out = f(&view);
+    match view.failure() {
+        Some(error) => Err(error),
+        None => Ok(out),
+    }
+}
+
+/// The envelopes `keys` asks for (empty: not held), read through the
+/// cache; as many as fit one response. Blocking.
 fn records_for(shared: &Shared, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(keys.len().min(FETCH_BATCH));
     let mut size = 0;
     for key in keys.iter().take(FETCH_BATCH) {
-        let bytes = shared
-            .cache
-            .get(key)
-            .map(|c| c.bytes.to_vec())
-            .unwrap_or_default();
+        let bytes = match shared.held(key) {
+            Ok(held) => held.map(|c| c.bytes.to_vec()).unwrap_or_default(),
+            Err(error) => {
+                // Said as not held: the peer finds it elsewhere or later.
+                tracing::warn!(%error, "could not read a record a peer asked for");
+                Vec::new()
+            }
+        };
         size += bytes.len() + 8;
         if size > MAX_RESPONSE_BYTES && !out.is_empty() {
             break;

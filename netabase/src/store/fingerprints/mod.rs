@@ -6,7 +6,9 @@
 //! (XOR of digests, and count) of a key range, and for points that split a
 //! range into parts. Two tables answer both in O(levels x fanout) reads:
 //!
-//! - `netabase/sync/items`: record key -> its state (digest, timestamp);
+//! - `netabase/sync/records`: record key -> a row: its state (digest,
+//!   timestamp, whether it is a delete) and then the signed envelope, so
+//!   the state costs no row of its own (see [`row`]);
 //! - `netabase/sync/levels`: for each level L in 1..=[`LEVELS`], each
 //!   *boundary* key of that level -> the fingerprint of the items from it up
 //!   to the next boundary of that level (its *bucket*). The empty key is a
@@ -26,14 +28,12 @@
 //! defined boundaries), laid out on redb tables rather than on pages of its
 //! own.
 //!
-//! Not wired into the node yet. Wired in with every write updating six
-//! bucket rows (9.7 µs a record, `index_write_cost`), a 100,000-record
-//! catch-up took 1.48x the same work on raw parts instead of 1.15x: one
-//! storage worker does it all. A batch's writes now update the upper levels
-//! in memory and write each of their buckets once (7.9 µs a record, the
-//! item row alone 2.5); what is left is the item row and the lowest level's
-//! lookup, about 5 µs more than the in-memory set cost.
-#![allow(dead_code)]
+//! Cost: with every write updating six bucket rows (9.7 µs a record,
+//! `index_write_cost`), a 100,000-record catch-up took 1.48x the same work
+//! on raw parts: one storage worker does it all. So a write transaction
+//! keeps the buckets it touched in memory, with where each ends, and
+//! writes each changed one once, at [`WriteView::flush`]; the state lives
+//! in the record's own row.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -46,8 +46,9 @@ use super::error::{storage, StoreError};
 use super::tables::{Bytes, KeyBytes};
 use crate::sync::reconcile::{Fingerprint, Item, ItemState, Items, KeyRange, BRANCHING};
 
-const ITEMS: TableDefinition<'static, KeyBytes, Bytes> =
-    TableDefinition::new("netabase/sync/items");
+/// The records table: record key -> [`row`].
+pub(crate) const RECORDS: TableDefinition<'static, KeyBytes, Bytes> =
+    TableDefinition::new("netabase/sync/records");
 const LEVELS_TABLE: TableDefinition<'static, KeyBytes, Bytes> =
     TableDefinition::new("netabase/sync/levels");
 
@@ -124,6 +125,30 @@ fn decode_state(bytes: &[u8]) -> ItemState {
     }
 }
 
+/// Bytes of a row before its envelope: the encoded state, then flags.
+pub(crate) const STATE_BYTES: usize = 25;
+const TOMBSTONE_FLAG: u8 = 1;
+
+/// A records-table row: `state`, whether it is a delete, then `envelope`.
+pub(crate) fn row(state: ItemState, tombstone: bool, envelope: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STATE_BYTES + envelope.len());
+    out.extend_from_slice(&encode_state(state));
+    out.push(if tombstone { TOMBSTONE_FLAG } else { 0 });
+    out.extend_from_slice(envelope);
+    out
+}
+
+/// The state and delete flag at the start of a row.
+pub(crate) fn row_state(row: &[u8]) -> (ItemState, bool) {
+    let flags = row.get(STATE_BYTES - 1).copied().unwrap_or(0);
+    (decode_state(row), flags & TOMBSTONE_FLAG != 0)
+}
+
+/// The envelope in a row.
+pub(crate) fn row_envelope(row: &[u8]) -> &[u8] {
+    row.get(STATE_BYTES..).unwrap_or_default()
+}
+
 fn one(state: ItemState) -> Fingerprint {
     Fingerprint {
         xor: state.digest,
@@ -172,7 +197,7 @@ impl ReadView {
             Err(error) => Err(storage("open a sync table")(error)),
         };
         Ok(View {
-            items: open(ITEMS)?,
+            items: open(RECORDS)?,
             levels: open(LEVELS_TABLE)?,
             boundaries,
             failed: RefCell::new(None),
@@ -230,7 +255,7 @@ fn scan_in<'a, T: ReadableTable<KeyBytes, Bytes>>(
         redb::StorageError,
     >| {
         entry
-            .map(|(key, value)| (key.value().to_vec(), value.value().to_vec()))
+            .map(|(key, value)| (key.value().to_vec(), prefix(value.value()).to_vec()))
             .map_err(storage("read a sync table"))
     };
     Ok(if reverse {
@@ -245,7 +270,13 @@ fn value_in<T: ReadableTable<KeyBytes, Bytes>>(
     key: &[u8],
 ) -> Result<Option<Vec<u8>>, StoreError> {
     let value = table.get(key).map_err(storage("read a sync table"))?;
-    Ok(value.map(|v| v.value().to_vec()))
+    Ok(value.map(|v| prefix(v.value()).to_vec()))
+}
+
+/// The part of a value the index reads: a bucket's fingerprint, or a
+/// record row's state, never the envelope after it.
+fn prefix(value: &[u8]) -> &[u8] {
+    &value[..value.len().min(STATE_BYTES)]
 }
 
 impl Source for Option<redb::ReadOnlyTable<KeyBytes, Bytes>> {
@@ -508,29 +539,25 @@ impl<T: Source> Items for View<T> {
 }
 
 /// [`View`] over a write transaction: the same questions, and the writes
-/// that keep every level in step with the items.
+/// that keep every level in step with the records.
 pub(crate) struct WriteView<'txn> {
     view: View<redb::Table<'txn, KeyBytes, Bytes>>,
-    /// Per level: how many lookups it had, and, once it had enough and
-    /// holds few buckets (the upper levels), all of them in memory, each
-    /// with whether it changed. A batch's writes then find and update
-    /// their buckets there, and each changed bucket is written once, at
-    /// [`flush`](Self::flush). Lone writes (one record a transaction) never
-    /// load a level.
-    levels: Vec<Level>,
+    /// Per level, the buckets this transaction looked up, by boundary:
+    /// each with where it ends, so the next key that falls in it needs no
+    /// table lookup (a catch-up's batch arrives in key order: most keys
+    /// fall in the bucket before them), and whether it changed. Changed
+    /// buckets are written once, at [`flush`](Self::flush). Bounded by
+    /// what the transaction writes.
+    known: Vec<BTreeMap<Vec<u8>, Bucket>>,
 }
 
-#[derive(Default)]
-struct Level {
-    lookups: u32,
-    /// Boundary (without the level byte) -> fingerprint, changed.
-    held: Option<BTreeMap<Vec<u8>, (Fingerprint, bool)>>,
+/// A bucket as a write transaction knows it.
+struct Bucket {
+    fingerprint: Fingerprint,
+    /// The next boundary of its level (`None`: it runs to the end).
+    end: Option<Vec<u8>>,
+    changed: bool,
 }
-
-/// Lookups at a level before it is loaded into memory.
-const LOAD_AFTER: u32 = 16;
-/// Buckets a level may hold to be loaded.
-const LOAD_AT_MOST: usize = 1024;
 
 impl<'txn> WriteView<'txn> {
     /// Opens the tables in `txn`, creating them on first use.
@@ -539,7 +566,7 @@ impl<'txn> WriteView<'txn> {
         boundaries: Boundaries,
     ) -> Result<Self, StoreError> {
         let items = txn
-            .open_table(ITEMS)
+            .open_table(RECORDS)
             .map_err(storage("open a sync table"))?;
         let mut levels = txn
             .open_table(LEVELS_TABLE)
@@ -563,15 +590,21 @@ impl<'txn> WriteView<'txn> {
                 boundaries,
                 failed: RefCell::new(None),
             },
-            levels: (0..LEVELS).map(|_| Level::default()).collect(),
+            known: (0..LEVELS).map(|_| BTreeMap::new()).collect(),
         })
     }
 
     /// The view, with every change in the table: what it answers is up to
     /// date.
+    #[cfg(test)]
     pub(crate) fn read(&mut self) -> Result<&View<redb::Table<'txn, KeyBytes, Bytes>>, StoreError> {
         self.flush()?;
         Ok(&self.view)
+    }
+
+    /// The records table, for reads of whole rows.
+    pub(crate) fn records(&self) -> &redb::Table<'txn, KeyBytes, Bytes> {
+        &self.view.items
     }
 
     /// Writes the changed buckets held in memory. Call it before the
@@ -583,21 +616,18 @@ impl<'txn> WriteView<'txn> {
 
     /// Writes the changed buckets of the levels below `level`.
     fn flush_below(&mut self, level: u8) -> Result<(), StoreError> {
-        for (index, held) in self
-            .levels
+        for (index, known) in self
+            .known
             .iter_mut()
             .enumerate()
             .take(usize::from(level - 1))
         {
-            let Some(held) = &mut held.held else {
-                continue;
-            };
-            for (boundary, (fingerprint, changed)) in held.iter_mut() {
-                if std::mem::take(changed) {
+            for (boundary, bucket) in known.iter_mut() {
+                if std::mem::take(&mut bucket.changed) {
                     let key = level_key(index as u8 + 1, boundary);
                     self.view
                         .levels
-                        .insert(&key[..], &encode(*fingerprint)[..])
+                        .insert(&key[..], &encode(bucket.fingerprint)[..])
                         .map_err(storage("write a sync table"))?;
                 }
             }
@@ -605,27 +635,44 @@ impl<'txn> WriteView<'txn> {
         Ok(())
     }
 
-    /// Sets the state of `key`; returns the state it replaced.
+    /// Sets the state of `key` (a row with no envelope); returns the state
+    /// it replaced.
+    #[cfg(test)]
     pub(crate) fn insert(
         &mut self,
         key: &[u8],
         state: ItemState,
     ) -> Result<Option<ItemState>, StoreError> {
+        Ok(self
+            .insert_row(key, &row(state, false, &[]))?
+            .map(|(old, _)| old))
+    }
+
+    /// Writes `row` (see [`row`]) under `key`; returns the state and delete
+    /// flag of the row it replaced.
+    pub(crate) fn insert_row(
+        &mut self,
+        key: &[u8],
+        row: &[u8],
+    ) -> Result<Option<(ItemState, bool)>, StoreError> {
+        let (state, _) = row_state(row);
         let old = self
             .view
             .items
-            .insert(key, &encode_state(state)[..])
+            .insert(key, row)
             .map_err(storage("write a sync table"))?
-            .map(|old| decode_state(old.value()));
+            .map(|old| row_state(old.value()));
         match old {
-            Some(old) => {
+            Some((old, _)) => {
                 // The same key: only its buckets' XOR changes.
                 let delta = Fingerprint {
                     xor: old.digest ^ state.digest,
                     count: 0,
                 };
-                for level in 1..=LEVELS {
-                    self.add_to_bucket(level, key, delta, false)?;
+                if delta.xor != 0 {
+                    for level in 1..=LEVELS {
+                        self.add_to_bucket(level, key, delta, false)?;
+                    }
                 }
             }
             None => {
@@ -643,14 +690,23 @@ impl<'txn> WriteView<'txn> {
     }
 
     /// Removes `key`; returns the state it had.
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, key: &[u8]) -> Result<Option<ItemState>, StoreError> {
+        Ok(self.remove_row(key)?.map(|(state, _)| state))
+    }
+
+    /// Removes `key`'s row; returns its state and delete flag.
+    pub(crate) fn remove_row(
+        &mut self,
+        key: &[u8],
+    ) -> Result<Option<(ItemState, bool)>, StoreError> {
         let removed = self
             .view
             .items
             .remove(key)
             .map_err(storage("write a sync table"))?
-            .map(|old| decode_state(old.value()));
-        let Some(old) = removed else {
+            .map(|old| row_state(old.value()));
+        let Some((old, _)) = removed else {
             return Ok(None);
         };
         let top = self.view.boundaries.level(key);
@@ -661,64 +717,46 @@ impl<'txn> WriteView<'txn> {
                 self.add_to_bucket(level, key, one(old), true)?;
             }
         }
-        Ok(Some(old))
-    }
-
-    /// Loads `level` into memory if it has been looked up often enough and
-    /// holds few buckets; true if it is in memory.
-    fn held(&mut self, level: u8) -> Result<bool, StoreError> {
-        let slot = &mut self.levels[usize::from(level - 1)];
-        if slot.held.is_some() {
-            return Ok(true);
-        }
-        slot.lookups += 1;
-        if slot.lookups != LOAD_AFTER {
-            return Ok(false);
-        }
-        let (buckets, next) = self.view.boundaries(level, &[], None, LOAD_AT_MOST + 1)?;
-        if buckets.len() > LOAD_AT_MOST || next.is_some() {
-            return Ok(false);
-        }
-        self.levels[usize::from(level - 1)].held = Some(
-            buckets
-                .into_iter()
-                .map(|(boundary, fingerprint)| (boundary, (fingerprint, false)))
-                .collect(),
-        );
-        Ok(true)
+        Ok(removed)
     }
 
     /// The boundary of `level` whose bucket holds `key` (`strictly`: holds
-    /// the position just before it), and that bucket's fingerprint.
+    /// the position just before it), and that bucket's fingerprint. Known
+    /// from this transaction, or read from the table and remembered.
     fn bucket_of(
         &mut self,
         level: u8,
         key: &[u8],
         strictly: bool,
     ) -> Result<(Vec<u8>, Fingerprint), StoreError> {
-        if self.held(level)? {
-            let held = self.levels[usize::from(level - 1)].held.as_ref();
-            let upper = if strictly {
-                Bound::Excluded(key)
-            } else {
-                Bound::Included(key)
+        let known = &self.known[usize::from(level - 1)];
+        let upper = if strictly {
+            Bound::Excluded(key)
+        } else {
+            Bound::Included(key)
+        };
+        if let Some((boundary, bucket)) = known
+            .range::<[u8], _>((Bound::Unbounded, upper))
+            .next_back()
+        {
+            let inside = match &bucket.end {
+                None => true,
+                Some(end) if strictly => key <= end.as_slice(),
+                Some(end) => key < end.as_slice(),
             };
-            let found = held.and_then(|held| {
-                held.range::<[u8], _>((Bound::Unbounded, upper))
-                    .next_back()
-                    .map(|(boundary, (fingerprint, _))| (boundary.clone(), *fingerprint))
-            });
-            return found.ok_or_else(lost_first_bucket);
+            if inside {
+                return Ok((boundary.clone(), bucket.fingerprint));
+            }
         }
         let start = level_key(level, &[]);
-        let end = level_key(level, key);
+        let at = level_key(level, key);
         let mut found = None;
         self.view.levels.each(
             Bound::Included(&start),
             if strictly {
-                Bound::Excluded(&end)
+                Bound::Excluded(&at)
             } else {
-                Bound::Included(&end)
+                Bound::Included(&at)
             },
             true,
             &mut |k, v| {
@@ -726,26 +764,30 @@ impl<'txn> WriteView<'txn> {
                 false
             },
         )?;
-        found.ok_or_else(lost_first_bucket)
+        let (boundary, fingerprint) = found.ok_or_else(lost_first_bucket)?;
+        let known = &mut self.known[usize::from(level - 1)];
+        if let Some(bucket) = known.get(&boundary) {
+            return Ok((boundary, bucket.fingerprint));
+        }
+        let end = self.view.next_boundary(level, &boundary)?;
+        self.known[usize::from(level - 1)].insert(
+            boundary.clone(),
+            Bucket {
+                fingerprint,
+                end,
+                changed: false,
+            },
+        );
+        Ok((boundary, fingerprint))
     }
 
-    /// Sets the fingerprint of the bucket at `boundary` of `level`: in
-    /// memory if the level is held there, else in the table.
-    fn put_bucket(
-        &mut self,
-        level: u8,
-        boundary: &[u8],
-        fingerprint: Fingerprint,
-    ) -> Result<(), StoreError> {
-        if let Some(held) = &mut self.levels[usize::from(level - 1)].held {
-            held.insert(boundary.to_vec(), (fingerprint, true));
-            return Ok(());
+    /// Sets the fingerprint of the bucket at `boundary` of `level`, found
+    /// by [`bucket_of`](Self::bucket_of) just before.
+    fn put_bucket(&mut self, level: u8, boundary: &[u8], fingerprint: Fingerprint) {
+        if let Some(bucket) = self.known[usize::from(level - 1)].get_mut(boundary) {
+            bucket.fingerprint = fingerprint;
+            bucket.changed = true;
         }
-        self.view
-            .levels
-            .insert(&level_key(level, boundary)[..], &encode(fingerprint)[..])
-            .map_err(storage("write a sync table"))?;
-        Ok(())
     }
 
     /// Adds (or, `remove`, takes away) `item` in the bucket of `level`
@@ -763,27 +805,38 @@ impl<'txn> WriteView<'txn> {
         } else {
             plus(bucket, item)
         };
-        self.put_bucket(level, &boundary, bucket)
+        self.put_bucket(level, &boundary, bucket);
+        Ok(())
     }
 
     /// `key`, just inserted (levels below already updated), is a boundary
     /// of `level`: the bucket it fell in splits at it.
     fn split_at(&mut self, level: u8, key: &[u8], item: Fingerprint) -> Result<(), StoreError> {
+        let (before, bucket) = self.bucket_of(level, key, true)?;
+        let next = self.known[usize::from(level - 1)]
+            .get(&before)
+            .and_then(|b| b.end.clone());
         // The sum below reads the levels under this one from the table.
         self.flush_below(level)?;
-        let (before, bucket) = self.bucket_of(level, key, true)?;
-        let next = self.view.next_boundary(level, key)?;
         let moved = self.view.sum(level - 1, key, next.as_deref())?;
-        self.put_bucket(level, &before, minus(bucket, minus(moved, item)))?;
+        self.put_bucket(level, &before, minus(bucket, minus(moved, item)));
+        if let Some(bucket) = self.known[usize::from(level - 1)].get_mut(&before) {
+            bucket.end = Some(key.to_vec());
+        }
         // A new boundary goes in the table at once, so that lookups in the
         // table (`next_boundary`, sums) find it.
         self.view
             .levels
             .insert(&level_key(level, key)[..], &encode(moved)[..])
             .map_err(storage("write a sync table"))?;
-        if let Some(held) = &mut self.levels[usize::from(level - 1)].held {
-            held.insert(key.to_vec(), (moved, false));
-        }
+        self.known[usize::from(level - 1)].insert(
+            key.to_vec(),
+            Bucket {
+                fingerprint: moved,
+                end: next,
+                changed: false,
+            },
+        );
         Ok(())
     }
 
@@ -797,14 +850,16 @@ impl<'txn> WriteView<'txn> {
             .map_err(storage("write a sync table"))?
             .map(|v| decode(v.value()))
             .unwrap_or_default();
-        let bucket = match &mut self.levels[usize::from(level - 1)].held {
-            Some(held) => held
-                .remove(key)
-                .map_or(stored, |(fingerprint, _)| fingerprint),
-            None => stored,
+        let (bucket, end) = match self.known[usize::from(level - 1)].remove(key) {
+            Some(known) => (known.fingerprint, known.end),
+            None => (stored, self.view.next_boundary(level, key)?),
         };
         let (before, previous) = self.bucket_of(level, key, true)?;
-        self.put_bucket(level, &before, minus(plus(previous, bucket), item))
+        self.put_bucket(level, &before, minus(plus(previous, bucket), item));
+        if let Some(bucket) = self.known[usize::from(level - 1)].get_mut(&before) {
+            bucket.end = end;
+        }
+        Ok(())
     }
 }
 
@@ -845,20 +900,19 @@ impl<T: Source> View<T> {
     }
 }
 
-/// Replaces the index in `txn` with one of `items`, given in increasing
-/// key order, in one pass: each level's buckets are closed as the keys
-/// reach their next boundary. Returns how many items it holds.
+/// Rebuilds every level in `txn` from the records table (the check that
+/// incremental upkeep and a rebuild agree), in one pass in key order:
+/// each level's buckets are closed as the keys reach their next boundary.
+/// Returns how many records it holds.
+#[cfg(test)]
 pub(crate) fn rebuild(
     txn: &redb::WriteTransaction,
     boundaries: Boundaries,
-    items: impl Iterator<Item = Result<(Vec<u8>, ItemState), StoreError>>,
 ) -> Result<u64, StoreError> {
-    for definition in [ITEMS, LEVELS_TABLE] {
-        txn.delete_table(definition)
-            .map_err(storage("clear a sync table"))?;
-    }
-    let mut items_table = txn
-        .open_table(ITEMS)
+    txn.delete_table(LEVELS_TABLE)
+        .map_err(storage("clear a sync table"))?;
+    let records = txn
+        .open_table(RECORDS)
         .map_err(storage("open a sync table"))?;
     let mut levels = txn
         .open_table(LEVELS_TABLE)
@@ -873,15 +927,14 @@ pub(crate) fn rebuild(
     let mut open: Vec<(Vec<u8>, Fingerprint)> =
         vec![(Vec::new(), Fingerprint::default()); usize::from(LEVELS)];
     let mut count = 0;
-    for item in items {
-        let (key, state) = item?;
-        items_table
-            .insert(&key[..], &encode_state(state)[..])
-            .map_err(storage("write a sync table"))?;
-        for level in 1..=boundaries.level(&key) {
+    for entry in records.iter().map_err(storage("read a sync table"))? {
+        let (key, value) = entry.map_err(storage("read a sync table"))?;
+        let key = key.value();
+        let (state, _) = row_state(value.value());
+        for level in 1..=boundaries.level(key) {
             let (boundary, bucket) = std::mem::replace(
                 &mut open[usize::from(level - 1)],
-                (key.clone(), Fingerprint::default()),
+                (key.to_vec(), Fingerprint::default()),
             );
             put(level, &boundary, bucket)?;
         }
