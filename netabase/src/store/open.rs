@@ -11,9 +11,9 @@ use super::error::{EngineError, StoreError};
 ///
 /// The check is what turns a damaged file into [`StoreError::Open`] rather
 /// than a panic inside the storage engine later. It reads every page the
-/// database uses (about 2 GB/s from the OS page cache, much slower from a
-/// cold disk: 4-11 s for a 1.1 GB file here), so it is not run on every
-/// open by default.
+/// database uses (2.4-6 s for a 2.2 GB file of a million 1 KB rows here,
+/// against 2-23 ms without it), so it is not run on every open by
+/// default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IntegrityCheck {
