@@ -94,4 +94,39 @@ pub mod models {
         pub id: [u8; 16],
         pub bytes: Vec<u8>,
     }
+
+    /// A record of about 350 bytes with a unique and a non-unique index: the
+    /// model of the scale test (`tests/memory_scale.rs`) and bench
+    /// (`benches/scale.rs`).
+    #[derive(NetabaseModel, Clone, Debug, PartialEq, Eq)]
+    #[netabase(name = "Entry")]
+    pub struct Entry {
+        #[primary_key]
+        pub id: u64,
+        #[secondary_key(unique)]
+        pub handle: String,
+        #[secondary_key]
+        pub group: u32,
+        pub body: String,
+    }
+
+    /// Entry `id`: its handle is unique, its group shared by one id in 100.
+    pub fn entry(id: u64) -> Entry {
+        // Varied text, so nothing below the store (a compressing file
+        // system) makes the records look smaller than they are.
+        let mut body = String::with_capacity(320);
+        let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        while body.len() < 310 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body.push(char::from(b'a' + (x % 26) as u8));
+        }
+        Entry {
+            id,
+            handle: format!("entry-{id}@scale"),
+            group: (id % 100) as u32,
+            body,
+        }
+    }
 }

@@ -114,6 +114,10 @@ fn killed_writer_loses_nothing_committed() {
         acknowledged = Some(last);
 
         let store = Store::open(&path).expect("reopen after SIGKILL");
+        assert!(
+            store.checked_at_open(),
+            "round {round}: a file left by a killed writer opens unchecked"
+        );
         let users = store.tree::<User>();
         for id in 0..=last {
             let record = users.get(&UserKey(id)).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use common::disk::FullableDisk;
 use common::*;
 use netabase::codec::{self, CodecError};
-use netabase::store::{Durability, Lookup, Store, StoreError};
+use netabase::store::{Durability, IntegrityCheck, Lookup, Store, StoreBuilder, StoreError};
 
 fn memory() -> Store {
     Store::in_memory().expect("in-memory store")
@@ -669,31 +669,51 @@ fn a_second_write_on_the_thread_holding_one_is_an_error_not_a_deadlock() {
     assert_eq!(users.len().unwrap(), 3);
 }
 
-#[test]
-fn a_damaged_file_is_a_typed_error_in_every_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.redb");
-    {
-        let store = Store::open(&path).unwrap();
+/// Writes 2000 users to a new file at `path`, in two commits of 1000, and
+/// returns its bytes: as a killed process leaves them if `unclean` (read
+/// while the store still has it open, every commit on disk but no clean
+/// close), else after a clean close.
+fn file_of_2000_users(path: &std::path::Path, unclean: bool) -> Vec<u8> {
+    let store = Store::open(path).unwrap();
+    for half in [0..1000, 1000..2000] {
         store
             .tree::<User>()
-            .put_many((0..2000).map(|i| user(i, &format!("u{i}@x"), i as u32)))
+            .put_many(half.map(|i| user(i, &format!("u{i}@x"), i as u32)))
             .unwrap();
     }
-    let clean = std::fs::read(&path).unwrap();
+    if unclean {
+        return std::fs::read(path).unwrap();
+    }
+    drop(store);
+    std::fs::read(path).unwrap()
+}
+
+/// Damages one stretch of 512 bytes of `file` at a time, every 4 KiB across
+/// the whole file, opens each damaged copy at `path` with `builder`, and
+/// returns how many were refused with `StoreError::Open`. No panic may
+/// reach the caller, and a copy that opens must hold one of `lens` users,
+/// its indexes consistent.
+fn open_damaged_copies(
+    path: &std::path::Path,
+    file: &[u8],
+    builder: impl Fn() -> StoreBuilder + std::panic::RefUnwindSafe,
+    lens: &[u64],
+) -> usize {
     let mut refused = 0;
-    // Damage one stretch of 512 bytes at a time, across the whole file.
-    for offset in (0..clean.len()).step_by(4096) {
-        let mut bytes = clean.clone();
+    for offset in (0..file.len()).step_by(4096) {
+        let mut bytes = file.to_vec();
         let end = (offset + 512).min(bytes.len());
         bytes[offset..end].fill(0xA5);
-        std::fs::write(&path, &bytes).unwrap();
+        std::fs::write(path, &bytes).unwrap();
         // Whatever redb does inside, no panic reaches the caller.
-        let opened = std::panic::catch_unwind(|| match Store::open(&path) {
+        let opened = std::panic::catch_unwind(|| match builder().open(path) {
             Ok(store) => {
-                // Damage the check let through lies in unused space.
+                assert!(store.checked_at_open(), "offset {offset}: not checked");
+                // Damage the check let through lies in unused space, or in
+                // the last commit, which a crash recovery rolls back.
                 let users = store.tree::<User>();
-                assert_eq!(users.len().unwrap(), 2000);
+                let len = users.len().unwrap();
+                assert!(lens.contains(&len), "offset {offset}: {len} users");
                 assert_indexes_consistent(&users);
                 false
             }
@@ -702,13 +722,60 @@ fn a_damaged_file_is_a_typed_error_in_every_build() {
         });
         refused += usize::from(opened.unwrap_or_else(|_| panic!("a panic escaped at {offset}")));
     }
+    refused
+}
+
+#[test]
+fn a_file_damaged_before_an_unclean_shutdown_is_a_typed_error_in_every_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let unclean = file_of_2000_users(&path, true);
+    // After a crash, redb cannot tell a damaged page of the last commit
+    // from a torn write of it, and falls back to the commit before.
+    let refused = open_damaged_copies(&path, &unclean, Store::builder, &[1000, 2000]);
     assert!(refused > 10, "only {refused} damaged files were refused");
-    // The undamaged file still opens with everything in it.
+    // The undamaged file still opens with everything in it, checked.
+    std::fs::write(&path, &unclean).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert!(store.checked_at_open());
+    assert_eq!(store.tree::<User>().len().unwrap(), 2000);
+}
+
+#[test]
+fn checking_every_open_refuses_a_clean_file_damaged_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let clean = file_of_2000_users(&path, false);
+    let every_open = || Store::builder().integrity_check(IntegrityCheck::EveryOpen);
+    let refused = open_damaged_copies(&path, &clean, every_open, &[2000]);
+    assert!(refused > 10, "only {refused} damaged files were refused");
     std::fs::write(&path, &clean).unwrap();
-    assert_eq!(
-        Store::open(&path).unwrap().tree::<User>().len().unwrap(),
-        2000
-    );
+    let store = every_open().open(&path).unwrap();
+    assert!(store.checked_at_open());
+    assert_eq!(store.tree::<User>().len().unwrap(), 2000);
+}
+
+#[test]
+fn a_cleanly_closed_file_opens_without_reading_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let store = Store::open(&path).unwrap();
+    assert!(!store.checked_at_open(), "a new file has nothing to check");
+    store.tree::<User>().put(&user(1, "a@x", 7)).unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert!(!store.checked_at_open(), "clean close, yet checked");
+    assert_eq!(store.tree::<User>().len().unwrap(), 1);
+    drop(store);
+    let store = Store::builder()
+        .integrity_check(IntegrityCheck::EveryOpen)
+        .open(&path)
+        .unwrap();
+    assert!(store.checked_at_open(), "asked for every open");
+    assert_eq!(store.tree::<User>().len().unwrap(), 1);
+    drop(store);
+    // The check on request left the file clean.
+    assert!(!Store::open(&path).unwrap().checked_at_open());
 }
 
 #[test]

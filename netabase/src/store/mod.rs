@@ -35,6 +35,7 @@ mod error;
 pub(crate) mod fingerprints;
 mod layout;
 mod lookup;
+mod open;
 #[cfg(all(target_arch = "wasm32", feature = "node"))]
 mod opfs;
 mod read;
@@ -50,6 +51,7 @@ use std::sync::{Arc, RwLock};
 pub use envelopes::{EnvelopeState, StoredEnvelope};
 pub use error::{EngineError, StoreError};
 pub use lookup::Lookup;
+pub use open::IntegrityCheck;
 #[cfg(all(target_arch = "wasm32", feature = "node"))]
 pub use opfs::OpfsFile;
 pub use read::{ReadTransaction, ReadTree};
@@ -92,7 +94,7 @@ impl Durability {
 pub struct StoreBuilder {
     durability: Durability,
     cache_size: Option<usize>,
-    skip_check: bool,
+    integrity_check: IntegrityCheck,
 }
 
 impl StoreBuilder {
@@ -108,13 +110,15 @@ impl StoreBuilder {
         self
     }
 
-    /// Whether [`open`](Self::open) reads the whole file to check every
-    /// page against its checksum (on by default). The check is what turns
-    /// a damaged file into [`StoreError::Open`] rather than a panic inside
-    /// the storage engine later; it reads about 2 GB/s from the page cache
-    /// here (35 MB in 15-21 ms). Turn it off only for files you trust.
-    pub fn check_integrity(mut self, check: bool) -> Self {
-        self.skip_check = !check;
+    /// When [`open`](Self::open) reads the whole file to check every page
+    /// against its checksum: by default only after an unclean shutdown
+    /// ([`IntegrityCheck::AfterUncleanShutdown`]), when pages get damaged.
+    /// A cleanly closed file opens without reading its pages, so a file
+    /// damaged on disk while closed is caught only with
+    /// [`IntegrityCheck::EveryOpen`]; see [`IntegrityCheck`] for the
+    /// trade-off.
+    pub fn integrity_check(mut self, check: IntegrityCheck) -> Self {
+        self.integrity_check = check;
         self
     }
 
@@ -132,60 +136,20 @@ impl StoreBuilder {
     ///
     /// [`StoreError::AlreadyOpen`] if another `Store` or process has the file
     /// open; [`StoreError::Open`] if it cannot be created or read, is not a
-    /// redb database, or is damaged (a page fails its checksum; see
-    /// [`check_integrity`](Self::check_integrity)). A file left by an
-    /// unclean shutdown (a killed process) is not damaged: redb repairs its
-    /// allocator state on open, as after any crash, and that is logged.
+    /// redb database, or is found damaged (a page fails its checksum; see
+    /// [`integrity_check`](Self::integrity_check) for when every page is
+    /// checked). A file left by an unclean shutdown (a killed process) is
+    /// not damaged: redb checks every page and repairs its allocator state
+    /// on open, as after any crash, and that is logged.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(self, path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
         let open = {
             let builder = self.clone();
-            move || builder.create_file(&path)
+            move || open::file(builder.redb_builder(), builder.integrity_check, &path)
         };
-        let db = open()?;
-        Ok(self.finish(db, Some(Box::new(open))))
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    fn create_file(&self, path: &std::path::Path) -> Result<redb::Database, StoreError> {
-        let open_error = |error: redb::DatabaseError| match error {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
-            other => StoreError::Open {
-                path: path.to_owned(),
-                source: error::EngineError::new(other),
-            },
-        };
-        // redb asserts (in debug builds) or panics (in some paths of every
-        // build) on some damaged pages instead of returning an error. Every
-        // page is checked against its checksum here, once, so a damaged
-        // file is refused with an error before anything reads it.
-        // A file this call creates has nothing to check.
-        let fresh = !path.exists();
-        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut db = self.redb_builder().create(path).map_err(open_error)?;
-            if self.skip_check || fresh {
-                return Ok(db);
-            }
-            match db.check_integrity() {
-                Ok(true) => Ok(db),
-                Ok(false) => {
-                    tracing::warn!(path = %path.display(), "repaired the store after an unclean shutdown");
-                    Ok(db)
-                }
-                Err(error) => Err(open_error(error)),
-            }
-        }));
-        let db = checked.unwrap_or_else(|_| {
-            Err(StoreError::Open {
-                path: path.to_owned(),
-                source: error::EngineError::new(redb::StorageError::Corrupted(
-                    "the storage engine failed on a damaged page".into(),
-                )),
-            })
-        })?;
-        tracing::debug!(path = %path.display(), "opened store");
-        Ok(db)
+        let opened = open()?;
+        Ok(self.finish(opened, Some(Box::new(open))))
     }
 
     /// Opens a fresh database held in memory; it is gone when the last clone
@@ -220,8 +184,8 @@ impl StoreBuilder {
     /// [`StoreError::Storage`] if redb cannot initialise the backend.
     #[doc(hidden)]
     pub fn with_backend(self, backend: impl redb::StorageBackend) -> Result<Store, StoreError> {
-        let db = self.create_with(backend)?;
-        Ok(self.finish(db, None))
+        let opened = open::backend(self.redb_builder(), self.integrity_check, backend)?;
+        Ok(self.finish(opened, None))
     }
 
     /// Opens a database on backends made by `backend`: one now, and one
@@ -238,26 +202,18 @@ impl StoreBuilder {
     ) -> Result<Store, StoreError> {
         let open = {
             let builder = self.clone();
-            move || builder.create_with(backend())
+            move || open::backend(builder.redb_builder(), builder.integrity_check, backend())
         };
-        let db = open()?;
-        Ok(self.finish(db, Some(Box::new(open))))
+        let opened = open()?;
+        Ok(self.finish(opened, Some(Box::new(open))))
     }
 
-    fn create_with(
-        &self,
-        backend: impl redb::StorageBackend,
-    ) -> Result<redb::Database, StoreError> {
-        self.redb_builder()
-            .create_with_backend(backend)
-            .map_err(storage("create a database"))
-    }
-
-    fn finish(self, db: redb::Database, reopen: Option<Reopen>) -> Store {
+    fn finish(self, opened: open::Opened, reopen: Option<Reopen>) -> Store {
         Store {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                db: RwLock::new(Some(Arc::new(db))),
+                db: RwLock::new(Some(Arc::new(opened.db))),
+                checked_at_open: std::sync::atomic::AtomicBool::new(opened.checked),
                 durability: self.durability,
                 reopen,
                 checked: Arc::new(layout::Checked::default()),
@@ -284,7 +240,7 @@ pub struct Store {
 }
 
 /// Opens the database again, the way it was first opened.
-type Reopen = Box<dyn Fn() -> Result<redb::Database, StoreError> + Send + Sync>;
+type Reopen = Box<dyn Fn() -> Result<open::Opened, StoreError> + Send + Sync>;
 
 struct Inner {
     /// Tells this store from others, for the check that a thread does not
@@ -292,6 +248,8 @@ struct Inner {
     id: u64,
     /// The open database; `None` only while [`Store::reopen`] swaps it.
     db: RwLock<Option<Arc<redb::Database>>>,
+    /// The last open (or reopen) checked every page (see [`IntegrityCheck`]).
+    checked_at_open: std::sync::atomic::AtomicBool,
     durability: Durability,
     /// `None` for in-memory databases, which have no disk to fail.
     reopen: Option<Reopen>,
@@ -342,6 +300,15 @@ impl Store {
     /// As [`StoreBuilder::in_memory`].
     pub fn in_memory() -> Result<Store, StoreError> {
         StoreBuilder::default().in_memory()
+    }
+
+    /// Whether the last open (or [`reopen`](Self::reopen)) of this store
+    /// read every page to check it (see [`IntegrityCheck`]); for tests.
+    #[doc(hidden)]
+    pub fn checked_at_open(&self) -> bool {
+        self.inner
+            .checked_at_open
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The durability of this store's commits.
@@ -550,8 +517,11 @@ impl Store {
                 }
             }
         }
-        let db = open()?;
-        *slot = Some(Arc::new(db));
+        let opened = open()?;
+        self.inner
+            .checked_at_open
+            .store(opened.checked, std::sync::atomic::Ordering::Relaxed);
+        *slot = Some(Arc::new(opened.db));
         tracing::info!("reopened the store");
         Ok(())
     }
