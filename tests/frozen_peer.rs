@@ -61,7 +61,13 @@ fn serve(peer: &mut raw::SyncSwarm, event: SwarmEvent<RrEvent>, held: &(Vec<u8>,
     {
         let records = keys
             .iter()
-            .map(|key| if *key == held.0 { held.1.clone() } else { Vec::new() })
+            .map(|key| {
+                if *key == held.0 {
+                    held.1.clone()
+                } else {
+                    Vec::new()
+                }
+            })
             .collect();
         let _ = peer
             .behaviour_mut()

@@ -47,17 +47,23 @@ enum Routing {
 
 /// One get in progress.
 struct Get {
+    /// The record's key (its Kademlia key: model id, then encoded key).
     key: RecordKey,
+    /// Where copies go, then `None` at the end.
     reply: CopiesSender,
     /// Every peer asked so far.
     asked: HashSet<PeerId>,
     /// Peers to ask next, closest to the key first, with addresses to dial
     /// them at if they are not connected.
     queue: VecDeque<(PeerId, Vec<Multiaddr>)>,
+    /// Requests sent and not answered yet.
     in_flight: usize,
     /// A peer answered with a copy (valid or not: the caller checks).
     found: bool,
     routing: Routing,
+    /// When the get ends, whatever is still out (`query_timeout` after it
+    /// started: each stage's requests and query have that timeout too, and
+    /// a get may have three stages).
     deadline: Instant,
 }
 
@@ -75,6 +81,7 @@ pub(super) enum Step {
 /// The gets in progress, and which request or query belongs to which.
 #[derive(Default)]
 pub(super) struct Gets {
+    /// The id the next get gets.
     next: GetId,
     running: HashMap<GetId, Get>,
     /// Our `Fetch` requests that belong to a get, not to a catch-up.
@@ -367,10 +374,7 @@ mod tests {
 
     fn fake_query_id() -> QueryId {
         let peer = PeerId::random();
-        let mut kad = libp2p::kad::Behaviour::new(
-            peer,
-            libp2p::kad::store::MemoryStore::new(peer),
-        );
+        let mut kad = libp2p::kad::Behaviour::new(peer, libp2p::kad::store::MemoryStore::new(peer));
         kad.get_closest_peers(PeerId::random())
     }
 }
