@@ -15,7 +15,7 @@
 //! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
 //! | `dht_put_paired` | `put_record` as above, paired (see `net::paired`) | the same work on raw parts (`raw_same_work`: sign, durable commit, Kademlia put; B and C check the signature and commit durably) and `raw_floor` (durable commit + plain Kademlia put) |
-//! | `dht_get_paired` | `get_record` as above, paired | `raw_same_work`: Kademlia get + the copy's signature check (also `_in_task`: the swarm in its own task, asked through a channel; `_all_protocols`: that, its peers also running Identify and request-response as netabase's do); `raw_floor`: the plain get |
+//! | `dht_get_paired` | `get_record` as above, paired (C asks A and B over the catch-up protocol) | raw request-response gets of the same bytes (`get_floor`): `raw_same_work`: C's swarm in its own task, asked through a channel, asks A and B, which answer from a blocking task, then the copy's signature check; `raw_floor`: one round trip to A, answered in its poll; `raw_kad_get`: the plain Kademlia get (netabase's get before it asked over the catch-up protocol) |
 //! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event (`netabase`), or the typed change (`netabase_typed`, `node.watch`) | tokio broadcast send until 1 / 8 receivers got it |
 //!
 //! `dht_put_record/netabase/.._eventual` and `dht_get_record/netabase/.._eventual`
