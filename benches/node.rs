@@ -15,7 +15,7 @@
 //! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
 //! | `dht_put_paired` | `put_record` as above, paired (see `net::paired`) | the same work on raw parts (`raw_same_work`: sign, durable commit, Kademlia put; B and C check the signature and commit durably) and `raw_floor` (durable commit + plain Kademlia put) |
-//! | `dht_get_paired` | `get_record` as above, paired | `raw_same_work`: Kademlia get + the copy's signature check (also `_in_task`: the swarm in its own task, asked through a channel; `_all_protocols`: that, its peers also running Identify and request-response as netabase's do); `raw_floor`: the plain get |
+//! | `dht_get_paired` | `get_record` as above, paired (C asks A and B over the catch-up protocol) | raw request-response gets of the same bytes (`get_floor`): `raw_same_work`: C's swarm in its own task, asked through a channel, asks A and B, which answer from a blocking task, then the copy's signature check; `raw_floor`: one round trip to A, answered in its poll; `raw_kad_get`: the plain Kademlia get (netabase's get before it asked over the catch-up protocol) |
 //! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event (`netabase`), or the typed change (`netabase_typed`, `node.watch`) | tokio broadcast send until 1 / 8 receivers got it |
 //!
 //! `dht_put_record/netabase/.._eventual` and `dht_get_record/netabase/.._eventual`
@@ -26,9 +26,9 @@
 //!
 //! Every wait is bounded (`net::WAIT`) and panics with what it waited for.
 
+mod get_floor;
 mod net;
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -39,8 +39,8 @@ use futures::StreamExt;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, request_response, Multiaddr, PeerId, StreamProtocol, Swarm};
-use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides, RawCodec};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use net::{address_of, bounded, paired, raw_swarm_with, runtime, tempdir, AsyncSides};
 use netabase::codec::Envelope;
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Protocol, KAD_PROTOCOL};
 use netabase::sync::Timestamp;
@@ -264,9 +264,6 @@ type RawPeer = (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>);
 enum RawCommand {
     /// Put a record into this peer's own store only.
     StoreLocally(Record, oneshot::Sender<()>),
-    /// A Kademlia get, answered at the query's last step with a copy found
-    /// at another peer, if any.
-    Get(RecordKey, oneshot::Sender<Option<Vec<u8>>>),
 }
 
 /// Drives `swarm` in its own task until the command sender is dropped.
@@ -278,168 +275,44 @@ fn spawn_raw(rt: &Runtime, swarm: RawSwarm) -> (mpsc::UnboundedSender<RawCommand
 /// checked and durably stored in a blocking task, as a netabase peer does.
 fn spawn_raw_keeping(
     rt: &Runtime,
-    swarm: RawSwarm,
+    mut swarm: RawSwarm,
     keeper: Option<Arc<Keeper>>,
 ) -> (mpsc::UnboundedSender<RawCommand>, JoinHandle<()>) {
-    spawn_driven(
-        rt,
-        swarm,
-        |kad| kad,
-        move |event, gets| {
-            let SwarmEvent::Behaviour(event) = event else {
-                return;
-            };
-            match (event, &keeper) {
-                (
-                    kad::Event::InboundRequest {
-                        request:
-                            kad::InboundRequest::PutRecord {
-                                record: Some(record),
-                                ..
-                            },
-                    },
-                    Some(keeper),
-                ) => {
-                    let keeper = keeper.clone();
-                    tokio::task::spawn_blocking(move || keeper.keep(&record));
-                }
-                (event, _) => on_raw_get(gets, event),
-            }
-        },
-    )
-}
-
-/// Drives `swarm` in its own task until the command sender is dropped:
-/// `on_event` sees each of its events with the gets in flight, and commands
-/// go to the Kademlia behaviour `kad_of` picks out of its behaviour.
-fn spawn_driven<B: NetworkBehaviour>(
-    rt: &Runtime,
-    mut swarm: Swarm<B>,
-    kad_of: fn(&mut B) -> &mut kad::Behaviour<MemoryStore>,
-    mut on_event: impl FnMut(SwarmEvent<B::ToSwarm>, &mut Gets) + Send + 'static,
-) -> RawPeer
-where
-    Swarm<B>: Send + 'static,
-{
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = rt.spawn(async move {
-        let mut gets = Gets::new();
         loop {
             tokio::select! {
-                event = swarm.select_next_some() => on_event(event, &mut gets),
-                command = rx.recv() => {
-                    if !on_raw_command(kad_of(swarm.behaviour_mut()), &mut gets, command) {
-                        break;
+                event = swarm.select_next_some() => {
+                    if let (
+                        SwarmEvent::Behaviour(kad::Event::InboundRequest {
+                            request:
+                                kad::InboundRequest::PutRecord {
+                                    record: Some(record),
+                                    ..
+                                },
+                        }),
+                        Some(keeper),
+                    ) = (event, &keeper)
+                    {
+                        let keeper = keeper.clone();
+                        tokio::task::spawn_blocking(move || keeper.keep(&record));
                     }
                 }
+                command = rx.recv() => match command {
+                    Some(RawCommand::StoreLocally(record, ack)) => {
+                        swarm
+                            .behaviour_mut()
+                            .store_mut()
+                            .put(record)
+                            .expect("store locally");
+                        let _ = ack.send(());
+                    }
+                    None => break,
+                },
             }
         }
     });
     (tx, task)
-}
-
-/// A raw peer's gets in flight: who asked, and the copy found so far.
-type Gets = HashMap<kad::QueryId, (oneshot::Sender<Option<Vec<u8>>>, Option<Vec<u8>>)>;
-
-/// Keeps a copy found at another peer, and answers at the query's last step.
-fn on_raw_get(gets: &mut Gets, event: kad::Event) {
-    let kad::Event::OutboundQueryProgressed {
-        id,
-        result: QueryResult::GetRecord(result),
-        step,
-        ..
-    } = event
-    else {
-        return;
-    };
-    if let Ok(GetRecordOk::FoundRecord(found)) = result {
-        if found.peer.is_some() {
-            if let Some((_, value)) = gets.get_mut(&id) {
-                *value = Some(found.record.value);
-            }
-        }
-    }
-    if step.last {
-        if let Some((reply, value)) = gets.remove(&id) {
-            let _ = reply.send(value);
-        }
-    }
-}
-
-/// Carries out a raw peer's command; `false` once its driver is gone.
-fn on_raw_command(
-    kad: &mut kad::Behaviour<MemoryStore>,
-    gets: &mut Gets,
-    command: Option<RawCommand>,
-) -> bool {
-    match command {
-        Some(RawCommand::StoreLocally(record, ack)) => {
-            kad.store_mut().put(record).expect("store locally");
-            let _ = ack.send(());
-        }
-        Some(RawCommand::Get(key, reply)) => {
-            let id = kad.get_record(key);
-            gets.insert(id, (reply, None));
-        }
-        None => return false,
-    }
-    true
-}
-
-/// A raw peer running what a netabase node runs on every connection beside
-/// Kademlia: Identify, and a request-response protocol as catch-up's. Each
-/// poll of a connection polls every protocol's handler, so this is the
-/// floor of a get between peers that also sync.
-#[derive(NetworkBehaviour)]
-struct ProtocolsBehaviour {
-    kad: kad::Behaviour<MemoryStore>,
-    identify: identify::Behaviour,
-    sync: request_response::Behaviour<RawCodec>,
-}
-
-type ProtocolsSwarm = Swarm<ProtocolsBehaviour>;
-
-fn protocols_swarm(keypair: &Keypair) -> ProtocolsSwarm {
-    raw_swarm_with(keypair, |key| ProtocolsBehaviour {
-        kad: raw_kad(key, false),
-        identify: identify::Behaviour::new(identify::Config::new(
-            "/bench/id/1.0.0".to_string(),
-            key.public(),
-        )),
-        sync: request_response::Behaviour::with_codec(
-            RawCodec,
-            [(
-                StreamProtocol::new("/bench/sync/1.0.0"),
-                request_response::ProtocolSupport::Full,
-            )],
-            request_response::Config::default(),
-        ),
-    })
-}
-
-/// Three [`ProtocolsSwarm`] peers wired as [`raw_network`]'s, each driven
-/// in its own task: `[A, B, C]`.
-async fn protocols_network(rt: &Runtime) -> [RawPeer; 3] {
-    let nodes = wired(
-        |_| protocols_swarm(&Keypair::generate_ed25519()),
-        |behaviour| &mut behaviour.kad,
-    )
-    .await;
-    nodes.map(|(swarm, _)| spawn_protocols(rt, swarm))
-}
-
-/// [`spawn_raw`] for a [`ProtocolsSwarm`].
-fn spawn_protocols(rt: &Runtime, swarm: ProtocolsSwarm) -> RawPeer {
-    spawn_driven(
-        rt,
-        swarm,
-        |behaviour| &mut behaviour.kad,
-        |event, gets| {
-            if let SwarmEvent::Behaviour(ProtocolsBehaviourEvent::Kad(event)) = event {
-                on_raw_get(gets, event);
-            }
-        },
-    )
 }
 
 /// Three raw peers, listening, wired as netabase wires its nodes: B and C
@@ -1249,17 +1122,19 @@ fn dht_put_paired(c: &mut Criterion) {
     rt.block_on(sides.netabase.stop());
 }
 
-/// The get's sides: netabase's `get_record` of a record only A holds, a raw
-/// Kademlia get that then checks the signature of what it found, and the
-/// plain raw get. A stores the record before the clock starts.
+/// The get's sides: netabase's `get_record` of a record only A holds (C
+/// asks A and B over the catch-up protocol), and its floors: raw
+/// request-response gets of the same bytes (`get_floor`), and the plain
+/// Kademlia get netabase's get used to be. A stores the record before the
+/// clock starts.
 struct GetSides {
     netabase: NetabaseNet,
-    /// A raw network whose C runs in its own task, asked through a channel
-    /// as a netabase node's swarm is: `(A, C)`, and B.
-    tasked: [RawPeer; 3],
-    /// The same, its peers also running Identify and request-response on
-    /// every connection, as netabase's do: `[A, B, C]`.
-    protocols: [RawPeer; 3],
+    /// `raw_same_work`: C asks A and B, which answer from a blocking task;
+    /// the copy's signature is checked.
+    same_work: [get_floor::Peer; 3],
+    /// `raw_floor`: C asks A, which answers inside its poll.
+    floor: [get_floor::Peer; 3],
+    /// `raw_kad_get`: C driven inline, A and B in their own tasks.
     c: RawSwarm,
     a: mpsc::UnboundedSender<RawCommand>,
     _peers: [RawPeer; 2],
@@ -1282,47 +1157,31 @@ impl AsyncSides for GetSides {
             }
             1 => {
                 let record = signed_record(&self.signer, id, self.value_bytes);
-                let key = self.signer.verifying_key();
-                raw_fetch_checked(&mut self.c, &self.a, record, Some(&key)).await
+                let [a, b, c] = &self.same_work;
+                let key = record.key.to_vec();
+                a.hold(key.clone(), record.value).await;
+                go_idle();
+                let start = Instant::now();
+                let value = c.get(vec![a.id, b.id], key).await.expect("a copy");
+                assert!(
+                    signed_by(&self.signer.verifying_key(), &value),
+                    "a bad signature"
+                );
+                start.elapsed()
             }
-            2 => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
-            3 => {
+            2 => {
                 let record = signed_record(&self.signer, id, self.value_bytes);
-                tasked_get(&self.tasked[0].0, &self.tasked[1].0, &self.signer, record).await
+                let [a, _, c] = &self.floor;
+                let key = record.key.to_vec();
+                a.hold(key.clone(), record.value).await;
+                go_idle();
+                let start = Instant::now();
+                black_box(c.get(vec![a.id], key).await.expect("a copy"));
+                start.elapsed()
             }
-            _ => {
-                let record = signed_record(&self.signer, id, self.value_bytes);
-                let [a, _, c] = &self.protocols;
-                tasked_get(&a.0, &c.0, &self.signer, record).await
-            }
+            _ => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
         }
     }
-}
-
-/// Has A store `record` (untimed), then times a get of it asked of C's task
-/// through a channel, as a node's handle asks its swarm, and the check of
-/// the copy's signature.
-async fn tasked_get(
-    a: &mpsc::UnboundedSender<RawCommand>,
-    c: &mpsc::UnboundedSender<RawCommand>,
-    signer: &ed25519_dalek::SigningKey,
-    record: Record,
-) -> Duration {
-    let key = record.key.clone();
-    store_at(a, record).await;
-    go_idle();
-    let start = Instant::now();
-    let (reply, found) = oneshot::channel();
-    c.send(RawCommand::Get(key, reply)).expect("C is running");
-    let value = bounded("a raw get in C's task", found)
-        .await
-        .expect("C answers")
-        .expect("a remote copy");
-    assert!(
-        signed_by(&signer.verifying_key(), &value),
-        "a bad signature"
-    );
-    start.elapsed()
 }
 
 fn dht_get_paired(c: &mut Criterion) {
@@ -1334,13 +1193,10 @@ fn dht_get_paired(c: &mut Criterion) {
         let [(a, _), (b, _), (c, _)] = raw_network().await;
         let (a_commands, a_task) = spawn_raw(&rt, a);
         let b = spawn_raw(&rt, b);
-        let [(a2, _), (b2, _), (c2, _)] = raw_network().await;
-        let tasked = [spawn_raw(&rt, a2), spawn_raw(&rt, c2), spawn_raw(&rt, b2)];
-        let protocols = protocols_network(&rt).await;
         let mut sides = GetSides {
             netabase,
-            tasked,
-            protocols,
+            same_work: get_floor::network(&rt, true).await,
+            floor: get_floor::network(&rt, false).await,
             c,
             a: a_commands.clone(),
             _peers: [(a_commands, a_task), b],
@@ -1350,10 +1206,10 @@ fn dht_get_paired(c: &mut Criterion) {
         };
         // The first fetch also opens C's connection to B.
         raw_fetch(&mut sides.c, &sides.a, raw_record(u64::MAX, value_bytes)).await;
-        // And the tasked networks' first gets open their C's connections to B.
+        // And a first get on each floor, untimed.
         sides.id = 1 << 40;
-        sides.run(3).await;
-        sides.run(4).await;
+        sides.run(1).await;
+        sides.run(2).await;
         sides.id = 0;
         sides
     });
@@ -1362,13 +1218,7 @@ fn dht_get_paired(c: &mut Criterion) {
         "dht_get_paired",
         &rt,
         "remote_get_1KiB",
-        &[
-            "netabase",
-            "raw_same_work",
-            "raw_floor",
-            "raw_same_work_in_task",
-            "raw_same_work_all_protocols",
-        ],
+        &["netabase", "raw_same_work", "raw_floor", "raw_kad_get"],
         &mut sides,
     );
     rt.block_on(sides.netabase.stop());

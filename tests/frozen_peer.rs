@@ -1,6 +1,8 @@
 //! A frozen peer (a suspended process keeps its connections open and never
 //! answers) does not stall reads: `get_record` returns once it holds a
 //! valid copy and a short grace period for the other answers has passed.
+//! The frozen and slow peers here serve the catch-up protocol, whose
+//! `Fetch` is what `get_record` asks peers with.
 
 mod common;
 
@@ -8,12 +10,11 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use netabase::node::{Event, Netabase};
 use netabase::Keypair;
 use tokio::sync::broadcast;
-
-type KadSwarm = libp2p::Swarm<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>>;
 
 /// V holding user 1 (`email`), and H, with catch-up off, connected to it.
 async fn holder_and_reader(
@@ -31,31 +32,13 @@ async fn holder_and_reader(
     (v, h, h_events)
 }
 
-/// A raw Kademlia server (H keeps it in its routing table and asks it in
-/// queries) connected to H; it answers only while the caller polls it.
-async fn raw_server(
-    keypair: &Keypair,
-    h: &Netabase,
-    h_events: &mut broadcast::Receiver<Event>,
-    holding: Option<libp2p::kad::Record>,
-) -> KadSwarm {
-    let mut peer = raw::kad_swarm(keypair);
+/// A raw catch-up peer connected to H (which asks it in every get: it is
+/// one of H's few connected peers); it answers only while the caller
+/// polls it.
+async fn raw_peer(h: &Netabase, h_events: &mut broadcast::Receiver<Event>) -> raw::SyncSwarm {
+    let mut peer = raw::sync_swarm(true, Duration::from_secs(60));
     let id = *peer.local_peer_id();
-    peer.behaviour_mut()
-        .set_mode(Some(libp2p::kad::Mode::Server));
-    if let Some(record) = holding {
-        libp2p::kad::store::RecordStore::put(peer.behaviour_mut().store_mut(), record).unwrap();
-    }
-    raw::kad_dial(&mut peer, h);
-    tokio::time::timeout(NET_WAIT, async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = peer.select_next_some().await {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the raw peer connects");
+    raw::sync_connect(&mut peer, h).await;
     wait_for("H to see the raw peer", h_events, |e| {
         matches!(e, Event::PeerConnected(p) if *p == id).then_some(())
     })
@@ -63,14 +46,46 @@ async fn raw_server(
     peer
 }
 
+/// Answers the fetches `peer` receives with `held` (its record key and
+/// envelope), and nothing for other keys.
+fn serve(peer: &mut raw::SyncSwarm, event: SwarmEvent<RrEvent>, held: &(Vec<u8>, Vec<u8>)) {
+    if let SwarmEvent::Behaviour(request_response::Event::Message {
+        message:
+            request_response::Message::Request {
+                request: raw::SyncRequest::Fetch(keys),
+                channel,
+                ..
+            },
+        ..
+    }) = event
+    {
+        let records = keys
+            .iter()
+            .map(|key| {
+                if *key == held.0 {
+                    held.1.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let _ = peer
+            .behaviour_mut()
+            .send_response(channel, raw::SyncResponse::Records(records));
+    }
+}
+
+type RrEvent = request_response::Event<raw::SyncRequest, raw::SyncResponse>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_peer_does_not_stall_get_record() {
     let dir = tempfile::tempdir().unwrap();
     let (v, h, mut h_events) = holder_and_reader(dir.path(), "one@x").await;
-    // A peer that connects to H and then stops answering anything.
-    let frozen = raw_server(&Keypair::generate_ed25519(), &h, &mut h_events, None).await;
+    // A peer that serves the catch-up protocol, connects to H and then
+    // stops answering anything.
+    let frozen = raw_peer(&h, &mut h_events).await;
     // From here `frozen` is never polled again: its connection stays open,
-    // and H's requests to it go unanswered until they time out (10 s).
+    // and H's requests to it go unanswered until they time out (30 s).
 
     for id in 0..3u64 {
         if id > 0 {
@@ -105,8 +120,8 @@ async fn a_late_newer_answer_is_kept_and_written_back() {
         netabase::sync::Timestamp(now().0 + 1_000),
     )
     .unwrap();
-    let record = libp2p::kad::Record::new(newer.record_key(), newer.as_bytes().to_vec());
-    let mut slow = raw_server(&slow_key, &h, &mut h_events, Some(record)).await;
+    let held = (newer.record_key(), newer.as_bytes().to_vec());
+    let mut slow = raw_peer(&h, &mut h_events).await;
 
     // Unpolled, the slow peer cannot answer yet: H answers with V's copy.
     let got = tokio::time::timeout(Duration::from_secs(5), h.get_record::<User>(UserKey(1)))
@@ -119,7 +134,7 @@ async fn a_late_newer_answer_is_kept_and_written_back() {
     let settled = tokio::time::timeout(NET_WAIT, async {
         loop {
             tokio::select! {
-                _ = slow.select_next_some() => {}
+                event = slow.select_next_some() => serve(&mut slow, event, &held),
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
             if h.record_version::<User>(&UserKey(1)) == Some(newest)

@@ -299,3 +299,67 @@ async fn one_peer_holds_at_most_two_connections() {
     .expect("the node keeps at most two connections from one peer");
     assert!(peer.is_connected(&node.peer_id()));
 }
+
+/// A peer answering a get's fetch of one key with more than one record is
+/// breaking the protocol: counted like any other violation, and its answer
+/// is no copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_answered_with_more_records_than_asked_for_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, mut h_events) = start_with(&dir.path().join("h"), &[], |c| c.catch_up = false).await;
+    let mut peer = raw::sync_swarm(true, Duration::from_secs(60));
+    raw::sync_connect(&mut peer, &h).await;
+    let id = *peer.local_peer_id();
+    wait_for("H to see the raw peer", &mut h_events, |e| {
+        matches!(e, Event::PeerConnected(p) if *p == id).then_some(())
+    })
+    .await;
+    let forged = user(1, "one@x", 1);
+    let envelope =
+        netabase::codec::Envelope::seal(&netabase::Keypair::generate_ed25519(), &forged, now())
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+
+    let reader = h.clone();
+    let get = tokio::spawn(async move { reader.get_record::<User>(UserKey(1)).await });
+    let answered = tokio::time::timeout(NET_WAIT, async {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    Message::Request {
+                        request: SyncRequest::Fetch(keys),
+                        channel,
+                        ..
+                    },
+                ..
+            }) = peer.select_next_some().await
+            {
+                assert_eq!(keys, vec![key(1)], "a get asks for its one key");
+                let twice = SyncResponse::Records(vec![envelope.clone(), envelope.clone()]);
+                let _ = peer.behaviour_mut().send_response(channel, twice);
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "the node asked the connected peer");
+    // The peer stays polled while the get ends (its routing asks it too).
+    let result = tokio::time::timeout(NET_WAIT, async {
+        tokio::pin!(get);
+        loop {
+            tokio::select! {
+                result = &mut get => return result.unwrap(),
+                _ = peer.select_next_some() => {}
+            }
+        }
+    })
+    .await
+    .expect("the get ends");
+    assert!(
+        matches!(result, Err(netabase::node::NodeError::NotFound)),
+        "{result:?}"
+    );
+    assert_eq!(h.stats().sync_messages_refused, 1);
+    h.shutdown().await.unwrap();
+}

@@ -357,6 +357,33 @@ async fn a_node_republishes_its_own_records_when_it_starts() {
     b.stop_swarm().await.unwrap();
 }
 
+/// A record held only by A is found by C, which is connected only to B
+/// (which does not hold it): B has no copy, so C asks Kademlia for the
+/// peers closest to the key, learns of A from B, and asks A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_record_finds_a_record_held_two_hops_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _a_events, b, mut b_events) = connected_pair(dir.path()).await;
+    a.put_record_locally(user(3, "far@example.com", 3))
+        .await
+        .unwrap();
+    let c = node(&dir.path().join("c"), &[&b]).await;
+    wait_connected(&mut b_events, &[c.peer_id()]).await;
+
+    let fetched = tokio::time::timeout(Duration::from_secs(10), c.get_record::<User>(UserKey(3)))
+        .await
+        .expect("get_record ended")
+        .unwrap();
+    assert_eq!(fetched.email, "far@example.com");
+    assert!(
+        b.store().tree::<User>().get(&UserKey(3)).unwrap().is_none(),
+        "B never held it: the copy came from A"
+    );
+    for n in [&a, &b, &c] {
+        n.stop_swarm().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_record_takes_the_newest_copy_and_repairs_stale_peers() {
     let dir = tempfile::tempdir().unwrap();

@@ -81,13 +81,14 @@ pub struct NetabaseConfig {
     pub cache_bytes: usize,
     /// Reconcile record sets with peers (on connect and every
     /// `catch_up_interval`). Default on; off leaves only Kademlia's push and
-    /// fetch.
+    /// `get_record`'s fetch (the node still answers peers' fetches).
     pub catch_up: bool,
     /// How often to reconcile with every connected peer (as well as on each
     /// new connection). Default 5 minutes natively, 30 s in a browser (the
     /// one way other peers' writes reach it); `None`: only on connect.
     pub catch_up_interval: Option<Duration>,
-    /// How long a network query may take. Default 30 s.
+    /// How long a network query may take, and a `get_record`'s whole
+    /// network path. Default 30 s.
     pub query_timeout: Duration,
     /// How long `get_record`, once it holds a valid copy from a peer, waits
     /// for the other peers' answers before it returns the newest copy it

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::kad::{self, GetRecordOk, PutRecordError, QueryId, QueryResult, Quorum, Record};
+use libp2p::kad::{self, PutRecordError, QueryId, QueryResult, Quorum, Record};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, request_response, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use super::catchup::Fetches;
+use super::catchup::{Fetches, SYNC_PROTOCOL};
 use super::event::{CatchUpFailure, CatchUpOutcome, Event};
 use super::inbound::{self, Pushed};
 use super::stats::Rejection;
@@ -34,10 +34,12 @@ pub(crate) enum Command {
         quorum: Quorum,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
-    /// Fetch every copy of a record the network holds: each is sent as it
-    /// arrives (so the caller can check it while the query goes on), then
-    /// `None` when the query has ended. A channel closed without `None`
-    /// means the swarm stopped.
+    /// Ask peers for a record: the connected peers closest to its key,
+    /// then (if none has a copy) the closest peers Kademlia finds. Each copy
+    /// is sent as it arrives (so the caller can check it while the others
+    /// are asked), then `None` when every peer asked has answered or
+    /// failed, or `query_timeout` has passed. A channel closed without
+    /// `None` means the swarm stopped. See [`gets`].
     Get {
         key: kad::RecordKey,
         reply: CopiesSender,
@@ -59,10 +61,13 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+mod ask;
+mod gets;
 mod peers;
 mod redial;
 mod sync;
 
+use gets::Gets;
 use peers::Peers;
 use redial::Redial;
 use sync::{CatchUpWaiter, Exchange, Internal};
@@ -98,7 +103,7 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     puts: HashMap<QueryId, (usize, oneshot::Sender<Result<(), NodeError>>)>,
-    gets: HashMap<QueryId, CopiesSender>,
+    gets: Gets,
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
     /// Callers of `catch_up_and_wait`, until each of their peers reports.
@@ -139,7 +144,7 @@ impl EventLoop {
             shared,
             commands,
             puts: HashMap::new(),
-            gets: HashMap::new(),
+            gets: Gets::default(),
             fetches: Fetches::default(),
             exchanges: HashMap::new(),
             catch_up_waiters: Vec::new(),
@@ -221,10 +226,7 @@ impl EventLoop {
                     }
                 }
             }
-            Command::Get { key, reply } => {
-                let id = self.swarm.behaviour_mut().kad.get_record(key);
-                self.gets.insert(id, reply);
-            }
+            Command::Get { key, reply } => self.start_get(key, reply),
             Command::PutTo { record, peers } => {
                 let quorum = Quorum::One;
                 self.swarm
@@ -316,6 +318,7 @@ impl EventLoop {
     fn housekeeping(&mut self) {
         self.watch_storage();
         let now = platform::Instant::now();
+        self.gets.expire(now);
         for (peer, addresses) in self.redial.due(now) {
             if self.peers.is_banned(&peer) || self.swarm.is_connected(&peer) {
                 continue;
@@ -369,6 +372,8 @@ impl EventLoop {
             })) => {
                 // Identify's addresses do not reach the routing table on their own.
                 self.redial.learn(peer_id, &info.listen_addrs);
+                self.gets
+                    .identified(peer_id, info.protocols.contains(&SYNC_PROTOCOL));
                 if !info.protocols.contains(&KAD_PROTOCOL) {
                     // A Kademlia client (a browser): it answers no queries,
                     // and the address it came from is no place to reach it.
@@ -448,6 +453,7 @@ impl EventLoop {
             } => {
                 self.fetches.drop_peer(peer_id);
                 self.peers.drop_peer(&peer_id);
+                self.gets.disconnected(&peer_id);
                 // An address the peer dialled from and never said it
                 // listens on (no Identify, or none of its listen addresses)
                 // named only this connection: handed to others, it would
@@ -522,9 +528,7 @@ impl EventLoop {
                     }
                 }
             }
-            kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            } => match result {
+            kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
                 QueryResult::PutRecord(result) => {
                     if let Some((required, reply)) = self.puts.remove(&id) {
                         let _ = reply.send(result.map(drop).map_err(|error| match error {
@@ -541,18 +545,7 @@ impl EventLoop {
                         }));
                     }
                 }
-                QueryResult::GetRecord(result) => {
-                    if let Some(reply) = self.gets.get(&id) {
-                        if let Ok(GetRecordOk::FoundRecord(found)) = result {
-                            // A caller that gave up is fine: the query just ends.
-                            let _ = reply.send(Some((found.peer, found.record.value)));
-                        }
-                        if step.last {
-                            let _ = reply.send(None);
-                            self.gets.remove(&id);
-                        }
-                    }
-                }
+                QueryResult::GetClosestPeers(result) => self.routed(id, result),
                 _ => {}
             },
             _ => {}

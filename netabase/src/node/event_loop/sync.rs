@@ -572,6 +572,21 @@ impl EventLoop {
                         response,
                     },
                 ..
+            } if self.is_get_request(request_id) => self.get_answered(peer, request_id, response),
+            Rr::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } if self.is_get_request(request_id) => self.get_failed(peer, request_id, error),
+            Rr::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
             } => match response {
                 SyncResponse::Reconcile(theirs, parts) => {
                     if self.reconciles.remove(&request_id).is_none() {
