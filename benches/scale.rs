@@ -41,7 +41,12 @@ fn main() {
     let scale = std::env::var(SCALE_ENV).unwrap_or_else(|_| DEFAULT_SCALE.into());
     let sizes: Vec<u64> = scale
         .split(',')
-        .map(|n| n.trim().replace('_', "").parse().expect("NETABASE_SCALE: numbers, comma-separated"))
+        .map(|n| {
+            n.trim()
+                .replace('_', "")
+                .parse()
+                .expect("NETABASE_SCALE: numbers, comma-separated")
+        })
         .collect();
     let root = target_dir().join("netabase-scale");
     let mut rows = Vec::new();
@@ -57,8 +62,14 @@ fn main() {
         row.extend(run_child("catch_up", n, &dir));
         let node_bytes = file_len(&dir.join("node").join(NODE_FILE));
         let store_bytes = file_len(&dir.join("store.redb"));
-        row.insert("node_bytes_per_record".into(), format!("{}", node_bytes / n));
-        row.insert("store_bytes_per_record".into(), format!("{}", store_bytes / n));
+        row.insert(
+            "node_bytes_per_record".into(),
+            format!("{}", node_bytes / n),
+        );
+        row.insert(
+            "store_bytes_per_record".into(),
+            format!("{}", store_bytes / n),
+        );
         rows.push((n, row));
     }
     print_table(&rows);
@@ -231,9 +242,14 @@ fn build_store(n: u64, dir: &Path) {
 async fn open_and_read(n: u64, dir: &Path) {
     let started = Instant::now();
     let node = open_node(&dir.join("node")).await;
-    report("open_ms", format!("{:.1}", started.elapsed().as_secs_f64() * 1e3));
+    report(
+        "open_ms",
+        format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+    );
     for id in random_ids(n, 1).take(READS) {
-        node.get_record::<Entry>(EntryKey(id)).await.expect("read an entry");
+        node.get_record::<Entry>(EntryKey(id))
+            .await
+            .expect("read an entry");
     }
     report("rss_mb", format!("{:.0}", rss_kb() as f64 / 1024.0));
     node.shutdown().await.expect("shut down");
@@ -252,18 +268,26 @@ async fn cold_read(n: u64, dir: &Path) {
             continue;
         }
         let started = Instant::now();
-        node.get_record::<Entry>(EntryKey(id)).await.expect("read an entry");
+        node.get_record::<Entry>(EntryKey(id))
+            .await
+            .expect("read an entry");
         times.push(started.elapsed());
     }
     times.sort();
-    report("cold_get_us", format!("{:.1}", times[times.len() / 2].as_secs_f64() * 1e6));
+    report(
+        "cold_get_us",
+        format!("{:.1}", times[times.len() / 2].as_secs_f64() * 1e6),
+    );
     node.shutdown().await.expect("shut down");
 }
 
 fn raw_open(dir: &Path) {
     let started = Instant::now();
     let db = redb::Database::create(dir.join("node").join(NODE_FILE)).expect("open with redb");
-    report("raw_open_ms", format!("{:.1}", started.elapsed().as_secs_f64() * 1e3));
+    report(
+        "raw_open_ms",
+        format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+    );
     drop(db);
 }
 
@@ -277,7 +301,10 @@ async fn catch_up(dir: &Path) {
         .await
         .expect("the catch-up ends in time")
         .expect("catch up");
-    report("catch_up_ms", format!("{:.1}", started.elapsed().as_secs_f64() * 1e3));
+    report(
+        "catch_up_ms",
+        format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+    );
     let outcomes: Vec<String> = outcomes.iter().map(|(_, o)| format!("{o:?}")).collect();
     report("catch_up_outcome", outcomes.join(","));
     copy.shutdown().await.expect("shut down the copy");

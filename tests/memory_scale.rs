@@ -23,13 +23,14 @@ const SMALL: u64 = 20_000;
 const LARGE: u64 = 200_000;
 /// How much more the large node may hold than the small one. What a node
 /// keeps in memory beyond its code is bounded whatever the data: a record
-/// cache of bounded size and redb's page cache, which the 2,000 reads fill
-/// only as far as the pages they touch (at most a few thousand 4 KiB pages
-/// either way, whatever the file; ten times the records adds at most one
-/// level to each B-tree the reads walk). A cache that grows with the records would exceed this
-/// many times over: about 1.9 KB a record today, +340 MB for the 180,000
-/// more.
-const GROWTH_BOUND_BYTES: u64 = 24 * 1024 * 1024;
+/// cache of bounded size (`cache_bytes`) and redb's page cache, which the
+/// 2,000 reads fill only as far as the pages they touch (ten times the
+/// records adds at most one level to each B-tree the reads walk, and
+/// spreads the reads over more leaves). Measured: +4.6 to +5.1 MB (23.3-23.7
+/// MB at 20,000, 28.1-28.4 MB at 200,000, release, three runs). A cache
+/// that grows with the records exceeds this many times over: before the
+/// records moved out of memory, 74 MB and 518 MB (+433 MB).
+const GROWTH_BOUND_BYTES: u64 = 12 * 1024 * 1024;
 
 /// The resident set of this process, from `/proc/self/status`, in kB.
 fn rss_kb() -> u64 {
@@ -67,11 +68,17 @@ async fn load(n: u64, dir: &Path) {
 async fn read(n: u64, dir: &Path) {
     let node = Netabase::new_with_path(dir, NetabaseConfig::loopback()).expect("reopen the node");
     // A node shut down cleanly reopens without reading its whole file.
-    assert!(!node.store().checked_at_open(), "the load left an unclean file");
+    assert!(
+        !node.store().checked_at_open(),
+        "the load left an unclean file"
+    );
     node.register::<Entry>().expect("register");
     node.start_swarm().await.expect("start the swarm");
     for id in random_ids(n, READS) {
-        let found = node.get_record::<Entry>(EntryKey(id)).await.expect("read an entry");
+        let found = node
+            .get_record::<Entry>(EntryKey(id))
+            .await
+            .expect("read an entry");
         assert_eq!(found.id, id);
     }
     println!("RSS {}", rss_kb());
@@ -103,7 +110,12 @@ fn memory_scale_child() {
 /// Runs one phase in a fresh process; returns its stdout.
 fn run_phase(what: &str, n: u64, dir: &Path) -> String {
     let output = Command::new(std::env::current_exe().expect("this test binary"))
-        .args(["memory_scale_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "memory_scale_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, format!("{what} {n} {}", dir.display()))
         .output()
         .expect("run a phase");

@@ -12,17 +12,28 @@ use crate::node::platform;
 use crate::node::stats::Rejection;
 
 impl EventLoop {
-    /// Starts a get of `key`: the connected peers closest to it are asked
-    /// first (most gets end there, one round trip), Kademlia's routing
-    /// only if none of them has a copy.
+    /// Starts a get of `key`: the peers closest to it that this node
+    /// knows (connected, or in the routing table: those are dialled) are
+    /// asked first (most gets end there, one round trip), Kademlia's
+    /// routing only if none of them has a copy. Known peers, not only
+    /// connected ones: right after start-up, a node not yet connected to
+    /// its bootstrap peers would otherwise ask whichever connected first.
     pub(super) fn start_get(&mut self, key: RecordKey, reply: CopiesSender) {
-        let connected: Vec<PeerId> = self
+        let mut known: std::collections::HashMap<PeerId, Vec<libp2p::Multiaddr>> = self
             .swarm
             .connected_peers()
-            .filter(|peer| self.gets.may_serve(peer) && !self.peers.is_banned(peer))
-            .copied()
+            .map(|peer| (*peer, Vec::new()))
             .collect();
-        let near = gets::closest(&key, connected, ALPHA);
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                known
+                    .entry(*entry.node.key.preimage())
+                    .or_default()
+                    .extend(entry.node.value.iter().cloned());
+            }
+        }
+        known.retain(|peer, _| self.gets.may_serve(peer) && !self.peers.is_banned(peer));
+        let near = gets::closest(&key, known.into_iter().collect(), ALPHA);
         let deadline = platform::Instant::now() + self.shared.config.query_timeout;
         let id = self.gets.start(key, reply, near, deadline);
         self.advance_get(id);

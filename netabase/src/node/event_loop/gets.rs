@@ -92,13 +92,14 @@ pub(super) struct Gets {
 }
 
 impl Gets {
-    /// Starts a get of `key` that first asks `near` (connected peers),
-    /// and ends by `deadline` at the latest.
+    /// Starts a get of `key` that first asks `near` (known peers, with
+    /// addresses to dial those not connected), and ends by `deadline` at
+    /// the latest.
     pub(super) fn start(
         &mut self,
         key: RecordKey,
         reply: CopiesSender,
-        near: Vec<PeerId>,
+        near: Vec<(PeerId, Vec<Multiaddr>)>,
         deadline: Instant,
     ) -> GetId {
         let id = self.next;
@@ -109,7 +110,7 @@ impl Gets {
                 key,
                 reply,
                 asked: HashSet::new(),
-                queue: near.into_iter().map(|peer| (peer, Vec::new())).collect(),
+                queue: near.into_iter().collect(),
                 in_flight: 0,
                 found: false,
                 routing: Routing::NotStarted,
@@ -247,9 +248,13 @@ impl Gets {
 }
 
 /// `peers`, closest to `key` first, at most `n` of them.
-pub(super) fn closest(key: &RecordKey, mut peers: Vec<PeerId>, n: usize) -> Vec<PeerId> {
+pub(super) fn closest(
+    key: &RecordKey,
+    mut peers: Vec<(PeerId, Vec<Multiaddr>)>,
+    n: usize,
+) -> Vec<(PeerId, Vec<Multiaddr>)> {
     let target = KBucketKey::new(key.clone());
-    peers.sort_by_key(|peer| target.distance(&KBucketKey::from(*peer)));
+    peers.sort_by_key(|(peer, _)| target.distance(&KBucketKey::from(*peer)));
     peers.truncate(n);
     peers
 }
@@ -266,7 +271,8 @@ mod tests {
         let (reply, rx) = mpsc::unbounded_channel();
         let peers: Vec<PeerId> = (0..near).map(|_| PeerId::random()).collect();
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        let id = gets.start(RecordKey::new(b"k"), reply, peers.clone(), deadline);
+        let near = peers.iter().map(|p| (*p, Vec::new())).collect();
+        let id = gets.start(RecordKey::new(b"k"), reply, near, deadline);
         (gets, id, peers, rx)
     }
 
@@ -361,7 +367,11 @@ mod tests {
     fn closest_orders_by_xor_distance() {
         let key = RecordKey::new(b"k");
         let peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
-        let picked = closest(&key, peers.clone(), 3);
+        let with_addresses = peers.iter().map(|p| (*p, Vec::new())).collect();
+        let picked: Vec<PeerId> = closest(&key, with_addresses, 3)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         let target = KBucketKey::new(key);
         let worst = picked
             .iter()
