@@ -8,13 +8,60 @@ mod common;
 
 use common::*;
 use netabase::node::{Netabase, NetabaseConfig};
+use netabase::store::Lookup;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-const OLD: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("netabase/sync/envelopes");
-const RECORDS: TableDefinition<'static, &[u8], &[u8]> =
+/// netabase's key type as redb names it (byte order, as `&[u8]`): the
+/// tables below are opened raw, as an earlier version left them.
+#[derive(Debug)]
+enum KeyBytes {}
+
+impl redb::Value for KeyBytes {
+    type SelfType<'a>
+        = &'a [u8]
+    where
+        Self: 'a;
+    type AsBytes<'a>
+        = &'a [u8]
+    where
+        Self: 'a;
+
+    fn fixed_width() -> Option<usize> {
+        None
+    }
+
+    fn from_bytes<'a>(data: &'a [u8]) -> &'a [u8]
+    where
+        Self: 'a,
+    {
+        data
+    }
+
+    fn as_bytes<'a, 'b: 'a>(value: &'a &'b [u8]) -> &'a [u8]
+    where
+        Self: 'b,
+    {
+        value
+    }
+
+    fn type_name() -> redb::TypeName {
+        redb::TypeName::new("netabase::KeyBytes")
+    }
+}
+
+impl redb::Key for KeyBytes {
+    fn compare(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+        a.cmp(b)
+    }
+}
+
+const OLD: TableDefinition<'static, KeyBytes, &[u8]> =
+    TableDefinition::new("netabase/sync/envelopes");
+const RECORDS: TableDefinition<'static, KeyBytes, &[u8]> =
     TableDefinition::new("netabase/sync/records");
-const LEVELS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("netabase/sync/levels");
-const TOMBSTONES: TableDefinition<'static, &[u8], ()> =
+const LEVELS: TableDefinition<'static, KeyBytes, &[u8]> =
+    TableDefinition::new("netabase/sync/levels");
+const TOMBSTONES: TableDefinition<'static, KeyBytes, ()> =
     TableDefinition::new("netabase/sync/tombstones");
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("netabase/sync/meta");
 /// Bytes of a records-table row before its envelope.
