@@ -256,6 +256,15 @@ pub(crate) fn apply_batch_from(
             Counters::bump(&shared.counters.superseded);
         }
     }
+    // What peers sent is not cached (see `remember`). Forgotten once more
+    // now that it is committed: a reader that read the version before it
+    // between the first forget and the commit must not keep that.
+    shared.cache.forget(
+        applied
+            .iter()
+            .filter(|(_, i)| origin_of(*i) != Origin::Local)
+            .map(|(key, _)| key.as_slice()),
+    );
     let conflicted: HashSet<&Vec<u8>> = settled.iter().flat_map(|s| &s.conflicted).collect();
     let mut dropped = false;
     for (key, i) in &applied {
@@ -264,7 +273,7 @@ pub(crate) fn apply_batch_from(
             shared.counters.accept();
         }
         if conflicted.contains(key) {
-            shared.cache.insert(&envelopes[*i]);
+            remember(shared, &envelopes[*i], origin);
         } else {
             dropped |= announce(shared, &envelopes[*i], origin);
         }
@@ -487,7 +496,7 @@ fn announce_settled<'a>(
 /// and every peer is asked again for what came before them. Returns whether
 /// any went.
 fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) -> bool {
-    shared.cache.insert(envelope);
+    remember(shared, envelope, origin);
     let mut dropped = false;
     if envelope.model() == <crate::rules::Membership as crate::NetabaseModel>::ID {
         if let Ok(Some(membership)) = envelope.open::<crate::rules::Membership>() {
@@ -510,6 +519,17 @@ fn announce(shared: &Shared, envelope: &Envelope, origin: Origin) -> bool {
     };
     tell(shared, envelope, kind, origin);
     dropped
+}
+
+/// After a commit: keeps a local write in the cache (the app is likely to
+/// read what it wrote). What peers send is not cached: a catch-up of
+/// thousands of records would push out what this node's own reads keep
+/// there; it was forgotten before the commit, and is read from the store
+/// when asked for.
+fn remember(shared: &Shared, envelope: &Envelope, origin: Origin) {
+    if origin == Origin::Local {
+        shared.cache.insert(envelope);
+    }
 }
 
 /// Tells subscribers that the record under `record_key` lost a unique value

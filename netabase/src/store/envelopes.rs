@@ -547,6 +547,32 @@ impl ReadTransaction {
         }
     }
 
+    /// The envelopes stored under `keys`, in order (`None`: not held),
+    /// with the table opened once for all of them.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn envelopes_of<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let table = match self.raw().open_table(fingerprints::RECORDS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Ok(keys.into_iter().map(|_| None).collect())
+            }
+            Err(error) => return Err(storage("open the envelope table")(error)),
+        };
+        keys.into_iter()
+            .map(|key| {
+                let value = table.get(key).map_err(storage("read an envelope"))?;
+                Ok(value.map(|v| fingerprints::row_envelope(v.value()).to_vec()))
+            })
+            .collect()
+    }
+
     /// The envelope stored under `record_key`.
     ///
     /// # Errors

@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::error::StoreError;
 #[cfg(not(target_arch = "wasm32"))]
 use super::error::EngineError;
+use super::error::StoreError;
 
 /// When [`StoreBuilder::open`](super::StoreBuilder::open) reads the whole
 /// file to check every page against its checksum.

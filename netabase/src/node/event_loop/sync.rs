@@ -866,19 +866,39 @@ fn with_index<T>(
     }
 }
 
-/// The envelopes `keys` asks for (empty: not held), read through the
-/// cache; as many as fit one response. Blocking.
+/// The envelopes `keys` asks for (empty: not held), as many as fit one
+/// response: from the cache when there, the rest in one read of the store
+/// (not put in the cache: a peer's catch-up would push out what this
+/// node's own reads keep there). Blocking.
 fn records_for(shared: &Shared, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(keys.len().min(FETCH_BATCH));
+    let keys = &keys[..keys.len().min(FETCH_BATCH)];
+    let cached: Vec<Option<Vec<u8>>> = keys
+        .iter()
+        .map(|key| shared.cache.peek(key).map(|c| c.bytes.to_vec()))
+        .collect();
+    let missing = keys
+        .iter()
+        .zip(&cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(key, _)| key.as_slice());
+    let read = shared
+        .store
+        .begin_read()
+        .and_then(|read| read.envelopes_of(missing));
+    let mut read = match read {
+        Ok(read) => read.into_iter(),
+        Err(error) => {
+            // Said as not held: the peer finds them elsewhere or later.
+            tracing::warn!(%error, "could not read records a peer asked for");
+            Vec::new().into_iter()
+        }
+    };
+    let mut out = Vec::with_capacity(keys.len());
     let mut size = 0;
-    for key in keys.iter().take(FETCH_BATCH) {
-        let bytes = match shared.held(key) {
-            Ok(held) => held.map(|c| c.bytes.to_vec()).unwrap_or_default(),
-            Err(error) => {
-                // Said as not held: the peer finds it elsewhere or later.
-                tracing::warn!(%error, "could not read a record a peer asked for");
-                Vec::new()
-            }
+    for cached in cached {
+        let bytes = match cached {
+            Some(bytes) => bytes,
+            None => read.next().flatten().unwrap_or_default(),
         };
         size += bytes.len() + 8;
         if size > MAX_RESPONSE_BYTES && !out.is_empty() {

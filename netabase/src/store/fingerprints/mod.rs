@@ -799,13 +799,28 @@ impl<'txn> WriteView<'txn> {
         item: Fingerprint,
         remove: bool,
     ) -> Result<(), StoreError> {
-        let (boundary, bucket) = self.bucket_of(level, key, false)?;
-        let bucket = if remove {
-            minus(bucket, item)
-        } else {
-            plus(bucket, item)
+        let change = |bucket: Fingerprint| {
+            if remove {
+                minus(bucket, item)
+            } else {
+                plus(bucket, item)
+            }
         };
-        self.put_bucket(level, &boundary, bucket);
+        // Most writes of a batch land in a bucket it touched already:
+        // updated in place, no lookup in the table, no key copied.
+        let known = &mut self.known[usize::from(level - 1)];
+        if let Some((_, bucket)) = known
+            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+        {
+            if bucket.end.as_deref().is_none_or(|end| key < end) {
+                bucket.fingerprint = change(bucket.fingerprint);
+                bucket.changed = true;
+                return Ok(());
+            }
+        }
+        let (boundary, bucket) = self.bucket_of(level, key, false)?;
+        self.put_bucket(level, &boundary, change(bucket));
         Ok(())
     }
 
