@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::kad::{self, store::MemoryStore, store::RecordStore, Record, RecordKey};
-use libp2p::{noise, yamux, Multiaddr};
+use libp2p::{noise, request_response, yamux, Multiaddr};
 use netabase::codec::{record_key, Envelope};
 use netabase::node::{Netabase, NetabaseConfig};
 use netabase::{KeyEncode, Keypair, Lookup, NetabaseModel};
@@ -81,26 +81,13 @@ async fn main() {
     node.shutdown().await.unwrap();
 }
 
-/// A raw Kademlia server on WebSocket holding one forged `Item`: the
-/// genuine envelope of a record it signed, with its signature's last byte
-/// flipped.
+/// A raw peer on WebSocket holding one forged `Item` (the genuine envelope
+/// of a record it signed, with its signature's last byte flipped): a
+/// Kademlia server that routes, and a catch-up peer that answers every
+/// `Fetch` with the forged copy (`get_record` asks for records there) and
+/// every reconciliation with nothing.
 async fn hostile_peer() -> Multiaddr {
     let keypair = Keypair::generate_ed25519();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-        .with_tokio()
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await
-        .unwrap()
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let config = kad::Config::new(netabase::node::KAD_PROTOCOL);
-            let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), config);
-            kad.set_mode(Some(kad::Mode::Server));
-            kad
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
     let item = Item {
         id: FORGED_ID,
         list: "forged".into(),
@@ -111,11 +98,35 @@ async fn hostile_peer() -> Multiaddr {
     let mut forged = genuine.as_bytes().to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 0xff;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await
+        .unwrap()
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let config = kad::Config::new(netabase::node::KAD_PROTOCOL);
+            let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), config);
+            kad.set_mode(Some(kad::Mode::Server));
+            let sync = request_response::Behaviour::with_codec(
+                hostile::Codec,
+                [(
+                    netabase::node::SYNC_PROTOCOL,
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            );
+            hostile::Behaviour { kad, sync }
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
     let key = record_key(Item::ID, ItemKey(FORGED_ID).to_key_bytes().as_slice());
     swarm
         .behaviour_mut()
+        .kad
         .store_mut()
-        .put(Record::new(RecordKey::new(&key), forged))
+        .put(Record::new(RecordKey::new(&key), forged.clone()))
         .unwrap();
     swarm
         .listen_on("/ip4/127.0.0.1/tcp/0/ws".parse().unwrap())
@@ -130,10 +141,122 @@ async fn hostile_peer() -> Multiaddr {
     };
     tokio::spawn(async move {
         loop {
-            swarm.select_next_some().await;
+            if let libp2p::swarm::SwarmEvent::Behaviour(hostile::BehaviourEvent::Sync(
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                },
+            )) = swarm.select_next_some().await
+            {
+                let response = match request {
+                    hostile::Request::Fetch => hostile::Response::Records(vec![forged.clone()]),
+                    hostile::Request::Reconcile => hostile::Response::Reconcile(
+                        netabase::sync::reconcile::Watermarks::default(),
+                        Vec::new(),
+                    ),
+                };
+                let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+            }
         }
     });
     address.with(libp2p::multiaddr::Protocol::P2p(peer))
+}
+
+/// The hostile peer's behaviour and its side of the catch-up protocol.
+mod hostile {
+    use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::{kad, request_response, StreamProtocol};
+    use netabase::sync::reconcile::{Part, Watermarks};
+
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        pub kad: kad::Behaviour<kad::store::MemoryStore>,
+        pub sync: request_response::Behaviour<Codec>,
+    }
+
+    /// What was asked: the request's variant is all this peer reads.
+    #[derive(Debug)]
+    pub enum Request {
+        Reconcile,
+        Fetch,
+    }
+
+    /// The node's catch-up response, variant for variant.
+    #[derive(Debug, bincode::Encode)]
+    pub enum Response {
+        Reconcile(Watermarks, Vec<Part>),
+        Records(Vec<Vec<u8>>),
+    }
+
+    /// The node's framing: a 4-byte big-endian length, then bincode.
+    #[derive(Clone, Default)]
+    pub struct Codec;
+
+    fn invalid(what: &str) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+    }
+
+    #[async_trait::async_trait]
+    impl request_response::Codec for Codec {
+        type Protocol = StreamProtocol;
+        type Request = Request;
+        type Response = Response;
+
+        async fn read_request<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+        ) -> std::io::Result<Request> {
+            let mut len = [0u8; 4];
+            io.read_exact(&mut len).await?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len > 16 * 1024 * 1024 {
+                return Err(invalid("a request too large"));
+            }
+            let mut bytes = vec![0u8; len];
+            io.read_exact(&mut bytes).await?;
+            // bincode writes the variant's index first.
+            match bytes.first() {
+                Some(0) => Ok(Request::Reconcile),
+                Some(1) => Ok(Request::Fetch),
+                _ => Err(invalid("not a catch-up request")),
+            }
+        }
+
+        async fn read_response<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            _: &mut T,
+        ) -> std::io::Result<Response> {
+            Err(invalid("this peer asks nothing"))
+        }
+
+        async fn write_request<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            _: &mut T,
+            _: Request,
+        ) -> std::io::Result<()> {
+            Err(invalid("this peer asks nothing"))
+        }
+
+        async fn write_response<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+            response: Response,
+        ) -> std::io::Result<()> {
+            let bytes = bincode::encode_to_vec(&response, bincode::config::standard())
+                .map_err(|_| invalid("encode a response"))?;
+            io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+            io.write_all(&bytes).await?;
+            io.close().await
+        }
+    }
 }
 
 fn unix_millis() -> u64 {
