@@ -101,8 +101,8 @@ impl Netabase {
         let record_key = codec::record_key(M::ID, key.to_key_bytes().as_slice());
         // A hot record is in the cache: no trip to redb, nor to the
         // blocking pool. A cold one costs one read there.
-        let held = match self.shared.cache.peek(&record_key) {
-            Some(cached) => Some(cached),
+        let held = match self.shared.cache.cached(&record_key) {
+            Some(cached) => cached,
             None => {
                 let shared = self.shared.clone();
                 let key = record_key.clone();

@@ -188,8 +188,8 @@ impl RecordCache {
     }
 
     /// The cached state of `record_key`: `Some(None)` if known not held,
-    /// `None` if not cached.
-    fn cached(&self, record_key: &[u8]) -> Option<Option<Cached>> {
+    /// `None` if not cached. Never reads redb.
+    pub(crate) fn cached(&self, record_key: &[u8]) -> Option<Option<Cached>> {
         match self.lock().get(record_key, self.budget)? {
             Slot::Held(cached) => Some(Some(cached)),
             Slot::Absent => Some(None),
