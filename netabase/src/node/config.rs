@@ -73,11 +73,11 @@ pub struct NetabaseConfig {
     /// store a bounded batch at a time. Default 12 hours; they are also
     /// republished whenever the swarm starts. `None`: only then.
     pub publication_interval: Option<Duration>,
-    /// Bytes of envelopes the node keeps in memory (records read or written
-    /// lately), so hot reads cost no disk; the rest are read from the store
-    /// when asked for. Default 32 MiB, in the browser too. What a node
-    /// holds in memory does not grow with its data past this (and redb's
-    /// own page cache; see [`StoreBuilder::cache_size`](crate::store::StoreBuilder::cache_size)).
+    /// Bytes the node may keep in memory as caches of its store, whatever
+    /// the data it holds: a quarter for the envelopes read or written
+    /// lately (a hot `get_record` costs no disk), the rest for redb's page
+    /// cache (see [`StoreBuilder::cache_size`](crate::store::StoreBuilder::cache_size);
+    /// redb's own default is 1 GiB). Default 32 MiB, in the browser too.
     pub cache_bytes: usize,
     /// Reconcile record sets with peers (on connect and every
     /// `catch_up_interval`). Default on; off leaves only Kademlia's push and
@@ -152,6 +152,16 @@ impl Default for NetabaseConfig {
 }
 
 impl NetabaseConfig {
+    /// The envelope cache's share of `cache_bytes`.
+    pub(crate) fn record_cache_bytes(&self) -> usize {
+        self.cache_bytes / 4
+    }
+
+    /// redb's page cache's share of `cache_bytes`.
+    pub(crate) fn page_cache_bytes(&self) -> usize {
+        self.cache_bytes - self.record_cache_bytes()
+    }
+
     /// The largest `max_record_bytes` allowed: 1 MiB
     /// ([`codec::MAX_ENVELOPE_BYTES`](crate::codec::MAX_ENVELOPE_BYTES)).
     pub const MAX_RECORD_BYTES: usize = crate::codec::MAX_ENVELOPE_BYTES;

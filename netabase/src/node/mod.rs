@@ -198,6 +198,7 @@ impl Netabase {
         let keypair = open_dir(dir)?;
         let store = Store::builder()
             .durability(config.durability)
+            .cache_size(config.page_cache_bytes())
             .open(dir.join(DATABASE_FILE))?;
         Self::with_store(&dir.display(), keypair, store, config)
     }
@@ -226,6 +227,7 @@ impl Netabase {
         let keypair = identity::load_or_create_in_browser(name, IDENTITY_FILE).await?;
         let store = Store::builder()
             .durability(config.durability)
+            .cache_size(config.page_cache_bytes())
             .open_in_browser(name, DATABASE_FILE)
             .await?;
         Self::with_store(&format_args!("opfs:{name}"), keypair, store, config)
@@ -269,7 +271,7 @@ impl Netabase {
         store: Store,
         config: NetabaseConfig,
     ) -> Result<Self, NodeError> {
-        let cache = RecordCache::new(config.cache_bytes);
+        let cache = RecordCache::new(config.record_cache_bytes());
         let peer_id = keypair.public().to_peer_id();
         upgrade::envelopes(&store, peer_id)?;
         let read = store.begin_read()?;
