@@ -24,6 +24,7 @@ use crate::Keypair;
 use libp2p_identity::PeerId;
 
 pub use members::{Members, Membership, MembershipKey, MembershipRule};
+#[cfg(feature = "node")]
 pub(crate) use owner::chain_of;
 pub use owner::{Acceptance, Chain, MAX_TRANSFERS};
 

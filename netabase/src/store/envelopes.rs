@@ -327,6 +327,7 @@ impl ReadTransaction {
     }
 
     /// The reconciliation index as of this snapshot.
+    #[cfg_attr(not(feature = "node"), allow(dead_code))]
     pub(crate) fn sync_index(&self) -> Result<ReadView, StoreError> {
         let halves = SEED.map(|name| self.sync_meta(name));
         let [a, b] = halves;

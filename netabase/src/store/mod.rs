@@ -32,6 +32,8 @@
 
 mod envelopes;
 mod error;
+// Read by the node; without it, only its writes are kept up.
+#[cfg_attr(not(feature = "node"), allow(dead_code))]
 pub(crate) mod fingerprints;
 mod layout;
 mod lookup;
