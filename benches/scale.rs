@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use netabase::node::{Netabase, NetabaseConfig};
 use netabase::Store;
 use netabase_workspace::models::{entry, Entry, EntryKey};
+use netabase_workspace::rss_kb;
 
 const SCALE_ENV: &str = "NETABASE_SCALE";
 const CHILD_ENV: &str = "NETABASE_SCALE_CHILD";
@@ -320,14 +321,4 @@ fn random_ids(n: u64, seed: u64) -> impl Iterator<Item = u64> {
         x ^= x << 17;
         x % n
     })
-}
-
-/// The resident set of this process, from `/proc/self/status`, in kB.
-fn rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line in kB")
 }

@@ -130,3 +130,19 @@ pub mod models {
         }
     }
 }
+
+/// The resident set of this process in kB, from `/proc/self/status`: what
+/// `tests/memory_scale.rs` and `benches/scale.rs` measure.
+///
+/// # Panics
+///
+/// If `/proc/self/status` cannot be read or has no `VmRSS` line.
+#[cfg(target_os = "linux")]
+pub fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line in kB")
+}

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use netabase::node::{Netabase, NetabaseConfig};
 use netabase_workspace::models::{entry, Entry, EntryKey};
+use netabase_workspace::rss_kb;
 
 const CHILD_ENV: &str = "NETABASE_MEMORY_SCALE_CHILD";
 /// Records written per `put_records_locally` call.
@@ -31,16 +32,6 @@ const LARGE: u64 = 200_000;
 /// that grows with the records exceeds this many times over: before the
 /// records moved out of memory, 74 MB and 518 MB (+433 MB).
 const GROWTH_BOUND_BYTES: u64 = 12 * 1024 * 1024;
-
-/// The resident set of this process, from `/proc/self/status`, in kB.
-fn rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line in kB")
-}
 
 /// A small deterministic generator: the same keys in every run.
 fn random_ids(n: u64, count: usize) -> Vec<u64> {

@@ -31,9 +31,6 @@ pub(crate) fn membership_key(model: ModelId, member: &PeerId) -> Vec<u8> {
     codec::record_key(Membership::ID, key.as_slice())
 }
 
-/// Memberships read from the store at a time.
-pub(crate) const PAGE: usize = 256;
-
 /// The membership this node holds for `member` of `model`, if any (none if
 /// the store cannot be read: a rule then refuses what needs one). From the
 /// cache, else one read of the store: blocking.
@@ -71,29 +68,21 @@ pub(crate) fn drop_uncovered(shared: &Shared, membership: &Membership) -> Result
     if cx.is_admin(model, &membership.member) {
         return Ok(0);
     }
-    // The model's records, streamed from the store a page at a time.
+    // The model's records, read from the store one at a time.
     let prefix = model.0.to_be_bytes();
-    let read = shared.store.begin_read()?;
     let mut doomed: Vec<Vec<u8>> = Vec::new();
-    let mut page = read.envelopes_with_prefix(&prefix, PAGE)?;
-    loop {
-        let full = page.len() == PAGE;
-        for (key, bytes) in &page {
+    shared
+        .store
+        .begin_read()?
+        .for_each_envelope_with_prefix(&prefix, |key, bytes| {
             let uncovered = Envelope::from_trusted_bytes(bytes).is_ok_and(|e| {
                 e.writer() == membership.member && !membership.covers(e.version().timestamp)
             });
             if uncovered {
-                doomed.push(key.clone());
+                doomed.push(key.to_vec());
             }
-        }
-        let Some((last, _)) = page.last().filter(|_| full) else {
-            break;
-        };
-        let last = last.clone();
-        page = read.envelopes_after(Some(&last), PAGE)?;
-        page.retain(|(key, _)| key.starts_with(&prefix));
-    }
-    drop(read);
+        })?;
+
     if doomed.is_empty() {
         return Ok(0);
     }

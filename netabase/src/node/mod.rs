@@ -930,31 +930,21 @@ impl Netabase {
     pub fn members<M: NetabaseModel>(&self) -> Result<Vec<PeerId>, NodeError> {
         let prefix = M::ID.0.to_be_bytes();
         let memberships = codec::record_key(<crate::rules::Membership as NetabaseModel>::ID, &[]);
-        let read = self.shared.store.begin_read()?;
         let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = match &after {
-                Some(after) => read.envelopes_after(Some(after), members::PAGE)?,
-                None => read.envelopes_with_prefix(&memberships, members::PAGE)?,
-            };
-            let done = page.len() < members::PAGE;
-            for (key, bytes) in &page {
-                if !key.starts_with(&memberships) {
-                    return Ok(finish_members(out));
-                }
+        self.shared
+            .store
+            .begin_read()?
+            .for_each_envelope_with_prefix(&memberships, |_, bytes| {
                 let membership = Envelope::from_trusted_bytes(bytes)
                     .ok()
                     .and_then(|e| e.open::<crate::rules::Membership>().ok().flatten());
                 if let Some(m) = membership.filter(|m| m.id.starts_with(&prefix) && m.is_open()) {
                     out.push(m.member);
                 }
-            }
-            match page.last() {
-                Some((key, _)) if !done => after = Some(key.clone()),
-                _ => return Ok(finish_members(out)),
-            }
-        }
+            })?;
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     async fn change_membership<M: NetabaseModel>(
@@ -1163,13 +1153,6 @@ impl Netabase {
         .await
         .map_err(NodeError::Task)?
     }
-}
-
-/// Members in a stable order, each once.
-fn finish_members(mut members: Vec<PeerId>) -> Vec<PeerId> {
-    members.sort();
-    members.dedup();
-    members
 }
 
 /// Creates a node's data directory if needed; loads (or creates) its identity.

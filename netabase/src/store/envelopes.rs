@@ -353,60 +353,55 @@ impl ReadTransaction {
             Some(key) => std::ops::Bound::Excluded(key),
             None => std::ops::Bound::Unbounded,
         };
-        self.envelopes_in((lower, std::ops::Bound::Unbounded), limit, |_| true)
-    }
-
-    /// Up to `limit` stored envelopes whose record key starts with
-    /// `prefix` (a model's), in key order.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Storage`] if the database fails.
-    #[doc(hidden)]
-    pub fn envelopes_with_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        self.envelopes_in(
-            (
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ),
-            limit,
-            |key| key.starts_with(prefix),
-        )
-    }
-
-    fn envelopes_in(
-        &self,
-        range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>),
-        limit: usize,
-        keep_going: impl Fn(&[u8]) -> bool,
-    ) -> Result<Vec<StoredEnvelope>, StoreError> {
         let table = match self.raw().open_table(fingerprints::RECORDS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(error) => return Err(storage("open the envelope table")(error)),
         };
+        let range = (lower, std::ops::Bound::Unbounded);
         let mut out = Vec::new();
         for entry in table
             .range::<&[u8]>(range)
             .map_err(storage("read envelopes"))?
+            .take(limit)
         {
-            if out.len() == limit {
-                break;
-            }
             let (key, value) = entry.map_err(storage("read envelopes"))?;
-            if !keep_going(key.value()) {
-                break;
-            }
             out.push((
                 key.value().to_vec(),
                 fingerprints::row_envelope(value.value()).to_vec(),
             ));
         }
         Ok(out)
+    }
+
+    /// Calls `f` with each stored `(record key, envelope)` whose key starts
+    /// with `prefix` (a model's), in key order, reading them one at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[doc(hidden)]
+    pub fn for_each_envelope_with_prefix(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        let table = match self.raw().open_table(fingerprints::RECORDS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(error) => return Err(storage("open the envelope table")(error)),
+        };
+        for entry in table
+            .range::<&[u8]>(prefix..)
+            .map_err(storage("read envelopes"))?
+        {
+            let (key, value) = entry.map_err(storage("read envelopes"))?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            f(key.value(), fingerprints::row_envelope(value.value()));
+        }
+        Ok(())
     }
 
     /// Every stored envelope as `(record key, envelope)`, in key order.

@@ -137,16 +137,13 @@ impl EventLoop {
         let internal = self.internal.clone();
         platform::background(move || {
             let cx = context(&shared, theirs);
-            let mut failed = None;
-            let response = reconcile::respond_each(&parts, &cx, |answer| {
-                with_index(&shared, |items| answer(items)).unwrap_or_else(|error| {
-                    failed.get_or_insert(error);
-                    Default::default()
-                })
-            })
-            .inspect_err(|error| tracing::debug!(%peer, %error, "refused a reconciliation request"))
-            .ok()
-            .map(|outcome| SyncResponse::Reconcile(cx.ours, outcome.reply));
+            let (response, failed) = respond_from_index(&shared, &parts, &cx);
+            let response = response
+                .inspect_err(
+                    |error| tracing::debug!(%peer, %error, "refused a reconciliation request"),
+                )
+                .ok()
+                .map(|outcome| SyncResponse::Reconcile(cx.ours, outcome.reply));
             // Our own store failed, not the peer: say nothing more (an
             // empty answer ends its exchange; it tries again later).
             let response = match failed {
@@ -175,13 +172,7 @@ impl EventLoop {
                 fetching: true,
                 ..context(&shared, theirs)
             };
-            let mut failed = None;
-            let outcome = reconcile::respond_each(&parts, &cx, |answer| {
-                with_index(&shared, |items| answer(items)).unwrap_or_else(|error| {
-                    failed.get_or_insert(error);
-                    Default::default()
-                })
-            });
+            let (outcome, failed) = respond_from_index(&shared, &parts, &cx);
             if let Some(error) = failed {
                 tracing::warn!(%peer, %error, "could not read the sync index to catch up");
             }
@@ -864,6 +855,26 @@ fn with_index<T>(
         Some(error) => Err(error),
         None => Ok(out),
     }
+}
+
+/// Answers `parts` from the sync index, each part on a snapshot of its
+/// own (writers get in between); with the first failure to read it, if
+/// any, in which case the answer is not to be trusted.
+fn respond_from_index(
+    shared: &Shared,
+    parts: &[reconcile::Part],
+    cx: &Context,
+) -> (
+    Result<reconcile::Outcome, MessageError>,
+    Option<crate::StoreError>,
+) {
+    let mut failed = None;
+    let outcome = reconcile::respond_each(parts, cx, |answer| {
+        if let Err(error) = with_index(shared, |items| answer(items)) {
+            failed.get_or_insert(error);
+        }
+    });
+    (outcome, failed)
 }
 
 /// The envelopes `keys` asks for (empty: not held), as many as fit one
