@@ -26,7 +26,7 @@ use libp2p_identity::PeerId;
 pub use members::{Members, Membership, MembershipKey, MembershipRule};
 #[cfg(feature = "node")]
 pub(crate) use owner::chain_of;
-pub use owner::{Acceptance, Chain, MAX_TRANSFERS};
+pub use owner::{Acceptance, Chain, Owner, MAX_TRANSFERS};
 
 /// One version of a record as a rule sees it: the new write, or the one
 /// held.
@@ -197,39 +197,5 @@ impl<M: NetabaseModel> WriteRule<M> for Immutable {
             return Err(Refusal::Immutable);
         }
         Ok(())
-    }
-}
-
-/// Only a record's owner writes it: the `#[owner]` field names the owner,
-/// who must sign every version, and a delete. The owner hands the record to
-/// another peer that accepted it ([`Acceptance`]) by writing it with the new
-/// owner named; each such handover, signed by both, goes into a chain the
-/// record carries (at most [`MAX_TRANSFERS`]), so
-/// a peer that missed the handover (it was away) still accepts the new
-/// owner's writes. A peer holding nothing for a key accepts the first
-/// self-consistent owner it is offered.
-#[derive(Debug)]
-pub struct Owner;
-
-impl<M: NetabaseModel> WriteRule<M> for Owner {
-    // The held version's chain is in its authority; its record is read
-    // only for a version written before the model had the rule.
-    const READS_HELD: bool = false;
-
-    fn check(
-        write: &Entry<'_, M>,
-        held: Option<&Entry<'_, M>>,
-        _: &dyn Context,
-    ) -> Result<(), Refusal> {
-        owner::check(write, held)
-    }
-
-    fn authorize(
-        write: &Entry<'_, M>,
-        held: Option<&Entry<'_, M>>,
-        signer: &Keypair,
-        consent: Option<&Acceptance>,
-    ) -> Result<Vec<u8>, Refusal> {
-        owner::authorize(write, held, signer, consent)
     }
 }

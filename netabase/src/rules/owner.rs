@@ -19,7 +19,7 @@
 use bincode::{Decode, Encode};
 use libp2p_identity::{PeerId, PublicKey};
 
-use super::{Entry, Refusal};
+use super::{Context, Entry, Refusal, WriteRule};
 use crate::model::NetabaseModel;
 use crate::Keypair;
 
@@ -434,4 +434,37 @@ pub(super) fn authorize<M: NetabaseModel>(
         return Ok(Vec::new());
     }
     Ok(chain.encode())
+}
+/// Only a record's owner writes it: the `#[owner]` field names the owner,
+/// who must sign every version, and a delete. The owner hands the record to
+/// another peer that accepted it ([`Acceptance`]) by writing it with the new
+/// owner named; each such handover, signed by both, goes into a chain the
+/// record carries (at most [`MAX_TRANSFERS`]), so
+/// a peer that missed the handover (it was away) still accepts the new
+/// owner's writes. A peer holding nothing for a key accepts the first
+/// self-consistent owner it is offered.
+#[derive(Debug)]
+pub struct Owner;
+
+impl<M: NetabaseModel> WriteRule<M> for Owner {
+    // The held version's chain is in its authority; its record is read
+    // only for a version written before the model had the rule.
+    const READS_HELD: bool = false;
+
+    fn check(
+        write: &Entry<'_, M>,
+        held: Option<&Entry<'_, M>>,
+        _: &dyn Context,
+    ) -> Result<(), Refusal> {
+        check(write, held)
+    }
+
+    fn authorize(
+        write: &Entry<'_, M>,
+        held: Option<&Entry<'_, M>>,
+        signer: &Keypair,
+        consent: Option<&Acceptance>,
+    ) -> Result<Vec<u8>, Refusal> {
+        authorize(write, held, signer, consent)
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use redb::ReadOnlyTable;
 
+use super::database::Store;
 use super::error::{open_table_error, storage, StoreError};
 use super::layout;
 use super::lookup::{self, impl_lookup, TableAccess};
@@ -16,14 +17,14 @@ use crate::key::KeyEncode;
 use crate::model::NetabaseModel;
 
 /// A read-only snapshot of the store. Trees opened from it see the data as of
-/// [`Store::begin_read`](super::Store::begin_read), whatever is committed later.
+/// [`Store::begin_read`](Store::begin_read), whatever is committed later.
 pub struct ReadTransaction {
     inner: Arc<redb::ReadTransaction>,
-    store: super::Store,
+    store: Store,
 }
 
 impl ReadTransaction {
-    pub(crate) fn new(inner: redb::ReadTransaction, store: super::Store) -> Self {
+    pub(crate) fn new(inner: redb::ReadTransaction, store: Store) -> Self {
         ReadTransaction {
             inner: Arc::new(inner),
             store,
@@ -159,3 +160,19 @@ impl<M: NetabaseModel> TableAccess<M> for ReadTree<'_, M> {
 }
 
 impl_lookup!(ReadTree<'_, M>);
+
+impl Store {
+    /// Starts a read transaction: a snapshot of every tree.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        use redb::ReadableDatabase;
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(storage("begin a read transaction"))?;
+        Ok(ReadTransaction::new(txn, self.clone()))
+    }
+}

@@ -5,10 +5,10 @@ use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ops::RangeBounds;
 
+use super::database::Store;
 use super::error::StoreError;
 use super::lookup::Lookup;
 use super::records::Records;
-use super::Store;
 use crate::key::KeyEncode;
 use crate::model::NetabaseModel;
 
@@ -152,5 +152,12 @@ impl<M: NetabaseModel> Lookup<M> for Tree<M> {
         range: R,
     ) -> Result<Vec<M>, StoreError> {
         self.read(|tree| tree.index_range(index, range))
+    }
+}
+
+impl Store {
+    /// The tree of model `M`, committing each write on its own.
+    pub fn tree<M: NetabaseModel>(&self) -> Tree<M> {
+        Tree::new(self.clone())
     }
 }

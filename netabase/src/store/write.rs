@@ -8,13 +8,13 @@ use std::thread::ThreadId;
 
 use redb::{ReadableTable, Table};
 
+use super::changes::{Change, Hub};
+use super::durability::Durability;
 use super::error::{open_table_error, storage, StoreError};
 use super::layout::{self, Checked};
 use super::lookup::{self, impl_lookup, TableAccess};
 use super::records::Records;
 use super::tables::{self, ByteBounds, Bytes, KeyBytes};
-use super::watch::{Change, Hub};
-use super::Durability;
 use crate::codec;
 use crate::key::{KeyBuf, KeyEncode};
 use crate::model::{IndexEntries, NetabaseModel};

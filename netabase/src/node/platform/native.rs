@@ -8,7 +8,7 @@ use std::time::Duration;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 
 use super::{BoxError, Elapsed, Instant, TaskError};
-use crate::node::behaviour::Behaviour;
+use crate::node::shell::behaviour::Behaviour;
 use crate::node::NodeError;
 use crate::Keypair;
 

@@ -12,7 +12,7 @@ use futures::FutureExt;
 use libp2p::{noise, yamux, Multiaddr, PeerId, Swarm};
 
 use super::{BoxError, Elapsed, Instant, TaskError};
-use crate::node::behaviour::Behaviour;
+use crate::node::shell::behaviour::Behaviour;
 use crate::node::NodeError;
 use crate::Keypair;
 

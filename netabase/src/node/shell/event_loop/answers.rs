@@ -1,0 +1,102 @@
+//! What catch-up reads from the replica, off the event loop: answers from
+//! the persistent sync index and the envelopes a peer asks for. Blocking.
+
+use crate::node::replica::{watermarks, Replica};
+use crate::node::shell::catchup::{FETCH_BATCH, MAX_RESPONSE_BYTES};
+use crate::sync::reconcile::{self, Context, MessageError, Watermarks};
+use crate::sync::Timestamp;
+
+/// How this node answers a reconciliation message from a peer claiming
+/// `theirs`.
+pub(super) fn context(shared: &Replica, theirs: Watermarks) -> Context {
+    let latest = shared
+        .clock
+        .wall_millis()
+        .saturating_add(shared.clock.max_drift_ms());
+    Context {
+        ours: watermarks::watermarks(shared),
+        theirs: watermarks::bound_theirs(shared, theirs),
+        latest: Timestamp::new(latest, u16::MAX).0,
+        budget: reconcile::MESSAGE_BUDGET,
+        fetching: false,
+    }
+}
+
+/// Envelopes for a prefix of `keys` that fits one response. Blocking-safe.
+/// Runs `f` on the sync index as of now (a read snapshot). A failure met
+/// while `f` read through it is returned instead of what `f` built.
+pub(super) fn with_index<T>(
+    shared: &Replica,
+    f: impl FnOnce(&dyn reconcile::Items) -> T,
+) -> Result<T, crate::StoreError> {
+    let read = shared.store.begin_read()?;
+    let view = read.sync_index()?;
+    let out = f(&view);
+    match view.failure() {
+        Some(error) => Err(error),
+        None => Ok(out),
+    }
+}
+
+/// Answers `parts` from the sync index, each part on a snapshot of its
+/// own (writers get in between); with the first failure to read it, if
+/// any, in which case the answer is not to be trusted.
+pub(super) fn respond_from_index(
+    shared: &Replica,
+    parts: &[reconcile::Part],
+    cx: &Context,
+) -> (
+    Result<reconcile::Outcome, MessageError>,
+    Option<crate::StoreError>,
+) {
+    let mut failed = None;
+    let outcome = reconcile::respond_each(parts, cx, |answer| {
+        if let Err(error) = with_index(shared, |items| answer(items)) {
+            failed.get_or_insert(error);
+        }
+    });
+    (outcome, failed)
+}
+
+/// The envelopes `keys` asks for (empty: not held), as many as fit one
+/// response: from the cache when there, the rest in one read of the store
+/// (not put in the cache: a peer's catch-up would push out what this
+/// node's own reads keep there). Blocking.
+pub(super) fn records_for(shared: &Replica, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let keys = &keys[..keys.len().min(FETCH_BATCH)];
+    let cached: Vec<Option<Vec<u8>>> = keys
+        .iter()
+        .map(|key| shared.cache.peek(key).map(|c| c.bytes.to_vec()))
+        .collect();
+    let missing = keys
+        .iter()
+        .zip(&cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(key, _)| key.as_slice());
+    let read = shared
+        .store
+        .begin_read()
+        .and_then(|read| read.envelopes_of(missing));
+    let mut read = match read {
+        Ok(read) => read.into_iter(),
+        Err(error) => {
+            // Said as not held: the peer finds them elsewhere or later.
+            tracing::warn!(%error, "could not read records a peer asked for");
+            Vec::new().into_iter()
+        }
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    let mut size = 0;
+    for cached in cached {
+        let bytes = match cached {
+            Some(bytes) => bytes,
+            None => read.next().flatten().unwrap_or_default(),
+        };
+        size += bytes.len() + 8;
+        if size > MAX_RESPONSE_BYTES && !out.is_empty() {
+            break;
+        }
+        out.push(bytes);
+    }
+    out
+}
