@@ -1,8 +1,12 @@
 //! A frozen peer (a suspended process keeps its connections open and never
-//! answers) does not stall reads: `get_record` returns once it holds a
-//! valid copy and a short grace period for the other answers has passed.
-//! The frozen and slow peers here serve the catch-up protocol, whose
-//! `Fetch` is what `get_record` asks peers with.
+//! answers) does not stall reads or writes: `get_record` returns once it
+//! holds a valid copy and a short grace period for the other answers has
+//! passed, and `put_record` once its quorum is met (with the default
+//! quorum, once the other peers answered or a grace period has passed).
+//! The frozen and slow peers of the get tests serve the catch-up protocol,
+//! whose `Fetch` is what `get_record` asks peers with; the frozen peer of
+//! the put tests is a node whose runtime is blocked, then let go, to show
+//! that it still gets what was written meanwhile.
 
 mod common;
 
@@ -12,7 +16,7 @@ use common::*;
 use futures::StreamExt;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
-use netabase::node::{Event, Netabase};
+use netabase::node::{Event, Netabase, WriteQuorum};
 use netabase::Keypair;
 use tokio::sync::broadcast;
 
@@ -153,4 +157,165 @@ async fn a_late_newer_answer_is_kept_and_written_back() {
     );
     h.shutdown().await.unwrap();
     v.shutdown().await.unwrap();
+}
+
+/// A node on a runtime of its own (one thread), which the test can block
+/// and let go: frozen, its connections stay open and nothing is answered.
+struct Freezable {
+    node: Netabase,
+    runtime: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Freezable {
+    async fn start(dir: std::path::PathBuf) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _ = runtime.block_on(stopped);
+        });
+        let node = handle
+            .spawn(async move { start(&dir, &[]).await.0 })
+            .await
+            .unwrap();
+        Freezable {
+            node,
+            runtime: handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Blocks the node's only runtime thread until the returned sender is
+    /// used (or dropped).
+    fn freeze(&self) -> std::sync::mpsc::Sender<()> {
+        let (thaw, frozen) = std::sync::mpsc::channel::<()>();
+        let (entered, blocked) = std::sync::mpsc::channel::<()>();
+        self.runtime.spawn(async move {
+            let _ = entered.send(());
+            // Blocking the runtime's thread on purpose: the node is frozen.
+            let _ = frozen.recv();
+        });
+        blocked
+            .recv_timeout(NET_WAIT)
+            .expect("the frozen node's runtime took the freeze");
+        thaw
+    }
+
+    async fn stop(mut self) {
+        let node = self.node.clone();
+        self.runtime
+            .spawn(async move { node.shutdown().await.unwrap() })
+            .await
+            .unwrap();
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+/// H writes to V and F; F freezes. Each write returns in at most twice
+/// the healthy time plus the grace period (and well before any timeout:
+/// waiting for F would take `query_timeout`, 30 s); F holds every write
+/// once it is let go and catches up.
+async fn a_frozen_peer_does_not_stall(quorum: WriteQuorum) {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = start(&dir.path().join("v"), &[]).await;
+    let f = Freezable::start(dir.path().join("f")).await;
+    let (h, mut h_events) = start_with(&dir.path().join("h"), &[&v, &f.node], |c| {
+        c.write_quorum = quorum;
+    })
+    .await;
+    let mut connected = std::collections::HashSet::new();
+    while connected.len() < 2 {
+        let peer = wait_for("H to reach V and F", &mut h_events, |e| match e {
+            Event::PeerConnected(p) => Some(*p),
+            _ => None,
+        })
+        .await;
+        if peer == v.peer_id() || peer == f.node.peer_id() {
+            connected.insert(peer);
+        }
+    }
+    let grace = netabase::node::NetabaseConfig::default().write_grace;
+
+    let mut healthy = Duration::ZERO;
+    for id in 0..3u64 {
+        let started = std::time::Instant::now();
+        let published = h.put_record(user(id, &format!("{id}@x"), 1)).await.unwrap();
+        healthy = healthy.max(started.elapsed());
+        assert!(published.replicated);
+    }
+
+    let thaw = f.freeze();
+    // Slack for a loaded machine; still far below a 30 s timeout.
+    let bound = 2 * healthy + grace + Duration::from_secs(2);
+    for id in 3..6u64 {
+        let started = std::time::Instant::now();
+        let published = tokio::time::timeout(
+            Duration::from_secs(10),
+            h.put_record(user(id, &format!("{id}@x"), 1)),
+        )
+        .await
+        .expect("put_record waited for the frozen peer")
+        .unwrap();
+        let took = started.elapsed();
+        assert!(published.replicated, "V stored it");
+        assert!(
+            took <= bound,
+            "put {id} took {took:?} with a frozen peer ({healthy:?} healthy, bound {bound:?})"
+        );
+    }
+    // V acknowledged each on receipt; it stores them a moment later.
+    let stored = tokio::time::timeout(NET_WAIT, async {
+        while !(3..6).all(|id| v.record_version::<User>(&UserKey(id)).is_some()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(stored.is_ok(), "V holds what H wrote during the freeze");
+
+    // F is let go and catches up: nothing written meanwhile is lost.
+    thaw.send(()).unwrap();
+    let node = f.node.clone();
+    let caught_up = f
+        .runtime
+        .spawn(async move {
+            tokio::time::timeout(NET_WAIT, async {
+                loop {
+                    let _ = node.catch_up_and_wait().await;
+                    if (0..6).all(|id| node.record_version::<User>(&UserKey(id)).is_some()) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert!(caught_up.is_ok(), "F holds every record after it resumed");
+    for id in 0..6 {
+        assert_eq!(
+            f.node.record_version::<User>(&UserKey(id)),
+            h.record_version::<User>(&UserKey(id))
+        );
+    }
+    h.shutdown().await.unwrap();
+    v.shutdown().await.unwrap();
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_peer_does_not_stall_put_record_available() {
+    a_frozen_peer_does_not_stall(WriteQuorum::Available).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_peer_does_not_stall_put_record_at_least_one() {
+    a_frozen_peer_does_not_stall(WriteQuorum::AtLeast(std::num::NonZeroUsize::MIN)).await;
 }

@@ -97,6 +97,15 @@ pub struct NetabaseConfig {
     /// version, in the background: one slow or frozen peer never sets the
     /// time of a read.
     pub read_grace: Duration,
+    /// How long `put_record` with [`WriteQuorum::Available`], once a peer
+    /// has stored the record, waits for the other peers it sent it to
+    /// before it returns. Default 30 ms. It returns sooner when every peer
+    /// has answered; later answers still arrive, in the background, and a
+    /// peer that let a request time out lately is not waited for at all
+    /// (for two minutes, or until it answers). With
+    /// [`WriteQuorum::AtLeast`], `put_record` returns as soon as that many
+    /// peers stored it.
+    pub write_grace: Duration,
     /// How far ahead of this node's clock a record's timestamp may be; later
     /// records are refused. Default 5 minutes.
     pub max_clock_drift: Duration,
@@ -140,6 +149,7 @@ impl Default for NetabaseConfig {
             catch_up_interval: Some(platform::CATCH_UP_INTERVAL),
             query_timeout: Duration::from_secs(30),
             read_grace: Duration::from_millis(30),
+            write_grace: Duration::from_millis(30),
             max_clock_drift: Duration::from_secs(5 * 60),
             tombstone_horizon: Some(Duration::from_secs(30 * 24 * 60 * 60)),
             max_connections: 256,

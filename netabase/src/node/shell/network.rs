@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::kad::Quorum;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour;
-use super::event_loop::{Command, EventLoop};
+use super::event_loop::{Command, EventLoop, PutAnswer};
 use super::kad_store::kad_record;
 use super::listening::{peer_of, Listening};
 use super::republish;
@@ -164,28 +163,56 @@ impl Network {
     }
 
     /// Publishes a committed envelope with the write quorum; returns
-    /// whether peers took it.
+    /// whether peers took it. Returns as soon as the quorum is met; with
+    /// [`WriteQuorum::Available`], once every peer waited for has answered,
+    /// or `write_grace` after the first one stored it. The other answers
+    /// arrive in the background.
     pub(crate) async fn publish(&self, envelope: &Envelope) -> Result<bool, NodeError> {
         let record = kad_record(&envelope.record_key(), envelope.as_bytes());
-        let (reply, rx) = oneshot::channel();
-        let quorum = match self.config.write_quorum {
-            WriteQuorum::AtLeast(n) => Quorum::N(n),
-            WriteQuorum::Available => Quorum::One,
+        let (reply, mut answers) = mpsc::unbounded_channel();
+        self.send(Command::Publish { record, reply }).await?;
+        let required = match self.config.write_quorum {
+            WriteQuorum::AtLeast(n) => Some(n.get()),
+            WriteQuorum::Available => None,
         };
-        self.send(Command::Publish {
-            record,
-            quorum,
-            reply,
-        })
-        .await?;
-        match rx.await.map_err(|_| NodeError::Stopped)? {
-            Ok(()) => Ok(true),
-            Err(NodeError::Publish { .. })
-                if self.config.write_quorum == WriteQuorum::Available =>
-            {
-                Ok(false)
+        let deadline = platform::sleep(self.config.query_timeout);
+        tokio::pin!(deadline);
+        let mut tally = Tally::default();
+        let mut grace = None;
+        let timed_out = loop {
+            let answer = match grace.as_mut() {
+                Some(grace) => tokio::select! {
+                    answer = answers.recv() => answer,
+                    _ = &mut deadline => break true,
+                    _ = grace => break false,
+                },
+                None => tokio::select! {
+                    answer = answers.recv() => answer,
+                    _ = &mut deadline => break true,
+                },
+            };
+            let Some(answer) = answer else {
+                // Every peer asked has answered.
+                break false;
+            };
+            tally.take(answer);
+            match required {
+                Some(n) if tally.stored >= n => return Ok(true),
+                Some(_) => {}
+                None if tally.waited_for_all() => break false,
+                None if tally.stored > 0 && grace.is_none() => {
+                    grace = Some(Box::pin(platform::sleep(self.config.write_grace)));
+                }
+                None => {}
             }
-            Err(error) => Err(error),
+        };
+        match required {
+            None => Ok(tally.stored > 0),
+            Some(required) => Err(NodeError::Publish {
+                stored: tally.stored,
+                required,
+                timed_out,
+            }),
         }
     }
 
@@ -243,5 +270,36 @@ impl Network {
             .map(|r| r.commands.clone())
             .ok_or(NodeError::NotRunning)?;
         commands.send(command).await.map_err(|_| NodeError::Stopped)
+    }
+}
+
+/// A put's answers so far.
+#[derive(Default)]
+struct Tally {
+    /// The peers waited for that have not answered; `None` until known.
+    pending: Option<Vec<PeerId>>,
+    stored: usize,
+}
+
+impl Tally {
+    fn take(&mut self, answer: PutAnswer) {
+        let peer = match answer {
+            PutAnswer::Asked(waited) => {
+                self.pending = Some(waited);
+                return;
+            }
+            PutAnswer::Stored(peer) => {
+                self.stored += 1;
+                peer
+            }
+            PutAnswer::Failed(peer) => peer,
+        };
+        if let Some(pending) = &mut self.pending {
+            pending.retain(|p| *p != peer);
+        }
+    }
+
+    fn waited_for_all(&self) -> bool {
+        self.pending.as_ref().is_some_and(Vec::is_empty)
     }
 }

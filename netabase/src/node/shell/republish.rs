@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use libp2p::kad::Quorum;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use super::event_loop::Command;
 use super::kad_store::kad_record;
@@ -65,17 +64,17 @@ pub(crate) async fn all(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return Err(Stopped);
             };
-            let (reply, done) = oneshot::channel();
+            let (reply, mut answers) = mpsc::unbounded_channel();
             let command = Command::Publish {
                 record: kad_record(&key, &bytes),
-                quorum: Quorum::One,
                 reply,
             };
             commands.send(command).await.map_err(|_| Stopped)?;
             published += 1;
             platform::spawn(async move {
-                // A failed republish is retried at the next round.
-                let _ = done.await;
+                // Until every peer asked has answered; a failed republish
+                // is retried at the next round.
+                while answers.recv().await.is_some() {}
                 drop(permit);
             });
         }

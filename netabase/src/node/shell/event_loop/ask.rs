@@ -19,6 +19,18 @@ impl EventLoop {
     /// connected ones: right after start-up, a node not yet connected to
     /// its bootstrap peers would otherwise ask whichever connected first.
     pub(super) fn start_get(&mut self, key: RecordKey, reply: CopiesSender) {
+        let now = platform::Instant::now();
+        let mut known = self.known_peers();
+        known.retain(|(peer, _)| self.gets.may_serve(peer));
+        let near = gets::closest(&key, known, ALPHA, |peer| self.slow.is_slow(peer, now));
+        let deadline = now + self.config.query_timeout;
+        let id = self.gets.start(key, reply, near, deadline);
+        self.advance_get(id);
+    }
+
+    /// The peers this node knows, with the addresses its routing table has
+    /// for them: connected ones and those in the routing table, not banned.
+    pub(super) fn known_peers(&mut self) -> Vec<(PeerId, Vec<libp2p::Multiaddr>)> {
         let mut known: std::collections::HashMap<PeerId, Vec<libp2p::Multiaddr>> = self
             .swarm
             .connected_peers()
@@ -32,11 +44,8 @@ impl EventLoop {
                     .extend(entry.node.value.iter().cloned());
             }
         }
-        known.retain(|peer, _| self.gets.may_serve(peer) && !self.peers.is_banned(peer));
-        let near = gets::closest(&key, known.into_iter().collect(), ALPHA);
-        let deadline = platform::Instant::now() + self.config.query_timeout;
-        let id = self.gets.start(key, reply, near, deadline);
-        self.advance_get(id);
+        known.retain(|peer, _| !self.peers.is_banned(peer));
+        known.into_iter().collect()
     }
 
     /// Does what get `id` needs next: asks, routes, or waits.
@@ -97,6 +106,7 @@ impl EventLoop {
                 None
             }
         };
+        self.slow.answered(&peer);
         if let Some(id) = self.gets.answered(request, copy) {
             self.advance_get(id);
         }
@@ -115,6 +125,8 @@ impl EventLoop {
         );
         if malformed {
             self.strike(peer, &format!("sent a malformed answer to a get ({error})"));
+        } else if matches!(error, request_response::OutboundFailure::Timeout) {
+            self.slow.mark(peer, platform::Instant::now());
         } else {
             tracing::debug!(%peer, %error, "a get's request failed");
         }

@@ -250,14 +250,15 @@ impl Gets {
     }
 }
 
-/// `peers`, closest to `key` first, at most `n` of them.
+/// `peers`, closest to `key` first but slow ones last, at most `n` of them.
 pub(super) fn closest(
     key: &RecordKey,
     mut peers: Vec<(PeerId, Vec<Multiaddr>)>,
     n: usize,
+    is_slow: impl Fn(&PeerId) -> bool,
 ) -> Vec<(PeerId, Vec<Multiaddr>)> {
     let target = KBucketKey::new(key.clone());
-    peers.sort_by_key(|(peer, _)| target.distance(&KBucketKey::from(*peer)));
+    peers.sort_by_key(|(peer, _)| (is_slow(peer), target.distance(&KBucketKey::from(*peer))));
     peers.truncate(n);
     peers
 }
@@ -374,7 +375,7 @@ mod tests {
         let key = RecordKey::new(b"k");
         let peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
         let with_addresses = peers.iter().map(|p| (*p, Vec::new())).collect();
-        let picked: Vec<PeerId> = closest(&key, with_addresses, 3)
+        let picked: Vec<PeerId> = closest(&key, with_addresses, 3, |_| false)
             .into_iter()
             .map(|(p, _)| p)
             .collect();

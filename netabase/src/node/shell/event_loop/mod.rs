@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::kad::{self, PutRecordError, QueryId, QueryResult, Quorum, Record};
+use libp2p::kad::{self, QueryResult, Quorum, Record};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, request_response, Multiaddr, PeerId, Swarm};
@@ -28,12 +28,9 @@ use crate::node::{NetabaseConfig, NodeError};
 const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 pub(crate) enum Command {
-    /// Publish a signed record to the DHT.
-    Publish {
-        record: Record,
-        quorum: Quorum,
-        reply: oneshot::Sender<Result<(), NodeError>>,
-    },
+    /// Send a signed record to the peers closest to its key; each peer's
+    /// answer is sent as it comes (see [`puts`]).
+    Publish { record: Record, reply: PutsSender },
     /// Ask peers for a record: the connected peers closest to its key,
     /// then (if none has a copy) the closest peers Kademlia finds. Each copy
     /// is sent as it arrives (so the caller can check it while the others
@@ -65,13 +62,18 @@ mod answers;
 mod ask;
 mod gets;
 mod peers;
+mod puts;
 mod redial;
+mod slow;
 mod sync;
 
 pub(crate) use gets::CopiesSender;
 use gets::Gets;
 use peers::Peers;
+pub(crate) use puts::{PutAnswer, PutsSender};
+use puts::Puts;
 use redial::Redial;
+use slow::Slow;
 use sync::{CatchUpWaiter, Exchange, Internal};
 
 /// How soon a peer whose pushes were dropped (its queue was full) is caught
@@ -106,7 +108,8 @@ pub(crate) struct EventLoop {
     config: Arc<NetabaseConfig>,
     listening: Arc<Listening>,
     commands: mpsc::Receiver<Command>,
-    puts: HashMap<QueryId, (usize, oneshot::Sender<Result<(), NodeError>>)>,
+    puts: Puts,
+    slow: Slow,
     gets: Gets,
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
@@ -151,7 +154,8 @@ impl EventLoop {
             config,
             listening,
             commands,
-            puts: HashMap::new(),
+            puts: Puts::default(),
+            slow: Slow::default(),
             gets: Gets::default(),
             fetches: Fetches::default(),
             exchanges: HashMap::new(),
@@ -211,28 +215,7 @@ impl EventLoop {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Publish {
-                record,
-                quorum,
-                reply,
-            } => {
-                let required = match quorum {
-                    Quorum::N(n) => n.get(),
-                    _ => 1,
-                };
-                match self.swarm.behaviour_mut().kad.put_record(record, quorum) {
-                    Ok(id) => {
-                        self.puts.insert(id, (required, reply));
-                    }
-                    Err(_) => {
-                        let _ = reply.send(Err(NodeError::Publish {
-                            stored: 0,
-                            required,
-                            timed_out: false,
-                        }));
-                    }
-                }
-            }
+            Command::Publish { record, reply } => self.start_put(record, reply),
             Command::Get { key, reply } => self.start_get(key, reply),
             Command::PutTo { record, peers } => {
                 let quorum = Quorum::One;
@@ -537,20 +520,8 @@ impl EventLoop {
             }
             kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
                 QueryResult::PutRecord(result) => {
-                    if let Some((required, reply)) = self.puts.remove(&id) {
-                        let _ = reply.send(result.map(drop).map_err(|error| match error {
-                            PutRecordError::QuorumFailed { success, .. } => NodeError::Publish {
-                                stored: success.len(),
-                                required,
-                                timed_out: false,
-                            },
-                            PutRecordError::Timeout { success, .. } => NodeError::Publish {
-                                stored: success.len(),
-                                required,
-                                timed_out: true,
-                            },
-                        }));
-                    }
+                    // Kademlia's own puts (see `puts`) are not waited for.
+                    self.put_finished(id, result);
                 }
                 QueryResult::GetClosestPeers(result) => self.routed(id, result),
                 _ => {}
