@@ -68,12 +68,22 @@ impl StoreBuilder {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(self, path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
+        let room = {
+            let path = path.clone();
+            move || open::room_beside(&path)
+        };
         let open = {
             let builder = self.clone();
             move || open::file(builder.redb_builder(), builder.integrity_check, &path)
         };
         let opened = open()?;
-        Ok(self.finish(opened, Some(Box::new(open))))
+        Ok(self.finish(
+            opened,
+            Some(Reopen {
+                open: Box::new(open),
+                room: Box::new(room),
+            }),
+        ))
     }
 
     /// Opens a fresh database held in memory; it is gone when the last clone
@@ -124,12 +134,28 @@ impl StoreBuilder {
         self,
         backend: impl Fn() -> B + Send + Sync + 'static,
     ) -> Result<Store, StoreError> {
+        let backend = Arc::new(backend);
+        let room = {
+            let backend = backend.clone();
+            // A backend says no more than that it takes a write: resizing
+            // to its own length is one, and changes nothing.
+            move || {
+                let probe = backend();
+                probe.set_len(probe.len()?)
+            }
+        };
         let open = {
             let builder = self.clone();
             move || open::backend(builder.redb_builder(), builder.integrity_check, backend())
         };
         let opened = open()?;
-        Ok(self.finish(opened, Some(Box::new(open))))
+        Ok(self.finish(
+            opened,
+            Some(Reopen {
+                open: Box::new(open),
+                room: Box::new(room),
+            }),
+        ))
     }
 
     fn finish(self, opened: open::Opened, reopen: Option<Reopen>) -> Store {
@@ -164,7 +190,13 @@ pub struct Store {
 }
 
 /// Opens the database again, the way it was first opened.
-type Reopen = Box<dyn Fn() -> Result<open::Opened, StoreError> + Send + Sync>;
+struct Reopen {
+    open: Box<dyn Fn() -> Result<open::Opened, StoreError> + Send + Sync>,
+    /// Whether the disk takes writes again. Asked before the database is
+    /// closed: closed, it serves no reads either until it opens again,
+    /// which redb cannot do on a full disk.
+    room: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
+}
 
 pub(super) struct Inner {
     /// Tells this store from others, for the check that a thread does not
@@ -380,9 +412,15 @@ impl Store {
     /// not. Transactions still open on the old database fail from then on.
     /// An in-memory store has no disk to fail: this does nothing.
     ///
+    /// It first writes 1 MiB beside the database file and syncs it: while
+    /// that fails (the disk is still full), the database is not closed and
+    /// keeps serving reads.
+    ///
     /// # Errors
     ///
     /// [`StoreError::ReadOnly`] through a read-only handle;
+    /// [`StoreError::Storage`] (`needs_reopen()`) while the disk takes no
+    /// writes: nothing was closed;
     /// [`StoreError::Reopening`] if a write transaction stayed open on the
     /// old database (the store keeps it; try again), or the error opening
     /// the database again (the store is then closed until a reopen
@@ -394,9 +432,12 @@ impl Store {
         if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        let Some(open) = &self.inner.reopen else {
+        let Some(reopen) = &self.inner.reopen else {
             return Ok(());
         };
+        // While the disk is still full, the failed database keeps serving
+        // reads of what it committed (redb refuses only its writes).
+        (reopen.room)().map_err(storage("find room to write"))?;
         let mut slot = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
         if let Some(mut old) = slot.take() {
             // Calls that cloned the handle just before are still in begin_*.
@@ -422,7 +463,7 @@ impl Store {
                 }
             }
         }
-        let opened = open()?;
+        let opened = (reopen.open)()?;
         self.inner
             .checked_at_open
             .store(opened.checked, std::sync::atomic::Ordering::Relaxed);

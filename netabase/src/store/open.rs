@@ -108,3 +108,41 @@ pub(super) fn backend(
         checked: checked.load(Ordering::Relaxed),
     })
 }
+
+/// Bytes written beside the database to see whether the disk takes writes
+/// again: enough for reopening to write its header and repair what a
+/// failed commit left, on a disk that was full.
+#[cfg(not(target_arch = "wasm32"))]
+const ROOM: usize = 1 << 20;
+
+/// Whether the disk holding `path` takes [`ROOM`] bytes, made durable: a
+/// file beside it, written, synced and removed.
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn room_beside(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut probe = path.as_os_str().to_owned();
+    probe.push(".room");
+    let probe = std::path::PathBuf::from(probe);
+    let written = (|| {
+        let mut file = std::fs::File::create(&probe)?;
+        let chunk = vec![0u8; 64 * 1024];
+        for _ in 0..ROOM / chunk.len() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    })();
+    let removed = std::fs::remove_file(&probe);
+    written.and(removed)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn room_is_probed_beside_the_database_and_nothing_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("netabase.redb");
+        super::room_beside(&db).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(super::room_beside(&dir.path().join("missing/netabase.redb")).is_err());
+    }
+}

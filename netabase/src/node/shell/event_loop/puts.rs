@@ -68,7 +68,12 @@ impl EventLoop {
         }
         if crowded {
             // Kademlia's own put: its result is not waited for.
-            if let Err(error) = self.swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
+            if let Err(error) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .put_record(record, Quorum::One)
+            {
                 tracing::debug!(?error, "could not start a Kademlia put");
             }
         }
