@@ -62,6 +62,7 @@ mod answers;
 mod ask;
 mod gets;
 mod peers;
+mod publish;
 mod puts;
 mod redial;
 mod slow;
