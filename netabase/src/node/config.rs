@@ -29,6 +29,44 @@ pub enum WriteQuorum {
     AtLeast(NonZeroUsize),
 }
 
+/// What a relay lets its clients use: reservations (peers reachable
+/// through it) and circuits (connections relayed for them). Every relayed
+/// byte crosses the relay twice, once in and once out.
+///
+/// The defaults let a catch-up of tens of thousands of small records run
+/// through the relay when hole punching fails, and bound the relay at
+/// 64 circuits of at most 256 MiB and 30 minutes each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayLimits {
+    /// Peers holding a slot at once. Default 256.
+    pub max_reservations: usize,
+    /// Relayed connections at once. Default 64.
+    pub max_circuits: usize,
+    /// Relayed connections from or to one peer at once. Default 8.
+    pub max_circuits_per_peer: usize,
+    /// How long one relayed connection may last. Default 30 minutes.
+    pub max_circuit_duration: Duration,
+    /// How many bytes one relayed connection may carry (each way). Default
+    /// 256 MiB.
+    pub max_circuit_bytes: u64,
+    /// How long a slot lasts before its holder renews it. Default 1 hour.
+    pub reservation_duration: Duration,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: 256,
+            max_circuits: 64,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: Duration::from_secs(30 * 60),
+            max_circuit_bytes: 256 * 1024 * 1024,
+            reservation_duration: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
 /// How a [`Netabase`](super::Netabase) node listens, finds peers and syncs.
 ///
 /// Start from `NetabaseConfig::default()` and change what you need:
@@ -49,6 +87,23 @@ pub struct NetabaseConfig {
     pub listen_addresses: Vec<Multiaddr>,
     /// Peers dialled at start, as `/ip4/../tcp/../p2p/<peer id>` addresses.
     pub bootstrap_peers: Vec<Multiaddr>,
+    /// Relays to hold a slot on (`/ip4/../tcp/../p2p/<relay id>`): peers
+    /// that cannot dial this node (it is behind NAT) reach it through them,
+    /// at `<relay address>/p2p-circuit/p2p/<this node>`, and the two then
+    /// try to connect directly (hole punching, DCUtR). Each is also a
+    /// bootstrap peer. A lost slot is reserved again. Default: none.
+    /// Native only for now.
+    pub relays: Vec<Multiaddr>,
+    /// Serve as a relay for other peers, within these limits. Default:
+    /// `None` (off). A relay needs an address peers can dial it at: its
+    /// `external_addresses`, else every address it listens on (see there).
+    pub relay: Option<RelayLimits>,
+    /// Addresses this node is reachable at from outside (a public IP, or a
+    /// router's forwarded port), announced to peers; a relay hands them
+    /// out in its reservations. Default: none. A relay with none announces
+    /// its listen addresses instead: right on a server with a public
+    /// address, wrong behind NAT.
+    pub external_addresses: Vec<Multiaddr>,
     /// Largest signed record (envelope: the encoded record plus about 120
     /// bytes and its key) this node writes, accepts or serves, in bytes.
     /// The one record limit of a node: every write path refuses a larger
@@ -115,7 +170,7 @@ pub struct NetabaseConfig {
     /// than any peer stays away (see the [sync chapter](crate::guide::sync)).
     pub tombstone_horizon: Option<Duration>,
     /// Connections open at once, inbound and outbound together (and at most
-    /// this many inbound); one peer may hold at most two. Default 256. Keep
+    /// this many inbound); one peer may hold at most four (crossing dials, an AutoNAT dial-back, a relayed and a hole-punched connection). Default 256. Keep
     /// it well under the process's open-file limit.
     pub max_connections: u32,
     /// Find peers on the local network with mDNS. Default off.
@@ -135,6 +190,9 @@ pub struct NetabaseConfig {
 impl Default for NetabaseConfig {
     fn default() -> Self {
         NetabaseConfig {
+            relays: Vec::new(),
+            relay: None,
+            external_addresses: Vec::new(),
             listen_addresses: platform::DEFAULT_LISTEN
                 .iter()
                 .map(|a| a.parse().expect("a valid literal address"))
@@ -214,6 +272,33 @@ impl NetabaseConfig {
         }
         if !platform::CAN_LISTEN && self.mdns {
             return invalid("mdns", "a browser has no mDNS".into());
+        }
+        if !platform::CAN_LISTEN && (self.relay.is_some() || !self.relays.is_empty()) {
+            return invalid(
+                "relay or relays",
+                "a browser can neither relay nor reserve a slot yet: dial a native node".into(),
+            );
+        }
+        if let Some(limits) = &self.relay {
+            if limits.max_circuit_duration.is_zero()
+                || limits.max_circuit_duration.as_secs() > u64::from(u32::MAX)
+                || limits.reservation_duration.is_zero()
+            {
+                return invalid(
+                    "relay",
+                    "max_circuit_duration and reservation_duration must be above 0 and fit in u32 seconds".into(),
+                );
+            }
+        }
+        if let Some(relay) = self
+            .relays
+            .iter()
+            .find(|a| super::shell::listening::peer_of(a).is_none())
+        {
+            return invalid(
+                "relays",
+                format!("{relay} names no relay: end it in /p2p/<relay peer id>"),
+            );
         }
         if self.catch_up_interval.is_some_and(|d| d.is_zero())
             || self.replication_interval.is_some_and(|d| d.is_zero())

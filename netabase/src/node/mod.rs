@@ -34,12 +34,12 @@ mod platform;
 mod replica;
 mod shell;
 
-pub use config::{NetabaseConfig, WriteQuorum};
+pub use config::{NetabaseConfig, RelayLimits, WriteQuorum};
 pub use error::NodeError;
 pub use handle::{Netabase, Published, SHUTDOWN_WAIT};
 pub use libp2p::multiaddr::{Multiaddr, Protocol};
 pub use platform::TaskError;
-pub use replica::event::{CatchUpFailure, CatchUpOutcome, ChangeKind, Event, Origin};
+pub use replica::event::{CatchUpFailure, CatchUpOutcome, ChangeKind, Event, Origin, Reachability};
 pub use replica::stats::{NodeStats, Rejection};
 pub use replica::watch::{NodeChange, NodeChanges};
 pub use shell::behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};

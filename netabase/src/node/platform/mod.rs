@@ -14,11 +14,19 @@ use std::fmt;
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use native::*;
+#[cfg(not(target_arch = "wasm32"))]
+mod nat_native;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use nat_native::*;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
 pub(crate) use web::*;
+#[cfg(target_arch = "wasm32")]
+mod nat_web;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use nat_web::*;
 
 /// Time for timers and deadlines: std's natively; the browser's
 /// `performance.now()` in wasm32, where std's panics.

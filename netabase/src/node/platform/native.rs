@@ -108,11 +108,11 @@ pub(crate) fn discovered(event: libp2p::mdns::Event) -> Vec<(PeerId, Multiaddr)>
 }
 
 /// The swarm: TCP and WebSocket (`/ip4/../tcp/N/ws`, what browsers dial),
-/// each with noise and yamux, on tokio.
+/// each with noise and yamux, and circuits through relays, on tokio.
 pub(crate) async fn swarm(
     keypair: &Keypair,
     idle: Duration,
-    behaviour: impl FnOnce(&Keypair) -> Result<Behaviour, BoxError>,
+    behaviour: impl FnOnce(&Keypair, super::RelayClient) -> Result<Behaviour, BoxError>,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
@@ -124,6 +124,9 @@ pub(crate) async fn swarm(
         .map_err(transport_error)?
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
+        .map_err(transport_error)?
+        // Dials and listens through relays (`/p2p-circuit`).
+        .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(transport_error)?
         .with_behaviour(behaviour)
         .map_err(transport_error)?

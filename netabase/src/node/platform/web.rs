@@ -179,7 +179,7 @@ pub(crate) fn discovered(event: std::convert::Infallible) -> Vec<(PeerId, Multia
 pub(crate) async fn swarm(
     keypair: &Keypair,
     idle: Duration,
-    behaviour: impl FnOnce(&Keypair) -> Result<Behaviour, BoxError>,
+    behaviour: impl FnOnce(&Keypair, super::RelayClient) -> Result<Behaviour, BoxError>,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     use libp2p::core::upgrade::Version;
     use libp2p::Transport as _;
@@ -192,7 +192,7 @@ pub(crate) async fn swarm(
                 .multiplex(yamux::Config::default()))
         })
         .map_err(transport_error)?
-        .with_behaviour(behaviour)
+        .with_behaviour(|key| behaviour(key, libp2p::swarm::dummy::Behaviour))
         .map_err(transport_error)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();

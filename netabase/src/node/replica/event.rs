@@ -166,6 +166,65 @@ pub enum Event {
     PeerConnected(PeerId),
     /// The last connection to a peer closed.
     PeerDisconnected(PeerId),
+    /// A connection to a peer was opened: through a relay, or direct
+    /// (dialled, accepted, or made by hole punching).
+    ConnectionOpened {
+        /// The peer.
+        peer: PeerId,
+        /// Whether it runs through a relay.
+        relayed: bool,
+    },
+    /// This node holds a slot on this relay (one of `relays`): peers
+    /// reach it through the relay.
+    RelayReserved {
+        /// The relay.
+        relay: PeerId,
+    },
+    /// A slot on this relay could not be reserved, or was lost; it is
+    /// tried again.
+    RelayReservationFailed {
+        /// The relay.
+        relay: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// This node, serving as a relay, gave this peer a slot.
+    RelayReservationAccepted {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A relayed connection to this peer was upgraded to a direct one by
+    /// hole punching.
+    HolePunched {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Hole punching to this peer failed (after three attempts): the
+    /// connection stays relayed.
+    HolePunchFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// Whether peers can dial this node changed, as peers that tried to
+    /// dial it back found.
+    ReachabilityChanged(Reachability),
+}
+
+/// Whether peers can dial this node, as AutoNAT found: peers it is
+/// connected to dial it back at the addresses it announces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reachability {
+    /// Not known yet (no peer has tried, or the answers disagree).
+    #[default]
+    Unknown,
+    /// Peers reached this node: it can be dialled.
+    Public,
+    /// Peers could not reach this node (behind NAT or a firewall): it needs
+    /// a relay (`NetabaseConfig::relays`) to be reached.
+    Private,
 }
 
 impl Event {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::event::Reachability;
 use crate::codec::RejectReason;
 
 /// Why an inbound record was dropped.
@@ -118,6 +119,12 @@ pub struct NodeStats {
     pub storage_failures: u64,
     /// Times it was reopened and wrote again afterwards.
     pub storage_recoveries: u64,
+    /// Relayed connections upgraded to direct ones by hole punching.
+    pub hole_punches: u64,
+    /// Hole punching attempts that failed (the connection stayed relayed).
+    pub hole_punch_failures: u64,
+    /// Whether peers can dial this node, as AutoNAT last found.
+    pub reachability: super::event::Reachability,
 }
 
 impl NodeStats {
@@ -147,6 +154,9 @@ pub(crate) struct Counters {
     pub(crate) storage_recoveries: AtomicU64,
     pub(crate) unique_conflicts: AtomicU64,
     pub(crate) superseded: AtomicU64,
+    pub(crate) hole_punches: AtomicU64,
+    pub(crate) hole_punch_failures: AtomicU64,
+    reachability: std::sync::atomic::AtomicU8,
 }
 
 impl Counters {
@@ -195,6 +205,23 @@ impl Counters {
             storage_degraded,
             storage_failures: self.storage_failures.load(Ordering::Relaxed),
             storage_recoveries: self.storage_recoveries.load(Ordering::Relaxed),
+            hole_punches: self.hole_punches.load(Ordering::Relaxed),
+            hole_punch_failures: self.hole_punch_failures.load(Ordering::Relaxed),
+            reachability: match self.reachability.load(Ordering::Relaxed) {
+                1 => Reachability::Public,
+                2 => Reachability::Private,
+                _ => Reachability::Unknown,
+            },
         }
+    }
+
+    /// What AutoNAT found last.
+    pub(crate) fn set_reachability(&self, reachability: Reachability) {
+        let value = match reachability {
+            Reachability::Unknown => 0,
+            Reachability::Public => 1,
+            Reachability::Private => 2,
+        };
+        self.reachability.store(value, Ordering::Relaxed);
     }
 }

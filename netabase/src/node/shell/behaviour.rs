@@ -17,8 +17,10 @@ use crate::Keypair;
 
 /// Our own Kademlia protocol: netabase peers form their own DHT, apart from IPFS's.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/netabase/kad/1.0.0");
-/// Connections to one peer at once: a dial each way can cross.
-const CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections to one peer at once: a dial each way can cross, an AutoNAT
+/// peer dials back on a connection of its own, and a relayed connection
+/// stays open beside the direct one hole punching makes.
+pub(crate) const CONNECTIONS_PER_PEER: u32 = 4;
 /// Catch-up streams per connection at once, both ways (libp2p's
 /// request-response counts a connection's inbound and outbound streams
 /// together; its default is 100): room for two peers catching up with each
@@ -44,6 +46,14 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) mdns: Toggle<platform::Mdns>,
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
+    /// Slots on relays, and connections through them.
+    pub(crate) relay_client: platform::RelayClient,
+    /// Relaying for others, when `NetabaseConfig::relay` says so.
+    pub(crate) relay: Toggle<platform::RelayServer>,
+    /// Hole punching: a relayed connection made direct.
+    pub(crate) dcutr: platform::Dcutr,
+    /// Whether peers can dial this node.
+    pub(crate) autonat: platform::Autonat,
 }
 
 pub(crate) async fn build_swarm(
@@ -51,8 +61,8 @@ pub(crate) async fn build_swarm(
     config: &NetabaseConfig,
     cache: RecordCache,
 ) -> Result<Swarm<Behaviour>, NodeError> {
-    platform::swarm(keypair, IDLE_CONNECTION, |key| {
-        behaviour(key, config, cache)
+    platform::swarm(keypair, IDLE_CONNECTION, |key, relay_client| {
+        behaviour(key, relay_client, config, cache)
     })
     .await
 }
@@ -60,6 +70,7 @@ pub(crate) async fn build_swarm(
 /// The behaviour, for the swarm's key, on any transport.
 fn behaviour(
     key: &Keypair,
+    relay_client: platform::RelayClient,
     config: &NetabaseConfig,
     cache: RecordCache,
 ) -> Result<Behaviour, platform::BoxError> {
@@ -81,10 +92,12 @@ fn behaviour(
     // Client mode is the default until an external address is confirmed,
     // and clients are never sent records. A node that can be dialled serves.
     kad.set_mode(Some(platform::KAD_MODE));
-    let identify = identify::Behaviour::new(identify::Config::new(
-        IDENTIFY_PROTOCOL.to_string(),
-        key.public(),
-    ));
+    // Pushed on change: peers learn of a relay slot (a new listen
+    // address) at once, not at the next periodic identify.
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+            .with_push_listen_addr_updates(true),
+    );
     let mdns = if config.mdns {
         Some(platform::mdns(local)?)
     } else {
@@ -109,5 +122,14 @@ fn behaviour(
         identify,
         mdns: Toggle::from(mdns),
         sync,
+        relay_client,
+        relay: Toggle::from(
+            config
+                .relay
+                .as_ref()
+                .map(|limits| platform::relay_server(local, limits)),
+        ),
+        dcutr: platform::dcutr(local),
+        autonat: platform::autonat(local),
     })
 }

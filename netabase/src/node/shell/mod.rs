@@ -10,6 +10,7 @@ pub(crate) mod copies;
 pub(crate) mod event_loop;
 pub(crate) mod kad_store;
 pub(crate) mod listening;
+pub(crate) mod nat;
 pub(crate) mod network;
 pub(crate) mod republish;
 

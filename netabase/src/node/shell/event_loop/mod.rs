@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::kad::{self, QueryResult, Quorum, Record};
+use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, request_response, Multiaddr, PeerId, Swarm};
@@ -61,10 +61,12 @@ pub(crate) enum Command {
 mod answers;
 mod ask;
 mod gets;
+mod nat;
 mod peers;
 mod publish;
 mod puts;
 mod redial;
+mod reservations;
 mod slow;
 mod sync;
 
@@ -74,6 +76,7 @@ use peers::Peers;
 use puts::Puts;
 pub(crate) use puts::{PutAnswer, PutsSender};
 use redial::Redial;
+use reservations::Reservations;
 use slow::Slow;
 use sync::{CatchUpWaiter, Exchange, Internal};
 
@@ -111,6 +114,7 @@ pub(crate) struct EventLoop {
     commands: mpsc::Receiver<Command>,
     puts: Puts,
     slow: Slow,
+    reservations: Reservations,
     gets: Gets,
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
@@ -126,6 +130,8 @@ pub(crate) struct EventLoop {
     redial: Redial,
     /// Dials a caller waits on, by connection.
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
+    /// Dials by peer id waiting for a lookup of the peer's addresses.
+    lookups: HashMap<QueryId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
     storage: Storage,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -157,6 +163,7 @@ impl EventLoop {
             commands,
             puts: Puts::default(),
             slow: Slow::default(),
+            reservations: Reservations::default(),
             gets: Gets::default(),
             fetches: Fetches::default(),
             exchanges: HashMap::new(),
@@ -166,6 +173,7 @@ impl EventLoop {
             ephemeral: HashMap::new(),
             redial,
             dials: HashMap::new(),
+            lookups: HashMap::new(),
             storage: Storage::default(),
             internal,
             internal_rx,
@@ -182,6 +190,7 @@ impl EventLoop {
         let mut catch_up = platform::Interval::new(now + period, period);
         let mut gc = platform::Interval::new(now, GC_INTERVAL);
         let mut housekeeping = platform::Interval::new(now, HOUSEKEEPING);
+        self.start_nat();
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -241,6 +250,11 @@ impl EventLoop {
         if let Some(peer) = peer_of(&address) {
             if self.swarm.is_connected(&peer) {
                 let _ = reply.send(Ok(peer));
+                return;
+            }
+            if address.iter().count() == 1 {
+                // `/p2p/<id>` alone: wherever the network knows it to be.
+                self.dial_by_id(peer, address, reply);
                 return;
             }
         }
@@ -308,6 +322,7 @@ impl EventLoop {
 
     fn housekeeping(&mut self) {
         self.watch_storage();
+        self.reserve_due();
         let now = platform::Instant::now();
         self.gets.expire(now);
         for (peer, addresses) in self.redial.due(now) {
@@ -423,14 +438,23 @@ impl EventLoop {
                 // port, which still names the open connection, so a publish
                 // right after `PeerConnected` reaches it. Identify brings
                 // the real listen addresses and the ephemeral one is dropped.
+                // A relayed connection accepted here names no address of
+                // the peer's (only `/p2p/<peer>`).
+                let relayed = endpoint.is_relayed();
                 let address = endpoint.get_remote_address().clone();
-                if !endpoint.is_dialer() {
-                    self.ephemeral.insert(peer_id, address.clone());
+                if !relayed || endpoint.is_dialer() {
+                    if !endpoint.is_dialer() {
+                        self.ephemeral.insert(peer_id, address.clone());
+                    }
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, address);
                 }
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer_id, address);
+                let _ = self.shared.events.send(Event::ConnectionOpened {
+                    peer: peer_id,
+                    relayed,
+                });
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(Event::PeerConnected(peer_id));
                     // Each side fetches only in the exchange it started.
@@ -460,6 +484,35 @@ impl EventLoop {
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                if let Some(notice) = platform::relay_client_notice(event) {
+                    self.on_nat(notice);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+                if let Some(notice) = platform::relay_server_notice(event) {
+                    self.on_nat(notice);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => {
+                self.on_nat(platform::dcutr_notice(event));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => {
+                if let Some(notice) = platform::autonat_notice(event) {
+                    self.on_nat(notice);
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(error) => error.to_string(),
+                };
+                self.listener_closed(listener_id, reason);
+            }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,
@@ -478,6 +531,7 @@ impl EventLoop {
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(peer_id = %self.shared.peer_id, %address, "listening");
+                self.announce_if_relay(&address);
                 self.listening.add(address);
             }
             _ => {}
@@ -524,7 +578,13 @@ impl EventLoop {
                     // Kademlia's own puts (see `puts`) are not waited for.
                     self.put_finished(id, result);
                 }
-                QueryResult::GetClosestPeers(result) => self.routed(id, result),
+                QueryResult::GetClosestPeers(result) => {
+                    if let Some((address, reply)) = self.lookups.remove(&id) {
+                        self.looked_up(address, reply);
+                    } else {
+                        self.routed(id, result);
+                    }
+                }
                 _ => {}
             },
             _ => {}
