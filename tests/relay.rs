@@ -70,9 +70,15 @@ async fn a_peer_reaches_a_node_through_its_relay_and_catches_up() {
             .then_some(())
     })
     .await;
-    let received = caught_up_with(&mut a_events, target).await;
-    assert_eq!(received, 200);
-    assert_eq!(users(&a).await.len(), 200);
+    // Hole punching may replace the relayed connection meanwhile (on
+    // loopback it succeeds): a catch-up cut short is run again.
+    let synced = tokio::time::timeout(NET_WAIT, async {
+        while users(&a).await.len() < 200 {
+            let _ = a.catch_up_and_wait().await;
+        }
+    })
+    .await;
+    assert!(synced.is_ok(), "A holds {} of 200", users(&a).await.len());
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
     r.shutdown().await.unwrap();

@@ -26,6 +26,9 @@ OPTIONS:
     --external <ADDR>       an address peers reach it at from outside (what a
                             relay hands out in reservations), repeatable
     --relay                 relay for peers behind NAT and for browsers
+    --max-circuits <N>      relayed connections at once [default: 64]
+    --max-circuit-bytes <N> bytes one relayed connection may carry each way
+                            [default: 268435456, 256 MiB]
     --bootstrap <ADDR>      another node to join (/ip4/../tcp/../p2p/<id>), repeatable
     -h, --help              this text
 
@@ -38,6 +41,7 @@ struct Args {
     listen: Vec<Multiaddr>,
     external: Vec<Multiaddr>,
     relay: bool,
+    limits: RelayLimits,
     bootstrap: Vec<Multiaddr>,
 }
 
@@ -47,7 +51,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         listen: Vec::new(),
         external: Vec::new(),
         relay: false,
+        limits: RelayLimits::default(),
         bootstrap: Vec::new(),
+    };
+    let number = |flag: &str, value: Option<String>| -> Result<u64, String> {
+        let value = value.ok_or_else(|| format!("{flag} needs a number"))?;
+        value
+            .parse()
+            .map_err(|_| format!("{flag} {value}: not a number"))
     };
     let address = |flag: &str, value: Option<String>| -> Result<Multiaddr, String> {
         let value = value.ok_or_else(|| format!("{flag} needs an address"))?;
@@ -65,6 +76,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             "--external" => parsed.external.push(address("--external", args.next())?),
             "--bootstrap" => parsed.bootstrap.push(address("--bootstrap", args.next())?),
             "--relay" => parsed.relay = true,
+            "--max-circuits" => {
+                parsed.limits.max_circuits = number("--max-circuits", args.next())? as usize;
+            }
+            "--max-circuit-bytes" => {
+                parsed.limits.max_circuit_bytes = number("--max-circuit-bytes", args.next())?;
+            }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -112,7 +129,7 @@ async fn run(args: Args) -> Result<(), netabase::node::NodeError> {
         listen_addresses: args.listen,
         external_addresses: args.external,
         bootstrap_peers: args.bootstrap,
-        relay: args.relay.then(RelayLimits::default),
+        relay: args.relay.then_some(args.limits),
         ..NetabaseConfig::default()
     };
     let node = Netabase::new_with_path(&args.data_dir, config)?;
@@ -184,6 +201,8 @@ mod tests {
             "/ip4/127.0.0.1/tcp/0",
             "--external",
             "/ip4/203.0.113.7/tcp/4001",
+            "--max-circuit-bytes",
+            "65536",
         ])
         .unwrap()
         .unwrap();
@@ -191,6 +210,10 @@ mod tests {
         assert_eq!(parsed.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(parsed.listen.len(), 1);
         assert_eq!(parsed.external.len(), 1);
+        assert_eq!(parsed.limits.max_circuit_bytes, 65536);
+        assert!(args(&["--max-circuits", "many"])
+            .unwrap_err()
+            .contains("not a number"));
         assert!(args(&["--help"]).unwrap().is_none());
         assert!(args(&["--listen", "nonsense"])
             .unwrap_err()

@@ -91,7 +91,7 @@ pub struct NetabaseConfig {
     /// that cannot dial this node (it is behind NAT) reach it through them,
     /// at `<relay address>/p2p-circuit/p2p/<this node>`, and the two then
     /// try to connect directly (hole punching, DCUtR). Each is also a
-    /// bootstrap peer. A lost slot is reserved again. Default: none.
+    /// peer of the DHT once connected. A lost slot is reserved again. Default: none.
     /// Native only for now.
     pub relays: Vec<Multiaddr>,
     /// Serve as a relay for other peers, within these limits. Default:

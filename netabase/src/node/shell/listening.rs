@@ -41,10 +41,14 @@ impl Listening {
     }
 }
 
-/// The peer id at the end of a `/p2p/<id>` address.
+/// The peer id at the end of a `/p2p/<id>` address: the last one, the
+/// target of an address through a relay (`/p2p/<relay>/p2p-circuit/p2p/<id>`).
 pub(crate) fn peer_of(address: &Multiaddr) -> Option<PeerId> {
-    address.iter().find_map(|p| match p {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
+    address
+        .iter()
+        .filter_map(|p| match p {
+            Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .last()
 }

@@ -83,6 +83,10 @@ use sync::{CatchUpWaiter, Exchange, Internal};
 /// How soon a peer whose pushes were dropped (its queue was full) is caught
 /// up with, to fetch what was acknowledged and dropped.
 const OVERLOAD_RETRY: Duration = Duration::from_secs(2);
+/// How long a peer first reached through a relay waits for its catch-up:
+/// time for hole punching (DCUtR: a round trip through the relay, then up
+/// to three attempts) to make the connection direct.
+const RELAYED_CATCH_UP_DELAY: Duration = Duration::from_secs(5);
 /// How often bans are lifted and due catch-up retries started.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -130,6 +134,9 @@ pub(crate) struct EventLoop {
     redial: Redial,
     /// Dials a caller waits on, by connection.
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
+    /// Open relayed connections, by peer: closed once a direct one opens
+    /// (the relay's bandwidth is its operator's).
+    relayed: HashMap<PeerId, Vec<ConnectionId>>,
     /// Dials by peer id waiting for a lookup of the peer's addresses.
     lookups: HashMap<QueryId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
     storage: Storage,
@@ -174,6 +181,7 @@ impl EventLoop {
             redial,
             dials: HashMap::new(),
             lookups: HashMap::new(),
+            relayed: HashMap::new(),
             storage: Storage::default(),
             internal,
             internal_rx,
@@ -455,17 +463,37 @@ impl EventLoop {
                     peer: peer_id,
                     relayed,
                 });
+                let was_relayed = self.relayed.contains_key(&peer_id);
+                self.track_path(peer_id, connection_id, relayed);
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(Event::PeerConnected(peer_id));
-                    // Each side fetches only in the exchange it started.
+                    if relayed {
+                        // Hole punching may make it direct in a moment:
+                        // the catch-up waits for that, so that it does not
+                        // spend the relay's bandwidth (nor hit its limits).
+                        self.peers.retry_after(peer_id, RELAYED_CATCH_UP_DELAY);
+                    } else {
+                        // Each side fetches only in the exchange it started.
+                        self.start_reconcile(peer_id);
+                    }
+                } else if was_relayed && !relayed {
+                    // Hole punched: the catch-up runs directly, now.
                     self.start_reconcile(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => self.path_closed(peer_id, connection_id),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
                 num_established: 0,
                 ..
             } => {
+                self.path_closed(peer_id, connection_id);
                 self.fetches.drop_peer(peer_id);
                 self.peers.drop_peer(&peer_id);
                 self.gets.disconnected(&peer_id);

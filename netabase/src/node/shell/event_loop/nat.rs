@@ -5,6 +5,7 @@
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
@@ -18,19 +19,17 @@ use crate::node::NodeError;
 
 impl EventLoop {
     /// At start: the configured external addresses are announced, and a
-    /// slot is kept on every configured relay (each also a bootstrap peer).
+    /// slot is kept on every configured relay.
     pub(super) fn start_nat(&mut self) {
         for address in self.config.external_addresses.clone() {
             self.swarm.add_external_address(address);
         }
+        // The relay reaches the routing table through Identify once the
+        // reservation has connected: added now, Kademlia would dial it a
+        // second time, and that connection, from another port, would give
+        // hole punching a wrong address to try.
         let now = platform::Instant::now();
         for relay in self.config.relays.clone() {
-            if let Some(peer) = peer_of(&relay) {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, relay.clone());
-            }
             self.reservations.add(relay.with(Protocol::P2pCircuit), now);
         }
     }
@@ -128,6 +127,30 @@ impl EventLoop {
                     address,
                     reason: format!("no address known for this peer, nor found ({error})"),
                 }));
+            }
+        }
+    }
+
+    /// A connection to `peer` opened: a relayed one is remembered, and a
+    /// direct one closes the relayed ones (the path through the relay is
+    /// no longer needed, and its bandwidth is the relay operator's).
+    pub(super) fn track_path(&mut self, peer: PeerId, connection: ConnectionId, relayed: bool) {
+        if relayed {
+            self.relayed.entry(peer).or_default().push(connection);
+            return;
+        }
+        for relayed in self.relayed.remove(&peer).unwrap_or_default() {
+            tracing::debug!(%peer, "a direct connection opened: closing the relayed one");
+            self.swarm.close_connection(relayed);
+        }
+    }
+
+    /// A connection to `peer` closed.
+    pub(super) fn path_closed(&mut self, peer: PeerId, connection: ConnectionId) {
+        if let Some(open) = self.relayed.get_mut(&peer) {
+            open.retain(|c| *c != connection);
+            if open.is_empty() {
+                self.relayed.remove(&peer);
             }
         }
     }
