@@ -283,9 +283,12 @@ impl Netabase {
     }
 
     /// Dials a peer at `address` (`/ip4/../tcp/../p2p/<peer id>`, as
-    /// [`addresses`](Self::addresses) gives them) and waits until the
-    /// connection is up (at most `query_timeout`). Returns the peer's id.
-    /// A peer already connected is not dialled again.
+    /// [`addresses`](Self::addresses) gives them; through a relay,
+    /// `<relay address>/p2p-circuit/p2p/<peer id>`; or `/p2p/<peer id>`
+    /// alone, wherever the network knows the peer to be, its relay slot
+    /// included) and waits until the connection is up (at most
+    /// `query_timeout`). Returns the peer's id. A peer already connected
+    /// is not dialled again.
     ///
     /// # Errors
     ///
