@@ -377,6 +377,8 @@ async fn sync_across_nats(prefix: &str, symmetric: bool) -> Option<(bool, Durati
         (l == format!("connected {b_id} relayed")).then_some(())
     })
     .await;
+    let relayed_after = started.elapsed();
+    let mut direct_after = None;
     // Where the NATs allow it, hole punching makes a direct connection;
     // either way every record arrives.
     let mut direct = false;
@@ -387,6 +389,7 @@ async fn sync_across_nats(prefix: &str, symmetric: bool) -> Option<(bool, Durati
             .await;
         if line == format!("punched {b_id}") || line == format!("connected {b_id} direct") {
             direct = true;
+            direct_after.get_or_insert(started.elapsed());
             // What the relayed exchange had not brought yet comes directly.
             a.send("catch-up");
         } else if line.starts_with(&format!("catch-up-failed {b_id}")) {
@@ -398,6 +401,9 @@ async fn sync_across_nats(prefix: &str, symmetric: bool) -> Option<(bool, Durati
         }
     }
     let took = started.elapsed();
+    eprintln!(
+        "connection through the relay after {relayed_after:?}; direct (hole punched) after {direct_after:?}"
+    );
     if symmetric {
         // B, holding the slot A dialled through, is the side that tries
         // and reports.
