@@ -224,3 +224,21 @@ pub async fn users(node: &Netabase) -> Vec<User> {
         .await
         .unwrap()
 }
+
+/// A child process's stdout, line by line, read on a thread of its own;
+/// the channel closes when the process closes its stdout.
+pub fn stdout_lines(
+    stdout: std::process::ChildStdout,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
