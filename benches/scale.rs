@@ -59,6 +59,7 @@ fn main() {
         row.extend(run_child("open_and_read", n, &dir));
         row.extend(run_child("cold_read", n, &dir));
         row.extend(run_child("raw_open", n, &dir));
+        row.extend(run_child("disk_used", n, &dir));
         prepare_copy(&dir);
         row.extend(run_child("catch_up", n, &dir));
         let node_bytes = file_len(&dir.join("node").join(NODE_FILE));
@@ -159,6 +160,11 @@ fn print_table(rows: &[(u64, BTreeMap<String, String>)]) {
         ("rss_mb", "RSS after 10k gets (MB)"),
         ("node_bytes_per_record", "node B/record"),
         ("store_bytes_per_record", "typed store B/record (floor)"),
+        ("node_used_per_record", "node B/record in use"),
+        (
+            "store_used_per_record",
+            "typed store B/record in use (floor)",
+        ),
         ("cold_get_us", "cold get median (µs)"),
         ("raw_open_ms", "raw redb open (ms, floor)"),
         ("catch_up_ms", "catch-up round, equal nodes (ms)"),
@@ -207,6 +213,7 @@ fn child(phase: &str) {
         "open_and_read" => runtime.block_on(open_and_read(n, dir)),
         "cold_read" => runtime.block_on(cold_read(n, dir)),
         "raw_open" => raw_open(dir),
+        "disk_used" => disk_used(n, dir),
         "catch_up" => runtime.block_on(catch_up(dir)),
         other => panic!("unknown phase {other:?}"),
     }
@@ -290,6 +297,23 @@ fn raw_open(dir: &Path) {
         format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
     );
     drop(db);
+}
+
+/// Bytes in the pages redb has allocated, a record: the file grows in
+/// steps (doubling while small), so its length alone can hide or double a
+/// difference.
+fn disk_used(n: u64, dir: &Path) {
+    for (name, path) in [
+        ("node_used_per_record", dir.join("node").join(NODE_FILE)),
+        ("store_used_per_record", dir.join("store.redb")),
+    ] {
+        let db = redb::Database::create(&path).expect("open with redb");
+        let txn = db.begin_write().expect("a write transaction");
+        let stats = txn.stats().expect("the file's statistics");
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        report(name, used / n);
+        txn.abort().expect("abort");
+    }
 }
 
 async fn catch_up(dir: &Path) {

@@ -402,7 +402,12 @@ fn holding(dir: &std::path::Path, envelopes: &[Envelope]) {
                     tombstone: envelope.is_tombstone(),
                 };
                 table
-                    .insert(&envelope.record_key(), envelope.as_bytes(), state)
+                    .insert(
+                        &envelope.record_key(),
+                        envelope.as_bytes(),
+                        state,
+                        netabase::store::Form::Whole,
+                    )
                     .unwrap();
             }
             table.flush().unwrap();

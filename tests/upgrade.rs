@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use netabase::node::{Netabase, NetabaseConfig};
 use netabase::store::Lookup;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition};
 
 /// netabase's key type as redb names it (byte order, as `&[u8]`): the
 /// tables below are opened raw, as an earlier version left them.
@@ -64,30 +64,25 @@ const LEVELS: TableDefinition<'static, KeyBytes, &[u8]> =
 const TOMBSTONES: TableDefinition<'static, KeyBytes, ()> =
     TableDefinition::new("netabase/sync/tombstones");
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("netabase/sync/meta");
-/// Bytes of a records-table row before its envelope.
-const STATE_BYTES: usize = 25;
 
 /// Rewrites the database at `path` in the earlier layout: envelopes alone
 /// in their own table, no index, no list of deletes, no record of the
 /// latest version written.
 fn downgrade(path: &std::path::Path) {
+    // Whole envelopes, as the store joins them (a row now keeps only what
+    // the typed row does not hold).
+    let envelopes = {
+        let store = netabase::Store::open(path).unwrap();
+        let envelopes = store.begin_read().unwrap().envelopes().unwrap();
+        store.close().unwrap();
+        envelopes
+    };
     let db = redb::Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
     {
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = {
-            let records = txn.open_table(RECORDS).unwrap();
-            records
-                .iter()
-                .unwrap()
-                .map(|e| {
-                    let (k, v) = e.unwrap();
-                    (k.value().to_vec(), v.value().to_vec())
-                })
-                .collect()
-        };
         let mut old = txn.open_table(OLD).unwrap();
-        for (key, row) in &rows {
-            old.insert(&key[..], &row[STATE_BYTES..]).unwrap();
+        for (key, envelope) in &envelopes {
+            old.insert(&key[..], &envelope[..]).unwrap();
         }
         let mut meta = txn.open_table(META).unwrap();
         meta.remove("issued").unwrap();

@@ -38,7 +38,7 @@ pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
 const HARD_LIMIT: usize = MAX_ENVELOPE_BYTES;
 
 type WireConfig = Configuration<LittleEndian, Varint, Limit<HARD_LIMIT>>;
-const CONFIG: WireConfig = config::standard().with_limit::<HARD_LIMIT>();
+pub(super) const CONFIG: WireConfig = config::standard().with_limit::<HARD_LIMIT>();
 
 /// Everything the signature covers.
 #[derive(Encode, Decode)]

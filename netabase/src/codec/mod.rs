@@ -6,6 +6,7 @@ mod envelope;
 #[doc(hidden)]
 pub mod field;
 mod signature;
+pub(crate) mod split;
 
 pub use envelope::{
     record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT, MAX_ENVELOPE_BYTES,

@@ -10,6 +10,7 @@ use super::layout;
 use super::open::{self, IntegrityCheck};
 #[cfg(all(target_arch = "wasm32", feature = "node"))]
 use super::opfs::OpfsFile;
+use super::rows;
 use super::write::{self, WriteTransaction};
 use crate::model::NetabaseModel;
 
@@ -169,6 +170,7 @@ impl StoreBuilder {
                 checked: Arc::new(layout::Checked::default()),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 hub: Arc::new(Hub::default()),
+                model_tables: rows::ModelTables::default(),
             }),
             read_only: false,
         }
@@ -215,6 +217,9 @@ pub(super) struct Inner {
     closed: std::sync::atomic::AtomicBool,
     /// Watchers of each model's changes.
     pub(super) hub: Arc<Hub>,
+    /// Which typed table each model id's split envelopes join with, as
+    /// committed (see [`rows`](super::rows)): a few entries, one a model.
+    pub(super) model_tables: rows::ModelTables,
 }
 
 /// The next store's id.

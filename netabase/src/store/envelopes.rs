@@ -5,14 +5,16 @@
 //! reconciliation index (see [`fingerprints`](super::fingerprints)) is
 //! updated by the same writes. Deletes are also listed by timestamp
 //! (`netabase/sync/tombstones`), so collecting old ones reads only those.
-//! Opaque bytes here: the store knows nothing of their format; the node
-//! says what each envelope's state is.
+//! A record's envelope is stored whole, or split when its typed row holds
+//! its payload (see [`rows`](super::rows)); the node says which, and what
+//! each envelope's state is.
 
 use redb::{ReadableTable, TableDefinition};
 
 use super::error::{storage, StoreError};
 use super::fingerprints::{self, Boundaries, ReadView, WriteView};
 use super::read::ReadTransaction;
+use super::rows::{self, Form, ReadRows, WriteRows};
 use super::tables::{Bytes, KeyBytes};
 use super::write::WriteTransaction;
 use crate::sync::reconcile::ItemState;
@@ -98,24 +100,38 @@ fn seed_from(halves: [Option<u64>; 2]) -> Option<Boundaries> {
 pub struct EnvelopeTable<'txn> {
     index: WriteView<'txn>,
     tombstones: redb::Table<'txn, KeyBytes, ()>,
+    /// Reads the typed rows of split envelopes.
+    rows: std::cell::RefCell<WriteRows<'txn>>,
 }
 
 impl EnvelopeTable<'_> {
-    /// The envelope stored under `record_key`.
+    /// The envelope stored under `record_key`. Read a split one before its
+    /// model's tree is opened in the transaction (redb opens a table once
+    /// at a time), and before its typed row changes.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Storage`] if the database fails.
+    /// [`StoreError::SyncedRecordChanged`] if its typed row no longer fits
+    /// it; [`StoreError::Storage`] if the database fails.
     pub fn get(&self, record_key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let value = self
+        let row = self
             .index
             .records()
             .get(record_key)
-            .map_err(storage("read an envelope"))?;
-        Ok(value.map(|v| fingerprints::row_envelope(v.value()).to_vec()))
+            .map_err(storage("read an envelope"))?
+            .map(|v| v.value().to_vec());
+        match row {
+            Some(row) => {
+                let mut typed = self.rows.borrow_mut();
+                rows::envelope_of(record_key, &row, &mut *typed).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
-    /// Stores `envelope` under `record_key`, replacing any previous one.
+    /// Stores `envelope` under `record_key` in the `form` given, replacing
+    /// any previous one. A split envelope's typed row must already hold its
+    /// payload, byte for byte.
     ///
     /// # Errors
     ///
@@ -125,8 +141,18 @@ impl EnvelopeTable<'_> {
         record_key: &[u8],
         envelope: &[u8],
         state: EnvelopeState,
+        form: Form<'_>,
     ) -> Result<(), StoreError> {
-        let row = fingerprints::row(state.item(), state.tombstone, envelope);
+        let form = match (form, record_key.get(..4)) {
+            (Form::Split { table, rest }, Some(model)) if !state.tombstone => {
+                let mut id = [0; 4];
+                id.copy_from_slice(model);
+                self.rows.borrow_mut().note_table(id, table)?;
+                Form::Split { table, rest }
+            }
+            _ => Form::Whole,
+        };
+        let row = rows::row_for(state.item(), state.tombstone, envelope, form);
         let old = self.index.insert_row(record_key, &row)?;
         self.unlist(record_key, old)?;
         if state.tombstone {
@@ -188,7 +214,11 @@ impl WriteTransaction {
             .raw()
             .open_table(TOMBSTONES)
             .map_err(storage("open the delete list"))?;
-        Ok(EnvelopeTable { index, tombstones })
+        Ok(EnvelopeTable {
+            index,
+            tombstones,
+            rows: std::cell::RefCell::new(WriteRows::new(self.raw())),
+        })
     }
 
     /// The index's boundaries, from the seed kept in the file (made on
@@ -246,7 +276,7 @@ impl WriteTransaction {
         for (key, envelope) in &batch {
             old.remove(&key[..]).map_err(storage("move an envelope"))?;
             match state_of(envelope) {
-                Some(state) => table.insert(key, envelope, state)?,
+                Some(state) => table.insert(key, envelope, state, Form::Whole)?,
                 None => tracing::warn!("dropped an unreadable stored envelope"),
             }
         }
@@ -359,6 +389,7 @@ impl ReadTransaction {
             Err(error) => return Err(storage("open the envelope table")(error)),
         };
         let range = (lower, std::ops::Bound::Unbounded);
+        let mut typed = ReadRows::new(self.raw(), self.model_tables());
         let mut out = Vec::new();
         for entry in table
             .range::<&[u8]>(range)
@@ -366,10 +397,10 @@ impl ReadTransaction {
             .take(limit)
         {
             let (key, value) = entry.map_err(storage("read envelopes"))?;
-            out.push((
-                key.value().to_vec(),
-                fingerprints::row_envelope(value.value()).to_vec(),
-            ));
+            let key = key.value();
+            if let Some(envelope) = rows::envelope_or_skip(key, value.value(), &mut typed)? {
+                out.push((key.to_vec(), envelope));
+            }
         }
         Ok(out)
     }
@@ -391,15 +422,19 @@ impl ReadTransaction {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
             Err(error) => return Err(storage("open the envelope table")(error)),
         };
+        let mut typed = ReadRows::new(self.raw(), self.model_tables());
         for entry in table
             .range::<&[u8]>(prefix..)
             .map_err(storage("read envelopes"))?
         {
             let (key, value) = entry.map_err(storage("read envelopes"))?;
-            if !key.value().starts_with(prefix) {
+            let key = key.value();
+            if !key.starts_with(prefix) {
                 break;
             }
-            f(key.value(), fingerprints::row_envelope(value.value()));
+            if let Some(envelope) = rows::envelope_or_skip(key, value.value(), &mut typed)? {
+                f(key, &envelope);
+            }
         }
         Ok(())
     }
@@ -543,8 +578,9 @@ impl ReadTransaction {
         }
     }
 
-    /// The envelopes stored under `keys`, in order (`None`: not held),
-    /// with the table opened once for all of them.
+    /// The envelopes stored under `keys`, in order (`None`: not held, or
+    /// its typed row no longer fits it, which is logged), with the table
+    /// opened once for all of them.
     ///
     /// # Errors
     ///
@@ -561,11 +597,14 @@ impl ReadTransaction {
             }
             Err(error) => return Err(storage("open the envelope table")(error)),
         };
+        let mut typed = ReadRows::new(self.raw(), self.model_tables());
         keys.into_iter()
-            .map(|key| {
-                let value = table.get(key).map_err(storage("read an envelope"))?;
-                Ok(value.map(|v| fingerprints::row_envelope(v.value()).to_vec()))
-            })
+            .map(
+                |key| match table.get(key).map_err(storage("read an envelope"))? {
+                    Some(row) => rows::envelope_or_skip(key, row.value(), &mut typed),
+                    None => Ok(None),
+                },
+            )
             .collect()
     }
 
@@ -573,7 +612,8 @@ impl ReadTransaction {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Storage`] if the database fails.
+    /// [`StoreError::SyncedRecordChanged`] if its typed row no longer fits
+    /// it; [`StoreError::Storage`] if the database fails.
     #[doc(hidden)]
     pub fn envelope(&self, record_key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let table = match self.raw().open_table(fingerprints::RECORDS) {
@@ -581,7 +621,14 @@ impl ReadTransaction {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(error) => return Err(storage("open the envelope table")(error)),
         };
-        let value = table.get(record_key).map_err(storage("read an envelope"))?;
-        Ok(value.map(|v| fingerprints::row_envelope(v.value()).to_vec()))
+        let Some(row) = table.get(record_key).map_err(storage("read an envelope"))? else {
+            return Ok(None);
+        };
+        rows::envelope_of(
+            record_key,
+            row.value(),
+            &mut ReadRows::new(self.raw(), self.model_tables()),
+        )
+        .map(Some)
     }
 }

@@ -101,6 +101,12 @@ pub enum StoreError {
         /// The index number asked for.
         index: usize,
     },
+    /// A synced record's typed row is gone, or no longer holds the payload
+    /// its signed envelope was stored against: the database was changed by
+    /// something other than its node (a `Store` opened on the node's
+    /// file). The envelope cannot be rebuilt, so it is not served.
+    #[error("a synced record's typed row no longer matches its signed envelope: the node's file was changed by something other than the node")]
+    SyncedRecordChanged,
     /// An index entry points at a record that does not exist: the database was
     /// changed by something other than netabase.
     #[error("index `{model}.{index}` points at a missing record")]

@@ -35,6 +35,11 @@ impl ReadTransaction {
         &self.inner
     }
 
+    /// The store's memory of which typed table each model's rows are in.
+    pub(crate) fn model_tables(&self) -> &super::rows::ModelTables {
+        &self.store.inner.model_tables
+    }
+
     /// Opens the tree of model `M`. Cheap: index tables are opened on their
     /// first lookup, and each table at most once per tree.
     ///

@@ -266,6 +266,13 @@ impl<'txn, M: NetabaseModel> WriteTree<'txn, M> {
 }
 
 impl<M: NetabaseModel> WriteTree<'_, M> {
+    /// The bytes the last successful [`put`](Self::put) wrote as the
+    /// record's row (empty before the first).
+    #[cfg_attr(not(feature = "node"), allow(dead_code))]
+    pub(crate) fn encoded(&self) -> &[u8] {
+        &self.payload
+    }
+
     /// Inserts `record`, or replaces the record with the same primary key and
     /// moves its index entries to the new values. Returns whether a record was
     /// replaced.

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::codec::Envelope;
 use crate::model::ModelId;
-use crate::store::{StoreError, WriteTransaction};
+use crate::store::{Form, StoreError, WriteTransaction};
 
 use super::announce::{tell, tell_conflict};
 use super::cache::state_of;
@@ -195,10 +195,17 @@ pub(crate) fn apply_batch_from(
             };
             let batch: Vec<&Envelope> = group.iter().map(|(_, i)| &envelopes[*i]).collect();
             let mut stored = Vec::with_capacity(group.len());
+            // Record key -> the envelope's rest, for those stored split.
+            let mut rests: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
             let mut conflicting = Vec::new();
             for ((key, i), result) in group.into_iter().zip(handler.apply_many(txn, &batch)?) {
                 match result {
-                    Ok(()) => stored.push((key, i)),
+                    Ok(rest) => {
+                        if let Some(rest) = rest {
+                            rests.insert(key.clone(), rest);
+                        }
+                        stored.push((key, i));
+                    }
                     Err(ApplyError::Envelope(error)) => reject(i, error.kind().into()),
                     // A synced record that loses a unique value is still
                     // held (so every peer ends with the same envelopes),
@@ -221,7 +228,8 @@ pub(crate) fn apply_batch_from(
                 let mut table = txn.envelope_table()?;
                 for (key, i) in in_order {
                     let envelope = &envelopes[*i];
-                    table.insert(key, envelope.as_bytes(), state_of(envelope))?;
+                    let form = form(handler, rests.get(key));
+                    table.insert(key, envelope.as_bytes(), state_of(envelope), form)?;
                 }
                 table.flush()?;
             }
@@ -272,6 +280,17 @@ pub(crate) fn apply_batch_from(
         refused: refused.into_inner(),
         dropped,
     })
+}
+
+/// How to store an envelope whose rest `apply_many` gave (`None`: whole).
+fn form<'a>(handler: &dyn ModelHandler, rest: Option<&'a Vec<u8>>) -> Form<'a> {
+    match rest {
+        Some(rest) => Form::Split {
+            table: handler.table(),
+            rest,
+        },
+        None => Form::Whole,
+    }
 }
 
 fn storage(error: StoreError) -> Refused {
@@ -334,13 +353,14 @@ fn apply_in(
         .apply_many(txn, &[envelope])
         .map_err(storage)?
         .pop()
-        .unwrap_or(Ok(()));
-    written.map_err(|error| match error {
+        .unwrap_or(Ok(None));
+    let rest = written.map_err(|error| match error {
         ApplyError::Envelope(error) => Refused::new(error.kind().into()),
         ApplyError::Store(error) => storage(error),
     })?;
+    let form = form(handler, rest.as_ref());
     table
-        .insert(&record_key, envelope.as_bytes(), state_of(envelope))
+        .insert(&record_key, envelope.as_bytes(), state_of(envelope), form)
         .map_err(storage)?;
     table.flush().map_err(storage)?;
     drop(table);

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use crate::codec::{self, Envelope, EnvelopeError};
 use crate::model::{ModelId, NetabaseModel};
 use crate::rules::{Context, Entry, Refusal, WriteRule};
-use crate::store::{StoreError, WriteTransaction};
+use crate::store::{Form, StoreError, WriteTransaction};
 
+use super::cache::state_of;
 use super::event::{ChangeKind, Origin};
 use super::order;
 use super::watch::NodeChange;
@@ -16,6 +17,8 @@ use crate::node::NodeError;
 /// One registered model, type-erased.
 pub(crate) trait ModelHandler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// The model's typed table ([`NetabaseModel::TABLE`]).
+    fn table(&self) -> &'static str;
     /// The model's schema hash ([`NetabaseModel::SCHEMA`]).
     fn schema(&self) -> u64;
     /// Checks that the envelope holds a valid record of this model.
@@ -35,13 +38,15 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
         cx: &dyn Context,
     ) -> Result<(), Refusal>;
     /// Writes many envelopes' records (or deletes) of this model, opening its
-    /// tree once; one result per envelope, in order. A refused record leaves
-    /// the tree as it was.
+    /// tree once; one result per envelope, in order: the envelope's
+    /// [`rest`](Envelope::rest) when its typed row now holds its payload
+    /// byte for byte (so it can be stored split), else `None`. A refused
+    /// record leaves the tree as it was.
     fn apply_many(
         &self,
         txn: &WriteTransaction,
         envelopes: &[&Envelope],
-    ) -> Result<Vec<Result<(), ApplyError>>, StoreError>;
+    ) -> Result<Vec<Applied>, StoreError>;
     /// Removes the record with this encoded primary key from the typed tree.
     fn remove(&self, txn: &WriteTransaction, key: &[u8]) -> Result<(), StoreError>;
     /// Settles unique-value conflicts of this model: among the records in
@@ -68,6 +73,10 @@ pub(crate) struct Settled {
 /// are settled by later batches.
 const MAX_SETTLED: usize = 1024;
 
+/// What [`ModelHandler::apply_many`] did with one envelope: its rest if it
+/// can be stored split, `None` if whole, or why it was refused.
+pub(crate) type Applied = Result<Option<Vec<u8>>, ApplyError>;
+
 pub(crate) enum ApplyError {
     Envelope(EnvelopeError),
     Store(StoreError),
@@ -81,6 +90,10 @@ struct Handler<M: NetabaseModel> {
 impl<M: NetabaseModel> ModelHandler for Handler<M> {
     fn name(&self) -> &'static str {
         M::NAME
+    }
+
+    fn table(&self) -> &'static str {
+        M::TABLE
     }
 
     fn schema(&self) -> u64 {
@@ -158,17 +171,28 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
         &self,
         txn: &WriteTransaction,
         envelopes: &[&Envelope],
-    ) -> Result<Vec<Result<(), ApplyError>>, StoreError> {
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut tree = txn.open_tree::<M>()?;
         Ok(envelopes
             .iter()
-            .map(|envelope| {
-                match envelope.open::<M>().map_err(ApplyError::Envelope)? {
-                    Some(record) => tree.put(&record).map(drop),
-                    None => tree.remove_encoded(envelope.key()).map(drop),
-                }
-                .map_err(ApplyError::Store)
-            })
+            .map(
+                |envelope| match envelope.open::<M>().map_err(ApplyError::Envelope)? {
+                    Some(record) => {
+                        tree.put(&record).map_err(ApplyError::Store)?;
+                        // A peer's payload may decode and re-encode to other
+                        // bytes: then the typed row is not the signed payload.
+                        Ok(if tree.encoded() == envelope.payload() {
+                            envelope.rest()
+                        } else {
+                            None
+                        })
+                    }
+                    None => tree
+                        .remove_encoded(envelope.key())
+                        .map(|_| None)
+                        .map_err(ApplyError::Store),
+                },
+            )
             .collect())
     }
 
@@ -179,8 +203,7 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
     fn resolve(&self, txn: &WriteTransaction, incoming: &[Vec<u8>]) -> Result<Settled, StoreError> {
         let prefix = M::ID.0.to_be_bytes();
         let mut conflicts = txn.conflict_table()?;
-        let table = txn.envelope_table()?;
-        let mut tree = txn.open_tree::<M>()?;
+        let mut table = txn.envelope_table()?;
         let listed = conflicts.with_prefix(&prefix, MAX_SETTLED)?;
         // Candidates: record key -> (envelope, record; None for a delete).
         let mut candidates: BTreeMap<Vec<u8>, (Envelope, Option<M>)> = BTreeMap::new();
@@ -208,10 +231,15 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             }
         }
         // The records holding the candidates' unique values compete too.
+        // The tree is closed again before their envelopes are read: a split
+        // one reads its typed row from the tree's table.
         let mut holders = Vec::new();
-        for (_, record) in candidates.values() {
-            if let Some(record) = record {
-                holders.extend(tree.unique_holders(record)?);
+        {
+            let mut tree = txn.open_tree::<M>()?;
+            for (_, record) in candidates.values() {
+                if let Some(record) = record {
+                    holders.extend(tree.unique_holders(record)?);
+                }
             }
         }
         for pk in holders {
@@ -220,13 +248,14 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
             load(&codec::record_key(M::ID, &pk), &mut candidates)?;
         }
         // Take them all out, then put them back, earliest first.
+        let mut tree = txn.open_tree::<M>()?;
         for (envelope, _) in candidates.values() {
             tree.remove_encoded(envelope.key())?;
         }
         let mut order: Vec<_> = candidates.iter().collect();
         order.sort_by(|a, b| order::precedence(&a.1 .0, &b.1 .0));
         let mut settled = Settled::default();
-        for (key, (_, record)) in order {
+        for (key, (envelope, record)) in order {
             let Some(record) = record else {
                 conflicts.remove(key)?;
                 continue;
@@ -238,6 +267,9 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
                     }
                 }
                 Err(StoreError::UniqueViolation { .. }) => {
+                    // Out of the tree, its payload is no typed row: the
+                    // envelope is kept whole from now on.
+                    table.insert(key, envelope.as_bytes(), state_of(envelope), Form::Whole)?;
                     if conflicts.insert(key)? {
                         settled.conflicted.push(key.clone());
                     }
@@ -245,6 +277,7 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
                 Err(error) => return Err(error),
             }
         }
+        table.flush()?;
         Ok(settled)
     }
 }

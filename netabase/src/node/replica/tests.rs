@@ -10,6 +10,7 @@ use super::event::{ChangeKind, Event, Origin};
 use super::stats::Rejection;
 use super::{apply, inbound, intake, local, Replica, Settings};
 use crate::codec::Envelope;
+use crate::key::KeyEncode;
 use crate::store::{Lookup, Store};
 use crate::sync::Timestamp;
 use crate::NetabaseModel;
@@ -209,4 +210,188 @@ fn a_batch_from_a_peer_lands_in_one_commit_with_its_index_entries() {
         .len()
         .expect("len");
     assert_eq!(fingerprint, 100);
+}
+
+/// The row the store keeps for `record_key`.
+fn row_of(replica: &Replica, record_key: &[u8]) -> Vec<u8> {
+    let txn = replica.store.begin_read().expect("read");
+    let table = txn
+        .raw()
+        .open_table(crate::store::fingerprints::RECORDS)
+        .expect("the records table");
+    let row = table.get(record_key).expect("read a row").expect("held");
+    row.value().to_vec()
+}
+
+fn is_split(row: &[u8]) -> bool {
+    use crate::store::fingerprints::STATE_BYTES;
+    row[STATE_BYTES - 1] & crate::store::rows::SPLIT_FLAG != 0
+}
+
+#[test]
+fn a_record_is_stored_once_and_served_as_signed() {
+    use crate::store::fingerprints::STATE_BYTES;
+    let replica = replica();
+    let envelope =
+        local::seal(&replica, &NoteKey(1), Some(&note(1, "a")), None, None).expect("seal");
+    local::commit_local(&replica, &envelope, Note::NAME).expect("commit");
+    let peer = Keypair::generate_ed25519();
+    let at = Timestamp(envelope.version().timestamp.0 + 1);
+    let (peer_key, peer_bytes) = from_peer(&peer, &note(2, "b"), at);
+    push(
+        &replica,
+        &peer,
+        vec![(peer_key.clone(), peer_bytes.clone())],
+    );
+    for (key, bytes) in [
+        (envelope.record_key(), envelope.as_bytes().to_vec()),
+        (peer_key, peer_bytes),
+    ] {
+        let row = row_of(&replica, &key);
+        let held = Envelope::from_bytes(&bytes, usize::MAX).expect("valid");
+        // The payload lives in the typed row only.
+        assert!(is_split(&row));
+        assert_eq!(row.len(), STATE_BYTES + held.rest().expect("splits").len());
+        assert!(row.len() + held.payload().len() < STATE_BYTES + bytes.len());
+        let read = replica.store.begin_read().expect("read");
+        assert_eq!(read.envelope(&key).expect("join"), Some(bytes.clone()));
+        assert_eq!(
+            read.envelopes_of([&key[..]]).expect("join"),
+            vec![Some(bytes.clone())]
+        );
+        let streamed = read.envelopes_after(None, 10).expect("stream");
+        assert!(streamed.contains(&(key.clone(), bytes.clone())));
+    }
+    // A delete has no typed row: kept whole.
+    let delete = local::seal::<Note>(&replica, &NoteKey(1), None, None, None).expect("seal");
+    local::commit_local(&replica, &delete, Note::NAME).expect("commit");
+    assert!(!is_split(&row_of(&replica, &delete.record_key())));
+    assert_eq!(
+        replica
+            .store
+            .begin_read()
+            .unwrap()
+            .envelope(&delete.record_key())
+            .unwrap(),
+        Some(delete.as_bytes().to_vec())
+    );
+}
+
+#[test]
+fn a_payload_in_an_unusual_encoding_is_kept_whole_and_served_as_signed() {
+    let replica = replica();
+    let now = local::seal(&replica, &NoteKey(9), Some(&note(9, "x")), None, None)
+        .expect("seal")
+        .version()
+        .timestamp;
+    let peer = Keypair::generate_ed25519();
+    // Note { id: 1, topic: "a" } with its id as a 3-byte varint (251, then
+    // a u16): it decodes, but the typed row holds the usual 1-byte form,
+    // which is not what the peer signed.
+    let odd = vec![251, 1, 0, 1, b'a'];
+    assert_eq!(
+        crate::codec::decode::<Note>(&odd).expect("decodes"),
+        note(1, "a")
+    );
+    let envelope = Envelope::seal_raw(
+        &peer,
+        Note::ID,
+        NoteKey(1).to_key_bytes().as_slice(),
+        odd,
+        now,
+        false,
+    )
+    .expect("seal");
+    let key = envelope.record_key();
+    push(
+        &replica,
+        &peer,
+        vec![(key.clone(), envelope.as_bytes().to_vec())],
+    );
+    assert_eq!(stored(&replica, 1), Some(note(1, "a")));
+    assert!(!is_split(&row_of(&replica, &key)));
+    let served = replica.store.begin_read().unwrap().envelope(&key).unwrap();
+    assert_eq!(served.as_deref(), Some(envelope.as_bytes()));
+    Envelope::from_bytes(envelope.as_bytes(), usize::MAX).expect("still verifies");
+}
+
+#[test]
+fn a_typed_row_changed_behind_the_node_is_reported_not_served() {
+    let replica = replica();
+    let envelope =
+        local::seal(&replica, &NoteKey(1), Some(&note(1, "a")), None, None).expect("seal");
+    local::commit_local(&replica, &envelope, Note::NAME).expect("commit");
+    let key = envelope.record_key();
+    // Another program rewrites the typed row.
+    let txn = replica.store.begin_write().expect("write");
+    {
+        let mut table = txn
+            .raw()
+            .open_table(
+                redb::TableDefinition::<crate::store::tables::KeyBytes, &[u8]>::new(Note::TABLE),
+            )
+            .expect("the typed table");
+        let other = crate::codec::encode(&note(1, "b")).expect("encode");
+        table
+            .insert(NoteKey(1).to_key_bytes().as_slice(), &other[..])
+            .expect("rewrite");
+    }
+    txn.commit().expect("commit");
+    replica.cache.forget([key.as_slice()]);
+    let read = replica.store.begin_read().unwrap();
+    assert!(matches!(
+        read.envelope(&key),
+        Err(crate::store::StoreError::SyncedRecordChanged)
+    ));
+    assert_eq!(read.envelopes_of([&key[..]]).unwrap(), vec![None]);
+    assert!(read.envelopes_after(None, 10).unwrap().is_empty());
+}
+
+#[derive(crate::NetabaseModel, Clone, Debug, PartialEq)]
+struct Handle {
+    #[primary_key]
+    id: u64,
+    #[secondary_key(unique)]
+    name: String,
+}
+
+#[test]
+fn a_record_that_loses_its_unique_value_keeps_its_whole_envelope() {
+    let replica = replica();
+    replica.register::<Handle>().expect("register");
+    let mine = Handle {
+        id: 1,
+        name: "x".into(),
+    };
+    let envelope = local::seal(&replica, &HandleKey(1), Some(&mine), None, None).expect("seal");
+    local::commit_local(&replica, &envelope, Handle::NAME).expect("commit");
+    let key = envelope.record_key();
+    assert!(is_split(&row_of(&replica, &key)));
+    // A peer claimed the same name earlier: its record takes the value,
+    // and mine leaves the typed tree, listed as a conflict.
+    let peer = Keypair::generate_ed25519();
+    let theirs = Handle {
+        id: 2,
+        name: "x".into(),
+    };
+    let earlier = Timestamp(envelope.version().timestamp.0 - 1);
+    let sealed = Envelope::seal(&peer, &theirs, earlier).expect("seal");
+    push(
+        &replica,
+        &peer,
+        vec![(sealed.record_key(), sealed.as_bytes().to_vec())],
+    );
+    let tree = replica.store.tree::<Handle>();
+    assert_eq!(tree.get(&HandleKey(2)).expect("read"), Some(theirs));
+    assert_eq!(tree.get(&HandleKey(1)).expect("read"), None);
+    assert!(
+        !is_split(&row_of(&replica, &key)),
+        "kept whole, out of the tree"
+    );
+    replica.cache.forget([key.as_slice()]);
+    let read = replica.store.begin_read().unwrap();
+    assert_eq!(
+        read.envelope(&key).unwrap().as_deref(),
+        Some(envelope.as_bytes())
+    );
 }

@@ -7,8 +7,9 @@
 //! range into parts. Two tables answer both in O(levels x fanout) reads:
 //!
 //! - `netabase/sync/records`: record key -> a row: its state (digest,
-//!   timestamp, whether it is a delete) and then the signed envelope, so
-//!   the state costs no row of its own (see [`row`]);
+//!   timestamp, whether it is a delete) and then the signed envelope, whole
+//!   or split (see [`rows`](super::rows)), so the state costs no row of
+//!   its own (see [`row`]);
 //! - `netabase/sync/levels`: for each level L in 1..=[`LEVELS`], each
 //!   *boundary* key of that level -> the fingerprint of the items from it up
 //!   to the next boundary of that level (its *bucket*). The empty key is a
@@ -141,11 +142,6 @@ pub(crate) fn row(state: ItemState, tombstone: bool, envelope: &[u8]) -> Vec<u8>
 pub(crate) fn row_state(row: &[u8]) -> (ItemState, bool) {
     let flags = row.get(STATE_BYTES - 1).copied().unwrap_or(0);
     (decode_state(row), flags & TOMBSTONE_FLAG != 0)
-}
-
-/// The envelope in a row.
-pub(crate) fn row_envelope(row: &[u8]) -> &[u8] {
-    row.get(STATE_BYTES..).unwrap_or_default()
 }
 
 fn one(state: ItemState) -> Fingerprint {
