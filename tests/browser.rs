@@ -38,6 +38,13 @@ fn native_node() -> netabase::node::Multiaddr {
         .unwrap()
 }
 
+fn relay() -> netabase::node::Multiaddr {
+    option_env!("NETABASE_BROWSER_RELAY")
+        .expect("built by tests/browser/run, which sets NETABASE_BROWSER_RELAY")
+        .parse()
+        .unwrap()
+}
+
 fn hostile_peer() -> netabase::node::Multiaddr {
     option_env!("NETABASE_BROWSER_HOSTILE")
         .expect("built by tests/browser/run, which sets NETABASE_BROWSER_HOSTILE")
@@ -318,6 +325,85 @@ async fn the_worker_keeps_serving_while_it_catches_up() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// Two tabs that can reach only a relay: one holds a slot there, the other
+/// dials it through the relay and catches up with it. The relay holds no
+/// records, so what the second tab gets came from the first, over WebSocket
+/// to the relay and a circuit through it.
+#[wasm_bindgen_test]
+async fn two_tabs_reach_each_other_through_a_relay_and_sync() {
+    use netabase::node::{Event, Protocol};
+    let _panics = panics::watch();
+    let relay = relay();
+    let a = Netabase::new_in_memory(NetabaseConfig {
+        relays: vec![relay.clone()],
+        ..config()
+    })
+    .unwrap();
+    a.register::<Item>().unwrap();
+    let mut a_events = a.subscribe_to_broadcasts();
+    a.start_swarm().await.unwrap();
+    netabase_timeout(async {
+        loop {
+            if let Ok(Event::RelayReserved { .. }) = a_events.recv().await {
+                break;
+            }
+        }
+    })
+    .await;
+    a.put_records_locally(
+        (0..RELAYED_RECORDS)
+            .map(|id| item(9000 + id, "relayed", "through the relay"))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let b = Netabase::new_in_memory(config()).unwrap();
+    b.register::<Item>().unwrap();
+    let mut b_events = b.subscribe_to_broadcasts();
+    b.start_swarm().await.unwrap();
+    let circuit = relay
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(a.peer_id()));
+    let started = web_time::Instant::now();
+    assert_eq!(b.dial(circuit).await.unwrap(), a.peer_id());
+    let target = a.peer_id();
+    netabase_timeout(async {
+        loop {
+            match b_events.recv().await {
+                Ok(Event::ConnectionOpened { peer, relayed }) if peer == target => {
+                    assert!(relayed, "a tab reaches another only through the relay");
+                    break;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let connected = started.elapsed();
+    let outcomes = netabase_timeout(b.catch_up_and_wait()).await.unwrap();
+    assert!(
+        outcomes.iter().any(|(peer, _)| *peer == target),
+        "{outcomes:?}"
+    );
+    let held = b
+        .query_local_records::<Item, _, _>(|tree| tree.by_list("relayed"))
+        .await
+        .unwrap();
+    assert_eq!(held.len() as u64, RELAYED_RECORDS);
+    web_sys::console::log_1(
+        &format!(
+            "relayed tabs: connected in {connected:?}, {RELAYED_RECORDS} records caught up in {:?}",
+            started.elapsed() - connected
+        )
+        .into(),
+    );
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+/// Records the relayed tab writes for the other to catch up on.
+const RELAYED_RECORDS: u64 = 500;
 
 async fn netabase_timeout<T>(future: impl std::future::Future<Output = T>) -> T {
     let future = std::pin::pin!(future);

@@ -4,11 +4,13 @@
 //!   registered: what the browser node syncs with;
 //! - a hostile Kademlia peer (raw libp2p, also on WebSocket) holding one
 //!   `Item` whose signature is broken: what the browser must refuse;
+//! - a relay (a second node, on WebSocket, no model registered): tabs
+//!   hold slots on it and reach each other through it;
 //! - a small HTTP control API on 127.0.0.1, which the browser test calls to
 //!   make the native node write, delete and report what it holds.
 //!
-//! It prints `NODE <address>`, `HOSTILE <address>` and `CONTROL <url>`, then
-//! `READY`, and runs until `/quit` or its stdin closes.
+//! It prints `NODE <address>`, `HOSTILE <address>`, `RELAY <address>` and
+//! `CONTROL <url>`, then `READY`, and runs until `/quit` or its stdin closes.
 //!
 //! Control calls (GET, answers are plain text, `Access-Control-Allow-Origin: *`):
 //! `/put?id=N&list=L&text=T`, `/delete?id=N`, `/get?id=N` (`list|text`, or
@@ -51,6 +53,17 @@ async fn main() {
     let hostile = hostile_peer().await;
     println!("HOSTILE {hostile}");
 
+    // Holds no records: whatever two tabs sync through it, they sync from
+    // each other.
+    let relay = Netabase::new_in_memory(NetabaseConfig {
+        listen_addresses: vec!["/ip4/127.0.0.1/tcp/0/ws".parse().unwrap()],
+        relay: Some(netabase::node::RelayLimits::default()),
+        ..NetabaseConfig::default()
+    })
+    .expect("open the relay");
+    relay.start_swarm().await.unwrap();
+    println!("RELAY {}", relay.addresses()[0]);
+
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("CONTROL http://{}", control.local_addr().unwrap());
     println!("READY");
@@ -78,6 +91,7 @@ async fn main() {
             }
         }
     }
+    relay.shutdown().await.unwrap();
     node.shutdown().await.unwrap();
 }
 

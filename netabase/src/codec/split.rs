@@ -53,6 +53,29 @@ impl Envelope {
     }
 }
 
+/// Tells the rests of one writer's envelopes from others' without joining
+/// them: a rest starts with the format, then the writer's public key as
+/// the envelope encodes it.
+#[cfg_attr(not(feature = "node"), allow(dead_code))]
+pub(crate) struct WrittenBy(Vec<u8>);
+
+#[cfg_attr(not(feature = "node"), allow(dead_code))]
+impl WrittenBy {
+    /// The writer whose public key (protobuf encoding) is `public_key`.
+    pub(crate) fn new(public_key: &[u8]) -> Self {
+        let mut encoded = Vec::with_capacity(public_key.len() + 9);
+        // Into a Vec, encoding bytes cannot fail; an empty prefix would
+        // match nothing below (every rest has a key after its format).
+        let _ = bincode::encode_into_std_write(public_key, &mut encoded, CONFIG);
+        WrittenBy(encoded)
+    }
+
+    /// Whether `rest` is of an envelope this writer signed.
+    pub(crate) fn matches(&self, rest: &[u8]) -> bool {
+        !self.0.is_empty() && rest.get(1..).is_some_and(|tail| tail.starts_with(&self.0))
+    }
+}
+
 /// The envelope whose [`rest`](Envelope::rest) is `rest`, for the record
 /// `key` of model `model`, with `payload` (its typed row) and `timestamp`.
 /// `None` if `rest` is empty.
@@ -107,6 +130,17 @@ mod tests {
             assert_eq!(joined, envelope.as_bytes());
             Envelope::from_bytes(&joined, usize::MAX).expect("the joined envelope verifies");
         }
+    }
+
+    #[test]
+    fn a_rest_tells_its_writer_without_a_join() {
+        let envelope = sealed(vec![1, 2, 3], false);
+        let rest = envelope.rest().expect("split");
+        let writer = envelope.public_key().encode_protobuf();
+        assert!(WrittenBy::new(&writer).matches(&rest));
+        let other = Keypair::generate_ed25519().public().encode_protobuf();
+        assert!(!WrittenBy::new(&other).matches(&rest));
+        assert!(!WrittenBy::new(&writer).matches(&[]));
     }
 
     #[test]

@@ -91,8 +91,11 @@ pub struct NetabaseConfig {
     /// that cannot dial this node (it is behind NAT) reach it through them,
     /// at `<relay address>/p2p-circuit/p2p/<this node>`, and the two then
     /// try to connect directly (hole punching, DCUtR). Each is also a
-    /// peer of the DHT once connected. A lost slot is reserved again. Default: none.
-    /// Native only for now.
+    /// peer of the DHT once connected. A lost slot is reserved again.
+    /// Default: none. In a browser too: give the relay's WebSocket
+    /// address (`/dns4/relay.example/tcp/443/wss/p2p/<relay id>`); other
+    /// tabs and native nodes then dial the tab through the relay, which
+    /// carries all their traffic (a browser cannot hole punch).
     pub relays: Vec<Multiaddr>,
     /// Serve as a relay for other peers, within these limits. Default:
     /// `None` (off). A relay needs an address peers can dial it at: its
@@ -273,10 +276,10 @@ impl NetabaseConfig {
         if !platform::CAN_LISTEN && self.mdns {
             return invalid("mdns", "a browser has no mDNS".into());
         }
-        if !platform::CAN_LISTEN && (self.relay.is_some() || !self.relays.is_empty()) {
+        if !platform::CAN_LISTEN && self.relay.is_some() {
             return invalid(
-                "relay or relays",
-                "a browser can neither relay nor reserve a slot yet: dial a native node".into(),
+                "relay",
+                "a browser cannot relay (it cannot be dialled): hold a slot on a native relay with `relays`".into(),
             );
         }
         if let Some(limits) = &self.relay {

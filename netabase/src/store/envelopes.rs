@@ -405,6 +405,54 @@ impl ReadTransaction {
         Ok(out)
     }
 
+    /// Up to `scan` rows from the first key after `after`, in key order:
+    /// the envelopes among them that are whole or whose split row's rest
+    /// `keep` accepts (tested before any join, so the rows it refuses cost
+    /// no read of their typed row), and the last key scanned (`None` once
+    /// the table has no more rows).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    #[cfg_attr(not(feature = "node"), allow(dead_code))]
+    pub(crate) fn envelopes_after_where(
+        &self,
+        after: Option<&[u8]>,
+        scan: usize,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Vec<StoredEnvelope>, Option<Vec<u8>>), StoreError> {
+        let lower = match after {
+            Some(key) => std::ops::Bound::Excluded(key),
+            None => std::ops::Bound::Unbounded,
+        };
+        let table = match self.raw().open_table(fingerprints::RECORDS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), None)),
+            Err(error) => return Err(storage("open the envelope table")(error)),
+        };
+        let mut typed = ReadRows::new(self.raw(), self.model_tables());
+        let mut out = Vec::new();
+        let mut last = None;
+        let mut scanned = 0;
+        for entry in table
+            .range::<&[u8]>((lower, std::ops::Bound::Unbounded))
+            .map_err(storage("read envelopes"))?
+            .take(scan)
+        {
+            let (key, value) = entry.map_err(storage("read envelopes"))?;
+            let (key, row) = (key.value(), value.value());
+            scanned += 1;
+            last = Some(key.to_vec());
+            if rows::split_rest(row).is_some_and(|rest| !keep(rest)) {
+                continue;
+            }
+            if let Some(envelope) = rows::envelope_or_skip(key, row, &mut typed)? {
+                out.push((key.to_vec(), envelope));
+            }
+        }
+        Ok((out, if scanned == scan { last } else { None }))
+    }
+
     /// Calls `f` with each stored `(record key, envelope)` whose key starts
     /// with `prefix` (a model's), in key order, reading them one at a time.
     ///

@@ -99,6 +99,13 @@ pub(crate) fn envelope_of(
     }
 }
 
+/// The rest a split row holds (see `codec::split`), or `None` for a whole
+/// row.
+pub(crate) fn split_rest(row: &[u8]) -> Option<&[u8]> {
+    let flags = row.get(STATE_BYTES - 1).copied()?;
+    (flags & SPLIT_FLAG != 0).then(|| row.get(STATE_BYTES..).unwrap_or_default())
+}
+
 /// Like [`envelope_of`], but a record whose envelope cannot be joined is
 /// logged and left out (`None`), so one damaged row does not stop a node
 /// serving the rest.

@@ -1,5 +1,5 @@
-//! Native NAT traversal: a relay client (reservations, relayed dials), a
-//! relay server when configured, DCUtR hole punching and AutoNAT.
+//! Native NAT traversal beyond the relay client (which both platforms
+//! have): a relay server when configured, DCUtR hole punching and AutoNAT.
 
 use std::time::Duration;
 
@@ -9,7 +9,9 @@ use crate::node::replica::event::Reachability;
 use crate::node::shell::nat::Notice;
 use crate::node::RelayLimits;
 
-pub(crate) type RelayClient = relay::client::Behaviour;
+/// Whether this node can hole punch, so a peer first reached through a
+/// relay is worth waiting for before catching up (see the event loop).
+pub(crate) const HOLE_PUNCHING: bool = true;
 pub(crate) type RelayServer = relay::Behaviour;
 pub(crate) type Dcutr = dcutr::Behaviour;
 pub(crate) type Autonat = autonat::Behaviour;
@@ -51,17 +53,6 @@ pub(crate) fn autonat(local: PeerId) -> Autonat {
             ..autonat::Config::default()
         },
     )
-}
-
-pub(crate) fn relay_client_notice(event: relay::client::Event) -> Option<Notice> {
-    match event {
-        relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => {
-            Some(Notice::Reserved {
-                relay: relay_peer_id,
-            })
-        }
-        _ => None,
-    }
 }
 
 pub(crate) fn relay_server_notice(event: relay::Event) -> Option<Notice> {

@@ -1,5 +1,8 @@
-//! A browser traverses no NAT itself yet: it dials native nodes over
-//! WebSocket. The behaviours are placeholders that do nothing.
+//! A browser reserves slots on relays and dials peers through them (the
+//! relay client, which both platforms have), over WebSocket. It cannot be
+//! a relay, and it cannot hole punch (it opens no socket of its own), nor
+//! be dialled back for AutoNAT: those behaviours are placeholders that do
+//! nothing.
 
 use std::convert::Infallible;
 
@@ -9,7 +12,10 @@ use libp2p::PeerId;
 use crate::node::shell::nat::Notice;
 use crate::node::RelayLimits;
 
-pub(crate) type RelayClient = dummy::Behaviour;
+/// Whether this node can hole punch: a browser cannot, so a peer reached
+/// through a relay is caught up with at once.
+pub(crate) const HOLE_PUNCHING: bool = false;
+
 pub(crate) type RelayServer = dummy::Behaviour;
 pub(crate) type Dcutr = dummy::Behaviour;
 pub(crate) type Autonat = dummy::Behaviour;
@@ -24,10 +30,6 @@ pub(crate) fn dcutr(_local: PeerId) -> Dcutr {
 
 pub(crate) fn autonat(_local: PeerId) -> Autonat {
     dummy::Behaviour
-}
-
-pub(crate) fn relay_client_notice(event: Infallible) -> Option<Notice> {
-    match event {}
 }
 
 pub(crate) fn relay_server_notice(event: Infallible) -> Option<Notice> {

@@ -9,6 +9,7 @@ use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 
 use super::{BoxError, Elapsed, Instant, TaskError};
 use crate::node::shell::behaviour::Behaviour;
+use crate::node::shell::nat::RelayClient;
 use crate::node::NodeError;
 use crate::Keypair;
 
@@ -112,7 +113,7 @@ pub(crate) fn discovered(event: libp2p::mdns::Event) -> Vec<(PeerId, Multiaddr)>
 pub(crate) async fn swarm(
     keypair: &Keypair,
     idle: Duration,
-    behaviour: impl FnOnce(&Keypair, super::RelayClient) -> Result<Behaviour, BoxError>,
+    behaviour: impl FnOnce(&Keypair, RelayClient) -> Result<Behaviour, BoxError>,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()

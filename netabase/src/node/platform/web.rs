@@ -13,6 +13,7 @@ use libp2p::{noise, yamux, Multiaddr, PeerId, Swarm};
 
 use super::{BoxError, Elapsed, Instant, TaskError};
 use crate::node::shell::behaviour::Behaviour;
+use crate::node::shell::nat::RelayClient;
 use crate::node::NodeError;
 use crate::Keypair;
 
@@ -174,12 +175,13 @@ pub(crate) fn discovered(event: std::convert::Infallible) -> Vec<(PeerId, Multia
 }
 
 /// The swarm: WebSocket through the browser's `WebSocket`, with noise and
-/// yamux. A browser only dials (`/ip4/../tcp/N/ws`, or `/dns4/../tcp/443/wss`
-/// from a page served over https).
+/// yamux, and the relay client over it. A browser only dials
+/// (`/ip4/../tcp/N/ws`, or `/dns4/../tcp/443/wss` from a page served over
+/// https), and is reached through relays it holds a slot on.
 pub(crate) async fn swarm(
     keypair: &Keypair,
     idle: Duration,
-    behaviour: impl FnOnce(&Keypair, super::RelayClient) -> Result<Behaviour, BoxError>,
+    behaviour: impl FnOnce(&Keypair, RelayClient) -> Result<Behaviour, BoxError>,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     use libp2p::core::upgrade::Version;
     use libp2p::Transport as _;
@@ -192,7 +194,9 @@ pub(crate) async fn swarm(
                 .multiplex(yamux::Config::default()))
         })
         .map_err(transport_error)?
-        .with_behaviour(|key| behaviour(key, libp2p::swarm::dummy::Behaviour))
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(transport_error)?
+        .with_behaviour(behaviour)
         .map_err(transport_error)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();

@@ -395,3 +395,36 @@ fn a_record_that_loses_its_unique_value_keeps_its_whole_envelope() {
         Some(envelope.as_bytes())
     );
 }
+
+#[test]
+fn own_records_are_found_without_joining_others() {
+    use crate::codec::split::WrittenBy;
+    let replica = replica();
+    let mine = local::seal(&replica, &NoteKey(1), Some(&note(1, "a")), None, None).expect("seal");
+    local::commit_local(&replica, &mine, Note::NAME).expect("commit");
+    let peer = Keypair::generate_ed25519();
+    let at = Timestamp(mine.version().timestamp.0 + 1);
+    let theirs: Vec<_> = (2..40)
+        .map(|id| from_peer(&peer, &note(id, "b"), at))
+        .collect();
+    push(&replica, &peer, theirs);
+    let own = WrittenBy::new(&replica.keypair.public().encode_protobuf());
+    let read = replica.store.begin_read().unwrap();
+    // Pages of 16 rows: the last key scanned carries the scan on.
+    let mut after = None;
+    let mut found = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (page, last) = read
+            .envelopes_after_where(after.as_deref(), 16, |rest| own.matches(rest))
+            .unwrap();
+        found.extend(page);
+        pages += 1;
+        match last {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "39 rows, 16 a page");
+    assert_eq!(found, vec![(mine.record_key(), mine.as_bytes().to_vec())]);
+}

@@ -47,7 +47,7 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<platform::Mdns>,
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
     /// Slots on relays, and connections through them.
-    pub(crate) relay_client: platform::RelayClient,
+    pub(crate) relay_client: super::nat::RelayClient,
     /// Relaying for others, when `NetabaseConfig::relay` says so.
     pub(crate) relay: Toggle<platform::RelayServer>,
     /// Hole punching: a relayed connection made direct.
@@ -70,7 +70,7 @@ pub(crate) async fn build_swarm(
 /// The behaviour, for the swarm's key, on any transport.
 fn behaviour(
     key: &Keypair,
-    relay_client: platform::RelayClient,
+    relay_client: super::nat::RelayClient,
     config: &NetabaseConfig,
     cache: RecordCache,
 ) -> Result<Behaviour, platform::BoxError> {

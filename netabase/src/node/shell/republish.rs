@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::event_loop::Command;
 use super::kad_store::kad_record;
+use crate::codec::split::WrittenBy;
 use crate::codec::Envelope;
 use crate::node::platform;
 use crate::node::replica::Replica;
@@ -30,19 +31,28 @@ pub(crate) async fn all(
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut after: Option<Vec<u8>> = None;
     let mut published = 0u64;
+    // Others' records are told apart by their stored rest alone, without
+    // reading their typed rows: most of what a node holds is not its own.
+    let mine = Arc::new(WrittenBy::new(&shared.keypair.public().encode_protobuf()));
     loop {
+        // Between pages: a stopped swarm ends the round at once, even if
+        // none of the records scanned so far was this node's.
+        if commands.is_closed() {
+            return Err(Stopped);
+        }
         let page = {
             let shared = shared.clone();
             let after = after.clone();
+            let mine = mine.clone();
             platform::blocking(move || -> Result<_, crate::StoreError> {
                 shared
                     .store
                     .begin_read()?
-                    .envelopes_after(after.as_deref(), PAGE)
+                    .envelopes_after_where(after.as_deref(), PAGE, |rest| mine.matches(rest))
             })
             .await
         };
-        let page = match page {
+        let (page, last) = match page {
             Ok(Ok(page)) => page,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "could not read records to republish");
@@ -50,11 +60,8 @@ pub(crate) async fn all(
             }
             Err(_) => return Ok(()),
         };
-        let Some((last, _)) = page.last() else {
-            break;
-        };
-        after = Some(last.clone());
-        let full = page.len() == PAGE;
+        let full = last.is_some();
+        after = last;
         for (key, bytes) in page {
             let own = Envelope::from_trusted_bytes(&bytes)
                 .is_ok_and(|envelope| envelope.writer() == shared.peer_id);

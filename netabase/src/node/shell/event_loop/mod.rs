@@ -467,10 +467,11 @@ impl EventLoop {
                 self.track_path(peer_id, connection_id, relayed);
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(Event::PeerConnected(peer_id));
-                    if relayed {
+                    if relayed && platform::HOLE_PUNCHING {
                         // Hole punching may make it direct in a moment:
                         // the catch-up waits for that, so that it does not
                         // spend the relay's bandwidth (nor hit its limits).
+                        // A browser cannot punch: it catches up at once.
                         self.peers.retry_after(peer_id, RELAYED_CATCH_UP_DELAY);
                     } else {
                         // Each side fetches only in the exchange it started.
@@ -513,7 +514,7 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
-                if let Some(notice) = platform::relay_client_notice(event) {
+                if let Some(notice) = crate::node::shell::nat::relay_client_notice(event) {
                     self.on_nat(notice);
                 }
             }

@@ -175,6 +175,11 @@ impl EventLoop {
             Notice::HolePunchFailed { peer, reason } => {
                 tracing::info!(%peer, %reason, "hole punching failed; the connection stays relayed");
                 Counters::bump(&self.shared.counters.hole_punch_failures);
+                // Nothing left to wait for (a browser, a symmetric NAT):
+                // the catch-up runs through the relay now.
+                if self.relayed.contains_key(&peer) {
+                    self.start_reconcile(peer);
+                }
                 Event::HolePunchFailed { peer, reason }
             }
             Notice::Reachability(reachability) => {
