@@ -49,8 +49,8 @@ impl Freezable {
         });
         let node = handle
             .spawn(async move {
-                let node = Netabase::new_with_path(dir, NetabaseConfig::loopback())
-                    .expect("open F");
+                let node =
+                    Netabase::new_with_path(dir, NetabaseConfig::loopback()).expect("open F");
                 node.register::<User>().expect("register");
                 node.start_swarm().await.expect("start F");
                 node
@@ -148,7 +148,7 @@ fn frozen_peer(c: &mut Criterion) {
     let mut group = c.benchmark_group("frozen_peer");
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
-    let mut measure = |group: &mut criterion::BenchmarkGroup<'_, _>, state: &str| {
+    let measure = |group: &mut criterion::BenchmarkGroup<'_, _>, state: &str| {
         group.bench_function(format!("get_record/{state}"), |b| {
             b.iter_custom(|iterations| {
                 rt.block_on(async {

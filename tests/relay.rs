@@ -63,6 +63,12 @@ async fn a_peer_reaches_a_node_through_its_relay_and_catches_up() {
         c.catch_up_interval = None;
     })
     .await;
+    // Connection setup, printed: directly to R, then to B through R (over
+    // the connection to R just made).
+    let started = std::time::Instant::now();
+    assert_eq!(a.dial(address_of(&r)).await.unwrap(), r.peer_id());
+    let direct = started.elapsed();
+    let started = std::time::Instant::now();
     assert_eq!(a.dial(circuit(&r, b.peer_id())).await.unwrap(), b.peer_id());
     let target = b.peer_id();
     wait_for("A's relayed connection to B", &mut a_events, |e| {
@@ -70,6 +76,10 @@ async fn a_peer_reaches_a_node_through_its_relay_and_catches_up() {
             .then_some(())
     })
     .await;
+    eprintln!(
+        "connection setup on 127.0.0.1: direct {direct:?}, through the relay {:?}",
+        started.elapsed()
+    );
     // Hole punching may replace the relayed connection meanwhile (on
     // loopback it succeeds): a catch-up cut short is run again.
     let synced = tokio::time::timeout(NET_WAIT, async {
