@@ -109,9 +109,11 @@ pub mod rules;
 pub mod sample;
 pub mod store;
 pub mod sync;
+pub mod version;
 
 pub use error::{Error, Result};
 pub use key::{KeyEncode, KeyType};
+pub use model::VersionError;
 pub use model::{IndexKey, ModelId, NetabaseModel, SecondaryKey};
 pub use rules::{Refusal, WriteRule};
 pub use sample::Sample;
@@ -136,10 +138,12 @@ pub mod __private {
         DecodeAny, DecodeIdentity, EncodeAny, EncodeIdentity, Field, Tag,
     };
     pub use crate::key::{KeyBuf, KeyEncode, KeyType};
+    pub use crate::model::VersionError;
     pub use crate::model::{IndexEntries, IndexKey, IndexSpec, NetabaseModel, SecondaryKey};
     pub use crate::rules;
     pub use crate::sample::Sample;
     pub use crate::store::{LiveQuery, Lookup, Records, Store, StoreError};
+    pub use crate::version::{decode_payload, same_primary_key, same_str, PrimaryField};
     pub use bincode;
     pub use libp2p_identity::PeerId;
     pub use std::vec::Vec;

@@ -26,6 +26,11 @@ pub trait NetabaseModel:
     const SCHEMA: u64 = 0;
     /// The secondary indexes, in field order; entry `i` is index number `i`.
     const INDEXES: &'static [IndexSpec];
+    /// This model's version: 1, unless the derive is given
+    /// `#[netabase(version = N, from = Previous)]`. A store holding records
+    /// of an older version migrates them to this one when the model is
+    /// registered (see [`decode_version`](Self::decode_version)).
+    const VERSION: u32 = 1;
 
     /// The primary-key newtype (`UserKey`).
     type Key: KeyEncode + Clone + Debug + Eq + Ord + Hash + Send + Sync + 'static;
@@ -35,6 +40,28 @@ pub trait NetabaseModel:
     /// rule named with `#[netabase(write = "..")]` ([`rules`](crate::rules)),
     /// [`Anyone`](crate::rules::Anyone) by default.
     type Rule: crate::rules::WriteRule<Self>;
+
+    /// Decodes a record stored at `version` of this model: this version's
+    /// payload, or an older version's read through the chain of `from`
+    /// models (each step its `From` or `TryFrom`). The derive writes it for
+    /// versioned models; the default reads this version only.
+    ///
+    /// # Errors
+    ///
+    /// [`VersionError`]: bytes that are not a record of
+    /// that version, a version this build does not know, or a conversion
+    /// that refused the record.
+    fn decode_version(version: u32, bytes: &[u8]) -> Result<Self, VersionError> {
+        if version == Self::VERSION {
+            decode_own(bytes)
+        } else {
+            Err(VersionError::Unknown {
+                model: Self::NAME,
+                version,
+                known: Self::VERSION,
+            })
+        }
+    }
 
     /// This record's primary key.
     fn key(&self) -> Self::Key;
@@ -188,4 +215,64 @@ mod tests {
         entries.clear();
         assert!(entries.is_empty());
     }
+}
+
+/// Why a record stored at some version of a model could not be read as the
+/// version this build knows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersionError {
+    /// The bytes are not a record of the version they were stored at.
+    #[error("the bytes are not a `{model}` record of version {version}: {detail}")]
+    Decode {
+        /// The model's stored name.
+        model: &'static str,
+        /// The version they were read as.
+        version: u32,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// A version this build does not know: newer than its newest, or older
+    /// than the chain of `from` models reaches.
+    #[error("`{model}` version {version} is not one this build reads (its newest is {known})")]
+    Unknown {
+        /// The model's stored name.
+        model: &'static str,
+        /// The version the record was stored at.
+        version: u32,
+        /// The newest version this build knows.
+        known: u32,
+    },
+    /// The conversion into version `to` (the user's `TryFrom`) refused it.
+    #[error("`{model}` version {to} refused a record of the version before it: {reason}")]
+    Refused {
+        /// The model's stored name.
+        model: &'static str,
+        /// The version it was converted into.
+        to: u32,
+        /// What the conversion said.
+        reason: String,
+    },
+}
+
+/// Largest payload encoded or decoded (`codec::MAX_PAYLOAD_BYTES`).
+pub(crate) const PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Decodes a payload of `M`'s own version, as the store encodes it (bincode's
+/// standard configuration, every byte consumed, within the payload limit,
+/// so a damaged length cannot ask for more memory).
+pub(crate) fn decode_own<M: NetabaseModel>(bytes: &[u8]) -> Result<M, VersionError> {
+    const LIMIT: usize = PAYLOAD_LIMIT;
+    let failed = |detail: String| VersionError::Decode {
+        model: M::NAME,
+        version: M::VERSION,
+        detail,
+    };
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let (record, read) =
+        bincode::decode_from_slice::<M, _>(bytes, config).map_err(|e| failed(e.to_string()))?;
+    if read != bytes.len() {
+        return Err(failed(format!("{} bytes left over", bytes.len() - read)));
+    }
+    Ok(record)
 }

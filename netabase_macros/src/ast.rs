@@ -14,6 +14,10 @@ pub struct Model<'a> {
     pub name: Option<String>,
     /// The write rule given with `#[netabase(write = ..)]`.
     pub write: Option<attr::WriteAttr>,
+    /// `#[netabase(version = N)]`, and where it was written.
+    pub version: Option<(u32, Span)>,
+    /// `#[netabase(from = Previous)]`: the model of the version before.
+    pub from: Option<syn::Path>,
     pub vis: &'a Visibility,
     pub fields: Vec<Field<'a>>,
 }
@@ -93,6 +97,8 @@ impl<'a> Model<'a> {
             ident: &input.ident,
             name: attrs.name,
             write: attrs.write,
+            version: attrs.version,
+            from: attrs.from,
             vis: &input.vis,
             fields,
         })

@@ -1,4 +1,5 @@
-//! Attributes: `#[netabase(name = "..")]` on the struct; `#[primary_key]`,
+//! Attributes: `#[netabase(name = "..", write = .., version = N, from = Previous)]`
+//! on the struct; `#[primary_key]`,
 //! `#[secondary_key]` and `#[secondary_key(unique)]` on fields. Also spots
 //! near-misses of the field attributes' names, which the compiler would
 //! otherwise report only as an unknown attribute.
@@ -23,6 +24,10 @@ pub struct ModelAttrs {
     pub name: Option<String>,
     /// The write rule given with `write = ".."` or `write = Type`.
     pub write: Option<WriteAttr>,
+    /// The version given with `version = N`, and where it was written.
+    pub version: Option<(u32, Span)>,
+    /// The previous version's model, given with `from = Type`.
+    pub from: Option<syn::Path>,
 }
 
 /// `write = "<rule>"` (a built-in rule, by name) or `write = Type` (a type
@@ -64,6 +69,25 @@ pub fn parse_model(cx: &Ctxt, attrs: &[syn::Attribute]) -> ModelAttrs {
                     out.write = Some(write);
                 }
                 Ok(())
+            } else if meta.path.is_ident("version") {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                match lit.base10_parse::<u32>() {
+                    Ok(0) => cx.error_spanned_by(&lit, "versions start at 1 (a model without `version` is version 1)"),
+                    Ok(_) if out.version.is_some() => {
+                        cx.error_spanned_by(&lit, "duplicate `version` option")
+                    }
+                    Ok(version) => out.version = Some((version, lit.span())),
+                    Err(_) => cx.error_spanned_by(&lit, "a version is a whole number from 1 to 4294967295"),
+                }
+                Ok(())
+            } else if meta.path.is_ident("from") {
+                let path: syn::Path = meta.value()?.parse()?;
+                if out.from.is_some() {
+                    cx.error_spanned_by(&path, "duplicate `from` option");
+                } else {
+                    out.from = Some(path);
+                }
+                Ok(())
             } else if meta.path.is_ident("name") {
                 let lit: syn::LitStr = meta.value()?.parse()?;
                 let name = lit.value();
@@ -80,7 +104,7 @@ pub fn parse_model(cx: &Ctxt, attrs: &[syn::Attribute]) -> ModelAttrs {
                 cx.error_spanned_by(
                     &meta.path,
                     format!(
-                        "unknown #[netabase] option `{name}`; the options are `name = \"..\"` and `write = ..`"
+                        "unknown #[netabase] option `{name}`; the options are `name = \"..\"`, `write = ..`, `version = N` and `from = PreviousVersion`"
                     ),
                 );
                 skip_value(&meta)

@@ -14,6 +14,28 @@ pub fn check(cx: &Ctxt, model: &Model) {
     check_generated_names(cx, model);
     check_lookup_names(cx, model);
     check_owner(cx, model);
+    check_version(cx, model);
+}
+
+/// A version above 1 names the model of the version before it (`from`),
+/// through which older records are read; version 1 has none.
+fn check_version(cx: &Ctxt, model: &Model) {
+    match (&model.version, &model.from) {
+        (Some((version, span)), None) if *version > 1 => cx.push(syn::Error::new(
+            *span,
+            format!(
+                "version {version} needs `from = <the version {} model>`: records stored \
+                 at older versions are read through it",
+                version - 1
+            ),
+        )),
+        (None | Some((1, _)), Some(from)) => cx.error_spanned_by(
+            from,
+            "`from` names the previous version of this model: give this one \
+             `version = 2` or more",
+        ),
+        _ => {}
+    }
 }
 
 /// `write = "owner"` needs exactly one `#[owner]` field, a `PeerId`; and

@@ -19,7 +19,7 @@ use crate::model::NetabaseModel;
 /// Largest payload the store encodes or decodes (64 MiB). Larger values are
 /// refused on write, so everything stored can be read back. Records a node
 /// syncs are far smaller: see [`MAX_ENVELOPE_BYTES`].
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_PAYLOAD_BYTES: usize = crate::model::PAYLOAD_LIMIT;
 
 type PayloadConfig = Configuration<LittleEndian, Varint, Limit<MAX_PAYLOAD_BYTES>>;
 

@@ -82,6 +82,17 @@ pub enum NodeError {
         /// The model's name.
         model: &'static str,
     },
+    /// A model above version 1 (`#[netabase(version = N, from = ..)]`).
+    /// A `Store` migrates and reads such models; a node does not sync them
+    /// yet, because the records it signs do not carry their version, and
+    /// peers on other versions would read them wrongly.
+    #[error("model `{model}` is at version {version}: a node syncs only version-1 models for now (a `Store` reads and migrates versioned ones)")]
+    VersionNotSynced {
+        /// The model's name.
+        model: &'static str,
+        /// Its version.
+        version: u32,
+    },
     /// Two different models would be stored under one model id: the same
     /// name with different fields, or (rarely) two names whose ids collide.
     #[error("models `{first}` and `{second}` would share a model id (the same name with different fields, or colliding names); give one another name with #[netabase(name = \"..\")]")]

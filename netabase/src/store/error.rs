@@ -107,6 +107,35 @@ pub enum StoreError {
     /// file). The envelope cannot be rebuilt, so it is not served.
     #[error("a synced record's typed row no longer matches its signed envelope: the node's file was changed by something other than the node")]
     SyncedRecordChanged,
+    /// The file holds a model's records at a newer version than this build
+    /// knows (a newer app wrote it): nothing is read or changed. Update the
+    /// app.
+    #[error("`{model}` is stored at version {stored}, newer than this build's {known}: update the app to read it")]
+    NewerVersion {
+        /// The model's stored name.
+        model: &'static str,
+        /// The version in the file.
+        stored: u32,
+        /// The newest version this build knows.
+        known: u32,
+    },
+    /// Migrating a model's records to its newest version failed on one
+    /// record; nothing was changed (the file keeps the old version).
+    #[error(
+        "migrating `{model}` from version {from} to {to} failed at the record {key}: {reason}"
+    )]
+    Migration {
+        /// The model's stored name.
+        model: &'static str,
+        /// The version the records are stored at.
+        from: u32,
+        /// The version they were being migrated to.
+        to: u32,
+        /// The record's key.
+        key: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// An index entry points at a record that does not exist: the database was
     /// changed by something other than netabase.
     #[error("index `{model}.{index}` points at a missing record")]

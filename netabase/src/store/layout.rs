@@ -4,7 +4,10 @@
 //! between builds (a `#[secondary_key]` added, removed or made unique), the
 //! first write transaction that opens its tree rebuilds the changed indexes
 //! from the records, in that transaction, so no record is ever missing from
-//! an index it belongs to.
+//! an index it belongs to. A versioned model's layout starts with its
+//! version (`version\tN`, from version 2): records stored at an older one
+//! are migrated to the newest (see [`migrate`](super::migrate)) in the same
+//! way, and every index rebuilt.
 
 use std::any::TypeId;
 use std::collections::{HashMap, HashSet};
@@ -47,12 +50,38 @@ impl Checked {
     }
 }
 
-/// `M`'s index layout in its stored form.
+/// `M`'s index layout in its stored form: from version 2, a first line
+/// with the version (version 1 has none, as files from before versions).
 fn layout<M: NetabaseModel>() -> String {
+    let version = match M::VERSION {
+        1 => String::new(),
+        version => format!("{VERSION_LINE}{version}\n"),
+    };
+    version + &index_lines::<M>()
+}
+
+/// The start of a stored layout's version line.
+const VERSION_LINE: &str = "version\t";
+
+/// One line per secondary index: its table and whether it is unique.
+fn index_lines<M: NetabaseModel>() -> String {
     M::INDEXES
         .iter()
         .map(|spec| format!("{}\t{}\n", spec.table, if spec.unique { 'u' } else { 'n' }))
         .collect()
+}
+
+/// The version a stored layout names (1 if none), and its index lines.
+fn parse_stored(stored: &str) -> (u32, Vec<&str>) {
+    let mut version = 1;
+    let mut lines = Vec::new();
+    for line in stored.lines() {
+        match line.strip_prefix(VERSION_LINE) {
+            Some(number) => version = number.parse().unwrap_or(u32::MAX),
+            None => lines.push(line),
+        }
+    }
+    (version, lines)
 }
 
 /// What the file says of `M`'s index layout.
@@ -118,15 +147,26 @@ pub(crate) fn upgrade<M: NetabaseModel>(txn: &redb::WriteTransaction) -> Result<
         .open_table(tables::records_table::<M>())
         .map_err(storage("open a table"))?;
     let count = records.len().map_err(storage("read records"))?;
-    let old_lines: HashSet<&str> = match &stored {
-        Some(stored) => stored.lines().collect(),
+    let current_lines = index_lines::<M>();
+    let (stored_version, old_lines): (u32, HashSet<&str>) = match &stored {
+        Some(stored) => {
+            let (version, lines) = parse_stored(stored);
+            (version, lines.into_iter().collect())
+        }
         // Written before layouts were kept: trust no index.
-        None if count > 0 => HashSet::new(),
-        // Nothing written yet: nothing to rebuild.
-        None => current.lines().collect(),
+        None if count > 0 => (1, HashSet::new()),
+        // Nothing written yet: nothing to rebuild or migrate.
+        None => (M::VERSION, current_lines.lines().collect()),
     };
     drop(records);
-    let new_lines: HashSet<&str> = current.lines().collect();
+    if stored_version > M::VERSION {
+        return Err(StoreError::NewerVersion {
+            model: M::NAME,
+            stored: stored_version,
+            known: M::VERSION,
+        });
+    }
+    let new_lines: HashSet<&str> = current_lines.lines().collect();
     let mut dropped = 0;
     for line in old_lines.difference(&new_lines) {
         let name = line.split('\t').next().unwrap_or_default();
@@ -139,10 +179,22 @@ pub(crate) fn upgrade<M: NetabaseModel>(txn: &redb::WriteTransaction) -> Result<
             dropped += 1;
         }
     }
+    // Records of an older version: converted, and every index filled from
+    // the results (the values it holds may have changed with them).
+    let migrated = if stored_version < M::VERSION && count > 0 {
+        super::migrate::prepare::<M>(txn)?;
+        let mut tree = super::write::WriteTree::<M>::open(txn)?;
+        Some(tree.rewrite_all(super::migrate::converter::<M>(stored_version))?)
+    } else {
+        None
+    };
     let rebuild: Vec<usize> = M::INDEXES
         .iter()
         .enumerate()
-        .filter(|(i, _)| !old_lines.contains(current.lines().nth(*i).unwrap_or_default()))
+        .filter(|(i, _)| {
+            migrated.is_none()
+                && !old_lines.contains(current_lines.lines().nth(*i).unwrap_or_default())
+        })
         .map(|(i, _)| i)
         .collect();
     if !rebuild.is_empty() {
@@ -157,6 +209,15 @@ pub(crate) fn upgrade<M: NetabaseModel>(txn: &redb::WriteTransaction) -> Result<
     layouts
         .insert(M::TABLE, current.as_str())
         .map_err(storage("write a model's layout"))?;
+    if let Some(migrated) = migrated {
+        tracing::info!(
+            model = M::NAME,
+            records = migrated,
+            from = stored_version,
+            to = M::VERSION,
+            "migrated the model's records to its newest version"
+        );
+    }
     if !rebuild.is_empty() || dropped > 0 {
         let rebuilt: Vec<&str> = rebuild.iter().map(|&i| M::INDEXES[i].name).collect();
         tracing::info!(
@@ -167,5 +228,5 @@ pub(crate) fn upgrade<M: NetabaseModel>(txn: &redb::WriteTransaction) -> Result<
             "the model's secondary indexes changed: rebuilt them"
         );
     }
-    Ok(!rebuild.is_empty() || dropped > 0)
+    Ok(!rebuild.is_empty() || dropped > 0 || migrated.is_some())
 }

@@ -40,6 +40,7 @@ mod error;
 pub(crate) mod fingerprints;
 mod layout;
 mod lookup;
+mod migrate;
 mod open;
 #[cfg(all(target_arch = "wasm32", feature = "node"))]
 mod opfs;

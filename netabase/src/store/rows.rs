@@ -296,6 +296,73 @@ impl TypedRows for WriteRows<'_> {
     }
 }
 
+/// Rewrites every split row whose record key starts with `prefix` (a
+/// model's) whole, joined with its typed row as it is now: before those
+/// typed rows change (a migration). The state, and so the index, stays.
+pub(crate) fn keep_whole(txn: &redb::WriteTransaction, prefix: &[u8]) -> Result<(), StoreError> {
+    use redb::TableHandle;
+    const CHUNK: usize = 1024;
+    // A typed store alone has no records table: none is made here.
+    let records = super::fingerprints::RECORDS.name();
+    if !txn
+        .list_tables()
+        .map_err(storage("list tables"))?
+        .any(|table| table.name() == records)
+    {
+        return Ok(());
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let mut split = Vec::new();
+        let mut scanned = 0;
+        {
+            let table = match txn.open_table(super::fingerprints::RECORDS) {
+                Ok(table) => table,
+                Err(error) => return Err(storage("open the records table")(error)),
+            };
+            let lower = match &after {
+                Some(key) => std::ops::Bound::Excluded(key.as_slice()),
+                None => std::ops::Bound::Included(prefix),
+            };
+            for entry in table
+                .range::<&[u8]>((lower, std::ops::Bound::Unbounded))
+                .map_err(storage("read envelopes"))?
+                .take(CHUNK)
+            {
+                let (key, row) = entry.map_err(storage("read envelopes"))?;
+                if !key.value().starts_with(prefix) {
+                    break;
+                }
+                scanned += 1;
+                after = Some(key.value().to_vec());
+                if split_rest(row.value()).is_some() {
+                    split.push((key.value().to_vec(), row.value().to_vec()));
+                }
+            }
+        }
+        let mut typed = WriteRows::new(txn);
+        let mut whole = Vec::with_capacity(split.len());
+        for (key, row) in split {
+            let envelope = envelope_of(&key, &row, &mut typed)?;
+            let mut out = row[..STATE_BYTES].to_vec();
+            out[STATE_BYTES - 1] &= !SPLIT_FLAG;
+            out.extend_from_slice(&envelope);
+            whole.push((key, out));
+        }
+        let mut table = txn
+            .open_table(super::fingerprints::RECORDS)
+            .map_err(storage("open the records table"))?;
+        for (key, row) in &whole {
+            table
+                .insert(key.as_slice(), row.as_slice())
+                .map_err(storage("keep an envelope whole"))?;
+        }
+        if scanned < CHUNK {
+            return Ok(());
+        }
+    }
+}
+
 /// The row to store: `state` and flags, then the envelope or its rest.
 pub(crate) fn row_for(
     state: crate::sync::reconcile::ItemState,

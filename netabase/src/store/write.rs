@@ -239,30 +239,88 @@ impl<'txn, M: NetabaseModel> WriteTree<'txn, M> {
         } = self;
         for entry in records.iter().map_err(storage("read records"))? {
             let (key, value) = entry.map_err(storage("read records"))?;
-            let key = key.value();
-            new_entries.clear();
-            codec::decode::<M>(value.value())?.index_entries(new_entries);
-            check_indexes::<M>(new_entries)?;
-            for (index, value) in new_entries.iter() {
-                if !which.contains(&index) {
-                    continue;
-                }
-                let spec = &M::INDEXES[index];
-                tables::check_key_len(M::NAME, value)?;
-                let entry = tables::index_entry_key(spec, value, key);
-                let previous = indexes[index]
-                    .insert(entry.as_slice(), tables::index_entry_value(spec, key))
-                    .map_err(storage("update an index"))?;
-                if spec.unique && previous.is_some_and(|owner| owner.value() != key) {
-                    return Err(StoreError::UniqueViolation {
-                        model: M::NAME,
-                        index: spec.name,
-                    });
-                }
-            }
+            let record = codec::decode::<M>(value.value())?;
+            add_entries(indexes, new_entries, key.value(), &record, which)?;
         }
         Ok(())
     }
+
+    /// Rewrites every record as `convert` makes it from its key and stored
+    /// bytes, and fills every (empty) index from the results, in one pass:
+    /// a migration. Returns how many records it rewrote.
+    pub(super) fn rewrite_all(
+        &mut self,
+        mut convert: impl FnMut(&[u8], &[u8]) -> Result<M, StoreError>,
+    ) -> Result<u64, StoreError> {
+        // Copied out a chunk at a time: redb writes no table with a range
+        // of it open.
+        const CHUNK: usize = 1024;
+        let all: Vec<usize> = (0..M::INDEXES.len()).collect();
+        let mut after: Option<Vec<u8>> = None;
+        let mut rewritten = 0;
+        loop {
+            let lower = match &after {
+                Some(key) => std::ops::Bound::Excluded(key.as_slice()),
+                None => std::ops::Bound::Unbounded,
+            };
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for entry in self
+                .records
+                .range::<&[u8]>((lower, std::ops::Bound::Unbounded))
+                .map_err(storage("read records"))?
+                .take(CHUNK)
+            {
+                let (key, value) = entry.map_err(storage("read records"))?;
+                chunk.push((key.value().to_vec(), value.value().to_vec()));
+            }
+            let Some((last, _)) = chunk.last() else {
+                return Ok(rewritten);
+            };
+            after = Some(last.clone());
+            for (key, bytes) in &chunk {
+                let record = convert(key, bytes)?;
+                self.payload.clear();
+                codec::encode_into(&record, &mut self.payload)?;
+                self.records
+                    .insert(key.as_slice(), self.payload.as_slice())
+                    .map_err(storage("rewrite a record"))?;
+                add_entries(&mut self.indexes, &mut self.new_entries, key, &record, &all)?;
+                rewritten += 1;
+            }
+        }
+    }
+}
+
+/// Adds `record`'s entries (stored under `key`) to the indexes numbered
+/// `which`.
+fn add_entries<M: NetabaseModel>(
+    indexes: &mut [Table<'_, KeyBytes, Bytes>],
+    entries: &mut IndexEntries,
+    key: &[u8],
+    record: &M,
+    which: &[usize],
+) -> Result<(), StoreError> {
+    entries.clear();
+    record.index_entries(entries);
+    check_indexes::<M>(entries)?;
+    for (index, value) in entries.iter() {
+        if !which.contains(&index) {
+            continue;
+        }
+        let spec = &M::INDEXES[index];
+        tables::check_key_len(M::NAME, value)?;
+        let entry = tables::index_entry_key(spec, value, key);
+        let previous = indexes[index]
+            .insert(entry.as_slice(), tables::index_entry_value(spec, key))
+            .map_err(storage("update an index"))?;
+        if spec.unique && previous.is_some_and(|owner| owner.value() != key) {
+            return Err(StoreError::UniqueViolation {
+                model: M::NAME,
+                index: spec.name,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl<M: NetabaseModel> WriteTree<'_, M> {

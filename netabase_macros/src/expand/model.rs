@@ -109,9 +109,16 @@ pub fn expand(model: &Model) -> TokenStream {
         }
         None => TokenStream::new(),
     };
+    let versioned = versioned(model);
     quote! {
         #[automatically_derived]
+        impl #p::PrimaryField for #ident {
+            type Field = #pk_ty;
+        }
+
+        #[automatically_derived]
         impl #p::NetabaseModel for #ident {
+            #versioned
             const NAME: &'static str = #name;
             const SCHEMA: u64 = #schema;
             const TABLE: &'static str = #table;
@@ -152,6 +159,69 @@ pub fn expand(model: &Model) -> TokenStream {
                 #(#secondary_keys)*
                 keys
             }
+        }
+    }
+}
+
+/// `VERSION` and `decode_version` for a model with `version = N, from =
+/// Previous` (none for version 1), and the checks that `Previous` is this
+/// model's version N - 1: the same stored name and primary key type.
+fn versioned(model: &Model) -> TokenStream {
+    let (Some((version, span)), Some(from)) = (&model.version, &model.from) else {
+        return match &model.version {
+            Some((version, _)) => quote!(const VERSION: u32 = #version;),
+            None => TokenStream::new(),
+        };
+    };
+    let p = private();
+    let ident = model.ident;
+    let previous = version - 1;
+    let name_check = format!(
+        "`from` must name the previous version of `{ident}`: its stored name differs \
+         (give both the same `#[netabase(name = \"..\")]`)"
+    );
+    let version_check = format!(
+        "`from` must name version {previous} of `{ident}`: the chain of versions has a gap"
+    );
+    quote_spanned! {*span=>
+        const VERSION: u32 = #version;
+
+        fn decode_version(
+            version: u32,
+            bytes: &[u8],
+        ) -> ::core::result::Result<Self, #p::VersionError> {
+            const _: () = {
+                ::core::assert!(
+                    #p::same_str(
+                        <#from as #p::NetabaseModel>::NAME,
+                        <#ident as #p::NetabaseModel>::NAME,
+                    ),
+                    #name_check
+                );
+                ::core::assert!(
+                    <#from as #p::NetabaseModel>::VERSION == #previous,
+                    #version_check
+                );
+            };
+            #p::same_primary_key::<#from, #ident>();
+            if version == #version {
+                return #p::decode_payload::<Self>(bytes);
+            }
+            if version > #version {
+                return ::core::result::Result::Err(#p::VersionError::Unknown {
+                    model: <Self as #p::NetabaseModel>::NAME,
+                    version,
+                    known: #version,
+                });
+            }
+            let older = <#from as #p::NetabaseModel>::decode_version(version, bytes)?;
+            <Self as ::core::convert::TryFrom<#from>>::try_from(older).map_err(|error| {
+                #p::VersionError::Refused {
+                    model: <Self as #p::NetabaseModel>::NAME,
+                    to: #version,
+                    reason: ::std::string::ToString::to_string(&error),
+                }
+            })
         }
     }
 }

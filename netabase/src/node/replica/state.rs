@@ -133,6 +133,12 @@ impl Replica {
     /// Registers model `M`: checks it against the models registered, then
     /// opens (or rebuilds) its tables.
     pub(crate) fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
+        if M::VERSION > 1 {
+            return Err(NodeError::VersionNotSynced {
+                model: M::NAME,
+                version: M::VERSION,
+            });
+        }
         let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
         registry.check::<M>()?;
         self.store.register::<M>()?;
