@@ -100,6 +100,7 @@ pub struct NetabaseConfig {
     /// Serve as a relay for other peers, within these limits. Default:
     /// `None` (off). A relay needs an address peers can dial it at: its
     /// `external_addresses`, else every address it listens on (see there).
+    /// Refused in a browser, which cannot be dialled.
     pub relay: Option<RelayLimits>,
     /// Addresses this node is reachable at from outside (a public IP, or a
     /// router's forwarded port), announced to peers; a relay hands them
