@@ -15,86 +15,21 @@
 //! to F times out while it is measured (after one does, F is asked last
 //! and not waited for, for two minutes, and calls cost what healthy ones do).
 
+#[path = "../tests/common/freezable.rs"]
+mod freezable;
 mod net;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use freezable::Freezable;
 use net::{address_of, bounded, runtime, tempdir};
 use netabase::node::{Event, Netabase, NetabaseConfig};
 use netabase_workspace::models::{user, User, UserKey};
 
 /// Records V holds for H to fetch, one per timed get.
 const HELD: u64 = 20_000;
-
-/// A node on a runtime of its own, which the bench can block.
-struct Freezable {
-    node: Netabase,
-    runtime: tokio::runtime::Handle,
-    thread: Option<std::thread::JoinHandle<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Freezable {
-    async fn start(dir: std::path::PathBuf) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let _ = runtime.block_on(stopped);
-        });
-        let node = handle
-            .spawn(async move {
-                let node =
-                    Netabase::new_with_path(dir, NetabaseConfig::loopback()).expect("open F");
-                node.register::<User>().expect("register");
-                node.start_swarm().await.expect("start F");
-                node
-            })
-            .await
-            .expect("F starts");
-        Freezable {
-            node,
-            runtime: handle,
-            thread: Some(thread),
-            stop: Some(stop),
-        }
-    }
-
-    /// Blocks the node's only thread until the returned sender is used or
-    /// dropped.
-    fn freeze(&self) -> std::sync::mpsc::Sender<()> {
-        let (thaw, frozen) = std::sync::mpsc::channel::<()>();
-        let (entered, blocked) = std::sync::mpsc::channel::<()>();
-        self.runtime.spawn(async move {
-            let _ = entered.send(());
-            // Blocking the runtime's thread on purpose: the node is frozen.
-            let _ = frozen.recv();
-        });
-        blocked
-            .recv_timeout(net::WAIT)
-            .expect("F's runtime took the freeze");
-        thaw
-    }
-
-    async fn stop(mut self) {
-        let node = self.node.clone();
-        let _ = self
-            .runtime
-            .spawn(async move { node.shutdown().await })
-            .await;
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 async fn started(dir: std::path::PathBuf, config: NetabaseConfig) -> Netabase {
     let node = Netabase::new_with_path(dir, config).expect("open a node");
@@ -115,7 +50,7 @@ fn frozen_peer(c: &mut Criterion) {
         )
         .await
         .expect("V holds the records H fetches");
-        let f = Freezable::start(dir.path().join("f")).await;
+        let f = Freezable::start(started(dir.path().join("f"), NetabaseConfig::loopback())).await;
         let h = Netabase::new_with_path(
             dir.path().join("h"),
             NetabaseConfig {

@@ -12,6 +12,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::freezable::Freezable;
 use common::*;
 use futures::StreamExt;
 use libp2p::request_response;
@@ -159,65 +160,6 @@ async fn a_late_newer_answer_is_kept_and_written_back() {
     v.shutdown().await.unwrap();
 }
 
-/// A node on a runtime of its own (one thread), which the test can block
-/// and let go: frozen, its connections stay open and nothing is answered.
-struct Freezable {
-    node: Netabase,
-    runtime: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Freezable {
-    async fn start(dir: std::path::PathBuf) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let _ = runtime.block_on(stopped);
-        });
-        let node = handle
-            .spawn(async move { start(&dir, &[]).await.0 })
-            .await
-            .unwrap();
-        Freezable {
-            node,
-            runtime: handle,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    /// Blocks the node's only runtime thread until the returned sender is
-    /// used (or dropped).
-    fn freeze(&self) -> std::sync::mpsc::Sender<()> {
-        let (thaw, frozen) = std::sync::mpsc::channel::<()>();
-        let (entered, blocked) = std::sync::mpsc::channel::<()>();
-        self.runtime.spawn(async move {
-            let _ = entered.send(());
-            // Blocking the runtime's thread on purpose: the node is frozen.
-            let _ = frozen.recv();
-        });
-        blocked
-            .recv_timeout(NET_WAIT)
-            .expect("the frozen node's runtime took the freeze");
-        thaw
-    }
-
-    async fn stop(mut self) {
-        let node = self.node.clone();
-        self.runtime
-            .spawn(async move { node.shutdown().await.unwrap() })
-            .await
-            .unwrap();
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap();
-    }
-}
-
 /// H writes to V and F; F freezes. Each write returns in at most twice
 /// the healthy time plus the grace period (and well before any timeout:
 /// waiting for F would take `query_timeout`, 30 s); F holds every write
@@ -225,7 +167,8 @@ impl Freezable {
 async fn a_frozen_peer_does_not_stall(quorum: WriteQuorum) {
     let dir = tempfile::tempdir().unwrap();
     let (v, _) = start(&dir.path().join("v"), &[]).await;
-    let f = Freezable::start(dir.path().join("f")).await;
+    let f_dir = dir.path().join("f");
+    let f = Freezable::start(async move { start(&f_dir, &[]).await.0 }).await;
     let (h, mut h_events) = start_with(&dir.path().join("h"), &[&v, &f.node], |c| {
         c.write_quorum = quorum;
     })

@@ -138,12 +138,12 @@ pub mod __private {
         DecodeAny, DecodeIdentity, EncodeAny, EncodeIdentity, Field, Tag,
     };
     pub use crate::key::{KeyBuf, KeyEncode, KeyType};
-    pub use crate::model::VersionError;
+    pub use crate::model::{decode_own, VersionError};
     pub use crate::model::{IndexEntries, IndexKey, IndexSpec, NetabaseModel, SecondaryKey};
     pub use crate::rules;
     pub use crate::sample::Sample;
     pub use crate::store::{LiveQuery, Lookup, Records, Store, StoreError};
-    pub use crate::version::{decode_payload, same_primary_key, same_str, PrimaryField};
+    pub use crate::version::{same_primary_key, same_str, PrimaryField};
     pub use bincode;
     pub use libp2p_identity::PeerId;
     pub use std::vec::Vec;

@@ -261,7 +261,8 @@ pub(crate) const PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
 /// Decodes a payload of `M`'s own version, as the store encodes it (bincode's
 /// standard configuration, every byte consumed, within the payload limit,
 /// so a damaged length cannot ask for more memory).
-pub(crate) fn decode_own<M: NetabaseModel>(bytes: &[u8]) -> Result<M, VersionError> {
+#[doc(hidden)]
+pub fn decode_own<M: NetabaseModel>(bytes: &[u8]) -> Result<M, VersionError> {
     const LIMIT: usize = PAYLOAD_LIMIT;
     let failed = |detail: String| VersionError::Decode {
         model: M::NAME,

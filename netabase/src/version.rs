@@ -3,8 +3,6 @@
 //! models (each step the user's `From` or `TryFrom`), and a store migrates
 //! a model's records to its newest version when it registers it.
 
-use crate::model::{NetabaseModel, VersionError};
-
 /// The type of a model's primary key field, for the derive's check that a
 /// `from` model keys its records the same way.
 #[doc(hidden)]
@@ -47,10 +45,4 @@ pub const fn same_str(a: &str, b: &str) -> bool {
         i += 1;
     }
     true
-}
-
-/// Decodes a payload of `M`'s own version.
-#[doc(hidden)]
-pub fn decode_payload<M: NetabaseModel>(bytes: &[u8]) -> Result<M, VersionError> {
-    crate::model::decode_own(bytes)
 }

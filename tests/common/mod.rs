@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod freezable;
 pub mod raw;
 
 use std::collections::BTreeSet;

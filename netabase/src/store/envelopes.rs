@@ -143,11 +143,9 @@ impl EnvelopeTable<'_> {
         state: EnvelopeState,
         form: Form<'_>,
     ) -> Result<(), StoreError> {
-        let form = match (form, record_key.get(..4)) {
+        let form = match (form, rows::model_of(record_key)) {
             (Form::Split { table, rest }, Some(model)) if !state.tombstone => {
-                let mut id = [0; 4];
-                id.copy_from_slice(model);
-                self.rows.borrow_mut().note_table(id, table)?;
+                self.rows.borrow_mut().note_table(model, table)?;
                 Form::Split { table, rest }
             }
             _ => Form::Whole,
@@ -379,30 +377,7 @@ impl ReadTransaction {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let lower = match after {
-            Some(key) => std::ops::Bound::Excluded(key),
-            None => std::ops::Bound::Unbounded,
-        };
-        let table = match self.raw().open_table(fingerprints::RECORDS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(storage("open the envelope table")(error)),
-        };
-        let range = (lower, std::ops::Bound::Unbounded);
-        let mut typed = ReadRows::new(self.raw(), self.model_tables());
-        let mut out = Vec::new();
-        for entry in table
-            .range::<&[u8]>(range)
-            .map_err(storage("read envelopes"))?
-            .take(limit)
-        {
-            let (key, value) = entry.map_err(storage("read envelopes"))?;
-            let key = key.value();
-            if let Some(envelope) = rows::envelope_or_skip(key, value.value(), &mut typed)? {
-                out.push((key.to_vec(), envelope));
-            }
-        }
-        Ok(out)
+        Ok(self.envelopes_after_where(after, limit, |_| true)?.0)
     }
 
     /// Up to `scan` rows from the first key after `after`, in key order:

@@ -52,6 +52,6 @@ pub(crate) fn converter<M: NetabaseModel>(
 fn describe<M: NetabaseModel>(key: &[u8]) -> String {
     match M::key_from_bytes(key) {
         Some(key) => format!("{key:?}"),
-        None => key.iter().map(|b| format!("{b:02x}")).collect(),
+        None => super::rows::hex(key),
     }
 }

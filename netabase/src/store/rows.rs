@@ -49,7 +49,7 @@ pub enum Form<'a> {
 }
 
 /// The model id part of a record key.
-fn model_of(record_key: &[u8]) -> Option<[u8; 4]> {
+pub(crate) fn model_of(record_key: &[u8]) -> Option<[u8; 4]> {
     record_key.get(..4)?.try_into().ok()
 }
 
@@ -73,17 +73,10 @@ pub(crate) fn envelope_of(
     row: &[u8],
     typed: &mut impl TypedRows,
 ) -> Result<Vec<u8>, StoreError> {
-    let flags = row.get(STATE_BYTES - 1).copied().unwrap_or(0);
-    let stored = row.get(STATE_BYTES..).unwrap_or_default();
-    if flags & SPLIT_FLAG == 0 {
-        return Ok(stored.to_vec());
-    }
-    let (state, _) = row_state(row);
-    let joined = (|| {
-        let model = model_of(record_key)?;
-        Some((model, u32::from_be_bytes(model)))
-    })();
-    let Some((model, id)) = joined else {
+    let Some(rest) = split_rest(row) else {
+        return Ok(row.get(STATE_BYTES..).unwrap_or_default().to_vec());
+    };
+    let Some(model) = model_of(record_key) else {
         return Err(StoreError::SyncedRecordChanged);
     };
     let Some(table) = typed.table_of(model)? else {
@@ -93,7 +86,14 @@ pub(crate) fn envelope_of(
     let Some(payload) = typed.typed_row(&table, key)? else {
         return Err(StoreError::SyncedRecordChanged);
     };
-    match split::join(stored, id, key, &payload, state.timestamp) {
+    let (state, _) = row_state(row);
+    match split::join(
+        rest,
+        u32::from_be_bytes(model),
+        key,
+        &payload,
+        state.timestamp,
+    ) {
         Some(envelope) if digest(&envelope) == state.digest => Ok(envelope),
         _ => Err(StoreError::SyncedRecordChanged),
     }
@@ -127,7 +127,8 @@ pub(crate) fn envelope_or_skip(
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes in hex, for logs and errors.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

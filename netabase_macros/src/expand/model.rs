@@ -205,7 +205,7 @@ fn versioned(model: &Model) -> TokenStream {
             };
             #p::same_primary_key::<#from, #ident>();
             if version == #version {
-                return #p::decode_payload::<Self>(bytes);
+                return #p::decode_own::<Self>(bytes);
             }
             if version > #version {
                 return ::core::result::Result::Err(#p::VersionError::Unknown {

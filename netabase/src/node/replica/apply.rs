@@ -194,18 +194,12 @@ pub(crate) fn apply_batch_from(
                 continue;
             };
             let batch: Vec<&Envelope> = group.iter().map(|(_, i)| &envelopes[*i]).collect();
+            // (record key, envelope, its rest if it is stored split)
             let mut stored = Vec::with_capacity(group.len());
-            // Record key -> the envelope's rest, for those stored split.
-            let mut rests: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
             let mut conflicting = Vec::new();
             for ((key, i), result) in group.into_iter().zip(handler.apply_many(txn, &batch)?) {
                 match result {
-                    Ok(rest) => {
-                        if let Some(rest) = rest {
-                            rests.insert(key.clone(), rest);
-                        }
-                        stored.push((key, i));
-                    }
+                    Ok(rest) => stored.push((key, i, rest)),
                     Err(ApplyError::Envelope(error)) => reject(i, error.kind().into()),
                     // A synced record that loses a unique value is still
                     // held (so every peer ends with the same envelopes),
@@ -214,7 +208,7 @@ pub(crate) fn apply_batch_from(
                         if origin_of(i) != Origin::Local =>
                     {
                         conflicting.push(key.clone());
-                        stored.push((key, i));
+                        stored.push((key, i, None));
                     }
                     // The transaction may be half-written: give up on the batch.
                     Err(ApplyError::Store(error)) => return Err(error.into()),
@@ -223,19 +217,19 @@ pub(crate) fn apply_batch_from(
             {
                 // In key order: neighbours share the index's buckets, which
                 // the table then reads once for the lot.
-                let mut in_order: Vec<&(Vec<u8>, usize)> = stored.iter().collect();
+                let mut in_order: Vec<_> = stored.iter().collect();
                 in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 let mut table = txn.envelope_table()?;
-                for (key, i) in in_order {
+                for (key, i, rest) in in_order {
                     let envelope = &envelopes[*i];
-                    let form = form(handler, rests.get(key));
+                    let form = form(handler, rest.as_ref());
                     table.insert(key, envelope.as_bytes(), state_of(envelope), form)?;
                 }
                 table.flush()?;
             }
             // Any write may free a value a listed conflict waits for.
             settled.push(settle(shared, txn, handler, model, &conflicting)?);
-            applied.extend(stored);
+            applied.extend(stored.into_iter().map(|(key, i, _)| (key, i)));
         }
         note_issued(shared, txn, applied.iter().map(|(_, i)| &envelopes[*i]))?;
         shared
