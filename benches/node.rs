@@ -15,7 +15,7 @@
 //! | `dht_put_record` | `put_record` of ~1 KiB, 3 nodes, durable, quorum 1 | Kademlia `put_record` `Quorum::One`, 3 nodes; **plus** one durable redb commit (add the two) |
 //! | `dht_get_record` | `get_record` on C of a record only A holds | Kademlia `get_record` on C of a record only A holds |
 //! | `dht_put_paired` | `put_record` as above, paired (see `net::paired`) | the same work on raw parts (`raw_same_work`: sign, durable commit, Kademlia put; B and C check the signature and commit durably) and `raw_floor` (durable commit + plain Kademlia put) |
-//! | `dht_get_paired` | `get_record` as above, paired (C asks A and B over the catch-up protocol) | raw request-response gets of the same bytes (`get_floor`): `raw_same_work`: C's swarm in its own task, asked through a channel, asks A and B, which answer from a blocking task, then the copy's signature check; `raw_floor`: one round trip to A, answered in its poll; `raw_kad_get`: the plain Kademlia get (netabase's get before it asked over the catch-up protocol) |
+//! | `dht_get_paired` | `get_record` as above, paired (C asks A and B over the catch-up protocol) | raw request-response gets of the same bytes (`get_floor`): `raw_same_work`: C's swarm in its own task, asked through a channel, looks in its own redb file, then asks A and B, which answer with a read of theirs (each from a blocking task), then the copy's signature check; `raw_same_work_in_memory`: the same with values held in memory; `raw_floor`: one round trip to A, answered in its poll; `raw_kad_get`: the plain Kademlia get (netabase's get before it asked over the catch-up protocol) |
 //! | `event_subscription` | `put_record_locally` (no fsync) until 1 / 8 subscribers saw the event (`netabase`), or the typed change (`netabase_typed`, `node.watch`) | tokio broadcast send until 1 / 8 receivers got it |
 //!
 //! `dht_put_record/netabase/.._eventual` and `dht_get_record/netabase/.._eventual`
@@ -1129,9 +1129,14 @@ fn dht_put_paired(c: &mut Criterion) {
 /// clock starts.
 struct GetSides {
     netabase: NetabaseNet,
-    /// `raw_same_work`: C asks A and B, which answer from a blocking task;
-    /// the copy's signature is checked.
+    /// `raw_same_work`: C looks in its own redb file, then asks A and B,
+    /// which answer with a read of theirs; each from a blocking task. The
+    /// copy's signature is checked.
     same_work: [get_floor::Peer; 3],
+    /// `raw_same_work_in_memory`: the same, every peer holding values in
+    /// memory (as nodes did before records moved to redb).
+    same_work_in_memory: [get_floor::Peer; 3],
+    _files: tempfile::TempDir,
     /// `raw_floor`: C asks A, which answers inside its poll.
     floor: [get_floor::Peer; 3],
     /// `raw_kad_get`: C driven inline, A and B in their own tasks.
@@ -1155,9 +1160,13 @@ impl AsyncSides for GetSides {
                 settle("C to keep the fetched copy", || c.stats().accepted > before).await;
                 took
             }
-            1 => {
+            1 | 4 => {
                 let record = signed_record(&self.signer, id, self.value_bytes);
-                let [a, b, c] = &self.same_work;
+                let [a, b, c] = if side == 1 {
+                    &self.same_work
+                } else {
+                    &self.same_work_in_memory
+                };
                 let key = record.key.to_vec();
                 a.hold(key.clone(), record.value).await;
                 go_idle();
@@ -1179,7 +1188,8 @@ impl AsyncSides for GetSides {
                 black_box(c.get(vec![a.id], key).await.expect("a copy"));
                 start.elapsed()
             }
-            _ => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
+            3 => raw_fetch(&mut self.c, &self.a, raw_record(id, self.value_bytes)).await,
+            _ => unreachable!("five sides"),
         }
     }
 }
@@ -1193,10 +1203,13 @@ fn dht_get_paired(c: &mut Criterion) {
         let [(a, _), (b, _), (c, _)] = raw_network().await;
         let (a_commands, a_task) = spawn_raw(&rt, a);
         let b = spawn_raw(&rt, b);
+        let files = tempdir("netabase-bench-get-floor-");
         let mut sides = GetSides {
             netabase,
-            same_work: get_floor::network(&rt, true).await,
-            floor: get_floor::network(&rt, false).await,
+            same_work: get_floor::network(&rt, true, get_floor::Held::disk(files.path())).await,
+            same_work_in_memory: get_floor::network(&rt, true, get_floor::Held::memory()).await,
+            floor: get_floor::network(&rt, false, get_floor::Held::memory()).await,
+            _files: files,
             c,
             a: a_commands.clone(),
             _peers: [(a_commands, a_task), b],
@@ -1210,6 +1223,7 @@ fn dht_get_paired(c: &mut Criterion) {
         sides.id = 1 << 40;
         sides.run(1).await;
         sides.run(2).await;
+        sides.run(4).await;
         sides.id = 0;
         sides
     });
@@ -1218,7 +1232,13 @@ fn dht_get_paired(c: &mut Criterion) {
         "dht_get_paired",
         &rt,
         "remote_get_1KiB",
-        &["netabase", "raw_same_work", "raw_floor", "raw_kad_get"],
+        &[
+            "netabase",
+            "raw_same_work",
+            "raw_floor",
+            "raw_kad_get",
+            "raw_same_work_in_memory",
+        ],
         &mut sides,
     );
     rt.block_on(sides.netabase.stop());

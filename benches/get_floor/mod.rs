@@ -5,9 +5,17 @@
 //!
 //! Three peers, A, B and C, each driven in its own task and asked through
 //! a channel, as a node's swarm is; C is connected to A and B.
+//!
+//! Peers hold values in memory ([`Held::Memory`]) or, as a node does, in a
+//! redb file each ([`Held::Disk`]): then a peer answers with one read of
+//! its file, and a get first looks in the asker's own file (a node answers
+//! a record it holds without asking anyone), both from a blocking task.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use redb::ReadableDatabase;
 
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
@@ -24,6 +32,73 @@ use crate::net::{bounded, raw_swarm_with, RawCodec, RawResponse};
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/get/1.0.0");
 
 type RrSwarm = Swarm<request_response::Behaviour<RawCodec>>;
+
+/// The table a disk-backed floor peer holds its values in.
+const HELD: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("held");
+
+/// Where floor peers hold values.
+pub enum Held {
+    /// A map in memory.
+    Memory(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
+    /// A redb file, written durably.
+    Disk(redb::Database),
+}
+
+impl Held {
+    /// Peers holding values in memory.
+    pub fn memory() -> impl Fn(usize) -> Held {
+        |_| Held::Memory(Mutex::default())
+    }
+
+    /// Peers holding values in `dir/<peer>.redb`.
+    pub fn disk(dir: &Path) -> impl Fn(usize) -> Held + '_ {
+        move |peer| {
+            let db = redb::Database::create(dir.join(format!("{peer}.redb"))).expect("create a db");
+            let txn = db.begin_write().expect("a write");
+            txn.open_table(HELD).expect("the table");
+            txn.commit().expect("commit");
+            Held::Disk(db)
+        }
+    }
+
+    fn insert(&self, key: Vec<u8>, value: Vec<u8>) {
+        match self {
+            Held::Memory(map) => {
+                map.lock().expect("not poisoned").insert(key, value);
+            }
+            Held::Disk(db) => {
+                let txn = db.begin_write().expect("a write");
+                txn.open_table(HELD)
+                    .expect("the table")
+                    .insert(key.as_slice(), value.as_slice())
+                    .expect("insert");
+                txn.commit().expect("commit");
+            }
+        }
+    }
+
+    /// The values held for `keys` (empty: not held), as a node's `records_for`.
+    fn lookup(&self, keys: &[Vec<u8>]) -> RawResponse {
+        match self {
+            Held::Memory(map) => {
+                let map = map.lock().expect("not poisoned");
+                keys.iter()
+                    .map(|key| map.get(key).cloned().unwrap_or_default())
+                    .collect()
+            }
+            Held::Disk(db) => {
+                let txn = db.begin_read().expect("a read");
+                let table = txn.open_table(HELD).expect("the table");
+                keys.iter()
+                    .map(|key| {
+                        let value = table.get(key.as_slice()).expect("a get");
+                        value.map(|v| v.value().to_vec()).unwrap_or_default()
+                    })
+                    .collect()
+            }
+        }
+    }
+}
 
 /// What a floor peer is asked to do.
 pub enum Command {
@@ -65,10 +140,11 @@ impl Peer {
     }
 }
 
-/// `[A, B, C]`, C connected to A and B. With `blocking`, peers answer
-/// from a blocking task and send the answer back through their loop, as a
-/// node answers a fetch; otherwise inside the swarm's poll.
-pub async fn network(rt: &Runtime, blocking: bool) -> [Peer; 3] {
+/// `[A, B, C]`, C connected to A and B, peer `i` holding in `held(i)`.
+/// With `blocking`, peers answer from a blocking task and send the answer
+/// back through their loop, as a node answers a fetch; otherwise inside
+/// the swarm's poll.
+pub async fn network(rt: &Runtime, blocking: bool, held: impl Fn(usize) -> Held) -> [Peer; 3] {
     let mut swarms: Vec<RrSwarm> = (0..3).map(|_| swarm()).collect();
     let mut addresses = Vec::new();
     for swarm in &mut swarms[..2] {
@@ -77,8 +153,8 @@ pub async fn network(rt: &Runtime, blocking: bool) -> [Peer; 3] {
     let mut c = swarms.pop().expect("three swarms");
     let b = swarms.pop().expect("three swarms");
     let a = swarms.pop().expect("three swarms");
-    let a = spawn(rt, a, blocking);
-    let b = spawn(rt, b, blocking);
+    let a = spawn(rt, a, blocking, held(0));
+    let b = spawn(rt, b, blocking, held(1));
     for address in addresses {
         c.dial(address).expect("dial");
     }
@@ -91,7 +167,7 @@ pub async fn network(rt: &Runtime, blocking: bool) -> [Peer; 3] {
         }
     })
     .await;
-    [a, b, spawn(rt, c, blocking)]
+    [a, b, spawn(rt, c, blocking, held(2))]
 }
 
 fn swarm() -> RrSwarm {
@@ -104,10 +180,10 @@ fn swarm() -> RrSwarm {
     })
 }
 
-fn spawn(rt: &Runtime, swarm: RrSwarm, blocking: bool) -> Peer {
+fn spawn(rt: &Runtime, swarm: RrSwarm, blocking: bool, held: Held) -> Peer {
     let id = *swarm.local_peer_id();
     let (commands, rx) = mpsc::unbounded_channel();
-    let task = rt.spawn(drive(swarm, rx, blocking));
+    let task = rt.spawn(drive(swarm, rx, blocking, Arc::new(held)));
     Peer {
         id,
         commands,
@@ -115,12 +191,20 @@ fn spawn(rt: &Runtime, swarm: RrSwarm, blocking: bool) -> Peer {
     }
 }
 
+/// Where a get's copy goes.
+type Reply = oneshot::Sender<Option<Vec<u8>>>;
 /// A get in flight: answers still awaited, the first copy, the caller.
-type Get = (usize, Option<Vec<u8>>, oneshot::Sender<Option<Vec<u8>>>);
+type Get = (usize, Option<Vec<u8>>, Reply);
 
 /// Drives a floor peer until its command sender is dropped.
-async fn drive(mut swarm: RrSwarm, mut commands: mpsc::UnboundedReceiver<Command>, blocking: bool) {
-    let held: Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>> = Arc::default();
+async fn drive(
+    mut swarm: RrSwarm,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    blocking: bool,
+    held: Arc<Held>,
+) {
+    // Gets whose asker looked in its own file first, to send now.
+    let (looked_tx, mut looked) = mpsc::unbounded_channel::<(Vec<PeerId>, Vec<u8>, Reply)>();
     let (answered_tx, mut answered) =
         mpsc::unbounded_channel::<(ResponseChannel<RawResponse>, RawResponse)>();
     let mut requests: HashMap<OutboundRequestId, u64> = HashMap::new();
@@ -139,10 +223,10 @@ async fn drive(mut swarm: RrSwarm, mut commands: mpsc::UnboundedReceiver<Command
                             let held = held.clone();
                             let tx = answered_tx.clone();
                             tokio::task::spawn_blocking(move || {
-                                let _ = tx.send((channel, lookup(&held, &request)));
+                                let _ = tx.send((channel, held.lookup(&request)));
                             });
                         } else {
-                            let response = lookup(&held, &request);
+                            let response = held.lookup(&request);
                             let _ = swarm.behaviour_mut().send_response(channel, response);
                         }
                         continue;
@@ -173,26 +257,47 @@ async fn drive(mut swarm: RrSwarm, mut commands: mpsc::UnboundedReceiver<Command
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::Hold(key, value, ack)) => {
-                    held.lock().expect("not poisoned").insert(key, value);
-                    let _ = ack.send(());
+                    let held = held.clone();
+                    tokio::task::spawn_blocking(move || {
+                        held.insert(key, value);
+                        let _ = ack.send(());
+                    });
+                }
+                Some(Command::Get(peers, key, reply)) if matches!(*held, Held::Disk(_)) => {
+                    // Its own file first, from a blocking task, as a node.
+                    let held = held.clone();
+                    let tx = looked_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let own = held.lookup(std::slice::from_ref(&key));
+                        assert!(own.iter().all(Vec::is_empty), "C holds no value");
+                        let _ = tx.send((peers, key, reply));
+                    });
                 }
                 Some(Command::Get(peers, key, reply)) => {
                     next += 1;
-                    for peer in &peers {
-                        let id = swarm.behaviour_mut().send_request(peer, vec![key.clone()]);
-                        requests.insert(id, next);
-                    }
+                    ask(&mut swarm, &mut requests, next, &peers, &key);
                     gets.insert(next, (peers.len(), None, reply));
                 }
             },
+            Some((peers, key, reply)) = looked.recv() => {
+                next += 1;
+                ask(&mut swarm, &mut requests, next, &peers, &key);
+                gets.insert(next, (peers.len(), None, reply));
+            }
         }
     }
 }
 
-/// The values held for `keys` (empty: not held), as a node's `records_for`.
-fn lookup(held: &Mutex<HashMap<Vec<u8>, Vec<u8>>>, keys: &[Vec<u8>]) -> RawResponse {
-    let held = held.lock().expect("not poisoned");
-    keys.iter()
-        .map(|key| held.get(key).cloned().unwrap_or_default())
-        .collect()
+/// Sends get `get`'s request for `key` to each of `peers`.
+fn ask(
+    swarm: &mut RrSwarm,
+    requests: &mut HashMap<OutboundRequestId, u64>,
+    get: u64,
+    peers: &[PeerId],
+    key: &[u8],
+) {
+    for peer in peers {
+        let id = swarm.behaviour_mut().send_request(peer, vec![key.to_vec()]);
+        requests.insert(id, get);
+    }
 }
