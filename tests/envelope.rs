@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use netabase::codec::{record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT};
+use netabase::codec::{
+    record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT, ENVELOPE_FORMAT_VERSIONED,
+};
 use netabase::sync::Timestamp;
 use netabase::{KeyEncode, Keypair, NetabaseModel};
 use proptest::prelude::*;
@@ -140,10 +142,10 @@ fn size_format_and_tombstone_rules() {
     assert!(err.to_string().contains("10-byte limit"), "{err}");
 
     let mut future = envelope.as_bytes().to_vec();
-    future[0] = ENVELOPE_FORMAT + 1;
+    future[0] = ENVELOPE_FORMAT_VERSIONED + 1;
     assert!(matches!(
         Envelope::from_bytes(&future, LIMIT),
-        Err(EnvelopeError::UnsupportedFormat(f)) if f == ENVELOPE_FORMAT + 1
+        Err(EnvelopeError::UnsupportedFormat(f)) if f == ENVELOPE_FORMAT_VERSIONED + 1
     ));
 
     let mut trailing = envelope.as_bytes().to_vec();

@@ -21,7 +21,7 @@ use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
-use netabase::codec::{record_key, Envelope, ENVELOPE_FORMAT};
+use netabase::codec::{record_key, Envelope, ENVELOPE_FORMAT_VERSIONED};
 use netabase::model::ModelId;
 use netabase::node::{
     CatchUpFailure, Event, Netabase, NetabaseConfig, Protocol, Rejection, SYNC_PROTOCOL,
@@ -600,7 +600,11 @@ async fn a_hostile_catch_up_peer_is_refused_counted_and_harmless() {
             Offer::new(user_key(16), future.as_bytes().to_vec(), now()),
             Offer::envelope(user_key(17), &huge),
             Offer::envelope(user_key(18), &foreign),
-            Offer::new(user_key(19), vec![ENVELOPE_FORMAT + 1, 0, 0, 0], now()),
+            Offer::new(
+                user_key(19),
+                vec![ENVELOPE_FORMAT_VERSIONED + 1, 0, 0, 0],
+                now(),
+            ),
             Offer::envelope(user_key(20), &junk_payload),
             // Advertised, then answered "no longer held".
             Offer::new(user_key(21), Vec::new(), now()),

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use netabase::node::{Netabase, NetabaseConfig, NodeError};
+use netabase::node::{Netabase, NetabaseConfig};
 use netabase::store::Lookup;
 use netabase::{Store, StoreError};
 
@@ -291,19 +291,6 @@ fn a_migration_killed_part_way_leaves_the_old_data_and_runs_again() {
             .len() as u64,
         RECORDS
     );
-}
-
-#[test]
-fn a_node_refuses_a_versioned_model_until_records_carry_their_version() {
-    let node = Netabase::new_in_memory(NetabaseConfig::default()).unwrap();
-    match node.register::<v2::Contact>() {
-        Err(NodeError::VersionNotSynced {
-            model: "Contact",
-            version: 2,
-        }) => {}
-        other => panic!("{other:?}"),
-    }
-    node.register::<v1::Contact>().unwrap();
 }
 
 /// A node's file keeps each synced record's envelope split, joined with

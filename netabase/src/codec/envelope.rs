@@ -3,7 +3,10 @@
 //! Wire layout (bincode 2, standard configuration), in this order:
 //! format version (`u8`), model id (`u32`), encoded primary key (bytes),
 //! payload (bytes; empty for a tombstone), timestamp (`u64`), tombstone flag,
-//! the writer's public key (libp2p protobuf encoding), and last the signature.
+//! the writer's public key (libp2p protobuf encoding), the authority
+//! (bytes; from format 2), the model's version the payload is encoded at
+//! (`u32`; format 3 only, written for models above version 1), and last the
+//! signature.
 //! The signature is the writer's identity key (ed25519) over a context string
 //! followed by every byte before it, exactly as received, so nothing in the
 //! envelope can be changed or re-encoded without breaking it. Kademlia's own
@@ -18,9 +21,14 @@ use crate::key::{KeyBuf, KeyEncode};
 use crate::model::{ModelId, NetabaseModel};
 use crate::sync::{Timestamp, Version};
 
-/// The envelope format this version writes (it also reads format 1, which
-/// has no authority field).
+/// The envelope format this version writes for version-1 models (it also
+/// reads format 1, which has no authority field).
 pub const ENVELOPE_FORMAT: u8 = 2;
+/// The format written for models above version 1: format 2 plus the model
+/// version the payload is encoded at, so a peer on another version of the
+/// model knows how to read it. Version-1 records keep format 2, which
+/// releases before this one read.
+pub const ENVELOPE_FORMAT_VERSIONED: u8 = 3;
 /// The first format: no authority field.
 const FORMAT_1: u8 = 1;
 
@@ -93,7 +101,7 @@ pub enum EnvelopeError {
     #[error("record envelope has {0} trailing bytes")]
     TrailingBytes(usize),
     /// An envelope format this version does not know.
-    #[error("record envelope format {0} is not supported (this version reads {ENVELOPE_FORMAT})")]
+    #[error("record envelope format {0} is not supported (this version reads 1 to {ENVELOPE_FORMAT_VERSIONED})")]
     UnsupportedFormat(u8),
     /// The writer's public key does not decode.
     #[error("record carries an invalid public key")]
@@ -109,6 +117,23 @@ pub enum EnvelopeError {
         /// The model in the envelope.
         found: ModelId,
     },
+    /// The record was written at a version of the model newer than this
+    /// build knows: a peer runs a newer release of the app. A node holds
+    /// such records as they are (see the guide's "Changing a model").
+    #[error("record is `{model}` version {version}, newer than this build's version {known}")]
+    NewerVersion {
+        /// The model's stored name.
+        model: &'static str,
+        /// The version the record was written at.
+        version: u32,
+        /// The newest version this build knows.
+        known: u32,
+    },
+    /// An older version's payload that does not read through the chain of
+    /// versions: it does not decode as that version, the chain does not
+    /// reach back that far, or a conversion (`TryFrom`) refused it.
+    #[error("record payload cannot be read as this version of its model")]
+    Version(#[source] crate::model::VersionError),
     /// The payload does not decode as the model.
     #[error("record payload is not a valid `{model}`")]
     Payload {
@@ -160,9 +185,11 @@ impl EnvelopeError {
             EnvelopeError::UnsupportedFormat(_) => RejectReason::UnsupportedFormat,
             EnvelopeError::BadPublicKey | EnvelopeError::BadSignature => RejectReason::BadSignature,
             EnvelopeError::WrongModel { .. } => RejectReason::UnknownModel,
-            EnvelopeError::Payload { .. } | EnvelopeError::TombstoneWithPayload => {
-                RejectReason::BadPayload
-            }
+            // A newer version is held, not refused: never counted as this.
+            EnvelopeError::Payload { .. }
+            | EnvelopeError::Version(_)
+            | EnvelopeError::NewerVersion { .. }
+            | EnvelopeError::TombstoneWithPayload => RejectReason::BadPayload,
             EnvelopeError::KeyMismatch | EnvelopeError::RecordKeyMismatch => {
                 RejectReason::KeyMismatch
             }
@@ -184,6 +211,8 @@ pub struct Envelope {
     public_key: PublicKey,
     writer: PeerId,
     authority: Vec<u8>,
+    /// The model version the payload is encoded at (1 before format 3).
+    model_version: u32,
     bytes: Vec<u8>,
 }
 
@@ -209,6 +238,7 @@ impl Envelope {
             timestamp,
             false,
             Vec::new(),
+            M::VERSION,
         )
     }
 
@@ -240,6 +270,7 @@ impl Envelope {
             timestamp,
             tombstone,
             authority,
+            M::VERSION,
         )
     }
 
@@ -262,6 +293,7 @@ impl Envelope {
             timestamp,
             true,
             Vec::new(),
+            M::VERSION,
         )
     }
 
@@ -280,6 +312,26 @@ impl Envelope {
         timestamp: Timestamp,
         tombstone: bool,
     ) -> Result<Self, CodecError> {
+        Self::seal_raw_at(keypair, model, key, payload, timestamp, tombstone, 1)
+    }
+
+    /// [`seal_raw`](Self::seal_raw), claiming the payload is encoded at
+    /// `model_version` of the model. For tests that play a peer on another
+    /// version of the app, or a hostile one.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError`] if signing fails.
+    #[doc(hidden)]
+    pub fn seal_raw_at(
+        keypair: &Keypair,
+        model: ModelId,
+        key: &[u8],
+        payload: Vec<u8>,
+        timestamp: Timestamp,
+        tombstone: bool,
+        model_version: u32,
+    ) -> Result<Self, CodecError> {
         Self::sign(
             keypair,
             model,
@@ -288,9 +340,11 @@ impl Envelope {
             timestamp,
             tombstone,
             Vec::new(),
+            model_version,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn sign(
         keypair: &Keypair,
         model: ModelId,
@@ -299,11 +353,18 @@ impl Envelope {
         timestamp: Timestamp,
         tombstone: bool,
         authority: Vec<u8>,
+        model_version: u32,
     ) -> Result<Self, CodecError> {
         let public_key = keypair.public();
         let encoded_key = public_key.encode_protobuf();
+        // Version-1 records keep the format releases before versions read.
+        let format = if model_version == 1 {
+            ENVELOPE_FORMAT
+        } else {
+            ENVELOPE_FORMAT_VERSIONED
+        };
         let signed = SignedRef {
-            format: ENVELOPE_FORMAT,
+            format,
             model: model.0,
             key,
             payload: &payload,
@@ -312,20 +373,19 @@ impl Envelope {
             public_key: &encoded_key,
             authority: &authority,
         };
-        let mut bytes =
-            bincode::encode_to_vec(&signed, CONFIG).map_err(|source| CodecError::Encode {
-                model: "envelope",
-                source,
-            })?;
+        let encode_error = |source| CodecError::Encode {
+            model: "envelope",
+            source,
+        };
+        let mut bytes = bincode::encode_to_vec(&signed, CONFIG).map_err(encode_error)?;
+        if format == ENVELOPE_FORMAT_VERSIONED {
+            bincode::encode_into_std_write(model_version, &mut bytes, CONFIG)
+                .map_err(encode_error)?;
+        }
         let signature = keypair
             .sign(&signing_message(&bytes))
             .map_err(|_| CodecError::Signing)?;
-        bincode::encode_into_std_write(&signature, &mut bytes, CONFIG).map_err(|source| {
-            CodecError::Encode {
-                model: "envelope",
-                source,
-            }
-        })?;
+        bincode::encode_into_std_write(&signature, &mut bytes, CONFIG).map_err(encode_error)?;
         Ok(Envelope {
             model,
             key: key.to_vec(),
@@ -335,6 +395,7 @@ impl Envelope {
             writer: public_key.to_peer_id(),
             public_key,
             authority,
+            model_version,
             bytes,
         })
     }
@@ -420,7 +481,7 @@ impl Envelope {
         }
         // Refuse unknown formats before trusting the layout that follows.
         let format = match bytes.first() {
-            Some(&format @ (FORMAT_1 | ENVELOPE_FORMAT)) => format,
+            Some(&format @ (FORMAT_1 | ENVELOPE_FORMAT | ENVELOPE_FORMAT_VERSIONED)) => format,
             Some(&other) => return Err(EnvelopeError::UnsupportedFormat(other)),
             None => {
                 return Err(EnvelopeError::Malformed(
@@ -438,6 +499,21 @@ impl Envelope {
                     .map_err(EnvelopeError::Malformed)?;
             signed_len += len;
             authority
+        };
+        let model_version = if format == ENVELOPE_FORMAT_VERSIONED {
+            let (version, len): (u32, usize) =
+                bincode::decode_from_slice(&bytes[signed_len..], CONFIG)
+                    .map_err(EnvelopeError::Malformed)?;
+            signed_len += len;
+            // Versions start at 1 (the derive refuses 0).
+            if version == 0 {
+                return Err(EnvelopeError::Malformed(
+                    bincode::error::DecodeError::Other("model version 0"),
+                ));
+            }
+            version
+        } else {
+            1
         };
         let (signature, signature_len): (&[u8], usize) =
             bincode::borrow_decode_from_slice(&bytes[signed_len..], CONFIG)
@@ -459,6 +535,7 @@ impl Envelope {
                 writer: writer.peer_id,
                 public_key: writer.public_key,
                 authority,
+                model_version,
                 bytes: bytes.to_vec(),
             },
             Unverified {
@@ -510,6 +587,12 @@ impl Envelope {
         &self.authority
     }
 
+    /// The version of the model the payload is encoded at, as its writer
+    /// declared it (1 for records of unversioned models).
+    pub fn model_version(&self) -> u32 {
+        self.model_version
+    }
+
     /// The version that decides conflicts.
     pub fn version(&self) -> Version {
         Version {
@@ -539,11 +622,13 @@ impl Envelope {
     }
 
     /// The record inside, typed: `None` for a delete. Checks the model, that
-    /// the payload decodes, and that the key is the record's own key.
+    /// the payload decodes (a record of an older version of `M` through
+    /// its chain of versions), and that the key is the record's own key.
     ///
     /// # Errors
     ///
-    /// [`EnvelopeError::WrongModel`], [`EnvelopeError::Payload`] or
+    /// [`EnvelopeError::WrongModel`], [`EnvelopeError::Payload`],
+    /// [`EnvelopeError::NewerVersion`], [`EnvelopeError::Version`] or
     /// [`EnvelopeError::KeyMismatch`].
     pub fn open<M: NetabaseModel>(&self) -> Result<Option<M>, EnvelopeError> {
         if self.model != M::ID {
@@ -555,10 +640,22 @@ impl Envelope {
         if self.tombstone {
             return Ok(None);
         }
-        let record: M = super::decode(&self.payload).map_err(|source| EnvelopeError::Payload {
-            model: M::NAME,
-            source,
-        })?;
+        let record: M = match self.model_version {
+            version if version == M::VERSION => {
+                super::decode(&self.payload).map_err(|source| EnvelopeError::Payload {
+                    model: M::NAME,
+                    source,
+                })?
+            }
+            version if version > M::VERSION => {
+                return Err(EnvelopeError::NewerVersion {
+                    model: M::NAME,
+                    version,
+                    known: M::VERSION,
+                })
+            }
+            version => M::decode_version(version, &self.payload).map_err(EnvelopeError::Version)?,
+        };
         let mut key = KeyBuf::new();
         record.encode_key(&mut key);
         if key.as_slice() != self.key.as_slice() {

@@ -9,7 +9,8 @@ mod signature;
 pub(crate) mod split;
 
 pub use envelope::{
-    record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT, MAX_ENVELOPE_BYTES,
+    record_key, Envelope, EnvelopeError, RejectReason, ENVELOPE_FORMAT, ENVELOPE_FORMAT_VERSIONED,
+    MAX_ENVELOPE_BYTES,
 };
 
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};

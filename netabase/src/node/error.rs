@@ -82,16 +82,18 @@ pub enum NodeError {
         /// The model's name.
         model: &'static str,
     },
-    /// A model above version 1 (`#[netabase(version = N, from = ..)]`).
-    /// A `Store` migrates and reads such models; a node does not sync them
-    /// yet, because the records it signs do not carry their version, and
-    /// peers on other versions would read them wrongly.
-    #[error("model `{model}` is at version {version}: a node syncs only version-1 models for now (a `Store` reads and migrates versioned ones)")]
-    VersionNotSynced {
+    /// The record is held at a version of its model newer than this build
+    /// knows: a peer on a newer release of the app wrote it. It is kept
+    /// and served to peers as it is, and read once the app registers that
+    /// version ([`Event::NewerVersionHeld`](crate::node::Event::NewerVersionHeld)).
+    #[error("the `{model}` record is at version {version}, newer than this build's version {known}: a newer release of the app reads it")]
+    NewerVersion {
         /// The model's name.
         model: &'static str,
-        /// Its version.
+        /// The version the record was written at.
         version: u32,
+        /// The newest version this build knows.
+        known: u32,
     },
     /// Two different models would be stored under one model id: the same
     /// name with different fields, or (rarely) two names whose ids collide.

@@ -36,9 +36,18 @@ pub struct Entry<'a, M> {
     pub model: ModelId,
     /// The encoded primary key.
     pub key: &'a [u8],
-    /// The record; `None` for a delete, or when the rule said it does not
-    /// read records ([`WriteRule::READS_WRITE`], [`WriteRule::READS_HELD`]).
+    /// The record; `None` for a delete, when the rule said it does not
+    /// read records ([`WriteRule::READS_WRITE`], [`WriteRule::READS_HELD`]),
+    /// or when it was written at a version of the model this build does
+    /// not know ([`newer_version`](Self::newer_version)).
     pub record: Option<&'a M>,
+    /// The version of the model the record was written at, when newer than
+    /// this build knows: a peer runs a newer release of the app. The record
+    /// cannot be read here, so a rule judges such a write by what it can
+    /// see (the writer, the authority, the version held). The node reads
+    /// the record once the app registers that version, and runs the rule
+    /// on it again then, against nothing held.
+    pub newer_version: Option<u32>,
     /// Whether this version is a delete.
     pub delete: bool,
     /// Who signed this version.

@@ -326,7 +326,9 @@ fn named<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<PeerId> {
 /// bytes that are no chain.
 pub(crate) fn chain_of<M: NetabaseModel>(entry: &Entry<'_, M>) -> Option<Chain> {
     if entry.authority.is_empty() {
-        let root = if entry.delete {
+        // A version this build cannot read is taken to name its signer,
+        // as a delete does; the release that reads it checks it again.
+        let root = if entry.delete || entry.newer_version.is_some() {
             Some(entry.writer)
         } else {
             named(entry)
@@ -348,23 +350,26 @@ pub(super) fn check<M: NetabaseModel>(
         return Err(Refusal::NotOwner);
     }
     let owner = chain.owner();
-    match write.record {
-        Some(_) if !write.delete => {
-            if named(write) != Some(owner) {
-                return Err(Refusal::NotOwner);
-            }
-            // The owner writes; or the one before hands it over, in the
-            // very write stamped with the handover.
-            let hands_over = chain.previous() == Some(write.writer)
-                && chain.links.last().map(|l| l.at) == Some(write.version.timestamp.0);
-            if write.writer != owner && !hands_over {
-                return Err(Refusal::NotOwner);
-            }
+    if write.delete {
+        if write.writer != owner {
+            return Err(Refusal::NotOwner);
         }
-        _ => {
-            if !write.delete || write.writer != owner {
-                return Err(Refusal::NotOwner);
-            }
+    } else {
+        // A version this build cannot read is taken to name the owner its
+        // chain names: the release that reads it checks the field then.
+        let names_owner = match write.record {
+            Some(_) => named(write) == Some(owner),
+            None => write.newer_version.is_some(),
+        };
+        if !names_owner {
+            return Err(Refusal::NotOwner);
+        }
+        // The owner writes; or the one before hands it over, in the very
+        // write stamped with the handover.
+        let hands_over = chain.previous() == Some(write.writer)
+            && chain.links.last().map(|l| l.at) == Some(write.version.timestamp.0);
+        if write.writer != owner && !hands_over {
+            return Err(Refusal::NotOwner);
         }
     }
     match held {

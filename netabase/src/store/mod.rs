@@ -41,6 +41,7 @@ pub(crate) mod fingerprints;
 mod layout;
 mod lookup;
 mod migrate;
+mod newer;
 mod open;
 #[cfg(all(target_arch = "wasm32", feature = "node"))]
 mod opfs;
@@ -59,6 +60,7 @@ pub use durability::Durability;
 pub use envelopes::{EnvelopeState, StoredEnvelope};
 pub use error::{EngineError, StoreError};
 pub use lookup::Lookup;
+pub use newer::NewerTable;
 pub use open::IntegrityCheck;
 #[cfg(all(target_arch = "wasm32", feature = "node"))]
 pub use opfs::OpfsFile;

@@ -12,8 +12,9 @@ use crate::store::{Form, StoreError, WriteTransaction};
 use super::announce::{tell, tell_conflict};
 use super::cache::state_of;
 use super::event::{ChangeKind, Origin};
+use super::newer::{self, Listed};
 use super::order::{precedence, wins};
-use super::registry::{ApplyError, ModelHandler, Settled};
+use super::registry::{ApplyError, ModelHandler, Settled, Written};
 use super::state::{Replica, ISSUED};
 use super::stats::{Counters, Rejection};
 use super::validate::{allowed, Refused};
@@ -49,11 +50,14 @@ pub(crate) fn apply_staged(
             error: Some(error),
         })?;
         let txn = shared.store.begin_write().map_err(storage)?;
-        let (outcome, settled) = apply_in(shared, &txn, envelope)?;
+        let (outcome, settled, listed) = apply_in(shared, &txn, envelope)?;
         if outcome == Outcome::Applied {
             staged();
             shared.cache.forget([envelope.record_key().as_slice()]);
             txn.commit().map_err(storage)?;
+            if let Some(listed) = &listed {
+                newer::tell(shared, listed);
+            }
             announce(shared, envelope, Origin::Local);
             let key = envelope.record_key();
             announce_settled(shared, [&settled], &HashSet::from([&key]));
@@ -128,7 +132,7 @@ pub(crate) fn apply_batch_from(
     if !local {
         order.sort_unstable_by(|a, b| precedence(&envelopes[*a], &envelopes[*b]).then(a.cmp(b)));
     }
-    let (applied, superseded, settled) = storage::write(shared, |txn| {
+    let (applied, superseded, settled, listed) = storage::write(shared, |txn| {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         // Record key -> the batch's newest step for it, once judged.
         let mut staged: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -189,17 +193,18 @@ pub(crate) fn apply_batch_from(
         }
         let mut applied = Vec::new();
         let mut settled = Vec::new();
+        let mut listed = Vec::new();
         for (model, group) in by_model {
             let Some(handler) = registry.get(model) else {
                 continue;
             };
             let batch: Vec<&Envelope> = group.iter().map(|(_, i)| &envelopes[*i]).collect();
-            // (record key, envelope, its rest if it is stored split)
+            // (record key, envelope, how it was written)
             let mut stored = Vec::with_capacity(group.len());
             let mut conflicting = Vec::new();
             for ((key, i), result) in group.into_iter().zip(handler.apply_many(txn, &batch)?) {
                 match result {
-                    Ok(rest) => stored.push((key, i, rest)),
+                    Ok(written) => stored.push((key, i, written)),
                     Err(ApplyError::Envelope(error)) => reject(i, error.kind().into()),
                     // A synced record that loses a unique value is still
                     // held (so every peer ends with the same envelopes),
@@ -208,7 +213,7 @@ pub(crate) fn apply_batch_from(
                         if origin_of(i) != Origin::Local =>
                     {
                         conflicting.push(key.clone());
-                        stored.push((key, i, None));
+                        stored.push((key, i, Written::Whole));
                     }
                     // The transaction may be half-written: give up on the batch.
                     Err(ApplyError::Store(error)) => return Err(error.into()),
@@ -220,13 +225,15 @@ pub(crate) fn apply_batch_from(
                 let mut in_order: Vec<_> = stored.iter().collect();
                 in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 let mut table = txn.envelope_table()?;
-                for (key, i, rest) in in_order {
+                for (key, i, written) in in_order {
                     let envelope = &envelopes[*i];
-                    let form = form(handler, rest.as_ref());
+                    let form = form(handler, written);
                     table.insert(key, envelope.as_bytes(), state_of(envelope), form)?;
                 }
                 table.flush()?;
             }
+            let written = stored.iter().map(|(key, _, w)| (key.as_slice(), w));
+            listed.extend(newer::list(shared, txn, model, written)?);
             // Any write may free a value a listed conflict waits for.
             settled.push(settle(shared, txn, handler, model, &conflicting)?);
             applied.extend(stored.into_iter().map(|(key, i, _)| (key, i)));
@@ -235,8 +242,11 @@ pub(crate) fn apply_batch_from(
         shared
             .cache
             .forget(applied.iter().map(|(key, _)| key.as_slice()));
-        Ok((applied, superseded, settled))
+        Ok((applied, superseded, settled, listed))
     })?;
+    for listed in &listed {
+        newer::tell(shared, listed);
+    }
     for i in superseded {
         if matches!(origin_of(i), Origin::Peer(_)) {
             Counters::bump(&shared.counters.superseded);
@@ -276,14 +286,14 @@ pub(crate) fn apply_batch_from(
     })
 }
 
-/// How to store an envelope whose rest `apply_many` gave (`None`: whole).
-fn form<'a>(handler: &dyn ModelHandler, rest: Option<&'a Vec<u8>>) -> Form<'a> {
-    match rest {
-        Some(rest) => Form::Split {
+/// How to store an envelope `apply_many` wrote so.
+fn form<'a>(handler: &dyn ModelHandler, written: &'a Written) -> Form<'a> {
+    match written {
+        Written::Split(rest) => Form::Split {
             table: handler.table(),
             rest,
         },
-        None => Form::Whole,
+        Written::Whole | Written::Newer(_) => Form::Whole,
     }
 }
 
@@ -323,7 +333,7 @@ fn apply_in(
     shared: &Replica,
     txn: &WriteTransaction,
     envelope: &Envelope,
-) -> Result<(Outcome, Settled), Refused> {
+) -> Result<(Outcome, Settled, Option<Listed>), Refused> {
     let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
     let handler = registry
         .get(envelope.model())
@@ -333,7 +343,7 @@ fn apply_in(
     let held = table.get(&record_key).map_err(storage)?;
     match judge(held.as_deref(), envelope) {
         Verdict::Write => {}
-        Verdict::Unchanged => return Ok((Outcome::Unchanged, Settled::default())),
+        Verdict::Unchanged => return Ok((Outcome::Unchanged, Settled::default(), None)),
         Verdict::Stale => return Err(Refused::new(Rejection::Stale)),
     }
     allowed(shared, Some(handler), envelope, held.as_deref()).map_err(|refusal| Refused {
@@ -347,21 +357,32 @@ fn apply_in(
         .apply_many(txn, &[envelope])
         .map_err(storage)?
         .pop()
-        .unwrap_or(Ok(None));
-    let rest = written.map_err(|error| match error {
+        .unwrap_or(Ok(Written::Whole));
+    let written = written.map_err(|error| match error {
         ApplyError::Envelope(error) => Refused::new(error.kind().into()),
         ApplyError::Store(error) => storage(error),
     })?;
-    let form = form(handler, rest.as_ref());
     table
-        .insert(&record_key, envelope.as_bytes(), state_of(envelope), form)
+        .insert(
+            &record_key,
+            envelope.as_bytes(),
+            state_of(envelope),
+            form(handler, &written),
+        )
         .map_err(storage)?;
     table.flush().map_err(storage)?;
     drop(table);
+    let listed = newer::list(
+        shared,
+        txn,
+        envelope.model(),
+        [(record_key.as_slice(), &written)],
+    )
+    .map_err(storage)?;
     note_issued(shared, txn, [envelope]).map_err(storage)?;
     // The write may free a value a listed conflict waits for.
     let settled = settle(shared, txn, handler, envelope.model(), &[]).map_err(storage)?;
-    Ok((Outcome::Applied, settled))
+    Ok((Outcome::Applied, settled, listed))
 }
 
 /// Records in `txn` the latest timestamp among `written` that this node
@@ -387,7 +408,7 @@ fn note_issued<'a>(
 
 /// Settles `model`'s unique conflicts in `txn` if any are listed or
 /// `conflicting` names new ones (see [`ModelHandler::resolve`]).
-fn settle(
+pub(crate) fn settle(
     shared: &Replica,
     txn: &WriteTransaction,
     handler: &dyn ModelHandler,
@@ -415,7 +436,7 @@ fn settle(
 /// After a commit: tells subscribers of records that lost their unique
 /// value, and of listed records that took one (unless `fresh`: announced
 /// already as written).
-fn announce_settled<'a>(
+pub(crate) fn announce_settled<'a>(
     shared: &Replica,
     settled: impl IntoIterator<Item = &'a Settled>,
     fresh: &HashSet<&Vec<u8>>,

@@ -111,6 +111,20 @@ pub enum Event {
         /// Who signed it.
         writer: PeerId,
     },
+    /// Records of a model written at a version newer than this build knows
+    /// arrived (peers run a newer release of the app). They are held as
+    /// signed, without a typed row or index entries, and served to peers;
+    /// they replace the older versions they follow, which leave the typed
+    /// tree. When the app registers a version that reads them, they enter
+    /// the typed tree. Also counted in `stats().newer_version_held`.
+    NewerVersionHeld {
+        /// The model's name.
+        model: &'static str,
+        /// The model's id.
+        model_id: ModelId,
+        /// Records of this model held at a newer version now.
+        held: u64,
+    },
     /// Progress of catching up with a peer, for one model: records of it
     /// received and stored so far in this exchange, and keys still to fetch.
     CatchUp {

@@ -60,6 +60,7 @@ pub(crate) fn seal<M: NetabaseModel>(
             writer: shared.peer_id,
         },
         authority: &[],
+        newer_version: None,
     };
     let held = held
         .as_ref()
@@ -117,8 +118,17 @@ pub(crate) fn check_size(
 
 /// The typed record in an envelope; a delete reads as not found.
 pub(crate) fn open_record<M: NetabaseModel>(envelope: &Envelope) -> Result<M, NodeError> {
-    envelope
-        .open::<M>()
-        .map_err(|_| NodeError::NotFound)?
-        .ok_or(NodeError::NotFound)
+    match envelope.open::<M>() {
+        Ok(record) => record.ok_or(NodeError::NotFound),
+        Err(crate::codec::EnvelopeError::NewerVersion {
+            model,
+            version,
+            known,
+        }) => Err(NodeError::NewerVersion {
+            model,
+            version,
+            known,
+        }),
+        Err(_) => Err(NodeError::NotFound),
+    }
 }

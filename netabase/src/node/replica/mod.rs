@@ -30,6 +30,7 @@ pub(crate) mod inbound;
 pub(crate) mod intake;
 pub(crate) mod local;
 pub(crate) mod members;
+pub(crate) mod newer;
 pub(crate) mod order;
 pub(crate) mod registry;
 pub(crate) mod revocation;

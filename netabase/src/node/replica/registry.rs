@@ -38,10 +38,8 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
         cx: &dyn Context,
     ) -> Result<(), Refusal>;
     /// Writes many envelopes' records (or deletes) of this model, opening its
-    /// tree once; one result per envelope, in order: the envelope's
-    /// [`rest`](Envelope::rest) when its typed row now holds its payload
-    /// byte for byte (so it can be stored split), else `None`. A refused
-    /// record leaves the tree as it was.
+    /// tree once; one result per envelope, in order (see [`Written`]). A
+    /// refused record leaves the tree as it was.
     fn apply_many(
         &self,
         txn: &WriteTransaction,
@@ -73,9 +71,24 @@ pub(crate) struct Settled {
 /// are settled by later batches.
 const MAX_SETTLED: usize = 1024;
 
-/// What [`ModelHandler::apply_many`] did with one envelope: its rest if it
-/// can be stored split, `None` if whole, or why it was refused.
-pub(crate) type Applied = Result<Option<Vec<u8>>, ApplyError>;
+/// What [`ModelHandler::apply_many`] did with one envelope, or why it was
+/// refused.
+pub(crate) type Applied = Result<Written, ApplyError>;
+
+/// How an envelope's record went into its typed tree.
+#[derive(Debug)]
+pub(crate) enum Written {
+    /// Its typed row holds its payload byte for byte: it can be stored
+    /// split, keeping this rest.
+    Split(Vec<u8>),
+    /// Stored whole: a delete, or a payload its typed row does not repeat
+    /// (an older version read through the chain, an unusual encoding).
+    Whole,
+    /// Written at this version of the model, newer than this build knows:
+    /// no typed row (the one before it is removed), stored whole and listed
+    /// until the app registers a version that reads it.
+    Newer(u32),
+}
 
 pub(crate) enum ApplyError {
     Envelope(EnvelopeError),
@@ -101,7 +114,11 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
     }
 
     fn check(&self, envelope: &Envelope) -> Result<(), EnvelopeError> {
-        envelope.open::<M>().map(drop)
+        match envelope.open::<M>() {
+            // Held as it is, not refused (see `Written::Newer`).
+            Err(EnvelopeError::NewerVersion { .. }) => Ok(()),
+            opened => opened.map(drop),
+        }
     }
 
     fn announce(&self, envelope: &Envelope, kind: ChangeKind, origin: Origin) {
@@ -150,10 +167,12 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
         }
         // Both were verified and decode (checked on the way in); each is
         // decoded only if the rule reads it.
+        // A newer version than this build knows is judged unread.
         let record = if <M::Rule as WriteRule<M>>::READS_WRITE {
-            write
-                .open::<M>()
-                .map_err(|e| Refusal::custom(e.to_string()))?
+            match write.open::<M>() {
+                Err(EnvelopeError::NewerVersion { .. }) => None,
+                opened => opened.map_err(|e| Refusal::custom(e.to_string()))?,
+            }
         } else {
             None
         };
@@ -175,24 +194,27 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
         let mut tree = txn.open_tree::<M>()?;
         Ok(envelopes
             .iter()
-            .map(
-                |envelope| match envelope.open::<M>().map_err(ApplyError::Envelope)? {
-                    Some(record) => {
-                        tree.put(&record).map_err(ApplyError::Store)?;
-                        // A peer's payload may decode and re-encode to other
-                        // bytes: then the typed row is not the signed payload.
-                        Ok(if tree.encoded() == envelope.payload() {
-                            envelope.rest()
-                        } else {
-                            None
-                        })
-                    }
-                    None => tree
-                        .remove_encoded(envelope.key())
-                        .map(|_| None)
-                        .map_err(ApplyError::Store),
-                },
-            )
+            .map(|envelope| match envelope.open::<M>() {
+                Ok(Some(record)) => {
+                    tree.put(&record).map_err(ApplyError::Store)?;
+                    // A peer's payload may decode and re-encode to other
+                    // bytes (or be an older version's): then the typed row
+                    // is not the signed payload.
+                    let split = (tree.encoded() == envelope.payload())
+                        .then(|| envelope.rest())
+                        .flatten();
+                    Ok(split.map_or(Written::Whole, Written::Split))
+                }
+                Ok(None) => tree
+                    .remove_encoded(envelope.key())
+                    .map(|_| Written::Whole)
+                    .map_err(ApplyError::Store),
+                Err(EnvelopeError::NewerVersion { version, .. }) => tree
+                    .remove_encoded(envelope.key())
+                    .map(|_| Written::Newer(version))
+                    .map_err(ApplyError::Store),
+                Err(error) => Err(ApplyError::Envelope(error)),
+            })
             .collect())
     }
 
@@ -283,8 +305,13 @@ impl<M: NetabaseModel> ModelHandler for Handler<M> {
 }
 
 /// A verified envelope as a write rule sees it.
-pub(crate) fn entry<'a, M>(envelope: &'a Envelope, record: Option<&'a M>) -> Entry<'a, M> {
+pub(crate) fn entry<'a, M: NetabaseModel>(
+    envelope: &'a Envelope,
+    record: Option<&'a M>,
+) -> Entry<'a, M> {
+    let version = envelope.model_version();
     Entry {
+        newer_version: (version > M::VERSION && !envelope.is_tombstone()).then_some(version),
         model: envelope.model(),
         key: envelope.key(),
         record,

@@ -17,7 +17,7 @@ use super::health::Health;
 use super::inbound::InboundQueue;
 use super::registry::Registry;
 use super::stats::Counters;
-use super::upgrade;
+use super::{newer, upgrade};
 use crate::model::{ModelId, NetabaseModel};
 use crate::node::NodeError;
 use crate::store::{Store, StoreError};
@@ -75,6 +75,8 @@ pub(crate) struct Replica {
     pub(crate) health: Health,
     /// Some record may be listed as a unique conflict (see `apply::settle`).
     pub(crate) conflicts_listed: AtomicBool,
+    /// Some record may be listed as of a newer version (see `newer::list`).
+    pub(crate) newer_listed: AtomicBool,
     /// Records were dropped because a membership changed (see
     /// `members::drop_uncovered`): peers may hold the versions before them,
     /// so the network catches up with every peer again.
@@ -98,12 +100,17 @@ impl Replica {
         let read = store.begin_read()?;
         let synced_at = read.sync_meta(SYNCED_AT)?.unwrap_or(0);
         let conflicts_listed = !read.conflicts(&[], 1)?.is_empty();
+        let newer = read.newer_total()?;
         // The latest version this node wrote, to seed its clock with.
         let issued = Timestamp(read.sync_meta(ISSUED)?.unwrap_or(0));
         let records = read.sync_index()?.len()?;
         drop(read);
         tracing::info!(%peer_id, path = %place, records, "opened node");
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let counters = Counters::default();
+        counters
+            .newer_held
+            .store(newer, std::sync::atomic::Ordering::Relaxed);
         let clock = Clock::system(settings.max_clock_drift.as_millis() as u64)
             .skewed(settings.clock_skew_ms);
         clock.seed(issued);
@@ -116,11 +123,12 @@ impl Replica {
             registry: RwLock::new(Registry::default()),
             cache,
             events,
-            counters: Counters::default(),
+            counters,
             pushed: InboundQueue::default(),
             fetched: Lane::default(),
             health: Health::default(),
             conflicts_listed: AtomicBool::new(conflicts_listed),
+            newer_listed: AtomicBool::new(newer > 0),
             resync: Notify::new(),
             synced_at: AtomicU64::new(synced_at),
             settings,
@@ -132,17 +140,16 @@ impl Replica {
 
     /// Registers model `M`: checks it against the models registered, then
     /// opens (or rebuilds) its tables.
+    /// Records of `M` held at a newer version than the one registered
+    /// before, which `M` reads, enter its typed tree (see [`newer`]).
     pub(crate) fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
-        if M::VERSION > 1 {
-            return Err(NodeError::VersionNotSynced {
-                model: M::NAME,
-                version: M::VERSION,
-            });
+        {
+            let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            registry.check::<M>()?;
+            self.store.register::<M>()?;
+            registry.register::<M>()?;
         }
-        let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
-        registry.check::<M>()?;
-        self.store.register::<M>()?;
-        registry.register::<M>()
+        newer::promote::<M>(self)
     }
 
     /// `NotRegistered` unless `M` is registered.

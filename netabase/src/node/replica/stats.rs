@@ -123,6 +123,11 @@ pub struct NodeStats {
     pub hole_punches: u64,
     /// Hole punching attempts that failed (the connection stayed relayed).
     pub hole_punch_failures: u64,
+    /// Records held at a version of their model newer than this build
+    /// knows, written by peers on a newer release of the app: kept as
+    /// signed, served to peers, and read into the typed tree when the app
+    /// registers that version ([`Event::NewerVersionHeld`](crate::node::Event::NewerVersionHeld)).
+    pub newer_version_held: u64,
     /// Whether peers can dial this node, as AutoNAT last found.
     pub reachability: super::event::Reachability,
 }
@@ -156,6 +161,8 @@ pub(crate) struct Counters {
     pub(crate) superseded: AtomicU64,
     pub(crate) hole_punches: AtomicU64,
     pub(crate) hole_punch_failures: AtomicU64,
+    /// Records held at a newer version of their model than this build knows.
+    pub(crate) newer_held: AtomicU64,
     reachability: std::sync::atomic::AtomicU8,
 }
 
@@ -207,6 +214,7 @@ impl Counters {
             storage_recoveries: self.storage_recoveries.load(Ordering::Relaxed),
             hole_punches: self.hole_punches.load(Ordering::Relaxed),
             hole_punch_failures: self.hole_punch_failures.load(Ordering::Relaxed),
+            newer_version_held: self.newer_held.load(Ordering::Relaxed),
             reachability: match self.reachability.load(Ordering::Relaxed) {
                 1 => Reachability::Public,
                 2 => Reachability::Private,
