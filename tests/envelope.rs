@@ -171,6 +171,105 @@ fn size_format_and_tombstone_rules() {
     assert!(Envelope::from_bytes(&[], LIMIT).is_err());
 }
 
+/// Version 1 and 2 of one model, for the versioned format.
+mod note_v1 {
+    #[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+    #[netabase(name = "VNote")]
+    pub struct VNote {
+        #[primary_key]
+        pub id: u64,
+        pub text: String,
+    }
+}
+
+mod note_v2 {
+    #[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+    #[netabase(name = "VNote", version = 2, from = super::note_v1::VNote)]
+    pub struct VNote {
+        #[primary_key]
+        pub id: u64,
+        pub text: String,
+        pub stars: u8,
+    }
+
+    impl From<super::note_v1::VNote> for VNote {
+        fn from(old: super::note_v1::VNote) -> Self {
+            VNote {
+                id: old.id,
+                text: old.text,
+                stars: 0,
+            }
+        }
+    }
+}
+
+#[test]
+fn a_versioned_model_signs_its_version_and_each_side_reads_what_it_knows() {
+    let keypair = Keypair::generate_ed25519();
+    let at = Timestamp::new(5_000, 0);
+    let old = note_v1::VNote {
+        id: 1,
+        text: "hi".into(),
+    };
+    let new = note_v2::VNote {
+        id: 1,
+        text: "hi".into(),
+        stars: 3,
+    };
+    // Version 1 keeps the format earlier releases read.
+    let v1 = Envelope::seal(&keypair, &old, at).unwrap();
+    assert_eq!(v1.as_bytes()[0], ENVELOPE_FORMAT);
+    assert_eq!(v1.model_version(), 1);
+    let v2 = Envelope::seal(&keypair, &new, at).unwrap();
+    assert_eq!(v2.as_bytes()[0], ENVELOPE_FORMAT_VERSIONED);
+    let v2 = Envelope::from_bytes(v2.as_bytes(), LIMIT).unwrap();
+    assert_eq!(v2.model_version(), 2);
+    // The newer build reads both, the older one through the chain.
+    assert_eq!(v2.open::<note_v2::VNote>().unwrap(), Some(new));
+    assert_eq!(
+        v1.open::<note_v2::VNote>().unwrap().map(|n| n.stars),
+        Some(0)
+    );
+    // The older build reads its own, and names the version it cannot.
+    assert_eq!(v1.open::<note_v1::VNote>().unwrap(), Some(old));
+    assert!(matches!(
+        v2.open::<note_v1::VNote>(),
+        Err(EnvelopeError::NewerVersion {
+            model: "VNote",
+            version: 2,
+            known: 1
+        })
+    ));
+    // A delete reads the same whatever its version.
+    let gone =
+        Envelope::seal_tombstone::<note_v2::VNote>(&keypair, &note_v2::VNoteKey(1), at).unwrap();
+    assert_eq!(gone.open::<note_v1::VNote>().unwrap(), None);
+}
+
+#[test]
+fn the_signed_version_cannot_be_changed_and_version_0_is_refused() {
+    let keypair = Keypair::generate_ed25519();
+    let key = 1u64.to_be_bytes();
+    let id = netabase::model::ModelId(9);
+    let at = Timestamp::new(5_000, 0);
+    let v7 = Envelope::seal_raw_at(&keypair, id, &key, vec![1], at, false, 7).unwrap();
+    // The version is the byte before the signature's length and bytes.
+    let bytes = v7.as_bytes();
+    let at_version = bytes.len() - 64 - 1 - 1;
+    assert_eq!(bytes[at_version], 7);
+    let mut claimed = bytes.to_vec();
+    claimed[at_version] = 8;
+    assert!(matches!(
+        Envelope::from_bytes(&claimed, LIMIT),
+        Err(EnvelopeError::BadSignature)
+    ));
+    let v0 = Envelope::seal_raw_at(&keypair, id, &key, vec![1], at, false, 0).unwrap();
+    assert!(matches!(
+        Envelope::from_bytes(v0.as_bytes(), LIMIT),
+        Err(EnvelopeError::Malformed(_))
+    ));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 

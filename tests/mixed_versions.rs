@@ -175,7 +175,9 @@ async fn peers_on_three_versions_converge_and_an_updated_peer_reads_what_it_held
                 .collect()
         ),
     );
-    (ra.unwrap(), rb.unwrap(), rc.unwrap());
+    for written in [ra, rb, rc] {
+        written.unwrap();
+    }
     a.put_record_locally(v1::Card {
         id: SHARED,
         name: "Old Name".into(),
@@ -238,6 +240,24 @@ async fn peers_on_three_versions_converge_and_an_updated_peer_reads_what_it_held
             last: "7".into(),
             city: "unknown".into(),
         }
+    );
+    // What C holds for A's record is A's v1 envelope, read through the
+    // chain on every read (a lazy read): nothing re-signs it.
+    let held = c
+        .store()
+        .begin_read()
+        .unwrap()
+        .envelope(&record_key(
+            v3::Card::ID,
+            v3::CardKey(7).to_key_bytes().as_slice(),
+        ))
+        .unwrap()
+        .expect("held");
+    let held = Envelope::from_bytes(&held, usize::MAX).unwrap();
+    assert_eq!((held.model_version(), held.writer()), (1, a.peer_id()));
+    assert_eq!(
+        held.open::<v3::Card>().unwrap().map(|card| card.last),
+        Some("7".to_string())
     );
     assert_eq!(
         c.get_record::<v3::Card>(v3::CardKey(SHARED))

@@ -71,20 +71,149 @@ mod example {
     // README-EXAMPLE-END
 }
 
-/// The README's first `rust` block.
-fn readme_example() -> String {
+#[allow(dead_code)]
+mod changing {
+    // README-CHANGING-START
+    mod v1 {
+        /// The first release.
+        #[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+        #[netabase(name = "Contact")]
+        pub struct Contact {
+            #[primary_key]
+            pub id: u64,
+            pub name: String,
+            pub age: u32,
+        }
+    }
+
+    mod v2 {
+        /// The second: a field added, and indexed.
+        #[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+        #[netabase(name = "Contact", version = 2, from = super::v1::Contact)]
+        pub struct Contact {
+            #[primary_key]
+            pub id: u64,
+            pub name: String,
+            pub age: u32,
+            #[secondary_key]
+            pub city: String,
+        }
+
+        impl From<super::v1::Contact> for Contact {
+            fn from(old: super::v1::Contact) -> Self {
+                let city = "unknown".into();
+                Contact {
+                    id: old.id,
+                    name: old.name,
+                    age: old.age,
+                    city,
+                }
+            }
+        }
+    }
+
+    mod v3 {
+        /// The third: a field renamed, and a type changed.
+        #[derive(netabase::NetabaseModel, Clone, Debug, PartialEq)]
+        #[netabase(name = "Contact", version = 3, from = super::v2::Contact)]
+        pub struct Contact {
+            #[primary_key]
+            pub id: u64,
+            pub full_name: String, // was `name`
+            pub age: u8,           // was a u32
+            #[secondary_key]
+            pub city: String,
+        }
+
+        impl TryFrom<super::v2::Contact> for Contact {
+            type Error = String;
+            // An error refuses the record, naming it: nothing is half-migrated.
+            fn try_from(old: super::v2::Contact) -> Result<Self, String> {
+                let age =
+                    u8::try_from(old.age).map_err(|_| format!("age {} is over 255", old.age))?;
+                Ok(Contact {
+                    id: old.id,
+                    full_name: old.name,
+                    age,
+                    city: old.city,
+                })
+            }
+        }
+    }
+
+    // At start-up, the app registers its newest version:
+    // node.register::<v3::Contact>()?;
+    // README-CHANGING-END
+
+    /// The README's three versions: a v1 file read by v3 code (a field added,
+    /// one renamed, one retyped), and a record the retyping refuses.
+    #[test]
+    fn the_readme_model_versions_migrate_and_refuse_what_does_not_fit() {
+        use netabase::store::Lookup;
+        use netabase::{Store, StoreError};
+        use v3::ContactQueries as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("contacts.redb");
+        let write_v1 = |ages: &[u32]| {
+            let store = Store::open(&path).unwrap();
+            store.register::<v1::Contact>().unwrap();
+            for (id, age) in ages.iter().enumerate() {
+                let name = format!("Ada {id}");
+                let contact = v1::Contact {
+                    id: id as u64,
+                    name,
+                    age: *age,
+                };
+                store.tree::<v1::Contact>().put(&contact).unwrap();
+            }
+            store.close().unwrap();
+        };
+        write_v1(&[36, 300]);
+        let store = Store::open(&path).unwrap();
+        match store.register::<v3::Contact>() {
+            Err(StoreError::Migration { key, reason, .. }) => {
+                assert!(key.contains('1'), "{key}");
+                assert!(reason.contains("age 300 is over 255"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        store.close().unwrap();
+        write_v1(&[36, 30]);
+        let store = Store::open(&path).unwrap();
+        store.register::<v3::Contact>().unwrap();
+        let ada = store
+            .tree::<v3::Contact>()
+            .get(&v3::ContactKey(0))
+            .unwrap()
+            .unwrap();
+        assert_eq!((ada.full_name.as_str(), ada.age), ("Ada 0", 36));
+        assert_eq!(
+            store
+                .tree::<v3::Contact>()
+                .by_city("unknown")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
+
+/// The README's first `rust` block after `after`.
+fn readme_block(after: &str) -> String {
     let readme = include_str!("../README.md");
-    let start = readme.find("```rust\n").expect("a rust block") + "```rust\n".len();
+    let from = readme.find(after).expect("the README's section");
+    let start = from + readme[from..].find("```rust\n").expect("a rust block") + "```rust\n".len();
     let end = start + readme[start..].find("```").expect("the block ends");
     readme[start..end].to_string()
 }
 
-/// The example above, as it appears in this file, unindented.
-fn tested_example() -> String {
+/// The code between `// README-<marker>-START` and its end in this file,
+/// unindented.
+fn tested_block(marker: &str) -> String {
     let source = include_str!("readme.rs");
-    let start =
-        source.find("// README-EXAMPLE-START\n").unwrap() + "// README-EXAMPLE-START\n".len();
-    let end = source.find("    // README-EXAMPLE-END").unwrap();
+    let start_marker = format!("// README-{marker}-START\n");
+    let start = source.find(&start_marker).unwrap() + start_marker.len();
+    let end = source.find(&format!("    // README-{marker}-END")).unwrap();
     source[start..end]
         .lines()
         .map(|line| line.strip_prefix("    ").unwrap_or(line))
@@ -95,9 +224,18 @@ fn tested_example() -> String {
 #[test]
 fn the_readme_shows_the_tested_example() {
     assert_eq!(
-        readme_example(),
-        tested_example(),
+        readme_block("# Netabase"),
+        tested_block("EXAMPLE"),
         "the README's first example and tests/readme.rs differ"
+    );
+}
+
+#[test]
+fn the_readme_shows_the_tested_model_versions() {
+    assert_eq!(
+        readme_block("## Changing a model"),
+        tested_block("CHANGING"),
+        "the README's \"Changing a model\" and tests/readme.rs differ"
     );
 }
 

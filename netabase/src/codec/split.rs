@@ -133,6 +133,21 @@ mod tests {
     }
 
     #[test]
+    fn a_versioned_envelope_splits_and_joins_with_its_version() {
+        let keypair = Keypair::generate_ed25519();
+        let at = Timestamp(1_700_000_000_000_000_000);
+        let envelope =
+            Envelope::seal_raw_at(&keypair, ModelId(7), &[1], vec![4, 5], at, false, 3).unwrap();
+        let rest = envelope.rest().expect("splits");
+        let joined = join(&rest, 7, &[1], &[4, 5], at.0).expect("join");
+        assert_eq!(joined, envelope.as_bytes());
+        let back = Envelope::from_bytes(&joined, usize::MAX).expect("verifies");
+        assert_eq!(back.model_version(), 3);
+        let writer = envelope.public_key().encode_protobuf();
+        assert!(WrittenBy::new(&writer).matches(&rest));
+    }
+
+    #[test]
     fn a_rest_tells_its_writer_without_a_join() {
         let envelope = sealed(vec![1, 2, 3], false);
         let rest = envelope.rest().expect("split");
