@@ -15,7 +15,7 @@ use super::replica::event::{CatchUpOutcome, Event, Origin};
 use super::replica::local::{check_size, commit_local, open_record, refused_error, seal};
 use super::replica::stats::NodeStats;
 use super::replica::watch::NodeChanges;
-use super::replica::{apply, horizon, identity, members, registry, Replica, Settings};
+use super::replica::{apply, horizon, identity, members, newer, registry, Replica, Settings};
 use super::shell::Network;
 use super::{NetabaseConfig, NodeError};
 use crate::codec::{self, Envelope};
@@ -175,16 +175,21 @@ impl Netabase {
     /// in its typed tree. Register every model before starting the swarm.
     ///
     /// If `M`'s secondary indexes changed since this directory was last
-    /// used, they are rebuilt here (see [`Store::register`]); this blocks
-    /// on disk I/O for as long as that takes.
+    /// used, they are rebuilt here, and records stored at an older version
+    /// of `M` are migrated (see [`Store::register`]); records held at a
+    /// version newer than the one registered before, which `M` reads, enter
+    /// its typed tree ([`Event::NewerVersionHeld`]). This blocks on disk
+    /// I/O for as long as that takes.
     ///
     /// # Errors
     ///
     /// [`NodeError::ModelIdClash`] if another model is registered under the
     /// same name with other fields (or, rarely, under a colliding id); a
-    /// store error if rebuilding an index fails (`M` is then not registered).
+    /// store error if rebuilding an index or migrating fails (`M` is then
+    /// not registered).
     pub fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
-        self.replica.register::<M>()
+        self.replica.register::<M>()?;
+        newer::promote::<M>(&self.replica)
     }
 
     /// This node's peer id.

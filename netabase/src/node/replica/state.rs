@@ -17,7 +17,7 @@ use super::health::Health;
 use super::inbound::InboundQueue;
 use super::registry::Registry;
 use super::stats::Counters;
-use super::{newer, upgrade};
+use super::upgrade;
 use crate::model::{ModelId, NetabaseModel};
 use crate::node::NodeError;
 use crate::store::{Store, StoreError};
@@ -139,17 +139,13 @@ impl Replica {
     }
 
     /// Registers model `M`: checks it against the models registered, then
-    /// opens (or rebuilds) its tables.
-    /// Records of `M` held at a newer version than the one registered
-    /// before, which `M` reads, enter its typed tree (see [`newer`]).
+    /// opens (or rebuilds) its tables. The records of `M` held at a newer
+    /// version are the caller's to promote next (`newer::promote`).
     pub(crate) fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
-        {
-            let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
-            registry.check::<M>()?;
-            self.store.register::<M>()?;
-            registry.register::<M>()?;
-        }
-        newer::promote::<M>(self)
+        let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+        registry.check::<M>()?;
+        self.store.register::<M>()?;
+        registry.register::<M>()
     }
 
     /// `NotRegistered` unless `M` is registered.
