@@ -88,7 +88,8 @@ use v3::CardQueries as _;
 
 /// Records each node writes.
 const EACH: u64 = 200;
-/// A key all three write, v1 first, v3 last: the v3 version wins everywhere.
+/// A key all three write in turn, v1 first, v3 last: v3's version wins
+/// everywhere.
 const SHARED: u64 = 9_999;
 
 fn config_for(bootstrap: &[&Netabase]) -> NetabaseConfig {
@@ -178,12 +179,15 @@ async fn peers_on_three_versions_converge_and_an_updated_peer_reads_what_it_held
     for written in [ra, rb, rc] {
         written.unwrap();
     }
+    // Each writes the shared key after seeing the last write of it, so
+    // each write follows the one before (clocks alone could tie).
     a.put_record_locally(v1::Card {
         id: SHARED,
         name: "Old Name".into(),
     })
     .await
     .unwrap();
+    round(&b, &a).await;
     b.put_record_locally(v2::Card {
         id: SHARED,
         name: "Mid Name".into(),
@@ -191,6 +195,7 @@ async fn peers_on_three_versions_converge_and_an_updated_peer_reads_what_it_held
     })
     .await
     .unwrap();
+    round(&c, &b).await;
     c.put_record_locally(v3::Card {
         id: SHARED,
         first: "New".into(),
