@@ -688,3 +688,51 @@ async fn shutdown_waits_for_local_calls_already_running() {
     assert_eq!(query.await.unwrap().unwrap(), 1);
     shutting.await.unwrap().unwrap();
 }
+
+/// `get_record` looks in the node's own store on the caller's thread where
+/// the runtime can hand its other tasks over, and on the blocking pool
+/// where it cannot: it answers the same on a current-thread runtime, in a
+/// multi-thread runtime's `block_on`, in a spawned task, and from a
+/// blocking thread bridging back into the runtime.
+#[test]
+fn get_record_answers_from_every_kind_of_runtime_thread() {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = multi.block_on(async {
+        let node = Netabase::new_with_path(dir.path(), NetabaseConfig::loopback()).unwrap();
+        node.register::<User>().unwrap();
+        node.start_swarm().await.unwrap();
+        node.put_record_locally(user(1, "ada@example.com", 36))
+            .await
+            .unwrap();
+        node
+    });
+    // Key 2 is held nowhere: the node looks in its store, then asks the
+    // network (no peers), and says so.
+    let ask = |node: Netabase| async move { node.get_record::<User>(UserKey(2)).await };
+    let missing = |answer: Result<User, NodeError>| matches!(answer, Err(NodeError::NotFound));
+    assert!(missing(multi.block_on(ask(node.clone()))));
+    assert!(missing(
+        multi.block_on(multi.spawn(ask(node.clone()))).unwrap()
+    ));
+    let handle = multi.handle().clone();
+    let bridged = node.clone();
+    assert!(missing(
+        multi
+            .block_on(multi.spawn_blocking(move || handle.block_on(ask(bridged))))
+            .unwrap()
+    ));
+    assert!(missing(current.block_on(ask(node.clone()))));
+    // And a held record, from the current-thread runtime.
+    let ada = current.block_on(node.get_record::<User>(UserKey(1)));
+    assert_eq!(ada.unwrap().email, "ada@example.com");
+    multi.block_on(node.shutdown()).unwrap();
+}

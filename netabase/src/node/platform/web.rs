@@ -73,6 +73,14 @@ pub(crate) fn blocking<T: 'static>(work: impl FnOnce() -> T + 'static) -> Task<T
     })
 }
 
+/// A short read a caller waits on: as [`blocking`] (the worker has one
+/// thread to run it on).
+pub(crate) async fn read_now<T: 'static>(
+    work: impl FnOnce() -> T + 'static,
+) -> Result<T, TaskError> {
+    blocking(work).await
+}
+
 /// Storage work the node does on its own (storing fetched batches,
 /// answering peers): one piece at a time, each bounded (see
 /// [`FETCH_KEYS`]) and after a turn, so the worker's tasks wait behind at
