@@ -15,7 +15,7 @@ use super::replica::event::{CatchUpOutcome, Event, Origin};
 use super::replica::local::{check_size, commit_local, open_record, refused_error, seal};
 use super::replica::stats::NodeStats;
 use super::replica::watch::NodeChanges;
-use super::replica::{apply, horizon, identity, members, newer, registry, Replica, Settings};
+use super::replica::{apply, horizon, identity, members, promote, registry, Replica, Settings};
 use super::shell::Network;
 use super::{NetabaseConfig, NodeError};
 use crate::codec::{self, Envelope};
@@ -189,7 +189,7 @@ impl Netabase {
     /// not registered).
     pub fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
         self.replica.register::<M>()?;
-        newer::promote::<M>(&self.replica)
+        promote::promote::<M>(&self.replica)
     }
 
     /// This node's peer id.

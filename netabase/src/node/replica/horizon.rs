@@ -14,6 +14,8 @@ use crate::sync::reconcile::{self, Watermarks};
 
 use super::announce::tell;
 use super::event::{ChangeKind, Origin};
+use super::newer;
+use super::registry::Written;
 use super::state::{Replica, SYNCED_AT};
 use super::storage;
 use super::watermarks::gc_cutoff;
@@ -99,8 +101,8 @@ pub(crate) fn drop_held(
     origin: Origin,
     doomed: impl Fn(&Envelope) -> bool,
 ) -> Result<Vec<Envelope>, NodeError> {
-    let dropped = storage::write(shared, |txn| {
-        let mut dropped = Vec::new();
+    let (dropped, listed) = storage::write(shared, |txn| {
+        let mut dropped: Vec<Envelope> = Vec::new();
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut table = txn.envelope_table()?;
         for key in keys {
@@ -122,16 +124,29 @@ pub(crate) fn drop_held(
             dropped.push(envelope);
         }
         table.flush()?;
-        shared.cache.forget(
-            dropped
+        drop(table);
+        let keys: Vec<(crate::model::ModelId, Vec<u8>)> = dropped
+            .iter()
+            .map(|e| (e.model(), e.record_key()))
+            .collect();
+        shared
+            .cache
+            .forget(keys.iter().map(|(_, key)| key.as_slice()));
+        // A dropped record of a newer version leaves that list too.
+        let mut listed = Vec::new();
+        let models: std::collections::BTreeSet<_> = keys.iter().map(|(model, _)| *model).collect();
+        for model in models {
+            let of_model = keys
                 .iter()
-                .map(|e| e.record_key())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|k| k.as_slice()),
-        );
-        Ok(dropped)
+                .filter(|(m, _)| *m == model)
+                .map(|(_, key)| (key.as_slice(), &Written::Whole));
+            listed.extend(newer::list(shared, txn, model, of_model)?);
+        }
+        Ok((dropped, listed))
     })?;
+    for listed in &listed {
+        newer::tell(shared, listed);
+    }
     for envelope in &dropped {
         shared.cache.remove(&envelope.record_key());
         if !envelope.is_tombstone() {

@@ -32,6 +32,7 @@ pub(crate) mod local;
 pub(crate) mod members;
 pub(crate) mod newer;
 pub(crate) mod order;
+pub(crate) mod promote;
 pub(crate) mod registry;
 pub(crate) mod revocation;
 pub(crate) mod state;

@@ -428,3 +428,68 @@ fn own_records_are_found_without_joining_others() {
     assert_eq!(pages, 3, "39 rows, 16 a page");
     assert_eq!(found, vec![(mine.record_key(), mine.as_bytes().to_vec())]);
 }
+
+/// A peer's record of a version of `Note` newer than this build knows is
+/// held whole and listed, replaces the typed row it follows, and leaves the
+/// list (and the count) when it is dropped or replaced again.
+#[test]
+fn a_newer_version_is_held_listed_and_unlisted_when_it_goes() {
+    use std::sync::atomic::Ordering;
+    let replica = replica();
+    let peer = Keypair::generate_ed25519();
+    let base = Timestamp::new(crate::sync::Clock::system(0).wall_millis(), 0);
+    push(&replica, &peer, vec![from_peer(&peer, &note(1, "a"), base)]);
+    assert_eq!(stored(&replica, 1), Some(note(1, "a")));
+    let key = NoteKey(1).to_key_bytes();
+    let newer = |at: u64| {
+        let envelope = Envelope::seal_raw_at(
+            &peer,
+            Note::ID,
+            key.as_slice(),
+            vec![0xAB; 12],
+            Timestamp(base.0 + at),
+            false,
+            2,
+        )
+        .expect("seal");
+        (envelope.record_key(), envelope.as_bytes().to_vec())
+    };
+    let held = || replica.counters.newer_held.load(Ordering::Relaxed);
+    let mut events = replica.events.subscribe();
+    push(&replica, &peer, vec![newer(1 << 20)]);
+    assert_eq!(held(), 1);
+    assert_eq!(stored(&replica, 1), None, "the older typed row is gone");
+    let told = std::iter::from_fn(|| events.try_recv().ok())
+        .any(|e| matches!(e, Event::NewerVersionHeld { held: 1, .. }));
+    assert!(told, "the app is told");
+    let record_key = crate::codec::record_key(Note::ID, key.as_slice());
+    let bytes = replica.held(&record_key).expect("read").expect("held");
+    assert_eq!(
+        Envelope::from_trusted_bytes(&bytes.bytes)
+            .unwrap()
+            .model_version(),
+        2
+    );
+    // Dropped (as a ghost or a revoked write would be): unlisted.
+    let dropped =
+        super::horizon::drop_held(&replica, &[record_key.clone()], Origin::Local, |_| true)
+            .expect("drop");
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(held(), 0);
+    // Held again, then replaced by a readable version: unlisted again.
+    push(&replica, &peer, vec![newer(2 << 20)]);
+    assert_eq!(held(), 1);
+    push(
+        &replica,
+        &peer,
+        vec![from_peer(
+            &peer,
+            &note(1, "b"),
+            Timestamp(base.0 + (3 << 20)),
+        )],
+    );
+    assert_eq!(held(), 0);
+    assert_eq!(stored(&replica, 1), Some(note(1, "b")));
+    let read = replica.store.begin_read().expect("read");
+    assert_eq!(read.newer_total().expect("total"), 0);
+}
