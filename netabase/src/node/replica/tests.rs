@@ -471,9 +471,13 @@ fn a_newer_version_is_held_listed_and_unlisted_when_it_goes() {
         2
     );
     // Dropped (as a ghost or a revoked write would be): unlisted.
-    let dropped =
-        super::horizon::drop_held(&replica, &[record_key.clone()], Origin::Local, |_| true)
-            .expect("drop");
+    let dropped = super::horizon::drop_held(
+        &replica,
+        std::slice::from_ref(&record_key),
+        Origin::Local,
+        |_| true,
+    )
+    .expect("drop");
     assert_eq!(dropped.len(), 1);
     assert_eq!(held(), 0);
     // Held again, then replaced by a readable version: unlisted again.
