@@ -9,7 +9,6 @@
 mod common;
 
 use common::*;
-use libp2p::Multiaddr;
 use netabase::codec::{record_key, Envelope};
 use netabase::node::{Event, Netabase, NetabaseConfig, NodeError, Rejection};
 use netabase::store::Lookup;
@@ -381,11 +380,7 @@ async fn an_older_peer_keeps_the_owner_rule_on_versions_it_cannot_read() {
     let owner_id = owner.public().to_peer_id();
     let thief = Keypair::generate_ed25519();
     let mut swarm = raw::kad_swarm(&thief);
-    let address: Multiaddr = node.listen_addresses()[0].clone();
-    swarm
-        .behaviour_mut()
-        .add_address(&node.peer_id(), address.clone());
-    swarm.dial(address).unwrap();
+    raw::kad_dial(&mut swarm, &node);
     let key = record_key(
         owned1::Owned::ID,
         owned1::OwnedKey(1).to_key_bytes().as_slice(),
@@ -402,17 +397,13 @@ async fn an_older_peer_keeps_the_owner_rule_on_versions_it_cannot_read() {
     let accepted = |n: &Netabase| n.stats().accepted;
     let refused = |n: &Netabase| n.stats().rejected(Rejection::NotAllowed);
     let target = node.peer_id();
+    // Sends `envelope` to the node, then waits until `done` holds.
     macro_rules! push {
-        ($envelope:expr) => {
-            raw::push(
-                &mut swarm,
-                target,
-                key.clone(),
-                $envelope.as_bytes().to_vec(),
-                None,
-            )
-            .await
-        };
+        ($envelope:expr, $what:expr, $done:expr) => {{
+            let bytes = $envelope.as_bytes().to_vec();
+            raw::push(&mut swarm, target, key.clone(), bytes, None).await;
+            wait_until($what, &mut events, || $done, || node.stats()).await;
+        }};
     }
 
     // 1. The owner's v1 record.
@@ -421,32 +412,23 @@ async fn an_older_peer_keeps_the_owner_rule_on_versions_it_cannot_read() {
         owner: owner_id,
         text: "mine".into(),
     };
-    push!(Envelope::seal(&owner, &first, now()).unwrap());
-    wait_until(
+    push!(
+        Envelope::seal(&owner, &first, now()).unwrap(),
         "the owner's v1 record",
-        &mut events,
-        || accepted(&node) == 1,
-        || node.stats(),
-    )
-    .await;
+        accepted(&node) == 1
+    );
     // 2. A thief's v2 version naming itself: refused, though unreadable here.
-    push!(v2(&thief, thief.public().to_peer_id(), "stolen"));
-    wait_until(
+    push!(
+        v2(&thief, thief.public().to_peer_id(), "stolen"),
         "the thief refused",
-        &mut events,
-        || refused(&node) == 1,
-        || node.stats(),
-    )
-    .await;
+        refused(&node) == 1
+    );
     // 3. A thief's v2 version naming the owner: refused (not signed by it).
-    push!(v2(&thief, owner_id, "stolen"));
-    wait_until(
+    push!(
+        v2(&thief, owner_id, "stolen"),
         "the thief refused again",
-        &mut events,
-        || refused(&node) == 2,
-        || node.stats(),
-    )
-    .await;
+        refused(&node) == 2
+    );
     assert_eq!(
         node.get_record::<owned1::Owned>(owned1::OwnedKey(1))
             .await
@@ -454,28 +436,22 @@ async fn an_older_peer_keeps_the_owner_rule_on_versions_it_cannot_read() {
         first
     );
     // 4. The owner's own v2 version: held, not typed.
-    push!(v2(&owner, owner_id, "mine, pinned"));
-    wait_until(
+    push!(
+        v2(&owner, owner_id, "mine, pinned"),
         "the owner's v2 record",
-        &mut events,
-        || accepted(&node) == 2,
-        || node.stats(),
-    )
-    .await;
+        accepted(&node) == 2
+    );
     assert_eq!(node.stats().newer_version_held, 1);
     assert!(matches!(
         node.get_record::<owned1::Owned>(owned1::OwnedKey(1)).await,
         Err(NodeError::NewerVersion { version: 2, .. })
     ));
     // 5. A thief's v2 version after it: still the owner's record.
-    push!(v2(&thief, owner_id, "stolen"));
-    wait_until(
+    push!(
+        v2(&thief, owner_id, "stolen"),
         "the thief refused a third time",
-        &mut events,
-        || refused(&node) == 3,
-        || node.stats(),
-    )
-    .await;
+        refused(&node) == 3
+    );
     // 6. Claiming a version no release has, with garbage for a payload:
     //    judged by the same rule, refused.
     let garbage = Envelope::seal_raw_at(
@@ -488,14 +464,7 @@ async fn an_older_peer_keeps_the_owner_rule_on_versions_it_cannot_read() {
         99,
     )
     .unwrap();
-    push!(garbage);
-    wait_until(
-        "version 99 refused",
-        &mut events,
-        || refused(&node) == 4,
-        || node.stats(),
-    )
-    .await;
+    push!(garbage, "version 99 refused", refused(&node) == 4);
     assert_eq!(node.stats().newer_version_held, 1);
     // 7. The owner back on v1: the typed record returns.
     let back = owned1::Owned {
@@ -503,14 +472,11 @@ async fn an_older_peer_keeps_the_owner_rule_on_versions_it_cannot_read() {
         owner: owner_id,
         text: "mine again".into(),
     };
-    push!(Envelope::seal(&owner, &back, now()).unwrap());
-    wait_until(
+    push!(
+        Envelope::seal(&owner, &back, now()).unwrap(),
         "the owner's v1 record again",
-        &mut events,
-        || accepted(&node) == 3,
-        || node.stats(),
-    )
-    .await;
+        accepted(&node) == 3
+    );
     assert_eq!(node.stats().newer_version_held, 0);
     assert_eq!(
         node.get_record::<owned1::Owned>(owned1::OwnedKey(1))

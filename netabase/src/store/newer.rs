@@ -1,29 +1,37 @@
 //! Records held at a version of their model newer than this build knows
 //! (`netabase/sync/newer`, record key -> that version, 4 bytes big-endian),
-//! and how many of each model (`netabase/sync/newer_counts`, model id ->
-//! count). A node on an older release of the app keeps such records as
-//! their signed envelopes, with no typed row and no index entries, serves
-//! them to peers, and reads them into its typed tree once the app registers
-//! a version that knows them. The node decides which records these are; the
-//! store keeps the list and its counts in the same transaction.
+//! and how many of each model at each version (`netabase/sync/newer_counts`,
+//! model id << 32 | version -> count). A node on an older release of the
+//! app keeps such records as their signed envelopes, with no typed row and
+//! no index entries, serves them to peers, and reads them into its typed
+//! tree once the app registers a version that knows them. The node decides
+//! which records these are; the store keeps the list and its counts in the
+//! same transaction. The counts by version let a node tell, without reading
+//! the list, whether a model registered at start-up has anything to read.
 
 use redb::{ReadableTable, TableDefinition};
 
 use super::error::{storage, StoreError};
 use super::read::ReadTransaction;
+use super::rows::model_of;
 use super::tables::{Bytes, KeyBytes};
 use super::write::WriteTransaction;
 
 const NEWER: TableDefinition<'static, KeyBytes, Bytes> =
     TableDefinition::new("netabase/sync/newer");
-const COUNTS: TableDefinition<'static, u32, u64> =
+const COUNTS: TableDefinition<'static, u64, u64> =
     TableDefinition::new("netabase/sync/newer_counts");
 
-/// The model id a record key starts with.
-fn model_of(record_key: &[u8]) -> Option<u32> {
-    record_key
+/// The counts table's key for `model` at `version`.
+fn count_key(model: u32, version: u32) -> u64 {
+    (u64::from(model) << 32) | u64::from(version)
+}
+
+/// The version a list entry holds (an unreadable one sorts as the newest).
+fn version_of(listed: &[u8]) -> u32 {
+    listed
         .first_chunk::<4>()
-        .map(|model| u32::from_be_bytes(*model))
+        .map_or(u32::MAX, |v| u32::from_be_bytes(*v))
 }
 
 /// The list of newer-version records, opened for many reads and writes in
@@ -31,7 +39,7 @@ fn model_of(record_key: &[u8]) -> Option<u32> {
 #[doc(hidden)]
 pub struct NewerTable<'txn> {
     keys: redb::Table<'txn, KeyBytes, Bytes>,
-    counts: redb::Table<'txn, u32, u64>,
+    counts: redb::Table<'txn, u64, u64>,
 }
 
 impl NewerTable<'_> {
@@ -45,11 +53,12 @@ impl NewerTable<'_> {
             .keys
             .insert(record_key, &version.to_be_bytes()[..])
             .map_err(storage("list a record of a newer version"))?
-            .is_some();
-        if !old {
-            self.add(record_key, 1)?;
+            .map(|old| version_of(old.value()));
+        if let Some(old) = old {
+            self.add(record_key, old, -1)?;
         }
-        Ok(!old)
+        self.add(record_key, version, 1)?;
+        Ok(old.is_none())
     }
 
     /// Unlists `record_key`; true if it was listed.
@@ -62,33 +71,33 @@ impl NewerTable<'_> {
             .keys
             .remove(record_key)
             .map_err(storage("unlist a record of a newer version"))?
-            .is_some();
-        if old {
-            self.add(record_key, -1)?;
+            .map(|old| version_of(old.value()));
+        if let Some(old) = old {
+            self.add(record_key, old, -1)?;
         }
-        Ok(old)
+        Ok(old.is_some())
     }
 
-    fn add(&mut self, record_key: &[u8], delta: i64) -> Result<(), StoreError> {
+    fn add(&mut self, record_key: &[u8], version: u32, delta: i64) -> Result<(), StoreError> {
         let Some(model) = model_of(record_key) else {
             return Ok(());
         };
+        let key = count_key(u32::from_be_bytes(model), version);
         let count = self
             .counts
-            .get(model)
+            .get(key)
             .map_err(storage("read the count of newer records"))?
             .map_or(0, |count| count.value());
-        let count = count.saturating_add_signed(delta);
-        let written = if count == 0 {
-            self.counts.remove(model).map(drop)
-        } else {
-            self.counts.insert(model, count).map(drop)
+        let written = match count.saturating_add_signed(delta) {
+            0 => self.counts.remove(key).map(drop),
+            count => self.counts.insert(key, count).map(drop),
         };
         written.map_err(storage("count newer records"))
     }
 
     /// Up to `limit` listed records of model `model` at `version` or
-    /// older, in key order, with their versions.
+    /// older, in key order after `after` (from the first if `None`), with
+    /// their versions.
     ///
     /// # Errors
     ///
@@ -97,24 +106,24 @@ impl NewerTable<'_> {
         &self,
         model: u32,
         version: u32,
+        after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, u32)>, StoreError> {
         let prefix = model.to_be_bytes();
+        let range = match after {
+            Some(after) => self
+                .keys
+                .range::<&[u8]>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => self.keys.range::<&[u8]>(&prefix[..]..),
+        };
         let mut out = Vec::new();
-        for entry in self
-            .keys
-            .range::<&[u8]>(&prefix[..]..)
-            .map_err(storage("read newer records"))?
-        {
+        for entry in range.map_err(storage("read newer records"))? {
             let (key, listed) = entry.map_err(storage("read newer records"))?;
             let key = key.value();
             if !key.starts_with(&prefix) || out.len() == limit {
                 break;
             }
-            let listed = listed
-                .value()
-                .first_chunk::<4>()
-                .map_or(u32::MAX, |v| u32::from_be_bytes(*v));
+            let listed = version_of(listed.value());
             if listed <= version {
                 out.push((key.to_vec(), listed));
             }
@@ -122,17 +131,30 @@ impl NewerTable<'_> {
         Ok(out)
     }
 
-    /// Records of model `model` listed.
+    /// Whether any record of model `model` is listed at `version` or older:
+    /// read from the counts, not the list.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the database fails.
+    pub fn any_up_to(&self, model: u32, version: u32) -> Result<bool, StoreError> {
+        let mut counts = self
+            .counts
+            .range(count_key(model, 0)..=count_key(model, version))
+            .map_err(storage("read the counts of newer records"))?;
+        Ok(counts.next().is_some())
+    }
+
+    /// Records of model `model` listed, at any version.
     ///
     /// # Errors
     ///
     /// [`StoreError::Storage`] if the database fails.
     pub fn count(&self, model: u32) -> Result<u64, StoreError> {
-        Ok(self
-            .counts
-            .get(model)
-            .map_err(storage("read the count of newer records"))?
-            .map_or(0, |count| count.value()))
+        sum(
+            &self.counts,
+            count_key(model, 0)..=count_key(model, u32::MAX),
+        )
     }
 
     /// Records listed, of every model.
@@ -141,14 +163,18 @@ impl NewerTable<'_> {
     ///
     /// [`StoreError::Storage`] if the database fails.
     pub fn total(&self) -> Result<u64, StoreError> {
-        total(&self.counts)
+        sum(&self.counts, ..)
     }
 }
 
-fn total(counts: &impl ReadableTable<u32, u64>) -> Result<u64, StoreError> {
+/// The counts in `range` of the counts table, added up.
+fn sum(
+    counts: &impl ReadableTable<u64, u64>,
+    range: impl std::ops::RangeBounds<u64>,
+) -> Result<u64, StoreError> {
     let mut total = 0u64;
     for entry in counts
-        .iter()
+        .range(range)
         .map_err(storage("read the counts of newer records"))?
     {
         let (_, count) = entry.map_err(storage("read the counts of newer records"))?;
@@ -165,9 +191,11 @@ impl WriteTransaction {
     /// [`StoreError::Storage`] if the database fails.
     #[doc(hidden)]
     pub fn newer_table(&self) -> Result<NewerTable<'_>, StoreError> {
-        let open = storage("open the list of newer records");
         Ok(NewerTable {
-            keys: self.raw().open_table(NEWER).map_err(open)?,
+            keys: self
+                .raw()
+                .open_table(NEWER)
+                .map_err(storage("open the list of newer records"))?,
             counts: self
                 .raw()
                 .open_table(COUNTS)
@@ -186,7 +214,7 @@ impl ReadTransaction {
     #[doc(hidden)]
     pub fn newer_total(&self) -> Result<u64, StoreError> {
         match self.raw().open_table(COUNTS) {
-            Ok(counts) => total(&counts),
+            Ok(counts) => sum(&counts, ..),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
             Err(error) => Err(storage("open the counts of newer records")(error)),
         }

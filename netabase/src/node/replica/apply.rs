@@ -233,7 +233,7 @@ pub(crate) fn apply_batch_from(
                 table.flush()?;
             }
             let written = stored.iter().map(|(key, _, w)| (key.as_slice(), w));
-            listed.extend(newer::list(shared, txn, model, written)?);
+            listed.extend(newer::list(shared, txn, written)?);
             // Any write may free a value a listed conflict waits for.
             settled.push(settle(shared, txn, handler, model, &conflicting)?);
             applied.extend(stored.into_iter().map(|(key, i, _)| (key, i)));
@@ -287,7 +287,7 @@ pub(crate) fn apply_batch_from(
 }
 
 /// How to store an envelope `apply_many` wrote so.
-fn form<'a>(handler: &dyn ModelHandler, written: &'a Written) -> Form<'a> {
+pub(crate) fn form<'a>(handler: &dyn ModelHandler, written: &'a Written) -> Form<'a> {
     match written {
         Written::Split(rest) => Form::Split {
             table: handler.table(),
@@ -372,13 +372,7 @@ fn apply_in(
         .map_err(storage)?;
     table.flush().map_err(storage)?;
     drop(table);
-    let listed = newer::list(
-        shared,
-        txn,
-        envelope.model(),
-        [(record_key.as_slice(), &written)],
-    )
-    .map_err(storage)?;
+    let listed = newer::list(shared, txn, [(record_key.as_slice(), &written)]).map_err(storage)?;
     note_issued(shared, txn, [envelope]).map_err(storage)?;
     // The write may free a value a listed conflict waits for.
     let settled = settle(shared, txn, handler, envelope.model(), &[]).map_err(storage)?;

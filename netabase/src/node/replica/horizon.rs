@@ -125,26 +125,17 @@ pub(crate) fn drop_held(
         }
         table.flush()?;
         drop(table);
-        let keys: Vec<(crate::model::ModelId, Vec<u8>)> = dropped
-            .iter()
-            .map(|e| (e.model(), e.record_key()))
-            .collect();
-        shared
-            .cache
-            .forget(keys.iter().map(|(_, key)| key.as_slice()));
+        let keys: Vec<Vec<u8>> = dropped.iter().map(Envelope::record_key).collect();
+        shared.cache.forget(keys.iter().map(Vec::as_slice));
         // A dropped record of a newer version leaves that list too.
-        let mut listed = Vec::new();
-        let models: std::collections::BTreeSet<_> = keys.iter().map(|(model, _)| *model).collect();
-        for model in models {
-            let of_model = keys
-                .iter()
-                .filter(|(m, _)| *m == model)
-                .map(|(_, key)| (key.as_slice(), &Written::Whole));
-            listed.extend(newer::list(shared, txn, model, of_model)?);
-        }
+        let listed = newer::list(
+            shared,
+            txn,
+            keys.iter().map(|key| (key.as_slice(), &Written::Whole)),
+        )?;
         Ok((dropped, listed))
     })?;
-    for listed in &listed {
+    if let Some(listed) = &listed {
         newer::tell(shared, listed);
     }
     for envelope in &dropped {

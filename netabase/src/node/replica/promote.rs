@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use crate::codec::Envelope;
 use crate::model::NetabaseModel;
 use crate::node::NodeError;
-use crate::store::{Form, StoreError, WriteTransaction};
+use crate::store::{StoreError, WriteTransaction};
 
-use super::apply::{announce_settled, settle};
+use super::apply::{announce_settled, form, settle};
 use super::cache::state_of;
 use super::members::NodeContext;
 use super::newer::{list, tell, Listed};
@@ -31,16 +31,22 @@ pub(crate) fn promote<M: NetabaseModel>(shared: &Replica) -> Result<(), NodeErro
         return Ok(());
     }
     let mut promoted = 0u64;
+    // The last key of the page before: the records of versions newer still
+    // stay listed, and are not read again.
+    let mut after: Option<Vec<u8>> = None;
     loop {
-        let (page, listed, settled) = storage::write(shared, |txn| promote_page::<M>(shared, txn))?;
-        if let Some(listed) = &listed {
+        let page = storage::write(shared, |txn| {
+            promote_page::<M>(shared, txn, after.as_deref())
+        })?;
+        let Some(page) = page else {
+            break;
+        };
+        if let Some(listed) = &page.listed {
             tell(shared, listed);
         }
-        announce_settled(shared, [&settled], &std::collections::HashSet::new());
-        if page == 0 {
-            break;
-        }
-        promoted += page as u64;
+        announce_settled(shared, [&page.settled], &std::collections::HashSet::new());
+        promoted += page.read as u64;
+        after = Some(page.last);
     }
     if promoted > 0 {
         tracing::info!(
@@ -53,18 +59,35 @@ pub(crate) fn promote<M: NetabaseModel>(shared: &Replica) -> Result<(), NodeErro
     Ok(())
 }
 
-/// One page of [`promote`]: returns how many listed records it took off
-/// the list (0: none left), the list's change, and the conflicts settled.
+/// What one page of [`promote`] did.
+struct Page {
+    /// Listed records it took off the list, read or not.
+    read: usize,
+    /// The last key it looked at.
+    last: Vec<u8>,
+    listed: Option<Listed>,
+    settled: Settled,
+}
+
+/// One page of [`promote`], after the key `after`; `None` when nothing
+/// of `M` that `M` reads is listed there (the counts tell, at start-up,
+/// without reading the list).
 fn promote_page<M: NetabaseModel>(
     shared: &Replica,
     txn: &WriteTransaction,
-) -> Result<(usize, Option<Listed>, Settled), NodeError> {
-    let page = txn
-        .newer_table()?
-        .up_to(M::ID.0, M::VERSION, PROMOTE_PAGE)?;
-    if page.is_empty() {
-        return Ok((0, None, Settled::default()));
-    }
+    after: Option<&[u8]>,
+) -> Result<Option<Page>, NodeError> {
+    let page = {
+        let newer = txn.newer_table()?;
+        if !newer.any_up_to(M::ID.0, M::VERSION)? {
+            return Ok(None);
+        }
+        newer.up_to(M::ID.0, M::VERSION, after, PROMOTE_PAGE)?
+    };
+    let Some((last, _)) = page.last() else {
+        return Ok(None);
+    };
+    let last = last.clone();
     let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
     let handler = registry
         .get(M::ID)
@@ -98,11 +121,9 @@ fn promote_page<M: NetabaseModel>(
         let mut table = txn.envelope_table()?;
         for ((key, envelope), result) in envelopes.iter().zip(results) {
             match result {
-                Ok(Written::Split(rest)) => {
-                    let form = Form::Split {
-                        table: handler.table(),
-                        rest: &rest,
-                    };
+                // Held whole so far: only a split row changes.
+                Ok(written @ Written::Split(_)) => {
+                    let form = form(handler, &written);
                     table.insert(key, envelope.as_bytes(), state_of(envelope), form)?;
                 }
                 Ok(Written::Whole | Written::Newer(_)) => {}
@@ -119,13 +140,16 @@ fn promote_page<M: NetabaseModel>(
         }
         table.flush()?;
     }
-    // Every listed key of the page leaves the list, read or not, so each
-    // page makes progress.
-    let unlisted: Vec<(&[u8], &Written)> = page
+    // Every listed key of the page leaves the list, read or not.
+    let unlisted = page
         .iter()
-        .map(|(key, _)| (key.as_slice(), &Written::Whole))
-        .collect();
-    let listed = list(shared, txn, M::ID, unlisted.iter().copied())?;
+        .map(|(key, _)| (key.as_slice(), &Written::Whole));
+    let listed = list(shared, txn, unlisted)?;
     let settled = settle(shared, txn, handler, M::ID, &conflicting)?;
-    Ok((page.len(), listed, settled))
+    Ok(Some(Page {
+        read: page.len(),
+        last,
+        listed,
+        settled,
+    }))
 }
