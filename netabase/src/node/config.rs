@@ -134,7 +134,9 @@ pub struct NetabaseConfig {
     pub publication_interval: Option<Duration>,
     /// Bytes the node may keep in memory as caches of its store, whatever
     /// the data it holds: a quarter for the envelopes read or written
-    /// lately (a hot `get_record` costs no disk), the rest for redb's page
+    /// lately (a hot `get_record` costs no disk), a sixteenth for copies of
+    /// records outside this node's [subscriptions](crate::node::Subscription)
+    /// read from peers (see `remote_copy_ttl`), the rest for redb's page
     /// cache (see [`StoreBuilder::cache_size`](crate::store::StoreBuilder::cache_size);
     /// redb's own default is 1 GiB). Default 32 MiB, in the browser too.
     pub cache_bytes: usize,
@@ -149,6 +151,12 @@ pub struct NetabaseConfig {
     /// How long a network query may take, and a `get_record`'s whole
     /// network path. Default 30 s.
     pub query_timeout: Duration,
+    /// How long a copy of a record this node does not subscribe to, read
+    /// from peers by `get_record`, answers the next `get_record` of it
+    /// without asking the network again. Nothing keeps such a copy up to
+    /// date, so this is how stale a read of it may be. Default 60 s;
+    /// zero: always ask.
+    pub remote_copy_ttl: Duration,
     /// How long `get_record`, once it holds a valid copy from a peer, waits
     /// for the other peers' answers before it returns the newest copy it
     /// has. Default 30 ms. Answers that come later are still checked, kept
@@ -210,6 +218,7 @@ impl Default for NetabaseConfig {
             catch_up: true,
             catch_up_interval: Some(platform::CATCH_UP_INTERVAL),
             query_timeout: Duration::from_secs(30),
+            remote_copy_ttl: Duration::from_secs(60),
             read_grace: Duration::from_millis(30),
             write_grace: Duration::from_millis(30),
             max_clock_drift: Duration::from_secs(5 * 60),
@@ -229,9 +238,14 @@ impl NetabaseConfig {
         self.cache_bytes / 4
     }
 
+    /// The share of `cache_bytes` for copies of unsubscribed records.
+    pub(crate) fn remote_copy_bytes(&self) -> usize {
+        self.cache_bytes / 16
+    }
+
     /// redb's page cache's share of `cache_bytes`.
     pub(crate) fn page_cache_bytes(&self) -> usize {
-        self.cache_bytes - self.record_cache_bytes()
+        self.cache_bytes - self.record_cache_bytes() - self.remote_copy_bytes()
     }
 
     /// The largest `max_record_bytes` allowed: 1 MiB

@@ -17,6 +17,17 @@ pub enum NodeError {
     /// A record could not be encoded or signed.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A [`Subscription`](super::Subscription) names more key ranges than
+    /// a node takes.
+    #[error("a subscription to {ranges} key ranges of {model} (at most {max})")]
+    TooManyRanges {
+        /// The model.
+        model: &'static str,
+        /// How many it named.
+        ranges: usize,
+        /// How many are allowed.
+        max: usize,
+    },
     /// A [`NetabaseConfig`](super::NetabaseConfig) value is out of range.
     #[error("invalid configuration: {field}: {reason}")]
     Config {

@@ -14,8 +14,11 @@ use super::platform;
 use super::replica::event::{CatchUpOutcome, Event, Origin};
 use super::replica::local::{check_size, commit_local, open_record, refused_error, seal};
 use super::replica::stats::NodeStats;
+use super::replica::subscriptions::{Subscription, MAX_SUBSCRIBED_RANGES};
 use super::replica::watch::NodeChanges;
-use super::replica::{apply, horizon, identity, members, promote, registry, Replica, Settings};
+use super::replica::{
+    apply, horizon, identity, members, promote, registry, subscribe, Replica, Settings,
+};
 use super::shell::Network;
 use super::{NetabaseConfig, NodeError};
 use crate::codec::{self, Envelope};
@@ -161,6 +164,8 @@ impl Netabase {
             tombstone_horizon: config.tombstone_horizon,
             catch_up: config.catch_up,
             record_cache_bytes: config.record_cache_bytes(),
+            remote_copy_bytes: config.remote_copy_bytes(),
+            remote_copy_ttl: config.remote_copy_ttl,
             max_clock_drift: config.max_clock_drift,
             clock_skew_ms: config.clock_skew_ms,
             admins: members::admins_by_model(&config.admins),
@@ -190,6 +195,64 @@ impl Netabase {
     pub fn register<M: NetabaseModel>(&self) -> Result<(), NodeError> {
         self.replica.register::<M>()?;
         promote::promote::<M>(&self.replica)
+    }
+
+    /// Says what this node keeps in sync of model `M` (registered): catch-up
+    /// reconciles only those records with peers. The default is
+    /// [`Subscription::all`]. Stored in the node's file, so it holds across
+    /// restarts: call it after `register` and before `start_swarm`, and the
+    /// first catch-up already fetches only what it covers.
+    ///
+    /// - Records it no longer covers are dropped from this node's store
+    ///   (not deleted: peers keep them, and no delete is sent), except this
+    ///   node's own writes, which it always keeps. Watchers hear each one
+    ///   as a [`ChangeKind::Delete`](super::ChangeKind::Delete) from
+    ///   [`Origin::Local`](super::Origin::Local).
+    /// - Records outside it stay one [`get_record`](Self::get_record) away:
+    ///   fetched from peers, checked as any record is, and kept in memory
+    ///   for [`NetabaseConfig::remote_copy_ttl`](super::NetabaseConfig::remote_copy_ttl)
+    ///   (within a share of `cache_bytes`), not stored. A subscription that
+    ///   later covers such a copy stores it without fetching it again.
+    /// - Keys it newly covers are caught up with every connected peer at
+    ///   once, including records older than the delete horizon (the
+    ///   subscription keeps its own catch-up watermark).
+    /// - Records peers push to this node (it is among the closest to their
+    ///   key) and its own writes are stored whatever it subscribes to.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRegistered`] if `M` is not registered;
+    /// [`NodeError::TooManyRanges`] if it names more than
+    /// [`MAX_SUBSCRIBED_RANGES`](super::MAX_SUBSCRIBED_RANGES) key ranges;
+    /// a store error if the change cannot be stored (nothing changed then).
+    pub async fn subscribe<M: NetabaseModel>(
+        &self,
+        subscription: Subscription<M>,
+    ) -> Result<(), NodeError> {
+        self.check_registered::<M>()?;
+        let ranges = subscription.record_ranges();
+        if ranges.len() > MAX_SUBSCRIBED_RANGES {
+            return Err(NodeError::TooManyRanges {
+                model: M::NAME,
+                ranges: ranges.len(),
+                max: MAX_SUBSCRIBED_RANGES,
+            });
+        }
+        let replica = self.replica.clone();
+        let subscribed = self
+            .blocking(move || subscribe::subscribe(&replica, M::ID, ranges))
+            .await?;
+        if subscribed.widened {
+            // A stopped swarm (`NotRunning`) catches up when it starts.
+            let _ = self.network.catch_up().await;
+        }
+        Ok(())
+    }
+
+    /// What this node keeps in sync of model `M` (see
+    /// [`subscribe`](Self::subscribe)).
+    pub fn subscription<M: NetabaseModel>(&self) -> Subscription<M> {
+        Subscription::from_record_ranges(self.replica.subscriptions.ranges(M::ID))
     }
 
     /// This node's peer id.

@@ -41,6 +41,7 @@ pub use libp2p::multiaddr::{Multiaddr, Protocol};
 pub use platform::TaskError;
 pub use replica::event::{CatchUpFailure, CatchUpOutcome, ChangeKind, Event, Origin, Reachability};
 pub use replica::stats::{NodeStats, Rejection};
+pub use replica::subscriptions::{Subscription, MAX_SUBSCRIBED_RANGES};
 pub use replica::watch::{NodeChange, NodeChanges};
 pub use shell::behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use shell::catchup::SYNC_PROTOCOL;

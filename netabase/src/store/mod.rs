@@ -48,6 +48,7 @@ mod opfs;
 mod read;
 mod records;
 pub(crate) mod rows;
+mod subscriptions;
 pub(crate) mod tables;
 mod tree;
 mod watch;

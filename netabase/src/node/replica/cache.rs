@@ -18,6 +18,9 @@ pub(crate) struct Cached {
     pub(crate) bytes: Arc<[u8]>,
     pub(crate) version: Version,
     pub(crate) tombstone: bool,
+    /// When and from whom a copy of a record this node does not store was
+    /// fetched (see [`RemoteCopies`]); `None` for what the node holds.
+    pub(crate) fetched: Option<Box<(web_time::Instant, Option<libp2p_identity::PeerId>)>>,
 }
 
 impl Cached {
@@ -26,6 +29,7 @@ impl Cached {
             bytes: envelope.as_bytes().into(),
             version: envelope.version(),
             tombstone: envelope.is_tombstone(),
+            fetched: None,
         }
     }
 
@@ -229,6 +233,87 @@ impl RecordCache {
     }
 }
 
+/// Copies of records this node does not keep in sync, read from peers on
+/// demand: kept within their own byte budget for `ttl`, so a record read
+/// again soon costs no network, and one read later is asked for again
+/// (nothing keeps a copy here up to date). Nothing here is stored, served
+/// to peers, or counted as held.
+pub(crate) struct RemoteCopies {
+    inner: Mutex<Generations>,
+    budget: usize,
+    ttl: std::time::Duration,
+}
+
+impl RemoteCopies {
+    pub(crate) fn new(budget: usize, ttl: std::time::Duration) -> Self {
+        RemoteCopies {
+            inner: Mutex::default(),
+            budget,
+            ttl,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a copy of `envelope`, checked, just fetched from `from`.
+    pub(crate) fn insert(&self, envelope: &Envelope, from: Option<libp2p_identity::PeerId>) {
+        let mut cached = Cached::of(envelope);
+        cached.fetched = Some(Box::new((web_time::Instant::now(), from)));
+        self.lock()
+            .put(envelope.record_key(), Slot::Held(cached), self.budget);
+    }
+
+    /// The copy of `record_key`, if one was fetched less than the time to
+    /// live ago.
+    pub(crate) fn get(&self, record_key: &[u8]) -> Option<Cached> {
+        let mut inner = self.lock();
+        let Some(Slot::Held(cached)) = inner.get(record_key, self.budget) else {
+            return None;
+        };
+        let fresh = cached
+            .fetched
+            .as_deref()
+            .is_some_and(|(at, _)| at.elapsed() < self.ttl);
+        if !fresh {
+            inner.remove(record_key);
+            return None;
+        }
+        Some(cached)
+    }
+
+    /// Takes out the copies whose keys `wanted` accepts (to be stored),
+    /// with the peers they came from.
+    pub(crate) fn take(
+        &self,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Vec<(Arc<[u8]>, Option<libp2p_identity::PeerId>)> {
+        let mut inner = self.lock();
+        let keys: Vec<Vec<u8>> = inner
+            .young
+            .keys()
+            .chain(inner.old.keys())
+            .filter(|key| wanted(key))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let slot = inner
+                .young
+                .get(&key)
+                .or_else(|| inner.old.get(&key))
+                .cloned();
+            if let Some(Slot::Held(cached)) = slot {
+                let from = cached.fetched.and_then(|fetched| fetched.1);
+                out.push((cached.bytes, from));
+            }
+            inner.remove(&key);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +327,7 @@ mod tests {
                 writer: PeerId::random(),
             },
             tombstone: false,
+            fetched: None,
         })
     }
 

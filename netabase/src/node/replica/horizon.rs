@@ -24,11 +24,20 @@ use crate::node::NodeError;
 /// Deletes collected per transaction.
 const GC_PAGE: usize = 4096;
 
-/// Writes the in-memory catch-up watermark to the store. Blocking.
-pub(crate) fn persist_synced(shared: &Replica) -> Result<(), NodeError> {
+/// Writes the in-memory catch-up watermark to the store, with the
+/// subscriptions of `models` as in force now. Blocking.
+pub(crate) fn persist_synced(
+    shared: &Replica,
+    models: &[crate::model::ModelId],
+) -> Result<(), NodeError> {
+    let _storing = shared.subscriptions.storing();
+    let rows = shared.subscriptions.encoded(models);
     storage::write(shared, |txn| {
         // Read inside the transaction, so concurrent writers store the latest.
         txn.set_sync_meta(SYNCED_AT, shared.synced_at.load(Ordering::Acquire))?;
+        for (model, row) in &rows {
+            txn.set_subscription(model.0, Some(row))?;
+        }
         Ok(())
     })
 }

@@ -38,6 +38,8 @@ pub(crate) mod revocation;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod storage;
+pub(crate) mod subscribe;
+pub(crate) mod subscriptions;
 pub(crate) mod upgrade;
 pub(crate) mod validate;
 pub(crate) mod watch;

@@ -370,6 +370,13 @@ impl Registry {
         Some(handler.changes.subscribe())
     }
 
+    /// The ids of the models registered, in order.
+    pub(crate) fn ids(&self) -> Vec<ModelId> {
+        let mut ids: Vec<ModelId> = self.models.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     pub(crate) fn get(&self, id: ModelId) -> Option<&dyn ModelHandler> {
         self.models.get(&id).map(|h| h.as_ref())
     }

@@ -10,13 +10,14 @@ use std::time::Duration;
 use libp2p_identity::{Keypair, PeerId};
 use tokio::sync::{broadcast, Notify};
 
-use super::cache::{Cached, RecordCache};
+use super::cache::{Cached, RecordCache, RemoteCopies};
 use super::event::Event;
 use super::fetched::Lane;
 use super::health::Health;
 use super::inbound::InboundQueue;
 use super::registry::Registry;
 use super::stats::Counters;
+use super::subscriptions::Subscriptions;
 use super::upgrade;
 use crate::model::{ModelId, NetabaseModel};
 use crate::node::NodeError;
@@ -44,6 +45,9 @@ pub(crate) struct Settings {
     pub(crate) catch_up: bool,
     /// Bytes of envelopes the cache keeps.
     pub(crate) record_cache_bytes: usize,
+    /// Bytes of copies of unsubscribed records kept, and for how long.
+    pub(crate) remote_copy_bytes: usize,
+    pub(crate) remote_copy_ttl: Duration,
     /// How far ahead of this clock a peer's timestamp may be.
     pub(crate) max_clock_drift: Duration,
     /// A test's skew of this node's clock, in milliseconds.
@@ -65,6 +69,10 @@ pub(crate) struct Replica {
     pub(crate) clock: Clock,
     pub(crate) registry: RwLock<Registry>,
     pub(crate) cache: RecordCache,
+    /// Copies of records outside the subscriptions, read on demand.
+    pub(crate) remote: RemoteCopies,
+    /// What the node keeps in sync, per model.
+    pub(crate) subscriptions: Subscriptions,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) counters: Counters,
     /// Records pushed by peers, waiting to be stored.
@@ -104,6 +112,7 @@ impl Replica {
         // The latest version this node wrote, to seed its clock with.
         let issued = Timestamp(read.sync_meta(ISSUED)?.unwrap_or(0));
         let records = read.sync_index()?.len()?;
+        let subscriptions = Subscriptions::load(&read)?;
         drop(read);
         tracing::info!(%peer_id, path = %place, records, "opened node");
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -122,6 +131,8 @@ impl Replica {
             clock,
             registry: RwLock::new(Registry::default()),
             cache,
+            remote: RemoteCopies::new(settings.remote_copy_bytes, settings.remote_copy_ttl),
+            subscriptions,
             events,
             counters,
             pushed: InboundQueue::default(),

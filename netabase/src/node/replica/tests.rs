@@ -29,6 +29,8 @@ fn settings() -> Settings {
         tombstone_horizon: Some(Duration::from_secs(3600)),
         catch_up: true,
         record_cache_bytes: 1 << 20,
+        remote_copy_bytes: 1 << 16,
+        remote_copy_ttl: std::time::Duration::from_secs(60),
         max_clock_drift: Duration::from_secs(60),
         clock_skew_ms: 0,
         admins: Default::default(),

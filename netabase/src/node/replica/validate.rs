@@ -80,7 +80,7 @@ fn check_remote(
         .map_err(|_| Refused::new(Rejection::FromTheFuture))?;
     // A record older than our floor, for a key we do not hold, was deleted
     // here and the delete since collected: whoever offers it, and however.
-    if envelope.version().timestamp.0 < watermarks::watermarks(shared).floor {
+    if envelope.version().timestamp.0 < watermarks::floor_of(shared, envelope.model()) {
         let held = match decode {
             Some(held) => held.is_some(),
             // Unreadable: let the batch path meet the failure and report it.

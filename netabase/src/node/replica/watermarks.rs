@@ -26,7 +26,26 @@ fn minus_horizon(shared: &Replica, at_millis: u64) -> u64 {
 
 /// What this node states about itself when reconciling.
 pub(crate) fn watermarks(shared: &Replica) -> Watermarks {
-    let synced = shared.synced_at.load(Ordering::Acquire);
+    with_synced(shared, shared.synced_at.load(Ordering::Acquire))
+}
+
+/// What this node states in a catch-up that compares `models`: its own
+/// watermarks, lowered to the least caught-up of those models'
+/// subscriptions (a range subscribed lately has no catch-up behind it).
+pub(crate) fn for_models(shared: &Replica, models: &[crate::model::ModelId]) -> Watermarks {
+    let node = shared.synced_at.load(Ordering::Acquire);
+    let synced = shared.subscriptions.synced_all(models, node);
+    with_synced(shared, synced)
+}
+
+/// The floor below which this node refuses records of `model` it lacks:
+/// from that model's own watermark (see [`for_models`]).
+pub(crate) fn floor_of(shared: &Replica, model: crate::model::ModelId) -> u64 {
+    let node = shared.synced_at.load(Ordering::Acquire);
+    with_synced(shared, shared.subscriptions.synced(model, node)).floor
+}
+
+fn with_synced(shared: &Replica, synced: u64) -> Watermarks {
     Watermarks {
         synced,
         floor: if shared.settings.catch_up {

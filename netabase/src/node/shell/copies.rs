@@ -118,7 +118,8 @@ impl Network {
                     .map_err(NodeError::Task)??
             }
         };
-        if let Some(cached) = held {
+        // Else a copy read lately of a record this node does not keep.
+        if let Some(cached) = held.or_else(|| replica.remote.get(&record_key)) {
             return Envelope::from_trusted_bytes(&cached.bytes)
                 .map(Some)
                 .map_err(|_| NodeError::NotFound);
@@ -187,8 +188,13 @@ impl Network {
 }
 
 /// Keeps a copy fetched from `peer` (`None`: this node), off the caller's
-/// path: an answer does not wait for a commit.
+/// path: an answer does not wait for a commit. A record outside this
+/// node's subscriptions is kept in memory for a while, not stored.
 fn keep(replica: &Arc<Replica>, envelope: Envelope, peer: Option<PeerId>) {
+    if !replica.subscriptions.wants(&envelope.record_key()) {
+        replica.remote.insert(&envelope, peer);
+        return;
+    }
     let shared = replica.clone();
     let origin = peer.map(Origin::Peer).unwrap_or(Origin::Local);
     let kept = envelope;

@@ -461,22 +461,35 @@ impl Default for Context {
     }
 }
 
-/// The first message of an exchange.
+/// The first message of an exchange about every key.
 pub fn initiate(set: &dyn Items) -> Vec<Part> {
+    initiate_ranges(set, &[KeyRange::all()])
+}
+
+/// The first message of an exchange about `ranges` only (in key order and
+/// disjoint; past half of [`MAX_PARTS`], the rest are left out): each range's fingerprint, or
+/// its items if it holds few. The exchange stays inside them, except
+/// where a reply over its budget folds ranges together (the keys between
+/// them are then compared too: a side that wants only some keys filters
+/// what it learns).
+pub fn initiate_ranges(set: &dyn Items, ranges: &[KeyRange]) -> Vec<Part> {
     let mut built = Built::new(MESSAGE_BUDGET);
     let mut reply = Reply {
         set,
         out: &mut built,
     };
-    let all = KeyRange::all();
-    let held = set.fingerprint(&all);
-    if held.count <= ITEM_THRESHOLD {
-        reply.list(&all, true);
-    } else {
-        reply.push(Part::Fingerprint {
-            range: all,
-            fingerprint: held,
-        });
+    // A cut list adds a fingerprint for the rest: two parts per range.
+    for range in ranges.iter().take(MAX_PARTS / 2) {
+        let held = set.fingerprint(range);
+        // Past the budget, ranges go as fingerprints, which cost little.
+        if held.count <= ITEM_THRESHOLD && !reply.full() {
+            reply.list(range, true);
+        } else {
+            reply.push(Part::Fingerprint {
+                range: range.clone(),
+                fingerprint: held,
+            });
+        }
     }
     built.parts
 }

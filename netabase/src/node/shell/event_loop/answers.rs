@@ -6,15 +6,24 @@ use crate::node::shell::catchup::{FETCH_BATCH, MAX_RESPONSE_BYTES};
 use crate::sync::reconcile::{self, Context, MessageError, Watermarks};
 use crate::sync::Timestamp;
 
-/// How this node answers a reconciliation message from a peer claiming
-/// `theirs`.
-pub(super) fn context(shared: &Replica, theirs: Watermarks) -> Context {
+/// How this node answers a reconciliation message (`parts`) from a peer
+/// claiming `theirs`. Where the message asks about keys this node does not
+/// subscribe to, its lacking one says nothing: it states no floor, so the
+/// peer takes nothing it holds there for a delete collected here.
+pub(super) fn context(shared: &Replica, theirs: Watermarks, parts: &[reconcile::Part]) -> Context {
     let latest = shared
         .clock
         .wall_millis()
         .saturating_add(shared.clock.max_drift_ms());
+    let mut ours = watermarks::watermarks(shared);
+    if !parts
+        .iter()
+        .all(|part| shared.subscriptions.covers(part.range()))
+    {
+        ours.floor = 0;
+    }
     Context {
-        ours: watermarks::watermarks(shared),
+        ours,
         theirs: watermarks::bound_theirs(shared, theirs),
         latest: Timestamp::new(latest, u16::MAX).0,
         budget: reconcile::MESSAGE_BUDGET,

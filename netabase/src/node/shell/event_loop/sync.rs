@@ -79,6 +79,12 @@ pub(super) struct Exchange {
     /// earliest of their timestamps.
     too_new: u64,
     earliest_too_new: u64,
+    /// The models it compares (their subscribed ranges), and the watermarks
+    /// this node states in it: the lowest of those models' own.
+    models: Vec<ModelId>,
+    ours: Watermarks,
+    /// The subscriptions' change count when it began.
+    subscriptions_seen: u64,
 }
 
 impl EventLoop {
@@ -91,6 +97,15 @@ impl EventLoop {
         if !self.config.catch_up || self.shared.health.degraded() || self.peers.is_banned(&peer) {
             return;
         }
+        let models = self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ids();
+        let subscriptions_seen = self.shared.subscriptions.changes();
+        let ranges = self.shared.subscriptions.reconciled(&models);
+        let ours = watermarks::for_models(&self.shared, &models);
         self.exchanges.insert(
             peer,
             Exchange {
@@ -104,20 +119,24 @@ impl EventLoop {
                 again: false,
                 too_new: 0,
                 earliest_too_new: 0,
+                models,
+                ours,
+                subscriptions_seen,
             },
         );
         self.fetches.reset_progress(peer);
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         platform::background(move || {
-            let parts = match with_index(&shared, |items| reconcile::initiate(items)) {
-                Ok(parts) => parts,
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "could not read the sync index to catch up");
-                    Vec::new()
-                }
-            };
-            let request = SyncRequest::Reconcile(watermarks::watermarks(&shared), parts);
+            let parts =
+                match with_index(&shared, |items| reconcile::initiate_ranges(items, &ranges)) {
+                    Ok(parts) => parts,
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "could not read the sync index to catch up");
+                        Vec::new()
+                    }
+                };
+            let request = SyncRequest::Reconcile(ours, parts);
             let _ = internal.send(Internal::Reconcile { peer, request });
         });
     }
@@ -134,7 +153,7 @@ impl EventLoop {
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         platform::background(move || {
-            let cx = context(&shared, theirs);
+            let cx = context(&shared, theirs, &parts);
             let (response, failed) = respond_from_index(&shared, &parts, &cx);
             let response = response
                 .inspect_err(
@@ -163,12 +182,16 @@ impl EventLoop {
     /// Reads the peer's answer to our message off the loop; our reply
     /// comes back as [`Internal::Learned`].
     fn continue_off_loop(&self, peer: PeerId, theirs: Watermarks, parts: Vec<reconcile::Part>) {
+        let Some(ours) = self.exchanges.get(&peer).map(|e| e.ours) else {
+            return;
+        };
         let shared = self.shared.clone();
         let internal = self.internal.clone();
         platform::background(move || {
             let cx = Context {
                 fetching: true,
-                ..context(&shared, theirs)
+                ours,
+                ..context(&shared, theirs, &parts)
             };
             let (outcome, failed) = respond_from_index(&shared, &parts, &cx);
             if let Some(error) = failed {
@@ -238,8 +261,16 @@ impl EventLoop {
                     }
                 }
                 self.want(peer, outcome.want);
-                if !outcome.ghosts.is_empty() {
-                    self.drop_ghosts(peer, outcome.ghosts, ours, theirs);
+                // Only where this node keeps the peer's records: a range
+                // folded over keys it does not subscribe to says nothing
+                // about those it holds there.
+                let ghosts: Vec<Vec<u8>> = outcome
+                    .ghosts
+                    .into_iter()
+                    .filter(|key| self.shared.subscriptions.wants(key))
+                    .collect();
+                if !ghosts.is_empty() {
+                    self.drop_ghosts(peer, ghosts, ours, theirs);
                 }
                 if outcome.reply.is_empty() {
                     self.stop_talking(peer);
@@ -409,10 +440,16 @@ impl EventLoop {
             .counters
             .clock_behind_ms
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        if watermarks::caught_up(&self.shared, exchange.started) {
+        let moved = watermarks::caught_up(&self.shared, exchange.started);
+        let rows = self.shared.subscriptions.caught_up(
+            &exchange.models,
+            exchange.started.0,
+            exchange.subscriptions_seen,
+        );
+        if moved || !rows.is_empty() {
             let shared = self.shared.clone();
             platform::background(move || {
-                if let Err(error) = horizon::persist_synced(&shared) {
+                if let Err(error) = horizon::persist_synced(&shared, &rows) {
                     tracing::warn!(%error, "could not record a finished catch-up");
                 }
             });
@@ -713,7 +750,11 @@ impl EventLoop {
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
             let offered = keys.len();
-            keys.retain(|key| model_of(key).is_some_and(|model| registry.get(model).is_some()));
+            let subscriptions = &self.shared.subscriptions;
+            keys.retain(|key| {
+                model_of(key).is_some_and(|model| registry.get(model).is_some())
+                    && subscriptions.wants(key)
+            });
             if let Some(exchange) = self.exchanges.get_mut(&peer) {
                 exchange.refused += (offered - keys.len()) as u64;
             }
