@@ -87,6 +87,28 @@ pub mod models {
         }
     }
 
+    /// Notes keyed by their owner's name, then a number: each owner's notes
+    /// are one range of keys, so a device can subscribe to its user's alone
+    /// (`tests/subscriptions.rs`).
+    #[derive(NetabaseModel, Clone, Debug, PartialEq, Eq)]
+    #[netabase(name = "Note")]
+    pub struct Note {
+        #[primary_key]
+        pub id: (String, u64),
+        #[secondary_key]
+        pub list: String,
+        pub text: String,
+    }
+
+    /// Note `n` of `owner`, in list `list`.
+    pub fn note(owner: &str, n: u64, list: &str) -> Note {
+        Note {
+            id: (owner.to_string(), n),
+            list: list.to_string(),
+            text: format!("note {n} of {owner}"),
+        }
+    }
+
     /// A model with no secondary keys at all.
     #[derive(NetabaseModel, Clone, Debug, PartialEq, Eq)]
     pub struct Blob {

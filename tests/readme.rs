@@ -198,6 +198,81 @@ mod changing {
     }
 }
 
+#[allow(dead_code)]
+mod device {
+    // README-DEVICE-START
+    use netabase::node::{Netabase, NetabaseConfig, Subscription};
+    use netabase::NetabaseModel;
+
+    /// Keyed by its owner first: each user's notes are one range of keys.
+    #[derive(NetabaseModel, Clone, Debug, PartialEq)]
+    #[netabase(name = "Note")]
+    pub struct Note {
+        #[primary_key]
+        pub id: (String, u64), // (owner, number)
+        #[secondary_key]
+        pub list: String,
+        pub text: String,
+    }
+
+    /// A user's device: keeps that user's notes in sync, reads others on demand.
+    pub async fn open_device(
+        dir: &str,
+        user: &str,
+        config: NetabaseConfig,
+    ) -> netabase::Result<Netabase> {
+        let node = Netabase::new_with_path(dir, config)?;
+        node.register::<Note>()?;
+        // Kept in the node's file: set before the swarm starts, the first
+        // catch-up already fetches this user's notes alone.
+        node.subscribe(Subscription::<Note>::key_prefix(user))
+            .await?;
+        node.start_swarm().await?;
+        Ok(node)
+    }
+    // README-DEVICE-END
+
+    /// The README's device beside a peer holding two users' notes: it
+    /// keeps its user's, and reads the other's on demand.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_readme_device_keeps_its_users_notes() {
+        use netabase::store::Lookup;
+        let dir = tempfile::tempdir().unwrap();
+        let peer =
+            Netabase::new_with_path(dir.path().join("peer"), super::common::config(&[], |_| {}))
+                .unwrap();
+        peer.register::<Note>().unwrap();
+        peer.start_swarm().await.unwrap();
+        let notes: Vec<Note> = ["ada", "bob"]
+            .iter()
+            .flat_map(|owner| {
+                (0..10).map(move |n| Note {
+                    id: (owner.to_string(), n),
+                    list: "inbox".into(),
+                    text: format!("{owner} {n}"),
+                })
+            })
+            .collect();
+        peer.put_records_locally(notes).await.unwrap();
+        let config = super::common::config(&[&peer], |_| {});
+        let phone = open_device(dir.path().join("phone").to_str().unwrap(), "ada", config)
+            .await
+            .unwrap();
+        super::common::round(&phone, &peer).await;
+        let held: Vec<Note> = phone
+            .query_local_records::<Note, _, _>(|t| t.iter()?.collect())
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 10);
+        assert!(held.iter().all(|note| note.id.0 == "ada"));
+        let bobs = phone
+            .get_record::<Note>(NoteKey(("bob".into(), 4)))
+            .await
+            .unwrap();
+        assert_eq!(bobs.text, "bob 4");
+    }
+}
+
 /// The README's first `rust` block after `after`.
 fn readme_block(after: &str) -> String {
     let readme = include_str!("../README.md");
@@ -236,6 +311,15 @@ fn the_readme_shows_the_tested_model_versions() {
         readme_block("## Changing a model"),
         tested_block("CHANGING"),
         "the README's \"Changing a model\" and tests/readme.rs differ"
+    );
+}
+
+#[test]
+fn the_readme_shows_the_tested_device() {
+    assert_eq!(
+        readme_block("## Sync only what a device needs"),
+        tested_block("DEVICE"),
+        "the README's \"Sync only what a device needs\" and tests/readme.rs differ"
     );
 }
 

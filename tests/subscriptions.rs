@@ -221,3 +221,64 @@ async fn subscriptions_are_checked_before_anything_changes() {
         Err(NodeError::NotRegistered { .. })
     ));
 }
+
+/// A node with `Note` registered too, started.
+async fn start_with_notes(
+    dir: &std::path::Path,
+    bootstrap: &[&Netabase],
+    subscription: Option<Subscription<Note>>,
+) -> Netabase {
+    let node = open(dir, config(bootstrap, |_| {})).await;
+    node.register::<Note>().unwrap();
+    if let Some(subscription) = subscription {
+        node.subscribe(subscription).await.unwrap();
+    }
+    node.start_swarm().await.unwrap();
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_keeps_its_users_records_alone_by_key_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_with_notes(&dir.path().join("a"), &[], None).await;
+    let mut all = Vec::new();
+    for owner in ["ann", "bob", "bobby", "cy"] {
+        all.extend((0..20).map(|n| note(owner, n, "inbox")));
+    }
+    a.put_records_locally(all).await.unwrap();
+    // Bob's new device: his notes only ("bobby" shares no key prefix with
+    // "bob": key parts are prefix-free).
+    let b = start_with_notes(
+        &dir.path().join("b"),
+        &[&a],
+        Some(Subscription::<Note>::key_prefix("bob")),
+    )
+    .await;
+    assert_eq!(round(&b, &a).await, 20);
+    let held: Vec<Note> = b
+        .query_local_records::<Note, _, _>(|t| t.iter()?.collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        (0..20).map(|n| note("bob", n, "inbox")).collect::<Vec<_>>()
+    );
+    // The secondary indexes answer for what is held.
+    let inbox = b
+        .query_local_records::<Note, _, _>(|t| Ok(t.by_list("inbox")?.len()))
+        .await
+        .unwrap();
+    assert_eq!(inbox, 20);
+    // Everyone else's are a get away.
+    let other = b
+        .get_record::<Note>(NoteKey(("cy".to_string(), 3)))
+        .await
+        .unwrap();
+    assert_eq!(other, note("cy", 3, "inbox"));
+    // A note Bob writes elsewhere reaches his device at its next catch-up.
+    a.put_record_locally(note("bob", 99, "work")).await.unwrap();
+    a.put_record_locally(note("ann", 99, "work")).await.unwrap();
+    assert_eq!(round(&b, &a).await, 1);
+    assert!(Subscription::<Note>::key_prefix("bob").contains(&NoteKey(("bob".to_string(), 99))));
+    assert!(!Subscription::<Note>::key_prefix("bob").contains(&NoteKey(("bobby".to_string(), 1))));
+}

@@ -67,7 +67,7 @@ impl KeyBuf {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a netabase key",
     label = "not a key type",
-    note = "keys are integers, bool, char, String, Vec<u8>, [u8; N], or types implementing `netabase::KeyType`"
+    note = "keys are integers, bool, char, String, Vec<u8>, [u8; N], tuples of keys, or types implementing `netabase::KeyType`"
 )]
 pub trait KeyEncode {
     /// Appends this value's encoding to `out`.
@@ -88,7 +88,7 @@ pub trait KeyEncode {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a netabase key",
     label = "not a key type",
-    note = "keys are integers, bool, char, String, Vec<u8>, [u8; N], or types implementing `netabase::KeyType`"
+    note = "keys are integers, bool, char, String, Vec<u8>, [u8; N], tuples of keys, or types implementing `netabase::KeyType`"
 )]
 pub trait KeyType: KeyEncode + Clone + Ord + Hash + Debug + Send + Sync + 'static {
     /// The borrowed form used in lookups.
@@ -317,6 +317,35 @@ impl KeyType for libp2p_identity::PublicKey {
     }
 }
 
+/// Tuples are keys: their parts' encodings one after another. Each part is
+/// prefix-free, so tuples sort by their first part, then the next, and all
+/// keys that share a first part are one range: a model keyed by
+/// `(owner, id)` keeps each owner's records together (see
+/// [`Subscription::key_prefix`](crate::node::Subscription::key_prefix)).
+macro_rules! tuple {
+    ($($part:ident),+) => {
+        impl<$($part: KeyEncode),+> KeyEncode for ($($part,)+) {
+            #[inline]
+            fn encode_key(&self, out: &mut KeyBuf) {
+                #[allow(non_snake_case)]
+                let ($($part,)+) = self;
+                $($part.encode_key(out);)+
+            }
+        }
+        impl<$($part: KeyType),+> KeyType for ($($part,)+) {
+            type Ref<'a> = ($($part::Ref<'a>,)+);
+
+            fn decode_key(bytes: &mut &[u8]) -> Option<Self> {
+                Some(($($part::decode_key(bytes)?,)+))
+            }
+        }
+    };
+}
+
+tuple!(A, B);
+tuple!(A, B, C);
+tuple!(A, B, C, D);
+
 /// The smallest byte string greater than every string that starts with
 /// `prefix`, or `None` if there is none (all bytes `0xFF`).
 pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<KeyBuf> {
@@ -333,6 +362,27 @@ mod tests {
 
     fn enc<T: KeyEncode + ?Sized>(v: &T) -> Vec<u8> {
         v.to_key_bytes().as_slice().to_vec()
+    }
+
+    #[test]
+    fn tuples_sort_by_their_first_part_then_the_next() {
+        let keys = [
+            ("a".to_string(), 9u32),
+            ("a\0".to_string(), 0),
+            ("ab".to_string(), 0),
+            ("ab".to_string(), 1),
+            ("b".to_string(), 0),
+        ];
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(enc(&pair[0]) < enc(&pair[1]), "{pair:?}");
+        }
+        // Every key with first part "ab" starts with its encoding.
+        let prefix = enc(&"ab".to_string());
+        assert!(enc(&keys[2]).starts_with(&prefix) && enc(&keys[3]).starts_with(&prefix));
+        assert!(!enc(&keys[1]).starts_with(&prefix));
+        let decoded = <(String, u32)>::decode_key(&mut enc(&keys[3]).as_slice());
+        assert_eq!(decoded, Some(keys[3].clone()));
     }
 
     #[test]

@@ -59,9 +59,12 @@ pub fn unkeyable_reason(ty: &Type) -> Option<String> {
             "references cannot be keys: models own their data (use `String`, `Vec<u8>`)".into(),
         ),
         Type::Tuple(tuple) if tuple.elems.is_empty() => Some("`()` cannot be a key".into()),
-        Type::Tuple(_) => {
-            Some("tuples cannot be keys yet; index each field with its own #[secondary_key]".into())
+        Type::Tuple(tuple) if tuple.elems.len() == 1 => unkeyable_reason(&tuple.elems[0]),
+        Type::Tuple(tuple) if tuple.elems.len() > 4 => {
+            Some("a tuple key has at most 4 parts; make a key type of your own (`KeyType`)".into())
         }
+        // Each part must be a key; the tuple sorts by its parts in order.
+        Type::Tuple(tuple) => tuple.elems.iter().find_map(unkeyable_reason),
         Type::Slice(_)
         | Type::TraitObject(_)
         | Type::ImplTrait(_)
@@ -136,7 +139,15 @@ mod tests {
         assert!(unkeyable_reason(&ty("f64")).is_some());
         assert!(unkeyable_reason(&ty("Option<u8>")).is_some());
         assert!(unkeyable_reason(&ty("&'static str")).is_some());
-        assert!(unkeyable_reason(&ty("(u8, u8)")).is_some());
+        assert!(unkeyable_reason(&ty("(u8, u8)")).is_none());
+        assert!(
+            unkeyable_reason(&ty("(String, f32)")).is_some(),
+            "a part that is no key"
+        );
+        assert!(
+            unkeyable_reason(&ty("(u8, u8, u8, u8, u8)")).is_some(),
+            "over 4 parts"
+        );
         assert!(unkeyable_reason(&ty("[u32; 4]")).is_some());
         assert!(unkeyable_reason(&ty("[u8; 4]")).is_none());
         assert!(unkeyable_reason(&ty("String")).is_none());

@@ -12,6 +12,7 @@
 //! | [`watch`] | follow changes: typed change streams and live queries |
 //! | [`rules`] | decide who may write a model: owners, immutable records, members, your own rule |
 //! | [`sync`] | know how peers converge: the conflict rule, deletes, catch-up, hostile peers |
+//! | [`subscriptions`] | keep only part of the data in sync on a device, and read the rest on demand |
 //! | [`changing_models`] | change a model that already has stored records |
 //! | [`browser`] | run a node in a browser tab |
 //! | [`benchmarks`] | benchmark your own models |
@@ -37,6 +38,9 @@ pub mod watch {}
 
 #[doc = include_str!("rules.md")]
 pub mod rules {}
+
+#[doc = include_str!("subscriptions.md")]
+pub mod subscriptions {}
 
 #[doc = include_str!("sync.md")]
 pub mod sync {}

@@ -93,6 +93,30 @@ impl<M: NetabaseModel> Subscription<M> {
         Self::nothing().or_keys(range)
     }
 
+    /// The records whose primary key starts with `prefix`: with a tuple
+    /// key such as `(owner, id)`, `key_prefix(&owner)` is every record of
+    /// that owner (a key's first part, or first parts, given as a value of
+    /// their type or a tuple of them). Catch-up compares such a subscription
+    /// as any key range: it costs what that range holds, not the model.
+    pub fn key_prefix<P: KeyEncode + ?Sized>(prefix: &P) -> Self {
+        Self::nothing().or_key_prefix(prefix)
+    }
+
+    /// This subscription and the records whose primary key starts with
+    /// `prefix` (see [`key_prefix`](Self::key_prefix)).
+    pub fn or_key_prefix<P: KeyEncode + ?Sized>(self, prefix: &P) -> Self {
+        let Some(mut ranges) = self.ranges else {
+            return self;
+        };
+        let lower = codec::record_key(M::ID, prefix.to_key_bytes().as_slice());
+        let upper = crate::key::prefix_successor(&lower).map(|u| u.as_slice().to_vec());
+        ranges.push(KeyRange { lower, upper });
+        Subscription {
+            ranges: Some(normalize(ranges)),
+            model: PhantomData,
+        }
+    }
+
     /// This subscription and the records whose primary key is in `range`.
     pub fn or_keys(self, range: impl RangeBounds<M::Key>) -> Self {
         let Some(mut ranges) = self.ranges else {
