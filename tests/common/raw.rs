@@ -240,3 +240,77 @@ pub async fn sync_connect(swarm: &mut SyncSwarm, node: &Netabase) {
     .await
     .expect("the raw peer connects");
 }
+
+/// A remote query, as the node encodes it.
+#[derive(Clone, Debug, Encode, Decode)]
+pub struct QueryRequest {
+    pub model: u32,
+    pub index: u16,
+    pub value: Vec<u8>,
+    pub limit: u32,
+}
+
+/// A remote query's answer, as the node encodes it.
+#[derive(Clone, Debug, Default, Encode, Decode)]
+pub struct QueryResponse {
+    pub records: Vec<Vec<u8>>,
+}
+
+/// Reads and writes remote-query messages like the node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawQueryCodec;
+
+#[async_trait]
+impl request_response::Codec for RawQueryCodec {
+    type Protocol = StreamProtocol;
+    type Request = QueryRequest;
+    type Response = QueryResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<QueryRequest> {
+        read_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<QueryResponse> {
+        read_frame(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: QueryRequest,
+    ) -> io::Result<()> {
+        write_frame(io, &request).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: QueryResponse,
+    ) -> io::Result<()> {
+        write_frame(io, &response).await
+    }
+}
+
+/// A raw peer that answers remote queries as its test says.
+pub type QuerySwarm = Swarm<request_response::Behaviour<RawQueryCodec>>;
+
+/// A raw remote-query peer with `keypair`, dialling nobody yet.
+pub fn query_swarm(keypair: &Keypair) -> QuerySwarm {
+    tcp_swarm(keypair, Duration::from_secs(120), |_| {
+        request_response::Behaviour::with_codec(
+            RawQueryCodec,
+            [(netabase::node::QUERY_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default(),
+        )
+    })
+}

@@ -645,6 +645,40 @@ impl Netabase {
         }
     }
 
+    /// The records of `M` whose secondary index holds a value, from this
+    /// node and from peers: `query_remote::<User>(UserSecondaryKey::Age(UserAgeKey(30)), 100)`.
+    /// For records outside this node's [subscriptions](Self::subscribe), as
+    /// `get_record` is for one key.
+    ///
+    /// Up to four connected peers are asked (on `/netabase/query/1.0.0`;
+    /// peers that do not speak it are skipped); each answers with at most
+    /// `limit` (and [`MAX_QUERY_RESULTS`](super::MAX_QUERY_RESULTS), 256)
+    /// records in at most 1 MiB. The call returns once every peer asked
+    /// has answered, or `read_grace` after the first answer, or after
+    /// `query_timeout`. Every record is checked as any record from a peer
+    /// is, and against the query; per key the newest version wins (a
+    /// newer version that no longer holds the value, or a delete, drops
+    /// the key from the results). Records from peers are kept as
+    /// `get_record` keeps them: stored if subscribed to, else in memory
+    /// for `remote_copy_ttl`. Results are in primary-key order, at most
+    /// `limit` of them: with many matches, which ones is up to the peers
+    /// (each answers with the first in key order).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotRegistered`] if `M` is not registered; a store
+    /// error if this node's store fails. With the swarm stopped it answers
+    /// from this node's store.
+    pub async fn query_remote<M: NetabaseModel>(
+        &self,
+        key: M::SecondaryKey,
+        limit: usize,
+    ) -> Result<Vec<M>, NodeError> {
+        self.network
+            .query_remote::<M>(&self.replica, key, limit)
+            .await
+    }
+
     /// Runs a typed query on the local tree of `M` in a read snapshot, off
     /// the async runtime: `|tree| tree.by_email("a@b.c")`, `|tree| tree.iter()?.collect()`.
     ///

@@ -45,3 +45,4 @@ pub use replica::subscriptions::{Subscription, MAX_SUBSCRIBED_RANGES};
 pub use replica::watch::{NodeChange, NodeChanges};
 pub use shell::behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use shell::catchup::SYNC_PROTOCOL;
+pub use shell::query::{MAX_QUERY_RESULTS, QUERY_PROTOCOL};

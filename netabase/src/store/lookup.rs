@@ -257,6 +257,39 @@ pub(crate) fn index_range<M: NetabaseModel, A: TableAccess<M>, K: KeyEncode, R: 
     )
 }
 
+/// The encoded primary keys of up to `limit` records whose index `index`
+/// holds exactly the encoded `value`, in key order, without reading the
+/// records: what a node serves a peer's remote query from.
+#[cfg_attr(not(feature = "node"), allow(dead_code))]
+pub(crate) fn index_primaries<M: NetabaseModel, A: TableAccess<M>>(
+    tree: &A,
+    index: usize,
+    value: &[u8],
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let spec = spec::<M>(index)?;
+    let bounds = ByteBounds::prefix(value);
+    let (Some(table), Some(range)) = (tree.index(index)?, bounds.as_range()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in table
+        .range::<&[u8]>(range)
+        .map_err(storage("read an index"))?
+        .take(limit)
+    {
+        let (key, primary) = entry.map_err(storage("read an index"))?;
+        let primary = tables::index_entry_primary(spec, key.value(), primary.value()).ok_or(
+            StoreError::DanglingIndex {
+                model: M::NAME,
+                index: spec.name,
+            },
+        )?;
+        out.push(primary.to_vec());
+    }
+    Ok(out)
+}
+
 /// Resolves every index entry within `bounds` to its record.
 pub(crate) fn index_scan<M: NetabaseModel, A: TableAccess<M>>(
     tree: &A,

@@ -39,7 +39,7 @@ mod error;
 #[cfg_attr(not(feature = "node"), allow(dead_code))]
 pub(crate) mod fingerprints;
 mod layout;
-mod lookup;
+pub(crate) mod lookup;
 mod migrate;
 mod newer;
 mod open;

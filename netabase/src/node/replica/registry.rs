@@ -55,6 +55,16 @@ pub(crate) trait ModelHandler: Send + Sync + 'static {
     /// the typed tree and listed as conflicts. Depends only on which
     /// envelopes are held, so every peer holding them settles the same.
     fn resolve(&self, txn: &WriteTransaction, incoming: &[Vec<u8>]) -> Result<Settled, StoreError>;
+    /// The encoded primary keys of up to `limit` records in the typed tree
+    /// whose index `index` holds exactly the encoded `value` (none for an
+    /// index the model does not have).
+    fn index_primaries(
+        &self,
+        read: &crate::store::ReadTransaction,
+        index: usize,
+        value: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
 }
 
 /// What settling conflicts changed.
@@ -103,6 +113,20 @@ struct Handler<M: NetabaseModel> {
 impl<M: NetabaseModel> ModelHandler for Handler<M> {
     fn name(&self) -> &'static str {
         M::NAME
+    }
+
+    fn index_primaries(
+        &self,
+        read: &crate::store::ReadTransaction,
+        index: usize,
+        value: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        if index >= M::INDEXES.len() {
+            return Ok(Vec::new());
+        }
+        let tree = read.open_tree::<M>()?;
+        crate::store::lookup::index_primaries(&tree, index, value, limit)
     }
 
     fn table(&self) -> &'static str {

@@ -43,6 +43,9 @@ pub enum Rejection {
     /// The model's write rule refuses it: not signed by the record's owner,
     /// a change to an immutable record, or a custom rule's refusal.
     NotAllowed,
+    /// A peer answered a remote query with a record of another model, or
+    /// one whose index does not hold the value asked for.
+    OffQuery,
 }
 
 impl From<RejectReason> for Rejection {
@@ -59,7 +62,7 @@ impl From<RejectReason> for Rejection {
     }
 }
 
-const ALL: [Rejection; 14] = [
+const ALL: [Rejection; 15] = [
     Rejection::TooLarge,
     Rejection::Malformed,
     Rejection::UnsupportedFormat,
@@ -74,6 +77,7 @@ const ALL: [Rejection; 14] = [
     Rejection::Overloaded,
     Rejection::Expired,
     Rejection::NotAllowed,
+    Rejection::OffQuery,
 ];
 
 /// A snapshot of a node's counters.

@@ -24,6 +24,24 @@ pub(crate) fn validate_remote(
     check_remote(shared, record_key, envelope, Some(held))
 }
 
+/// [`validate_remote`] for bytes whose record key is not known in advance
+/// (a query's answer): the key is the envelope's own, and the rule judges
+/// it against the version this node holds, read here. Blocking.
+pub(crate) fn validate_unkeyed(shared: &Replica, bytes: &[u8]) -> Result<Envelope, Refused> {
+    let envelope = Envelope::from_bytes(bytes, shared.settings.max_record_bytes)
+        .map_err(|e| Refused::new(e.kind().into()))?;
+    let record_key = envelope.record_key();
+    let held = shared
+        .held(&record_key)
+        .map_err(|_| Refused::new(Rejection::StorageFailed))?;
+    check_remote(
+        shared,
+        &record_key,
+        envelope,
+        Some(held.as_ref().map(|held| &held.bytes[..])),
+    )
+}
+
 /// [`validate_remote`] for a batch of `(record key, bytes)`: signatures are
 /// checked as one batch, and payloads are left for [`apply_batch`] to decode
 /// (it decodes them anyway, and refuses the same records for the same

@@ -10,6 +10,7 @@ use libp2p::{
 
 use super::catchup::{SyncCodec, FETCHES_IN_FLIGHT, SYNC_PROTOCOL};
 use super::kad_store::KadStore;
+use super::query::{QueryCodec, QUERY_PROTOCOL};
 use crate::node::platform;
 use crate::node::replica::cache::RecordCache;
 use crate::node::{NetabaseConfig, NodeError};
@@ -29,6 +30,9 @@ pub(crate) const CONNECTIONS_PER_PEER: u32 = 4;
 /// fails. What a peer may keep waiting is bounded apart from this, per
 /// peer (`event_loop::peers`).
 const STREAMS_PER_CONNECTION: usize = 2 * (FETCHES_IN_FLIGHT + 1) + 4;
+/// Remote-query streams per connection at once, both ways: a peer's
+/// queries past it fail (each is answered by reading up to 256 records).
+const QUERY_STREAMS_PER_CONNECTION: usize = 4;
 /// How long a connection no protocol uses stays open. Long: peers that
 /// sync keep their connection between catch-ups (libp2p's default of 60 s
 /// would close it between two), and a peer that went away is redialled.
@@ -46,6 +50,8 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) mdns: Toggle<platform::Mdns>,
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
+    /// Remote queries by secondary index, on a protocol of their own.
+    pub(crate) query: request_response::Behaviour<QueryCodec>,
     /// Slots on relays, and connections through them.
     pub(crate) relay_client: super::nat::RelayClient,
     /// Relaying for others, when `NetabaseConfig::relay` says so.
@@ -110,6 +116,13 @@ fn behaviour(
             .with_request_timeout(config.query_timeout)
             .with_max_concurrent_streams(STREAMS_PER_CONNECTION),
     );
+    let query = request_response::Behaviour::with_codec(
+        QueryCodec::default(),
+        [(QUERY_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.query_timeout)
+            .with_max_concurrent_streams(QUERY_STREAMS_PER_CONNECTION),
+    );
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER))
         .with_max_established(Some(config.max_connections))
@@ -122,6 +135,7 @@ fn behaviour(
         identify,
         mdns: Toggle::from(mdns),
         sync,
+        query,
         relay_client,
         relay: Toggle::from(
             config

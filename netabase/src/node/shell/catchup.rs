@@ -91,11 +91,11 @@ impl Default for SyncCodec {
     }
 }
 
-fn invalid(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+pub(crate) fn invalid(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
 
-async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(
+pub(crate) async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(
     io: &mut T,
     reading: &Semaphore,
     limit: usize,
@@ -124,7 +124,7 @@ async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(
     Ok(message)
 }
 
-async fn write_message<T: AsyncWrite + Unpin + Send, M: Encode>(
+pub(crate) async fn write_message<T: AsyncWrite + Unpin + Send, M: Encode>(
     io: &mut T,
     message: &M,
     limit: usize,

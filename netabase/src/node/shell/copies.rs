@@ -190,7 +190,7 @@ impl Network {
 /// Keeps a copy fetched from `peer` (`None`: this node), off the caller's
 /// path: an answer does not wait for a commit. A record outside this
 /// node's subscriptions is kept in memory for a while, not stored.
-fn keep(replica: &Arc<Replica>, envelope: Envelope, peer: Option<PeerId>) {
+pub(crate) fn keep(replica: &Arc<Replica>, envelope: Envelope, peer: Option<PeerId>) {
     if !replica.subscriptions.wants(&envelope.record_key()) {
         replica.remote.insert(&envelope, peer);
         return;

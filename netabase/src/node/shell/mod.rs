@@ -12,6 +12,8 @@ pub(crate) mod kad_store;
 pub(crate) mod listening;
 pub(crate) mod nat;
 pub(crate) mod network;
+pub(crate) mod query;
+pub(crate) mod remote_query;
 pub(crate) mod republish;
 
 pub(crate) use network::Network;

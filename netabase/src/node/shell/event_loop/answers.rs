@@ -1,8 +1,12 @@
 //! What catch-up reads from the replica, off the event loop: answers from
 //! the persistent sync index and the envelopes a peer asks for. Blocking.
 
+use crate::model::ModelId;
 use crate::node::replica::{watermarks, Replica};
 use crate::node::shell::catchup::{FETCH_BATCH, MAX_RESPONSE_BYTES};
+use crate::node::shell::query::{
+    QueryRequest, QueryResponse, MAX_QUERY_RESPONSE_BYTES, MAX_QUERY_RESULTS,
+};
 use crate::sync::reconcile::{self, Context, MessageError, Watermarks};
 use crate::sync::Timestamp;
 
@@ -108,4 +112,46 @@ pub(super) fn records_for(shared: &Replica, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
         out.push(bytes);
     }
     out
+}
+
+/// A peer's remote query, answered from this node's typed tree: the
+/// envelopes of up to the query's limit (and [`MAX_QUERY_RESULTS`]) records
+/// whose index holds the value, in primary-key order, while they fit
+/// [`MAX_QUERY_RESPONSE_BYTES`]. Nothing for a model or index this node
+/// does not know. Blocking; reads at most that many index entries.
+pub(super) fn answer_query(shared: &Replica, request: &QueryRequest) -> QueryResponse {
+    let limit = (request.limit as usize).min(MAX_QUERY_RESULTS);
+    let model = ModelId(request.model);
+    let primaries = {
+        let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+        let Some(handler) = registry.get(model) else {
+            return QueryResponse::default();
+        };
+        shared.store.begin_read().and_then(|read| {
+            handler.index_primaries(&read, usize::from(request.index), &request.value, limit)
+        })
+    };
+    let keys: Vec<Vec<u8>> = match primaries {
+        Ok(primaries) => primaries
+            .iter()
+            .map(|primary| crate::codec::record_key(model, primary))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "could not read an index a peer queried");
+            return QueryResponse::default();
+        }
+    };
+    let mut records = Vec::new();
+    let mut size = 0;
+    for bytes in records_for(shared, &keys) {
+        if bytes.is_empty() {
+            continue;
+        }
+        size += bytes.len();
+        if size > MAX_QUERY_RESPONSE_BYTES {
+            break;
+        }
+        records.push(bytes);
+    }
+    QueryResponse { records }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::catchup::{Fetches, SYNC_PROTOCOL};
 use super::listening::{peer_of, Listening};
+use super::query::QUERY_PROTOCOL;
 use crate::node::platform;
 use crate::node::replica::event::{CatchUpFailure, CatchUpOutcome, Event};
 use crate::node::replica::inbound::Pushed;
@@ -40,6 +41,12 @@ pub(crate) enum Command {
     Get {
         key: kad::RecordKey,
         reply: CopiesSender,
+    },
+    /// Ask connected peers for the records a secondary index holds a value
+    /// for; each answer is sent as it comes, then `None` (see [`queries`]).
+    Query {
+        request: crate::node::shell::query::QueryRequest,
+        reply: QueryAnswers,
     },
     /// Store a record at these peers only (a newer version for stale peers).
     PutTo { record: Record, peers: Vec<PeerId> },
@@ -65,6 +72,8 @@ mod nat;
 mod peers;
 mod publish;
 mod puts;
+mod queries;
+mod query_events;
 mod redial;
 mod reservations;
 mod slow;
@@ -75,6 +84,8 @@ use gets::Gets;
 use peers::Peers;
 use puts::Puts;
 pub(crate) use puts::{PutAnswer, PutsSender};
+use queries::Queries;
+pub(crate) use queries::QueryAnswers;
 use redial::Redial;
 use reservations::Reservations;
 use slow::Slow;
@@ -120,6 +131,7 @@ pub(crate) struct EventLoop {
     slow: Slow,
     reservations: Reservations,
     gets: Gets,
+    queries: Queries,
     fetches: Fetches,
     exchanges: HashMap<PeerId, Exchange>,
     /// Callers of `catch_up_and_wait`, until each of their peers reports.
@@ -172,6 +184,7 @@ impl EventLoop {
             slow: Slow::default(),
             reservations: Reservations::default(),
             gets: Gets::default(),
+            queries: Queries::default(),
             fetches: Fetches::default(),
             exchanges: HashMap::new(),
             catch_up_waiters: Vec::new(),
@@ -235,6 +248,7 @@ impl EventLoop {
         match command {
             Command::Publish { record, reply } => self.start_put(record, reply),
             Command::Get { key, reply } => self.start_get(key, reply),
+            Command::Query { request, reply } => self.start_query(request, reply),
             Command::PutTo { record, peers } => {
                 let quorum = Quorum::One;
                 self.swarm
@@ -388,6 +402,8 @@ impl EventLoop {
                 self.redial.learn(peer_id, &info.listen_addrs);
                 self.gets
                     .identified(peer_id, info.protocols.contains(&SYNC_PROTOCOL));
+                self.queries
+                    .identified(peer_id, info.protocols.contains(&QUERY_PROTOCOL));
                 if !info.protocols.contains(&KAD_PROTOCOL) {
                     // A Kademlia client (a browser): it answers no queries,
                     // and the address it came from is no place to reach it.
@@ -498,6 +514,7 @@ impl EventLoop {
                 self.fetches.drop_peer(peer_id);
                 self.peers.drop_peer(&peer_id);
                 self.gets.disconnected(&peer_id);
+                self.queries.disconnected(&peer_id);
                 // An address the peer dialled from and never said it
                 // listens on (no Identify, or none of its listen addresses)
                 // named only this connection: handed to others, it would
@@ -513,6 +530,7 @@ impl EventLoop {
                 let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Query(event)) => self.on_query_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
                 if let Some(notice) = crate::node::shell::nat::relay_client_notice(event) {
                     self.on_nat(notice);

@@ -15,7 +15,7 @@ use crate::model::ModelId;
 use crate::sync::reconcile::{self, Context, MessageError, Watermarks};
 use crate::sync::Timestamp;
 
-use super::answers::{context, records_for, respond_from_index, with_index};
+use super::answers::{answer_query, context, records_for, respond_from_index, with_index};
 use super::peers::Admit;
 use super::EventLoop;
 use crate::node::platform;
@@ -56,6 +56,11 @@ pub(super) enum Internal {
     Probed(Result<(), String>),
     /// A fetched batch (or a drop of ghosts) was stored.
     Stored(fetched::Stored),
+    /// A peer's remote query was answered: send it.
+    QueryAnswered {
+        channel: request_response::ResponseChannel<crate::node::shell::query::QueryResponse>,
+        response: crate::node::shell::query::QueryResponse,
+    },
 }
 
 /// A catch-up this node started with a peer.
@@ -179,6 +184,21 @@ impl EventLoop {
         });
     }
 
+    /// Answers a peer's remote query off the loop; the answer comes back
+    /// as [`Internal::QueryAnswered`].
+    pub(super) fn answer_query_off_loop(
+        &self,
+        request: crate::node::shell::query::QueryRequest,
+        channel: request_response::ResponseChannel<crate::node::shell::query::QueryResponse>,
+    ) {
+        let shared = self.shared.clone();
+        let internal = self.internal.clone();
+        platform::background(move || {
+            let response = answer_query(&shared, &request);
+            let _ = internal.send(Internal::QueryAnswered { channel, response });
+        });
+    }
+
     /// Reads the peer's answer to our message off the loop; our reply
     /// comes back as [`Internal::Learned`].
     fn continue_off_loop(&self, peer: PeerId, theirs: Watermarks, parts: Vec<reconcile::Part>) {
@@ -209,6 +229,9 @@ impl EventLoop {
         match internal {
             Internal::Reconcile { peer, request } => self.send_reconcile(peer, request),
             Internal::Probed(result) => self.on_probed(result),
+            Internal::QueryAnswered { channel, response } => {
+                self.on_query_answered(channel, response)
+            }
             Internal::Respond {
                 peer,
                 id,
