@@ -225,8 +225,8 @@ mod device {
         node.register::<Note>()?;
         // Kept in the node's file: set before the swarm starts, the first
         // catch-up already fetches this user's notes alone.
-        node.subscribe(Subscription::<Note>::key_prefix(user))
-            .await?;
+        let mine = Subscription::<Note>::key_prefix(user);
+        node.subscribe(mine).await?;
         node.start_swarm().await?;
         Ok(node)
     }

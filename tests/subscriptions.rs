@@ -282,3 +282,34 @@ async fn a_device_keeps_its_users_records_alone_by_key_prefix() {
     assert!(Subscription::<Note>::key_prefix("bob").contains(&NoteKey(("bob".to_string(), 99))));
     assert!(!Subscription::<Note>::key_prefix("bob").contains(&NoteKey(("bobby".to_string(), 1))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_catch_up_moves_what_the_subscription_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    a.put_records_locally((0..400).map(user).collect())
+        .await
+        .unwrap();
+    let full = open(&dir.path().join("full"), config(&[&a], |_| {})).await;
+    full.start_swarm().await.unwrap();
+    let part = open(&dir.path().join("part"), config(&[&a], |_| {})).await;
+    part.subscribe(Subscription::<User>::keys(UserKey(0)..UserKey(20)))
+        .await
+        .unwrap();
+    part.start_swarm().await.unwrap();
+    // At connect, or in this round.
+    round(&full, &a).await;
+    round(&part, &a).await;
+    assert_eq!(users(&full).await.len(), 400);
+    assert_eq!(users(&part).await.len(), 20);
+    // Received: the reconciliation and the records, counted by the protocol.
+    let full_bytes = full.stats().sync_bytes_received;
+    let part_bytes = part.stats().sync_bytes_received;
+    assert!(part_bytes > 0);
+    assert!(
+        part_bytes * 10 < full_bytes,
+        "a 20-record subscription received {part_bytes} bytes, the whole model {full_bytes}"
+    );
+    // A's side counts what it sent both.
+    assert!(a.stats().sync_bytes_sent >= full_bytes + part_bytes - 4096);
+}

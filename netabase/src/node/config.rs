@@ -123,6 +123,14 @@ pub struct NetabaseConfig {
     /// (and `remove_record`) to succeed. Default
     /// [`WriteQuorum::Available`]: whoever is reachable, none included.
     pub write_quorum: WriteQuorum,
+    /// How many of the peers closest to a record's key a publication sends
+    /// it to: the copies the network keeps beside its writer and the peers
+    /// that [subscribe](crate::node::Subscription) to it. Default 20
+    /// (Kademlia's k); 1 to 20. Lower it where many devices each subscribe
+    /// to a part (each then holds about `replication_factor / peers` of
+    /// everything written, besides its own and its subscriptions): see
+    /// the [subscriptions chapter](crate::guide::subscriptions).
+    pub replication_factor: usize,
     /// Ignored: Kademlia's re-replication of every stored record is off,
     /// since catch-up replicates (see `catch_up_interval`) and a node's
     /// records live in redb, not in Kademlia's store. Kept so that
@@ -212,6 +220,7 @@ impl Default for NetabaseConfig {
             bootstrap_peers: Vec::new(),
             max_record_bytes: 60 * 1024,
             write_quorum: WriteQuorum::Available,
+            replication_factor: libp2p::kad::K_VALUE.get(),
             replication_interval: Some(Duration::from_secs(60 * 60)),
             publication_interval: Some(Duration::from_secs(12 * 60 * 60)),
             cache_bytes: 32 * 1024 * 1024,
@@ -273,6 +282,16 @@ impl NetabaseConfig {
                     self.max_record_bytes,
                     Self::MIN_RECORD_BYTES,
                     Self::MAX_RECORD_BYTES
+                ),
+            );
+        }
+        if !(1..=libp2p::kad::K_VALUE.get()).contains(&self.replication_factor) {
+            return invalid(
+                "replication_factor",
+                format!(
+                    "{} is outside 1..={} copies",
+                    self.replication_factor,
+                    libp2p::kad::K_VALUE.get()
                 ),
             );
         }

@@ -151,9 +151,10 @@ pub enum Event {
         received: u64,
         /// Records the peer holds that this node did not take: refused on
         /// arrival (invalid, over `max_record_bytes`; see
-        /// [`NodeStats`](crate::node::NodeStats) for the reasons), or of models
-        /// not registered here. With 0, both nodes now hold the same
-        /// versions of every record of the models registered here.
+        /// [`NodeStats`](crate::node::NodeStats) for the reasons). Only the
+        /// models registered here, and of each the key ranges this node
+        /// [subscribes](crate::node::Subscription) to, are compared. With
+        /// 0, both nodes now hold the same versions of every record there.
         refused: u64,
     },
     /// A catch-up this node started with a peer ended without completing.

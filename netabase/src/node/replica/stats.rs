@@ -134,6 +134,11 @@ pub struct NodeStats {
     pub newer_version_held: u64,
     /// Whether peers can dial this node, as AutoNAT last found.
     pub reachability: super::event::Reachability,
+    /// Bytes of catch-up messages this node sent (its own exchanges and its
+    /// answers to peers'), length prefixes included, since it opened.
+    pub sync_bytes_sent: u64,
+    /// Bytes of catch-up messages it received, the same way.
+    pub sync_bytes_received: u64,
 }
 
 impl NodeStats {
@@ -168,6 +173,16 @@ pub(crate) struct Counters {
     /// Records held at a newer version of their model than this build knows.
     pub(crate) newer_held: AtomicU64,
     reachability: std::sync::atomic::AtomicU8,
+    /// Bytes of catch-up messages, counted by the protocol's codec.
+    pub(crate) traffic: std::sync::Arc<Traffic>,
+}
+
+/// Bytes of catch-up messages sent and received (each with its length
+/// prefix), both ways: this node's exchanges and its answers to peers'.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
 }
 
 impl Counters {
@@ -219,6 +234,8 @@ impl Counters {
             hole_punches: self.hole_punches.load(Ordering::Relaxed),
             hole_punch_failures: self.hole_punch_failures.load(Ordering::Relaxed),
             newer_version_held: self.newer_held.load(Ordering::Relaxed),
+            sync_bytes_sent: self.traffic.sent.load(Ordering::Relaxed),
+            sync_bytes_received: self.traffic.received.load(Ordering::Relaxed),
             reachability: match self.reachability.load(Ordering::Relaxed) {
                 1 => Reachability::Public,
                 2 => Reachability::Private,

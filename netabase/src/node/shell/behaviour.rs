@@ -1,5 +1,6 @@
 //! The libp2p behaviour and how the swarm is built.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -13,6 +14,7 @@ use super::kad_store::KadStore;
 use super::query::{QueryCodec, QUERY_PROTOCOL};
 use crate::node::platform;
 use crate::node::replica::cache::RecordCache;
+use crate::node::replica::stats::Traffic;
 use crate::node::{NetabaseConfig, NodeError};
 use crate::Keypair;
 
@@ -66,9 +68,10 @@ pub(crate) async fn build_swarm(
     keypair: &Keypair,
     config: &NetabaseConfig,
     cache: RecordCache,
+    traffic: Arc<Traffic>,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     platform::swarm(keypair, IDLE_CONNECTION, |key, relay_client| {
-        behaviour(key, relay_client, config, cache)
+        behaviour(key, relay_client, config, cache, traffic)
     })
     .await
 }
@@ -79,6 +82,7 @@ fn behaviour(
     relay_client: super::nat::RelayClient,
     config: &NetabaseConfig,
     cache: RecordCache,
+    traffic: Arc<Traffic>,
 ) -> Result<Behaviour, platform::BoxError> {
     let local = key.public().to_peer_id();
     let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -92,7 +96,10 @@ fn behaviour(
         // replicates, and the node republishes its own records from redb.
         .set_replication_interval(None)
         .set_publication_interval(None)
-        .set_query_timeout(config.query_timeout);
+        .set_query_timeout(config.query_timeout)
+        .set_replication_factor(
+            std::num::NonZeroUsize::new(config.replication_factor).unwrap_or(kad::K_VALUE),
+        );
     let store = KadStore::new(cache, local, config.max_record_bytes);
     let mut kad = kad::Behaviour::with_config(local, store, kad_config);
     // Client mode is the default until an external address is confirmed,
@@ -110,7 +117,7 @@ fn behaviour(
         None
     };
     let sync = request_response::Behaviour::with_codec(
-        SyncCodec::default(),
+        SyncCodec::counting(traffic),
         [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(config.query_timeout)

@@ -16,6 +16,7 @@ use libp2p::{request_response, PeerId, StreamProtocol};
 use crate::model::ModelId;
 use tokio::sync::Semaphore;
 
+use crate::node::replica::stats::Traffic;
 use crate::sync::reconcile::{self, Part, Watermarks};
 
 /// The catch-up protocol.
@@ -81,13 +82,35 @@ pub(crate) enum SyncResponse {
 #[derive(Clone, Debug)]
 pub(crate) struct SyncCodec {
     reading: Arc<Semaphore>,
+    /// Where the bytes read and written are counted.
+    traffic: Arc<Traffic>,
 }
 
 impl Default for SyncCodec {
     fn default() -> Self {
+        SyncCodec::counting(Arc::default())
+    }
+}
+
+impl SyncCodec {
+    /// A codec that counts the bytes it reads and writes in `traffic`.
+    pub(crate) fn counting(traffic: Arc<Traffic>) -> Self {
         SyncCodec {
             reading: Arc::new(Semaphore::new(READ_BUDGET)),
+            traffic,
         }
+    }
+
+    fn read(&self, bytes: usize) {
+        self.traffic
+            .received
+            .fetch_add(bytes as u64 + 4, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn wrote(&self, bytes: usize) {
+        self.traffic
+            .sent
+            .fetch_add(bytes as u64 + 4, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -95,11 +118,24 @@ pub(crate) fn invalid(error: impl Into<Box<dyn std::error::Error + Send + Sync>>
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
 
+/// One message: a 4-byte big-endian length, then bincode, within `limit`
+/// and the node-wide read budget.
 pub(crate) async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(
     io: &mut T,
     reading: &Semaphore,
     limit: usize,
 ) -> io::Result<M> {
+    read_sized(io, reading, limit)
+        .await
+        .map(|(message, _)| message)
+}
+
+/// [`read_message`], with the message's length.
+async fn read_sized<T: AsyncRead + Unpin + Send, M: Decode<()>>(
+    io: &mut T,
+    reading: &Semaphore,
+    limit: usize,
+) -> io::Result<(M, usize)> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -121,14 +157,24 @@ pub(crate) async fn read_message<T: AsyncRead + Unpin + Send, M: Decode<()>>(
     if read != len {
         return Err(invalid("trailing bytes in a sync message"));
     }
-    Ok(message)
+    Ok((message, len))
 }
 
+/// Writes one message as [`read_message`] reads it.
 pub(crate) async fn write_message<T: AsyncWrite + Unpin + Send, M: Encode>(
     io: &mut T,
     message: &M,
     limit: usize,
 ) -> io::Result<()> {
+    write_sized(io, message, limit).await.map(drop)
+}
+
+/// [`write_message`], returning the message's length.
+async fn write_sized<T: AsyncWrite + Unpin + Send, M: Encode>(
+    io: &mut T,
+    message: &M,
+    limit: usize,
+) -> io::Result<usize> {
     let bytes = bincode::encode_to_vec(message, bincode::config::standard()).map_err(invalid)?;
     let len = u32::try_from(bytes.len())
         .ok()
@@ -136,7 +182,8 @@ pub(crate) async fn write_message<T: AsyncWrite + Unpin + Send, M: Encode>(
         .ok_or_else(|| invalid("sync message over the reader's limit"))?;
     io.write_all(&len.to_be_bytes()).await?;
     io.write_all(&bytes).await?;
-    io.close().await
+    io.close().await?;
+    Ok(bytes.len())
 }
 
 #[async_trait]
@@ -150,7 +197,9 @@ impl request_response::Codec for SyncCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<SyncRequest> {
-        let request: SyncRequest = read_message(io, &self.reading, MAX_REQUEST_BYTES).await?;
+        let (request, size): (SyncRequest, _) =
+            read_sized(io, &self.reading, MAX_REQUEST_BYTES).await?;
+        self.read(size);
         if request_cost(&request) > MAX_REQUEST_BYTES {
             return Err(invalid("a sync request over the decoded-size limit"));
         }
@@ -162,7 +211,9 @@ impl request_response::Codec for SyncCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<SyncResponse> {
-        let response: SyncResponse = read_message(io, &self.reading, MAX_RESPONSE_READ).await?;
+        let (response, size): (SyncResponse, _) =
+            read_sized(io, &self.reading, MAX_RESPONSE_READ).await?;
+        self.read(size);
         if let SyncResponse::Reconcile(_, parts) = &response {
             if reconcile::message_cost(parts) > MAX_REQUEST_BYTES {
                 return Err(invalid(
@@ -184,7 +235,9 @@ impl request_response::Codec for SyncCodec {
                 "a sync request over the reader's decoded-size limit",
             ));
         }
-        write_message(io, &request, MAX_REQUEST_BYTES).await
+        let size = write_sized(io, &request, MAX_REQUEST_BYTES).await?;
+        self.wrote(size);
+        Ok(())
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -193,7 +246,9 @@ impl request_response::Codec for SyncCodec {
         io: &mut T,
         response: SyncResponse,
     ) -> io::Result<()> {
-        write_message(io, &response, MAX_RESPONSE_READ).await
+        let size = write_sized(io, &response, MAX_RESPONSE_READ).await?;
+        self.wrote(size);
+        Ok(())
     }
 }
 

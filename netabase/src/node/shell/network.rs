@@ -65,8 +65,13 @@ impl Network {
             return Err(NodeError::AlreadyRunning);
         }
         let config = &self.config;
-        let mut swarm =
-            behaviour::build_swarm(&replica.keypair, config, replica.cache.clone()).await?;
+        let mut swarm = behaviour::build_swarm(
+            &replica.keypair,
+            config,
+            replica.cache.clone(),
+            replica.counters.traffic.clone(),
+        )
+        .await?;
         self.listening.clear();
         let listening = self.listening.added();
         tokio::pin!(listening);

@@ -2,7 +2,7 @@
 //! peer, and reading each peer's answer (the bookkeeping is in
 //! [`puts`](super::puts)).
 
-use libp2p::kad::{self, PutRecordResult, QueryId, Quorum, Record};
+use libp2p::kad::{PutRecordResult, QueryId, Quorum, Record};
 
 use super::gets::closest;
 use super::puts::{PutAnswer, PutsSender};
@@ -14,8 +14,9 @@ impl EventLoop {
     pub(super) fn start_put(&mut self, record: Record, reply: PutsSender) {
         let now = Instant::now();
         let known = self.known_peers();
-        let crowded = known.len() >= kad::K_VALUE.get();
-        let targets = closest(&record.key, known, kad::K_VALUE.get(), |peer| {
+        let copies = self.config.replication_factor;
+        let crowded = known.len() >= copies;
+        let targets = closest(&record.key, known, copies, |peer| {
             self.slow.is_slow(peer, now)
         });
         let waited = targets

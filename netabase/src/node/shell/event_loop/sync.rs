@@ -772,12 +772,11 @@ impl EventLoop {
                 .registry
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
+            // A key outside this node's subscriptions (met where a reply
+            // folded ranges together) is not wanted, and not refused.
+            keys.retain(|key| self.shared.subscriptions.wants(key));
             let offered = keys.len();
-            let subscriptions = &self.shared.subscriptions;
-            keys.retain(|key| {
-                model_of(key).is_some_and(|model| registry.get(model).is_some())
-                    && subscriptions.wants(key)
-            });
+            keys.retain(|key| model_of(key).is_some_and(|model| registry.get(model).is_some()));
             if let Some(exchange) = self.exchanges.get_mut(&peer) {
                 exchange.refused += (offered - keys.len()) as u64;
             }
