@@ -313,3 +313,32 @@ async fn a_partial_catch_up_moves_what_the_subscription_covers() {
     // A's side counts what it sent both.
     assert!(a.stats().sync_bytes_sent >= full_bytes + part_bytes - 4096);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_reaches_the_nodes_that_subscribe_to_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(&dir.path().join("a"), &[]).await;
+    a.put_records_locally((0..40).map(user).collect())
+        .await
+        .unwrap();
+    let b = open(&dir.path().join("b"), config(&[&a], |_| {})).await;
+    b.subscribe(Subscription::<User>::keys(UserKey(0)..UserKey(10)))
+        .await
+        .unwrap();
+    b.start_swarm().await.unwrap();
+    round(&b, &a).await;
+    assert_eq!(ids(&b).await, (0..10).collect::<Vec<_>>());
+    // Deleted on A only (no publication): B learns it by catching up.
+    a.remove_record_locally::<User>(UserKey(3)).await.unwrap();
+    a.remove_record_locally::<User>(UserKey(30)).await.unwrap();
+    round(&b, &a).await;
+    let expected: Vec<u64> = (0..10).filter(|id| *id != 3).collect();
+    assert_eq!(ids(&b).await, expected);
+    // The delete outside B's subscription is not fetched, and B's view of
+    // what it subscribes to matches A's.
+    assert!(b.record_version::<User>(&UserKey(30)).is_none());
+    assert!(
+        b.record_version::<User>(&UserKey(3)).is_some(),
+        "the delete is held"
+    );
+}
