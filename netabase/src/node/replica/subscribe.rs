@@ -54,7 +54,9 @@ pub(crate) fn subscribe(
         widened: shared.subscriptions.synced(model, node_synced) == 0,
         ..Subscribed::default()
     };
-    for range in &before {
+    // Only where the subscription shrank: a range it still covers whole
+    // (widening, or subscribing to what it had) is not read at all.
+    for range in before.iter().filter(|r| !shared.subscriptions.covers(r)) {
         out.dropped += drop_unsubscribed(shared, range)?;
     }
     let copies = shared.remote.take(|key| {
