@@ -111,13 +111,32 @@ pub enum SyncResponse {
     Records(Vec<Vec<u8>>),
 }
 
-/// Reads and writes catch-up messages like the node (a 4-byte big-endian
-/// length, then bincode); with `read_answers` off, a response is never read,
+/// Reads and writes messages like the node (a 4-byte big-endian length,
+/// then bincode): catch-up's (`RawSyncCodec`) or remote queries'
+/// (`RawQueryCodec`). With `read_answers` off, a response is never read,
 /// so the node's answer stays unread in the stream.
-#[derive(Clone, Copy, Debug)]
-pub struct RawSyncCodec {
+pub struct RawCodec<Req, Resp> {
     pub read_answers: bool,
+    messages: std::marker::PhantomData<fn() -> (Req, Resp)>,
 }
+
+impl<Req, Resp> RawCodec<Req, Resp> {
+    pub fn new(read_answers: bool) -> Self {
+        RawCodec {
+            read_answers,
+            messages: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Clone for RawCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self::new(self.read_answers)
+    }
+}
+
+/// Catch-up's messages.
+pub type RawSyncCodec = RawCodec<SyncRequest, SyncResponse>;
 
 /// The largest message the node reads.
 const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -156,16 +175,20 @@ async fn write_frame<T: AsyncWrite + Unpin + Send, M: Encode>(
 }
 
 #[async_trait]
-impl request_response::Codec for RawSyncCodec {
+impl<Req, Resp> request_response::Codec for RawCodec<Req, Resp>
+where
+    Req: Encode + Decode<()> + Send + Sync + 'static,
+    Resp: Encode + Decode<()> + Send + Sync + 'static,
+{
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
-    type Response = SyncResponse;
+    type Request = Req;
+    type Response = Resp;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<SyncRequest> {
+    ) -> io::Result<Req> {
         read_frame(io).await
     }
 
@@ -173,7 +196,7 @@ impl request_response::Codec for RawSyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<SyncResponse> {
+    ) -> io::Result<Resp> {
         if !self.read_answers {
             futures::future::pending::<()>().await;
         }
@@ -184,7 +207,7 @@ impl request_response::Codec for RawSyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: SyncRequest,
+        request: Req,
     ) -> io::Result<()> {
         write_frame(io, &request).await
     }
@@ -193,7 +216,7 @@ impl request_response::Codec for RawSyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        response: SyncResponse,
+        response: Resp,
     ) -> io::Result<()> {
         write_frame(io, &response).await
     }
@@ -215,7 +238,7 @@ pub fn sync_swarm(read_answers: bool, timeout: Duration) -> SyncSwarm {
         .unwrap()
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
-                RawSyncCodec { read_answers },
+                RawSyncCodec::new(read_answers),
                 [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(timeout)
@@ -256,50 +279,8 @@ pub struct QueryResponse {
     pub records: Vec<Vec<u8>>,
 }
 
-/// Reads and writes remote-query messages like the node.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RawQueryCodec;
-
-#[async_trait]
-impl request_response::Codec for RawQueryCodec {
-    type Protocol = StreamProtocol;
-    type Request = QueryRequest;
-    type Response = QueryResponse;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<QueryRequest> {
-        read_frame(io).await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<QueryResponse> {
-        read_frame(io).await
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: QueryRequest,
-    ) -> io::Result<()> {
-        write_frame(io, &request).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        response: QueryResponse,
-    ) -> io::Result<()> {
-        write_frame(io, &response).await
-    }
-}
+/// Remote queries' messages.
+pub type RawQueryCodec = RawCodec<QueryRequest, QueryResponse>;
 
 /// A raw peer that answers remote queries as its test says.
 pub type QuerySwarm = Swarm<request_response::Behaviour<RawQueryCodec>>;
@@ -308,7 +289,7 @@ pub type QuerySwarm = Swarm<request_response::Behaviour<RawQueryCodec>>;
 pub fn query_swarm(keypair: &Keypair) -> QuerySwarm {
     tcp_swarm(keypair, Duration::from_secs(120), |_| {
         request_response::Behaviour::with_codec(
-            RawQueryCodec,
+            RawQueryCodec::new(true),
             [(netabase::node::QUERY_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default(),
         )

@@ -40,13 +40,13 @@ pub(crate) fn subscribe(
     let node_synced = shared.synced_at.load(Ordering::Acquire);
     let before = {
         let _storing = shared.subscriptions.storing();
-        let changed = shared.subscriptions.plan(model, ranges, node_synced);
+        let mut changed = shared.subscriptions.plan(model, ranges, node_synced);
         let encoded = changed.encoded();
         storage::write(shared, |txn| {
             txn.set_subscription(model.0, Some(&encoded))?;
             Ok(())
         })?;
-        let before = changed.before.clone();
+        let before = std::mem::take(&mut changed.before);
         shared.subscriptions.install(changed);
         before
     };

@@ -105,26 +105,22 @@ impl<M: NetabaseModel> Subscription<M> {
     /// This subscription and the records whose primary key starts with
     /// `prefix` (see [`key_prefix`](Self::key_prefix)).
     pub fn or_key_prefix<P: KeyEncode + ?Sized>(self, prefix: &P) -> Self {
-        let Some(mut ranges) = self.ranges else {
-            return self;
-        };
         let lower = codec::record_key(M::ID, prefix.to_key_bytes().as_slice());
         let upper = crate::key::prefix_successor(&lower).map(|u| u.as_slice().to_vec());
-        ranges.push(KeyRange { lower, upper });
-        Subscription {
-            ranges: Some(normalize(ranges)),
-            model: PhantomData,
-        }
+        self.with(Some(KeyRange { lower, upper }))
     }
 
     /// This subscription and the records whose primary key is in `range`.
     pub fn or_keys(self, range: impl RangeBounds<M::Key>) -> Self {
+        self.with(record_range(M::ID, &range))
+    }
+
+    /// This subscription and `range` (none: unchanged).
+    fn with(self, range: Option<KeyRange>) -> Self {
         let Some(mut ranges) = self.ranges else {
             return self;
         };
-        if let Some(range) = record_range(M::ID, &range) {
-            ranges.push(range);
-        }
+        ranges.extend(range);
         Subscription {
             ranges: Some(normalize(ranges)),
             model: PhantomData,

@@ -25,9 +25,9 @@ use crate::store::lookup;
 /// A peer's answer, as the loop hands it over.
 type Answer = Option<(PeerId, Vec<Vec<u8>>)>;
 
-/// One key's newest version found: where it came from (`None`: this node
-/// holds it), and the record if it matches the query.
-type Found<M> = (Envelope, Option<PeerId>, Option<M>);
+/// One key's newest version found, where it came from (`None`: this node
+/// holds it), and its record.
+type Found<M> = (Envelope, Option<PeerId>, M);
 
 impl Network {
     /// The records of `M` whose index holds `key`, at most `limit` (and
@@ -71,7 +71,7 @@ impl Network {
             if let Some(peer) = peer {
                 keep(replica, envelope, Some(peer));
             }
-            out.extend(record);
+            out.push(record);
         }
         Ok(out)
     }
@@ -101,18 +101,18 @@ async fn collect(
 }
 
 /// What one query found, checked: per record key, the newest valid version
-/// (from a peer: `Some(peer)`, to be kept; held here: `None`), and the
-/// record if it matches the query (a newer version may no longer match,
-/// and a delete matches nothing). Blocking: signatures, and reads of what
-/// this node holds.
+/// that holds the value (from a peer: `Some(peer)`, to be kept; held here:
+/// `None`), at most `limit`, in key order. Each record is decoded once.
+/// Blocking: signatures, and reads of what this node holds.
 fn check<M: NetabaseModel>(
     shared: &Replica,
     key: &M::SecondaryKey,
     limit: usize,
     received: Vec<(PeerId, Vec<Vec<u8>>)>,
 ) -> Result<Vec<Found<M>>, NodeError> {
-    let matches = |record: &M| record.secondary_keys().contains(key);
-    let mut best: HashMap<Vec<u8>, (Envelope, Option<PeerId>)> = HashMap::new();
+    // Per record key; a copy held here that does not read (`None`) is
+    // still the version a peer's must beat, and is not an answer.
+    let mut best: HashMap<Vec<u8>, (Envelope, Option<PeerId>, Option<M>)> = HashMap::new();
     // This node's own matches first, as any peer's would be.
     let local = {
         let read = shared.store.begin_read()?;
@@ -125,7 +125,8 @@ fn check<M: NetabaseModel>(
         let record_key = crate::codec::record_key(M::ID, &primary);
         if let Some(held) = shared.held(&record_key)? {
             if let Ok(envelope) = Envelope::from_trusted_bytes(&held.bytes) {
-                best.insert(record_key, (envelope, None));
+                let record = open_record::<M>(&envelope).ok();
+                best.insert(record_key, (envelope, None, record));
             }
         }
     }
@@ -138,40 +139,34 @@ fn check<M: NetabaseModel>(
                     continue;
                 }
             };
-            let on_query = envelope.model() == M::ID
-                && !envelope.is_tombstone()
-                && open_record::<M>(&envelope).is_ok_and(|record| matches(&record));
-            if !on_query {
+            let record = (envelope.model() == M::ID && !envelope.is_tombstone())
+                .then(|| open_record::<M>(&envelope).ok())
+                .flatten()
+                .filter(|record| record.secondary_keys().contains(key));
+            let Some(record) = record else {
                 shared.counters.reject(Rejection::OffQuery);
                 continue;
-            }
+            };
             let record_key = envelope.record_key();
             let newer = match best.get(&record_key) {
                 None => true,
                 // A newer copy must follow from the one it replaces under
                 // the write rule, as it would if this node held that one.
-                Some((current, _)) => {
+                Some((current, _, _)) => {
                     order::wins(&envelope, current)
                         && !validate::rule_refuses(shared, &envelope, current)
                 }
             };
             if newer {
-                best.insert(record_key, (envelope, Some(peer)));
+                best.insert(record_key, (envelope, Some(peer), Some(record)));
             }
         }
     }
     let mut out: Vec<Found<M>> = best
         .into_values()
-        .map(|(envelope, peer)| {
-            let record = open_record::<M>(&envelope).ok().filter(|r| matches(r));
-            (envelope, peer, record)
-        })
+        .filter_map(|(envelope, peer, record)| Some((envelope, peer, record?)))
         .collect();
     out.sort_by(|a, b| a.0.key().cmp(b.0.key()));
-    let mut matched = 0;
-    out.retain(|(_, _, record)| {
-        matched += usize::from(record.is_some());
-        record.is_none() || matched <= limit
-    });
+    out.truncate(limit);
     Ok(out)
 }
