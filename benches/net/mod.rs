@@ -59,7 +59,8 @@ pub fn address_of(node: &Netabase) -> Multiaddr {
 }
 
 /// A raw rust-libp2p swarm for a floor, on netabase's transport: TCP with
-/// nodelay, Noise, Yamux, connections kept 60 s when idle.
+/// nodelay, Noise, Yamux, connections kept 60 s when idle, streams that
+/// settle their protocol lazily (as a node's).
 pub fn raw_swarm_with<B: NetworkBehaviour>(
     keypair: &Keypair,
     behaviour: impl FnOnce(&Keypair) -> B,
@@ -74,7 +75,11 @@ pub fn raw_swarm_with<B: NetworkBehaviour>(
         .expect("a tcp transport")
         .with_behaviour(behaviour)
         .expect("a behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        // Streams settle their protocol lazily, as a node's do.
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(60))
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build()
 }
 

@@ -9,6 +9,7 @@
 //! that the worker keeps answering.
 
 use std::fmt;
+use std::time::Duration;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
@@ -51,3 +52,19 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A future that timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Elapsed;
+
+/// The swarm's settings on every platform: connections stay open `idle`
+/// with no stream, and outbound streams settle their protocol lazily.
+///
+/// Lazily: a stream's first bytes carry the protocol's name and the
+/// request together, and the peer's confirmation is read with its
+/// answer. With libp2p's default, the request waits for the confirmation,
+/// so every request (a get's fetch, a catch-up message) costs two round
+/// trips instead of one. Every protocol here proposes one name per stream,
+/// the case this is made for; a peer that does not speak it fails the
+/// request when its answer is read instead of before it is sent.
+pub(crate) fn swarm_config(config: libp2p::swarm::Config, idle: Duration) -> libp2p::swarm::Config {
+    config
+        .with_idle_connection_timeout(idle)
+        .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+}

@@ -149,7 +149,7 @@ pub(crate) async fn swarm(
         .map_err(transport_error)?
         .with_behaviour(behaviour)
         .map_err(transport_error)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .with_swarm_config(|c| super::swarm_config(c, idle))
         .build();
     Ok(swarm)
 }

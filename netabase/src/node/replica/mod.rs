@@ -48,4 +48,4 @@ pub(crate) mod watermarks;
 pub(crate) use state::{Replica, Settings};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -16,11 +16,11 @@ use crate::sync::Timestamp;
 use crate::NetabaseModel;
 
 #[derive(crate::NetabaseModel, Clone, Debug, PartialEq)]
-struct Note {
+pub(crate) struct Note {
     #[primary_key]
-    id: u64,
+    pub(crate) id: u64,
     #[secondary_key]
-    topic: String,
+    pub(crate) topic: String,
 }
 
 fn settings() -> Settings {
@@ -37,7 +37,8 @@ fn settings() -> Settings {
     }
 }
 
-fn replica() -> Arc<Replica> {
+/// A replica on an in-memory store, with `Note` registered.
+pub(crate) fn replica() -> Arc<Replica> {
     let store = Store::builder().in_memory().expect("store");
     let replica = Replica::open(&"test", Keypair::generate_ed25519(), store, settings())
         .expect("open replica");
@@ -45,7 +46,7 @@ fn replica() -> Arc<Replica> {
     replica
 }
 
-fn note(id: u64, topic: &str) -> Note {
+pub(crate) fn note(id: u64, topic: &str) -> Note {
     Note {
         id,
         topic: topic.into(),

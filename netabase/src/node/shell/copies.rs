@@ -55,6 +55,18 @@ impl Copies {
             Some(None) => return Ok(true),
             None => return Err(NodeError::Stopped),
         };
+        // Close peers mostly answer with the same bytes: a copy equal to
+        // one already checked would pass as that one did (the checks depend
+        // on the bytes and on what this node holds, which a get leaves
+        // alone), so it is not checked again.
+        if self
+            .valid
+            .iter()
+            .any(|(_, checked)| checked.as_bytes() == bytes.as_slice())
+        {
+            // Nothing to learn from it, and its peer is not behind.
+            return Ok(false);
+        }
         // Only records this node does not hold are looked for on the network.
         match validate::validate_remote(&self.shared, &self.record_key, &bytes, None) {
             Ok(envelope) => self.valid.push((peer, envelope)),
@@ -211,4 +223,45 @@ pub(crate) fn keep(replica: &Arc<Replica>, envelope: Envelope, peer: Option<Peer
             }
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::replica::tests::{note, replica};
+    use libp2p_identity::Keypair;
+
+    #[test]
+    fn a_copy_equal_to_a_checked_one_is_taken_once_and_a_newer_one_wins() {
+        let replica = replica();
+        let writer = Keypair::generate_ed25519();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let first = Envelope::seal(&writer, &note(1, "a"), replica.clock.now()).unwrap();
+        let mut copies = Copies::new(replica.clone(), first.record_key());
+        let copy =
+            |peer, envelope: &Envelope| Some(Some((Some(peer), envelope.as_bytes().to_vec())));
+        assert_eq!(copies.take(copy(a, &first)).unwrap(), false);
+        assert_eq!(copies.take(copy(b, &first)).unwrap(), false);
+        assert_eq!(copies.valid.len(), 1, "the same bytes are kept once");
+        assert!(copies.older_than(&first).is_empty(), "no peer is behind");
+
+        // A forged copy is still refused, whatever came before it.
+        let mut forged = first.as_bytes().to_vec();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(copies.take(Some(Some((Some(b), forged)))).unwrap(), false);
+        assert_eq!(copies.valid.len(), 1);
+
+        let later = replica.clock.now_after(Some(first.version().timestamp));
+        let second = Envelope::seal(&writer, &note(1, "b"), later).unwrap();
+        assert_eq!(copies.take(copy(b, &second)).unwrap(), false);
+        let (peer, newest) = copies.newest().unwrap();
+        assert_eq!((peer, newest.as_bytes()), (Some(b), second.as_bytes()));
+        assert_eq!(copies.older_than(&second), vec![a]);
+        assert_eq!(
+            copies.take(Some(None)).unwrap(),
+            true,
+            "the end of the query"
+        );
+    }
 }

@@ -71,6 +71,30 @@ pub(super) fn respond_from_index(
     (outcome, failed)
 }
 
+/// Keys a fetch may name and still be answered inside the loop.
+const INLINE_KEYS: usize = 4;
+/// Bytes of envelopes an answer inside the loop may copy, at most.
+const INLINE_BYTES: usize = 64 * 1024;
+
+/// The answer to a small fetch whose keys the cache knows (held, or known
+/// not held), without reading the store: `None` if any key is not cached,
+/// or the copies would be large. A get's fetch of a hot record is answered
+/// at once, without a trip through the blocking pool and back.
+pub(super) fn cached_records(shared: &Replica, keys: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+    if keys.len() > INLINE_KEYS {
+        return None;
+    }
+    let mut size = 0;
+    keys.iter()
+        .map(|key| {
+            let bytes = shared.cache.cached(key)?.map(|c| c.bytes.to_vec());
+            let bytes = bytes.unwrap_or_default();
+            size += bytes.len();
+            (size <= INLINE_BYTES).then_some(bytes)
+        })
+        .collect()
+}
+
 /// The envelopes `keys` asks for (empty: not held), as many as fit one
 /// response: from the cache when there, the rest in one read of the store
 /// (not put in the cache: a peer's catch-up would push out what this
@@ -81,15 +105,20 @@ pub(super) fn records_for(shared: &Replica, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
         .iter()
         .map(|key| shared.cache.peek(key).map(|c| c.bytes.to_vec()))
         .collect();
-    let missing = keys
+    let missing: Vec<&[u8]> = keys
         .iter()
         .zip(&cached)
         .filter(|(_, c)| c.is_none())
-        .map(|(key, _)| key.as_slice());
-    let read = shared
-        .store
-        .begin_read()
-        .and_then(|read| read.envelopes_of(missing));
+        .map(|(key, _)| key.as_slice())
+        .collect();
+    let read = if missing.is_empty() {
+        Ok(Vec::new())
+    } else {
+        shared
+            .store
+            .begin_read()
+            .and_then(|read| read.envelopes_of(missing))
+    };
     let mut read = match read {
         Ok(read) => read.into_iter(),
         Err(error) => {
@@ -154,4 +183,46 @@ pub(super) fn answer_query(shared: &Replica, request: &QueryRequest) -> QueryRes
         records.push(bytes);
     }
     QueryResponse { records }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Envelope;
+    use crate::node::replica::tests::{note, replica};
+    use libp2p_identity::Keypair;
+
+    #[test]
+    fn a_small_fetch_of_cached_keys_is_answered_without_the_store() {
+        let replica = replica();
+        let peer = Keypair::generate_ed25519();
+        let now = replica.clock.now();
+        let held = Envelope::seal(&peer, &note(1, "a"), now).unwrap();
+        replica.cache.insert(&held);
+        let gone = Envelope::seal(&peer, &note(2, "a"), now).unwrap();
+        replica.cache.remove(&gone.record_key());
+        let unknown = Envelope::seal(&peer, &note(3, "a"), now).unwrap();
+
+        // Held, and known not held (an empty entry).
+        assert_eq!(
+            cached_records(&replica, &[held.record_key(), gone.record_key()]),
+            Some(vec![held.as_bytes().to_vec(), Vec::new()])
+        );
+        // A key the cache does not know goes to the store.
+        assert_eq!(
+            cached_records(&replica, &[held.record_key(), unknown.record_key()]),
+            None
+        );
+        // As do large fetches, by count...
+        let five = vec![held.record_key(); INLINE_KEYS + 1];
+        assert_eq!(cached_records(&replica, &five), None);
+        // ...and by bytes.
+        let big = Envelope::seal(&peer, &note(4, &"x".repeat(INLINE_BYTES / 2 + 1)), now).unwrap();
+        replica.cache.insert(&big);
+        assert!(cached_records(&replica, &[big.record_key()]).is_some());
+        assert_eq!(
+            cached_records(&replica, &[big.record_key(), big.record_key()]),
+            None
+        );
+    }
 }

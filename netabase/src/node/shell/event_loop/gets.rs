@@ -258,7 +258,9 @@ pub(super) fn closest(
     is_slow: impl Fn(&PeerId) -> bool,
 ) -> Vec<(PeerId, Vec<Multiaddr>)> {
     let target = KBucketKey::new(key.clone());
-    peers.sort_by_key(|(peer, _)| (is_slow(peer), target.distance(&KBucketKey::from(*peer))));
+    // Each key hashes the peer id: once per peer, not per comparison.
+    peers
+        .sort_by_cached_key(|(peer, _)| (is_slow(peer), target.distance(&KBucketKey::from(*peer))));
     peers.truncate(n);
     peers
 }

@@ -15,7 +15,9 @@ use crate::model::ModelId;
 use crate::sync::reconcile::{self, Context, MessageError, Watermarks};
 use crate::sync::Timestamp;
 
-use super::answers::{answer_query, context, records_for, respond_from_index, with_index};
+use super::answers::{
+    answer_query, cached_records, context, records_for, respond_from_index, with_index,
+};
 use super::peers::Admit;
 use super::EventLoop;
 use crate::node::platform;
@@ -238,18 +240,7 @@ impl EventLoop {
                 channel,
                 response,
             } => match response {
-                Some(response) => {
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, response)
-                        .is_err()
-                    {
-                        self.served(id);
-                        tracing::debug!(%peer, "a sync response could not be sent");
-                    }
-                }
+                Some(response) => self.respond(peer, id, channel, response),
                 None => {
                     // Dropping the channel resets the peer's stream.
                     drop(channel);
@@ -706,6 +697,10 @@ impl EventLoop {
         match request {
             SyncRequest::Reconcile(theirs, parts) => self.answer(peer, id, theirs, parts, channel),
             SyncRequest::Fetch(keys) => {
+                if let Some(records) = cached_records(&self.shared, &keys) {
+                    self.respond(peer, id, channel, SyncResponse::Records(records));
+                    return;
+                }
                 // Copying up to a few MiB of envelopes: off the loop.
                 let shared = self.shared.clone();
                 let internal = self.internal.clone();
@@ -719,6 +714,25 @@ impl EventLoop {
                     });
                 });
             }
+        }
+    }
+
+    /// Sends the answer to request `id` of `peer`.
+    fn respond(
+        &mut self,
+        peer: PeerId,
+        id: request_response::InboundRequestId,
+        channel: request_response::ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    ) {
+        let sent = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, response);
+        if sent.is_err() {
+            self.served(id);
+            tracing::debug!(%peer, "a sync response could not be sent");
         }
     }
 
