@@ -3,7 +3,7 @@
 //! goes out with the request, so a `get_record` of a record a connected
 //! peer holds, or a `put_record` to it, takes one round trip, not two
 //! (libp2p's default waits for the peer to confirm the protocol before
-//! sending anything: 409-411 ms each here, against 204-207 ms).
+//! sending anything: 409-413 ms each here, against 204-209 ms).
 //!
 //! The link is a relay on 127.0.0.1 that holds every byte for `ONE_WAY`
 //! each way; round trips are counted with a wide margin (one is 200 ms,

@@ -240,8 +240,8 @@ mod tests {
         let mut copies = Copies::new(replica.clone(), first.record_key());
         let copy =
             |peer, envelope: &Envelope| Some(Some((Some(peer), envelope.as_bytes().to_vec())));
-        assert_eq!(copies.take(copy(a, &first)).unwrap(), false);
-        assert_eq!(copies.take(copy(b, &first)).unwrap(), false);
+        assert!(!copies.take(copy(a, &first)).unwrap());
+        assert!(!copies.take(copy(b, &first)).unwrap());
         assert_eq!(copies.valid.len(), 1, "the same bytes are kept once");
         assert!(copies.older_than(&first).is_empty(), "no peer is behind");
 
@@ -249,19 +249,15 @@ mod tests {
         let mut forged = first.as_bytes().to_vec();
         let last = forged.len() - 1;
         forged[last] ^= 1;
-        assert_eq!(copies.take(Some(Some((Some(b), forged)))).unwrap(), false);
+        assert!(!copies.take(Some(Some((Some(b), forged)))).unwrap());
         assert_eq!(copies.valid.len(), 1);
 
         let later = replica.clock.now_after(Some(first.version().timestamp));
         let second = Envelope::seal(&writer, &note(1, "b"), later).unwrap();
-        assert_eq!(copies.take(copy(b, &second)).unwrap(), false);
+        assert!(!copies.take(copy(b, &second)).unwrap());
         let (peer, newest) = copies.newest().unwrap();
         assert_eq!((peer, newest.as_bytes()), (Some(b), second.as_bytes()));
         assert_eq!(copies.older_than(&second), vec![a]);
-        assert_eq!(
-            copies.take(Some(None)).unwrap(),
-            true,
-            "the end of the query"
-        );
+        assert!(copies.take(Some(None)).unwrap(), "the end of the query");
     }
 }
