@@ -725,12 +725,8 @@ impl EventLoop {
         channel: request_response::ResponseChannel<SyncResponse>,
         response: SyncResponse,
     ) {
-        let sent = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_response(channel, response);
-        if sent.is_err() {
+        let sync = &mut self.swarm.behaviour_mut().sync;
+        if sync.send_response(channel, response).is_err() {
             self.served(id);
             tracing::debug!(%peer, "a sync response could not be sent");
         }
