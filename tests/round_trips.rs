@@ -85,6 +85,20 @@ fn socket_of(address: &Multiaddr) -> SocketAddr {
     SocketAddr::from((ip.expect("an ip4 address"), port.expect("a tcp port")))
 }
 
+/// Checks that calls which each `took` crossed the relay once: every one
+/// at least a round trip, the fastest under one and a half (two would be
+/// 400 ms).
+fn one_round_trip(what: &str, took: &[Duration]) {
+    let round_trip = 2 * ONE_WAY;
+    println!("{what}s over a {round_trip:?} round trip took {took:?}");
+    assert!(took.iter().all(|t| *t >= round_trip), "{took:?}");
+    let fastest = took.iter().min().copied().unwrap();
+    assert!(
+        fastest < round_trip * 3 / 2,
+        "a {what} took {fastest:?}, over one round trip of {round_trip:?}: {took:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_or_a_put_with_a_connected_peer_takes_one_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,16 +122,9 @@ async fn a_get_or_a_put_with_a_connected_peer_takes_one_round_trip() {
     })
     .await;
 
-    let round_trip = 2 * ONE_WAY;
     let mut took = Vec::new();
     for id in 1..=3 {
-        let user = User {
-            id,
-            name: format!("user {id}"),
-            email: format!("{id}@example.com"),
-            age: 30,
-            address: None,
-        };
+        let user = user(id, &format!("{id}@example.com"), 30);
         a.put_record_locally(user.clone()).await.unwrap();
         let start = Instant::now();
         let fetched = tokio::time::timeout(NET_WAIT, c.get_record::<User>(UserKey(id)))
@@ -127,41 +134,23 @@ async fn a_get_or_a_put_with_a_connected_peer_takes_one_round_trip() {
         took.push(start.elapsed());
         assert_eq!(fetched, user);
     }
-    println!("gets over a {round_trip:?} round trip took {took:?}");
-    // Every get crossed the relay (at least one round trip)...
-    assert!(took.iter().all(|t| *t >= round_trip), "{took:?}");
-    // ...and one crossing was enough: two would be 400 ms.
-    let fastest = took.iter().min().copied().unwrap();
-    assert!(
-        fastest < round_trip * 3 / 2,
-        "a get took {fastest:?}, over one round trip of {round_trip:?}: {took:?}"
-    );
+    one_round_trip("get", &took);
 
     // A put to the same peer: one round trip as well (its Kademlia stream
     // settles its protocol the same way), plus the peer's durable commit.
     let mut took = Vec::new();
     for id in 11..=13 {
-        let user = User {
-            id,
-            name: format!("user {id}"),
-            email: format!("{id}@example.com"),
-            age: 30,
-            address: None,
-        };
         let start = Instant::now();
-        tokio::time::timeout(NET_WAIT, c.put_record(user))
-            .await
-            .expect("the put ends")
-            .unwrap();
+        tokio::time::timeout(
+            NET_WAIT,
+            c.put_record(user(id, &format!("{id}@example.com"), 30)),
+        )
+        .await
+        .expect("the put ends")
+        .unwrap();
         took.push(start.elapsed());
     }
-    println!("puts over a {round_trip:?} round trip took {took:?}");
-    assert!(took.iter().all(|t| *t >= round_trip), "{took:?}");
-    let fastest = took.iter().min().copied().unwrap();
-    assert!(
-        fastest < round_trip * 3 / 2,
-        "a put took {fastest:?}: {took:?}"
-    );
+    one_round_trip("put", &took);
     relay_task.abort();
     c.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
